@@ -1,0 +1,7 @@
+"""finwait CLI: live commands."""
+
+from __future__ import annotations
+
+import click
+
+commands: list[click.Command] = []

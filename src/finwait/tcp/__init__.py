@@ -1,0 +1,1 @@
+"""finwait.tcp: the sans-IO RFC 9293 engine."""

@@ -1,0 +1,33 @@
+"""Engine tunables.  Defaults follow the RFCs, and Linux where a peer meets it."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True, slots=True)
+class Config:
+    mss: int = 1460  # our receive MSS, sent on SYN (RFC 9293 §3.7.1)
+    default_peer_mss: int = 536  # when the peer's SYN has none (RFC 9293 §3.7.1, MUST-15)
+    recv_buffer: int = 262_144  # bytes; RCV.WND is its free space
+    send_buffer: int = 262_144  # bytes the user may queue ahead of SND.UNA
+    window_scaling: bool = True  # RFC 7323 §2
+    timestamps: bool = True  # RFC 7323 §3
+    sack_permitted: bool = True  # RFC 2018: we send SACK blocks, ignore received ones
+    nagle: bool = False
+    delayed_ack: bool = True  # RFC 9293 §3.8.6.3, RFC 1122 §4.2.3.2
+    delayed_ack_timeout: float = 0.040  # Linux TCP_DELACK_MIN; RFC bound is 0.5 s
+    msl: float = 30.0  # TIME-WAIT lasts 2*MSL = 60 s, Linux's TCP_TIMEWAIT_LEN
+    rto_initial: float = 1.0  # RFC 6298 §2.1
+    rto_min: float = 0.2  # Linux TCP_RTO_MIN (RFC 6298 says 1 s; see docs)
+    rto_max: float = 120.0  # Linux TCP_RTO_MAX
+    syn_retries: int = 6  # Linux tcp_syn_retries
+    data_retries: int = 15  # Linux tcp_retries2 (R2)
+    fin_wait_2_timeout: float | None = 60.0  # orphaned FIN-WAIT-2, Linux tcp_fin_timeout
+    user_timeout: float | None = None  # RFC 9293 §3.8.3 USER TIMEOUT
+    initial_window_segments: int | None = None  # None: RFC 5681 §3.1 formula; Linux: 10
+    max_ooo_segments: int = 256  # bound on held out-of-order segments (SHLD-31)
+    keepalive: float | None = None  # idle seconds before a keep-alive probe
+    challenge_ack_interval: float = 0.5  # per-connection limit, Linux tcp_invalid_ratelimit
+    abort_on_close_with_unread: bool = True  # Linux tcp_close(): RFC 2525 §2.17
+    rfc1337: bool = True  # ignore RST in TIME-WAIT
