@@ -1,0 +1,351 @@
+"""The network-namespace lab: one namespace holding one TUN device.
+
+Owns creating, inspecting and removing the lab that every live run uses
+(``finwait lab up|down|status``, and :class:`Lab` for tests): a network
+namespace (default ``finwait``) with loopback up and a TUN device (default
+``fw0``) whose kernel side is 198.18.0.1/24 and 2001:db8::1/64; finwait's own
+addresses, 198.18.0.2 and 2001:db8::2, are routed through the TUN, so whatever
+the kernel sends to them is read by finwait from the TUN file descriptor.
+Everything is done over netlink with pyroute2, never by running ``ip``.
+Addresses come from the benchmarking range (RFC 2544/RFC 6890, 198.18.0.0/15)
+and the documentation prefix (RFC 3849, 2001:db8::/32) only.
+
+The TUN device is made **persistent** (``TUNSETPERSIST``) when the lab comes
+up, so it outlives the ``finwait lab up`` process and a later ``finwait serve``
+attaches to it by name.  It belongs to the namespace and disappears with it.
+A process does not have to live inside the namespace to use the lab: it enters
+it only for the ``open()`` + ``TUNSETIFF`` of the TUN (:func:`open_tun`) or the
+``socket()`` of a kernel peer (:func:`inside`), because a TUN file descriptor
+and a socket stay bound to the namespace they were created in.  ``setns`` moves
+only the calling thread, so a helper thread may do it while the event loop runs.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import fcntl
+import ipaddress
+import itertools
+import os
+import signal
+import socket
+import struct
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from types import TracebackType
+
+from pyroute2 import IPRoute, netns
+
+# linux/if_tun.h
+TUNSETIFF = 0x400454CA
+TUNSETPERSIST = 0x400454CB
+IFF_TUN = 0x0001
+IFF_NO_PI = 0x1000
+# linux/if_addr.h: no duplicate address detection, so 2001:db8::1 is usable at once.
+IFA_F_NODAD = 0x02
+TUN_PATH = "/dev/net/tun"
+
+
+class LabError(RuntimeError):
+    """The lab cannot be created, used or removed; the message says why."""
+
+
+@dataclass(frozen=True, slots=True)
+class LabConfig:
+    """Names and addresses of one lab.  The defaults are the documented lab."""
+
+    netns: str = "finwait"
+    tun: str = "fw0"
+    kernel_v4: str = "198.18.0.1"
+    prefix_v4: int = 24
+    kernel_v6: str = "2001:db8::1"
+    prefix_v6: int = 64
+    finwait_v4: str = "198.18.0.2"
+    finwait_v6: str = "2001:db8::2"
+    mtu: int = 1500
+
+    def __post_init__(self) -> None:
+        # The live rules: never any address outside the two lab ranges.
+        for addr in (self.kernel_v4, self.finwait_v4, self.kernel_v6, self.finwait_v6):
+            check_lab_address(addr)
+        if not 1 <= len(self.tun) <= 15:  # IFNAMSIZ - 1
+            raise LabError(f"TUN name {self.tun!r} must be 1 to 15 characters")
+        if not 68 <= self.mtu <= 65535:
+            raise LabError(f"MTU {self.mtu} out of range 68..65535")
+
+
+_LAB_V4 = ipaddress.ip_network("198.18.0.0/15")
+_LAB_V6 = ipaddress.ip_network("2001:db8::/32")
+
+
+def check_lab_address(addr: str) -> None:
+    """Raise :class:`LabError` unless ``addr`` is in 198.18.0.0/15 or 2001:db8::/32."""
+    try:
+        ip = ipaddress.ip_address(addr)
+    except ValueError as exc:
+        raise LabError(f"{addr!r} is not an IP address") from exc
+    net = _LAB_V4 if ip.version == 4 else _LAB_V6
+    if ip not in net:
+        raise LabError(f"{addr} is outside the lab ranges 198.18.0.0/15 and 2001:db8::/32")
+
+
+@dataclass(slots=True)
+class LabStatus:
+    """What exists of a lab (``finwait lab status``)."""
+
+    netns: str
+    tun: str
+    netns_exists: bool = False
+    tun_exists: bool = False
+    tun_up: bool = False
+    mtu: int | None = None
+    addresses: list[str] = field(default_factory=list)
+    routes: list[str] = field(default_factory=list)
+    pids: list[int] = field(default_factory=list)
+
+    @property
+    def ready(self) -> bool:
+        return self.netns_exists and self.tun_exists and self.tun_up
+
+    def to_json(self) -> dict[str, object]:
+        return {
+            "netns": self.netns,
+            "tun": self.tun,
+            "netns_exists": self.netns_exists,
+            "tun_exists": self.tun_exists,
+            "tun_up": self.tun_up,
+            "mtu": self.mtu,
+            "addresses": self.addresses,
+            "routes": self.routes,
+            "pids": self.pids,
+            "ready": self.ready,
+        }
+
+
+def check_prerequisites() -> None:
+    """Raise :class:`LabError` with the reason when live networking is impossible."""
+    if os.geteuid() != 0:
+        raise LabError("the lab needs root (CAP_NET_ADMIN and CAP_SYS_ADMIN): run with sudo")
+    if not os.path.exists(TUN_PATH):
+        raise LabError(f"{TUN_PATH} is missing: load the tun module (modprobe tun)")
+    if not os.path.exists("/proc/self/ns/net"):
+        raise LabError("this kernel has no network namespaces (CONFIG_NET_NS)")
+
+
+def netns_exists(name: str) -> bool:
+    return name in netns.listnetns()
+
+
+@contextlib.contextmanager
+def inside(name: str) -> Iterator[None]:
+    """Run the body with the calling *thread* in namespace ``name``.
+
+    Sockets and TUN descriptors created in the body stay in that namespace
+    after the thread returns to where it was.
+    """
+    if not netns_exists(name):
+        raise LabError(f"network namespace {name!r} does not exist (finwait lab up?)")
+    saved = os.open("/proc/thread-self/ns/net", os.O_RDONLY)
+    try:
+        netns.setns(name, flags=0)  # flags=0: never create it by accident
+        try:
+            yield
+        finally:
+            netns.setns(saved)
+    finally:
+        os.close(saved)
+
+
+def open_tun(name: str, tun: str, *, create: bool = False) -> int:
+    """Open TUN device ``tun`` in namespace ``name``; return a non-blocking fd.
+
+    ``IFF_TUN | IFF_NO_PI``: every read is one bare IPv4/IPv6 packet and every
+    write must be one.  With ``create`` a missing device is created (and made
+    persistent by :func:`lab_up`); without it, a missing device is an error
+    rather than a fresh unconfigured one.
+    """
+    with inside(name):
+        if not create and not _link_exists(tun):
+            raise LabError(f"TUN device {tun!r} does not exist in {name!r} (finwait lab up?)")
+        fd = os.open(TUN_PATH, os.O_RDWR | os.O_NONBLOCK | os.O_CLOEXEC)
+        try:
+            fcntl.ioctl(fd, TUNSETIFF, struct.pack("16sH", tun.encode(), IFF_TUN | IFF_NO_PI))
+        except OSError as exc:
+            os.close(fd)
+            if exc.errno == errno.EBUSY:
+                raise LabError(f"TUN device {tun!r} is already in use by another process") from exc
+            if exc.errno == errno.EINVAL:
+                raise LabError(f"{tun!r} exists but is not a TUN device without PI") from exc
+            raise LabError(f"cannot attach to TUN {tun!r}: {exc.strerror}") from exc
+    return fd
+
+
+def _link_exists(ifname: str) -> bool:
+    # if_nametoindex asks through a fresh socket, i.e. in the *thread's*
+    # namespace; /sys/class/net would show the namespace /sys was mounted in.
+    try:
+        socket.if_nametoindex(ifname)
+    except OSError:
+        return False
+    return True
+
+
+def lab_up(cfg: LabConfig | None = None) -> LabStatus:
+    """Create (or complete) the lab; running it twice changes nothing."""
+    cfg = cfg or LabConfig()
+    check_prerequisites()
+    if not netns_exists(cfg.netns):
+        try:
+            netns.create(cfg.netns)
+        except OSError as exc:
+            raise LabError(f"cannot create namespace {cfg.netns!r}: {exc}") from exc
+    with inside(cfg.netns):
+        tun_exists = _link_exists(cfg.tun)
+    if not tun_exists:
+        fd = open_tun(cfg.netns, cfg.tun, create=True)
+        try:
+            fcntl.ioctl(fd, TUNSETPERSIST, 1)  # survives this fd; see module docstring
+        finally:
+            os.close(fd)
+    with IPRoute(netns=cfg.netns) as ipr:
+        lo = ipr.link_lookup(ifname="lo")[0]
+        ipr.link("set", index=lo, state="up")
+        idx = ipr.link_lookup(ifname=cfg.tun)[0]
+        ipr.link("set", index=idx, mtu=cfg.mtu)
+        have = {(a.get("address"), a["prefixlen"]) for a in ipr.get_addr(index=idx)}
+        if (cfg.kernel_v4, cfg.prefix_v4) not in have:
+            ipr.addr("add", index=idx, address=cfg.kernel_v4, prefixlen=cfg.prefix_v4)
+        if (cfg.kernel_v6, cfg.prefix_v6) not in have:
+            ipr.addr(
+                "add", index=idx, address=cfg.kernel_v6, prefixlen=cfg.prefix_v6,
+                flags=IFA_F_NODAD,
+            )  # fmt: skip
+        ipr.link("set", index=idx, state="up")
+        # finwait's own addresses live behind the TUN: host routes through it.
+        # (198.18.0.2 is also inside the /24, but the /32 says so explicitly and
+        # keeps working if the prefix is narrowed.)
+        for dst, plen, family in ((cfg.finwait_v4, 32, 2), (cfg.finwait_v6, 128, 10)):
+            with contextlib.suppress(Exception):  # already there: idempotent
+                ipr.route("replace", dst=dst, dst_len=plen, oif=idx, family=family)
+    return lab_status(cfg)
+
+
+def lab_status(cfg: LabConfig | None = None) -> LabStatus:
+    cfg = cfg or LabConfig()
+    st = LabStatus(cfg.netns, cfg.tun)
+    if os.geteuid() != 0 or not netns_exists(cfg.netns):
+        return st
+    st.netns_exists = True
+    st.pids = netns_pids(cfg.netns)
+    with IPRoute(netns=cfg.netns) as ipr:
+        found = ipr.link_lookup(ifname=cfg.tun)
+        if not found:
+            return st
+        idx = found[0]
+        link = ipr.get_links(idx)[0]
+        st.tun_exists = True
+        st.tun_up = bool(link["flags"] & 1)  # IFF_UP
+        st.mtu = link.get("mtu")
+        st.addresses = [f"{a.get('address')}/{a['prefixlen']}" for a in ipr.get_addr(index=idx)]
+        for family in (2, 10):
+            for r in ipr.get_routes(family=family, oif=idx, table=254):
+                if r.get("dst"):
+                    st.routes.append(f"{r.get('dst')}/{r['dst_len']}")
+    return st
+
+
+def netns_pids(name: str) -> list[int]:
+    """Processes whose network namespace is ``name``."""
+    return sorted(netns.ns_pids().get(name, []))
+
+
+def lab_down(cfg: LabConfig | None = None, *, kill_grace: float = 1.0) -> bool:
+    """Remove the lab: stop its processes, then the namespace (and with it the
+    TUN).  Returns False when there was nothing to remove."""
+    cfg = cfg or LabConfig()
+    check_prerequisites()
+    if not netns_exists(cfg.netns):
+        return False
+    kill_netns_processes(cfg.netns, grace=kill_grace)
+    # Delete the device explicitly: a TUN fd still open in some process
+    # outside the namespace would otherwise keep the namespace alive.
+    with contextlib.suppress(Exception), IPRoute(netns=cfg.netns) as ipr:
+        found = ipr.link_lookup(ifname=cfg.tun)
+        if found:
+            ipr.link("del", index=found[0])
+    netns.remove(cfg.netns)
+    return True
+
+
+def kill_netns_processes(name: str, *, grace: float = 1.0) -> list[int]:
+    """SIGTERM every process in namespace ``name``, SIGKILL survivors after ``grace``."""
+    me = os.getpid()
+    pids = [p for p in netns_pids(name) if p != me]
+    for pid in pids:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGTERM)
+    deadline = time.monotonic() + grace
+    while pids and time.monotonic() < deadline:
+        pids = [p for p in pids if _alive(p)]
+        if pids:
+            time.sleep(0.02)
+    for pid in pids:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+    return pids
+
+
+def _alive(pid: int) -> bool:
+    with contextlib.suppress(ChildProcessError):
+        done, _ = os.waitpid(pid, os.WNOHANG)  # reap our own children
+        if done:
+            return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+_lab_counter = itertools.count(1)
+
+
+class Lab:
+    """A private lab for one test or benchmark: a uniquely named namespace,
+    removed (with its processes) on exit.
+
+    ``with Lab() as lab: fd = lab.open_tun()`` — ``lab.cfg`` has the names and
+    addresses.
+    """
+
+    def __init__(self, name: str | None = None, tun: str = "fw0", mtu: int = 1500) -> None:
+        if name is None:
+            name = f"fwt-{os.getpid()}-{next(_lab_counter)}"
+        self.cfg = LabConfig(netns=name, tun=tun, mtu=mtu)
+
+    @property
+    def name(self) -> str:
+        return self.cfg.netns
+
+    def __enter__(self) -> Lab:
+        lab_up(self.cfg)
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        lab_down(self.cfg)
+
+    def open_tun(self) -> int:
+        return open_tun(self.cfg.netns, self.cfg.tun)
+
+    def inside(self) -> contextlib.AbstractContextManager[None]:
+        return inside(self.cfg.netns)
+
+    def status(self) -> LabStatus:
+        return lab_status(self.cfg)
