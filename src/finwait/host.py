@@ -1,0 +1,369 @@
+"""A TCP host: connections by 4-tuple, listeners, ISNs, ports, and RSTs.
+
+Read RFC 9293 §3.10.7.1-2 (segments for no connection and for a listener),
+§3.4.1 and RFC 6528 (initial sequence numbers), RFC 6056 (ephemeral ports),
+RFC 4987 (SYN queues) and §3.6.1 / RFC 6191 (reusing a TIME-WAIT 4-tuple).
+
+The Host is sans-IO like the connections it owns: it takes ``now`` on every
+call, queues the segments every connection emits in one list (so their
+order on the wire is the order they were produced), and keeps one timer heap
+so that ``next_deadline()`` costs O(log n) with a hundred thousand
+connections.  Malformed input is counted by reason and dropped, never
+raised.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import heapq
+from collections import Counter, deque
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+
+from .tcp import seqnum
+from .tcp.config import Config
+from .tcp.connection import Connection
+from .tcp.events import Event
+from .tcp.state import State
+from .wire.errors import ParseError
+from .wire.segment import ACK, FIN, RST, SYN, Segment
+
+EPHEMERAL_LOW = 32768  # Linux ip_local_port_range
+EPHEMERAL_HIGH = 60999
+
+Key = tuple[str, int, str, int]  # local addr, local port, remote addr, remote port
+
+
+@dataclass(eq=False)
+class Listener:
+    """A passive OPEN on ``port`` (``addr`` "" = every local address), with a
+    bounded SYN queue (connections in SYN-RECEIVED) and a bounded accept
+    queue (established, not yet accepted): MUST-41/42, RFC 4987 §3.2."""
+
+    addr: str
+    port: int
+    backlog: int
+    syn_queue: set[Connection] = field(default_factory=set)
+    accept_queue: deque[Connection] = field(default_factory=deque)
+    closed: bool = False
+
+    def accept(self) -> Connection | None:
+        return self.accept_queue.popleft() if self.accept_queue else None
+
+
+class Host:
+    def __init__(
+        self,
+        addrs: Iterable[str],
+        config: Config | None = None,
+        *,
+        isn_key: bytes = b"finwait-default-isn-key",
+        name: str = "",
+        max_connections: int = 65536,
+        isn_source: Callable[[str, int, str, int, float], int] | None = None,
+    ) -> None:
+        self.addrs = set(addrs)
+        self.config = config or Config()
+        self.name = name
+        self.max_connections = max_connections
+        self._isn_key = isn_key
+        self._isn_source = isn_source  # tests pin ISNs to read like the seed
+        self.conns: dict[Key, Connection] = {}
+        self.listeners: dict[tuple[str, int], Listener] = {}
+        self._listener_of: dict[Connection, Listener] = {}
+        self.counters: Counter[str] = Counter()
+        self._out: list[Segment] = []
+        self._events: list[tuple[Connection, Event]] = []
+        self._timers: list[tuple[float, int, Connection]] = []
+        self._deadline: dict[Connection, float | None] = {}
+        self._touched: dict[Connection, None] = {}
+        self._tick = 0
+        self._port_counter = 0
+
+    # ------------------------------------------------------------------
+    # User side
+
+    def listen(self, port: int, addr: str = "", backlog: int = 128) -> Listener:
+        """Passive OPEN (§3.10.1).  ``addr`` "" accepts on every local address."""
+        key = (addr, port)
+        if key in self.listeners and not self.listeners[key].closed:
+            raise OSError(f"port {port} already has a listener")
+        lst = Listener(addr, port, max(backlog, 1))
+        self.listeners[key] = lst
+        return lst
+
+    def unlisten(self, listener: Listener) -> None:
+        """CLOSE on a listener (CL-2): no segment; queued connections stay."""
+        listener.closed = True
+        self.listeners.pop((listener.addr, listener.port), None)
+
+    def connect(
+        self,
+        dst: str,
+        dport: int,
+        now: float,
+        *,
+        src: str | None = None,
+        sport: int | None = None,
+    ) -> Connection:
+        """Active OPEN (§3.10.1): picks a local address and an ephemeral port
+        (RFC 6056), refuses a 4-tuple that is in use (TW-5)."""
+        if src is None:
+            src = self._source_for(dst)
+        if sport is None:
+            sport = self._ephemeral_port(src, dst, dport)
+        key = (src, sport, dst, dport)
+        if key in self.conns:
+            raise OSError(f"connection {src}:{sport} -> {dst}:{dport} already exists")
+        if len(self.conns) >= self.max_connections:
+            self.counters["connection_table_full"] += 1
+            raise OSError("connection table full")
+        conn = Connection.open_active(
+            (src, sport), (dst, dport), self._isn(src, sport, dst, dport, now), now,
+            self.config, **self._conn_kwargs(src, sport, dst, dport),
+        )
+        self.conns[key] = conn
+        self._touch(conn)
+        return conn
+
+    def _conn_kwargs(self, src: str, sport: int, dst: str, dport: int) -> dict[str, object]:
+        return {
+            "ts_offset": self._hash32(b"ts", src, sport, dst, dport),
+            "out": self._out,
+            "events": self._events,
+            "counters": self.counters,
+            "on_change": self._touch,
+        }
+
+    def _source_for(self, dst: str) -> str:
+        v6 = ":" in dst
+        for a in sorted(self.addrs):
+            if (":" in a) == v6:
+                return a
+        raise OSError(f"no local address of {dst}'s family")
+
+    # ------------------------------------------------------------------
+    # RFC 6528 ISNs and RFC 6056 ports
+
+    def _hash32(self, tag: bytes, *parts: object) -> int:
+        h = hashlib.blake2s(key=self._isn_key[:32], digest_size=4)
+        h.update(tag)
+        h.update("|".join(map(str, parts)).encode())
+        return int.from_bytes(h.digest(), "big")
+
+    def _isn(self, src: str, sport: int, dst: str, dport: int, now: float) -> int:
+        """ISN = M + F(4-tuple, secret): M a 4 µs clock, F a keyed hash (RFC 6528 §3)."""
+        if self._isn_source is not None:
+            return self._isn_source(src, sport, dst, dport, now) & seqnum.MASK
+        return (int(now * 250_000) + self._hash32(b"isn", src, sport, dst, dport)) & seqnum.MASK
+
+    def _ephemeral_port(self, src: str, dst: str, dport: int) -> int:
+        """RFC 6056 §3.3.3 (double-hash): a per-destination offset plus a counter."""
+        span = EPHEMERAL_HIGH - EPHEMERAL_LOW + 1
+        offset = self._hash32(b"port", src, dst, dport)
+        for _ in range(span):
+            self._port_counter += 1
+            port = EPHEMERAL_LOW + (offset + self._port_counter) % span
+            if (src, port, dst, dport) not in self.conns and ("", port) not in self.listeners:
+                return port
+        raise OSError("no free ephemeral port")
+
+    # ------------------------------------------------------------------
+    # Input
+
+    def receive_packet(self, data: bytes, now: float) -> None:
+        """Raw IPv4/IPv6 bytes: parse, count and drop what is malformed."""
+        from .wire.ip import decode_packet  # the codec is optional for pure-Segment use
+
+        try:
+            seg = decode_packet(data)
+        except ParseError as exc:
+            self.counters["parse_error"] += 1
+            self.counters["parse_error:" + exc.reason] += 1
+            return
+        self.receive(seg, now)
+
+    def receive(self, seg: Segment, now: float) -> None:
+        """A segment arrives (§3.10.7)."""
+        if seg.dst not in self.addrs:
+            self.counters["not_for_us"] += 1
+            return
+        key = (seg.dst, seg.dport, seg.src, seg.sport)
+        conn = self.conns.get(key)
+        if conn is not None:
+            if conn.state is State.TIME_WAIT and self._reopen_time_wait(conn, seg, now):
+                return
+            lst = self._listener_of.get(conn)
+            if (
+                lst is not None
+                and conn.state is State.SYN_RECEIVED
+                and seg.flags & ACK
+                and len(lst.accept_queue) >= lst.backlog
+            ):
+                # Linux tcp_check_req(): with the accept queue full, the final
+                # ACK is dropped and the SYN,ACK retransmitted later.
+                self.counters["accept_queue_full"] += 1
+                return
+            conn.receive(seg, now)
+            return
+        listener = self.listeners.get((seg.dst, seg.dport)) or self.listeners.get(("", seg.dport))
+        if listener is not None:
+            self._arrive_listen(listener, seg, now)
+        else:
+            self._arrive_closed(seg, now)
+
+    def _arrive_closed(self, seg: Segment, now: float) -> None:
+        """§3.10.7.1: no TCB.  Never answer a RST (SA-CL-2)."""
+        flags = seg.flags
+        if flags & RST:
+            self.counters["rst_for_no_connection"] += 1
+            return
+        self.counters["no_matching_connection"] += 1
+        if flags & ACK:
+            self._send_rst(seg, seg.ack, 0, RST)  # SA-CL-3
+        else:
+            self._send_rst(seg, 0, seqnum.add(seg.seq, seg.seg_len), RST | ACK)  # SA-CL-4
+
+    def _send_rst(self, seg: Segment, seq: int, ack: int, flags: int) -> None:
+        self._out.append(Segment(seg.dst, seg.src, seg.dport, seg.sport, seq, ack, flags, 0))
+
+    def _arrive_listen(self, lst: Listener, seg: Segment, now: float) -> None:
+        """§3.10.7.2."""
+        flags = seg.flags
+        if flags & RST:
+            self.counters["rst_to_listener"] += 1  # SA-LI-1
+            return
+        if flags & ACK:
+            self.counters["ack_to_listener"] += 1  # SA-LI-2
+            self._send_rst(seg, seg.ack, 0, RST)
+            return
+        if not flags & SYN:
+            self.counters["fin_without_ack" if flags & FIN else "no_syn_to_listener"] += 1
+            return  # SA-LI-4: a bare FIN to a listener is dropped silently
+        self._accept_syn(lst, seg, now, None)
+
+    def _accept_syn(self, lst: Listener, seg: Segment, now: float, iss: int | None) -> None:
+        if len(lst.syn_queue) >= lst.backlog:
+            self.counters["syn_queue_full"] += 1
+            return
+        if len(self.conns) >= self.max_connections:
+            self.counters["connection_table_full"] += 1
+            return
+        src, sport, dst, dport = seg.dst, seg.dport, seg.src, seg.sport
+        if iss is None:
+            iss = self._isn(src, sport, dst, dport, now)
+        conn = Connection.open_passive(
+            seg, iss, now, self.config, **self._conn_kwargs(src, sport, dst, dport)
+        )
+        self.counters["passive_open"] += 1
+        self.conns[(src, sport, dst, dport)] = conn
+        lst.syn_queue.add(conn)
+        self._listener_of[conn] = lst
+        self._touch(conn)
+
+    def _reopen_time_wait(self, conn: Connection, seg: Segment, now: float) -> bool:
+        """MAY-2 / SA-3.3, as Linux tcp_timewait_state_process(): a new SYN
+        above the old RCV.NXT (or with a newer timestamp) ends TIME-WAIT and
+        opens a new incarnation with an ISS beyond the old sequence space."""
+        if seg.flags & (SYN | ACK | RST) != SYN:
+            return False
+        lst = self.listeners.get((seg.dst, seg.dport)) or self.listeners.get(("", seg.dport))
+        if lst is None:
+            return False
+        ts = seg.options.timestamps
+        newer_ts = conn.ts_ok and ts is not None and seqnum.lt(conn.ts_recent, ts[0])
+        if not (seqnum.lt(conn.rcv_nxt, seg.seq) or newer_ts):
+            return False
+        self.counters["time_wait_reopened"] += 1
+        iss = seqnum.add(conn.snd_max, 65537)  # Linux: old snd_nxt + 65535 + 2
+        self._remove(conn)
+        conn.timewait_at = None
+        self._accept_syn(lst, seg, now, iss)
+        return True
+
+    # ------------------------------------------------------------------
+    # Timers and output
+
+    def _touch(self, conn: Connection) -> None:
+        self._touched[conn] = None
+
+    def _settle(self) -> None:
+        """Bring the connection table and the timer heap up to date with
+        every connection that changed since the last call."""
+        touched = self._touched
+        if not touched:
+            return
+        self._touched = {}
+        for conn in touched:
+            st = conn.state
+            lst = self._listener_of.get(conn)
+            if lst is not None and st is not State.SYN_RECEIVED:
+                lst.syn_queue.discard(conn)
+                del self._listener_of[conn]
+                if st.synchronized and not lst.closed:
+                    lst.accept_queue.append(conn)
+            if st is State.CLOSED or st is State.LISTEN:
+                self._remove(conn)
+                continue
+            d = conn.next_deadline()
+            if d != self._deadline.get(conn):
+                self._deadline[conn] = d
+                if d is not None:
+                    self._tick += 1
+                    heapq.heappush(self._timers, (d, self._tick, conn))
+
+    def _remove(self, conn: Connection) -> None:
+        key = (conn.local[0], conn.local[1], conn.remote[0], conn.remote[1])
+        if self.conns.get(key) is conn:
+            del self.conns[key]
+        self._deadline.pop(conn, None)
+        lst = self._listener_of.pop(conn, None)
+        if lst is not None:
+            lst.syn_queue.discard(conn)
+
+    def next_deadline(self) -> float | None:
+        self._settle()
+        timers = self._timers
+        while timers:
+            d, _, conn = timers[0]
+            if self._deadline.get(conn) == d:
+                return d
+            heapq.heappop(timers)  # stale entry
+        return None
+
+    def on_timer(self, now: float) -> None:
+        """Fire every connection timer due at or before ``now``."""
+        self._settle()
+        timers = self._timers
+        due: list[Connection] = []
+        while timers and timers[0][0] <= now:
+            d, _, conn = heapq.heappop(timers)
+            if self._deadline.get(conn) == d:
+                self._deadline[conn] = None
+                due.append(conn)
+        for conn in due:
+            conn.on_timer(now)
+            self._touch(conn)
+        self._settle()
+
+    def take_segments(self) -> list[Segment]:
+        self._settle()
+        out = self._out[:]
+        self._out.clear()
+        return out
+
+    def take_events(self) -> list[tuple[Connection, Event]]:
+        self._settle()
+        evs = self._events[:]
+        self._events.clear()
+        return evs
+
+    def stats(self) -> dict[str, object]:
+        self._settle()
+        states = Counter(str(c.state) for c in self.conns.values())
+        return {
+            "connections": len(self.conns),
+            "states": dict(states),
+            "listeners": len(self.listeners),
+            "counters": dict(self.counters),
+        }

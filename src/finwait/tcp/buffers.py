@@ -1,0 +1,107 @@
+"""Receive-side reassembly (RFC 9293 §3.10.7.4 seventh, SHLD-31).
+
+Segments that arrive beyond RCV.NXT but inside the window are held here
+until the gap fills.  The queue is bounded twice: by the receive window (the
+caller trims every segment to it) and by a segment count, so that a peer
+sending tiny segments far ahead cannot pin memory.  Overlaps are resolved
+first-come: bytes already held are kept (RFC 9293 leaves the choice; Linux
+keeps the earlier copy too).
+"""
+
+from __future__ import annotations
+
+from . import seqnum
+
+MASK = seqnum.MASK
+
+
+class Reassembly:
+    __slots__ = ("_blocks", "limit", "last")
+
+    def __init__(self, limit: int) -> None:
+        # Disjoint, non-adjacent-merged [start, data] blocks sorted by start
+        # (relative order is stable: every block is within one window ahead).
+        self._blocks: list[tuple[int, bytes]] = []
+        self.limit = limit
+        self.last: tuple[int, int] | None = None  # the most recent block's edges, for SACK
+
+    def __bool__(self) -> bool:
+        return bool(self._blocks)
+
+    def __len__(self) -> int:
+        return len(self._blocks)
+
+    @property
+    def held_bytes(self) -> int:
+        return sum(len(d) for _, d in self._blocks)
+
+    def add(self, seq: int, data: bytes, rcv_nxt: int) -> bool:
+        """Hold ``data`` at ``seq`` (beyond ``rcv_nxt``).  False when the
+        count bound refused it."""
+        off = (seq - rcv_nxt) & MASK
+        end = off + len(data)
+        merged: list[tuple[int, bytes]] = []
+        new_start, new_data = off, data
+        placed = False
+        out: list[tuple[int, bytes]] = []
+        for bseq, bdata in self._blocks:
+            boff = (bseq - rcv_nxt) & MASK
+            bend = boff + len(bdata)
+            if bend < new_start or boff > end:
+                out.append((bseq, bdata))
+                continue
+            # Overlapping or touching: merge, keeping the bytes already held.
+            lo = min(boff, new_start)
+            hi = max(bend, new_start + len(new_data))
+            buf = bytearray(hi - lo)
+            buf[new_start - lo : new_start - lo + len(new_data)] = new_data
+            buf[boff - lo : bend - lo] = bdata
+            new_start, new_data = lo, bytes(buf)
+            end = hi
+            merged.append((bseq, bdata))
+        if not merged and len(self._blocks) >= self.limit:
+            return False
+        block = ((rcv_nxt + new_start) & MASK, new_data)
+        for i, (bseq, _) in enumerate(out):
+            if ((bseq - rcv_nxt) & MASK) > new_start:
+                out.insert(i, block)
+                placed = True
+                break
+        if not placed:
+            out.append(block)
+        self._blocks = out
+        self.last = (block[0], (block[0] + len(new_data)) & MASK)
+        return True
+
+    def pop_ready(self, rcv_nxt: int) -> bytes | None:
+        """Remove and return the bytes that now continue ``rcv_nxt`` (trimming
+        any prefix already received), or None."""
+        chunks: list[bytes] = []
+        nxt = rcv_nxt
+        while self._blocks:
+            bseq, bdata = self._blocks[0]
+            off = seqnum.sub(bseq, nxt)
+            if off > 0:
+                break
+            self._blocks.pop(0)
+            if -off < len(bdata):
+                piece = bdata[-off:]
+                chunks.append(piece)
+                nxt = (nxt + len(piece)) & MASK
+        if not chunks:
+            return None
+        return b"".join(chunks)
+
+    def sack_blocks(self, limit: int) -> tuple[tuple[int, int], ...]:
+        """Up to ``limit`` SACK blocks, the most recent first (RFC 2018 §4)."""
+        edges = [(s, (s + len(d)) & MASK) for s, d in self._blocks]
+        if self.last is not None:
+            for i, (s, e) in enumerate(edges):
+                if seqnum.between(s, self.last[0], e):
+                    edges.insert(0, edges.pop(i))
+                    break
+        return tuple(edges[:limit])
+
+    def clear(self) -> None:
+        self._blocks.clear()
+        self.last = None

@@ -1,0 +1,49 @@
+"""Retransmission timeout estimation (RFC 6298).
+
+SRTT and RTTVAR from samples (Karn's algorithm is the caller's job: never
+feed a sample from a retransmitted segment unless it was timed by TSecr,
+RFC 7323 §4), RTO with a configurable floor and ceiling, and exponential
+backoff (§5.5) that the next valid sample undoes.
+"""
+
+from __future__ import annotations
+
+ALPHA = 1 / 8  # RFC 6298 §2.3
+BETA = 1 / 4
+K = 4
+CLOCK_G = 0.001  # our timer granularity G (1 ms)
+
+
+class RttEstimator:
+    __slots__ = ("backoff", "rto_max", "rto_min", "rttvar", "srtt", "_base")
+
+    def __init__(self, initial: float, rto_min: float, rto_max: float) -> None:
+        self.srtt: float | None = None
+        self.rttvar = 0.0
+        self.rto_min = rto_min
+        self.rto_max = rto_max
+        self._base = initial  # §2.1: RTO before any sample
+        self.backoff = 0
+
+    def sample(self, rtt: float) -> None:
+        """A round-trip measurement R (§2.2, §2.3); clears the backoff."""
+        rtt = max(rtt, 0.0)
+        if self.srtt is None:
+            self.srtt = rtt
+            self.rttvar = rtt / 2
+        else:
+            self.rttvar = (1 - BETA) * self.rttvar + BETA * abs(self.srtt - rtt)
+            self.srtt = (1 - ALPHA) * self.srtt + ALPHA * rtt
+        self._base = self.srtt + max(CLOCK_G, K * self.rttvar)
+        self.backoff = 0
+
+    @property
+    def rto(self) -> float:
+        """The current RTO: the base, clamped (§2.4, §2.5), doubled per backoff."""
+        rto = min(max(self._base, self.rto_min), self.rto_max)
+        return min(rto * (1 << self.backoff), self.rto_max)
+
+    def back_off(self) -> None:
+        """§5.5: the timer expired; double the RTO (bounded by the ceiling)."""
+        if self.backoff < 30:
+            self.backoff += 1
