@@ -6,8 +6,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import sys
+from typing import Any
 
 import click
 
@@ -80,4 +82,181 @@ def lab_status_cmd(netns: str, tun: str, as_json: bool) -> None:
     sys.exit(0 if st.ready else 1)
 
 
-commands: list[click.Command] = [lab]
+def _peer_options(f: Any) -> Any:
+    for opt in reversed(
+        [
+            _netns_opt,
+            _tun_opt,
+            click.option("--addr", default=None, help="finwait's address (default: both lab addresses)"),
+            click.option("--close", "close", type=click.Choice(["first", "after-eof"]), default="first",
+                         show_default=True, help="close first (half-close, read on) or after the peer's EOF"),
+            click.option("--abort", is_flag=True, help="reset (RST) instead of closing"),
+            click.option("--msl", type=float, default=None, help="MSL in seconds (TIME-WAIT = 2 MSL)"),
+            click.option("--pcap", type=click.Path(dir_okay=False), default=None,
+                         help="record every packet in and out (LINKTYPE_RAW)"),
+            click.option("--json", "as_json", is_flag=True, help="print a JSON summary"),
+            click.option("--ladder", is_flag=True, help="print the text ladder of each connection"),
+        ]
+    ):  # fmt: skip
+        f = opt(f)
+    return f
+
+
+def _config(msl: float | None) -> Any:
+    from ..tcp.config import Config
+
+    return Config() if msl is None else Config(msl=msl)
+
+
+def _report(outcomes: list[Any], stack: Any, as_json: bool, ladder: bool) -> None:
+    from ..render.ladder import render_text
+
+    if as_json:
+        doc = {
+            "connections": [o.to_json() for o in outcomes],
+            "host_counters": dict(stack.host.counters),
+            "driver_counters": dict(stack.driver.counters),
+        }
+        click.echo(json.dumps(doc, indent=2))
+    else:
+        for o in outcomes:
+            d = o.to_json(trace=False)
+            click.echo(
+                f"{d['peer']}: sent {d['bytes_sent']} B (sha256 {d['sha256_sent'][:16]}), "
+                f"received {d['bytes_received']} B (sha256 {d['sha256_received'][:16]}), "
+                f"{d['bytes_received_after_own_fin']} B after our FIN, final state {d['final_state']}"
+                + (f", error {d['error']}" if d["error"] else "")
+            )
+    if ladder:
+        for o in outcomes:
+            if o.writer is not None:
+                click.echo(render_text(o.writer.trace), nl=False)
+
+
+@click.command("serve")
+@click.argument("port", type=click.IntRange(1, 65535))
+@click.option(
+    "--count", default=1, show_default=True, type=click.IntRange(1), help="connections to serve"
+)
+@click.option(
+    "--expect-bytes", type=click.IntRange(0), default=None, help="bytes to read before replying"
+)
+@click.option("--reply-bytes", type=click.IntRange(0), default=0, show_default=True)
+@click.option("--echo", is_flag=True, help="echo until EOF, then close")
+@_peer_options
+def serve(
+    port: int,
+    count: int,
+    expect_bytes: int | None,
+    reply_bytes: int,
+    echo: bool,
+    netns: str,
+    tun: str,
+    addr: str | None,
+    close: str,
+    abort: bool,
+    msl: float | None,
+    pcap: str | None,
+    as_json: bool,
+    ladder: bool,
+) -> None:
+    """Serve PORT on the lab's TUN with the engine; the kernel is the client.
+
+    With --close first: read --expect-bytes, send --reply-bytes, half-close,
+    read until the peer's FIN (the seed's server B)."""
+    from ..live.apps import serve_script
+    from ..live.streams import Stack, start_server
+
+    async def main() -> None:
+        outcomes: list[Any] = []
+        done = asyncio.Event()
+
+        async def handler(reader: Any, writer: Any) -> None:
+            outcome = await serve_script(
+                reader, writer, expect_bytes=expect_bytes, reply_bytes=reply_bytes,
+                close=close, echo=echo, abort=abort,
+            )  # fmt: skip
+            outcomes.append(outcome)
+            if not as_json and not ladder:
+                _report([outcome], stack, False, False)
+            if len(outcomes) >= count:
+                done.set()
+
+        async with Stack.open(netns, tun, addr, config=_config(msl), pcap=pcap) as stack:
+            server = await start_server(handler, port, stack=stack)
+            if not as_json:
+                click.echo(f"finwait serving port {port} on {', '.join(sorted(stack.host.addrs))} "
+                           f"(netns {netns}, tun {tun})", err=True)  # fmt: skip
+            await done.wait()
+            server.close()
+            if as_json or ladder:
+                _report(outcomes, stack, as_json, ladder)
+
+    _run(main())
+
+
+@click.command("connect")
+@click.argument("host")
+@click.argument("port", type=click.IntRange(1, 65535))
+@click.option("--send-bytes", type=click.IntRange(0), default=0, show_default=True)
+@click.option(
+    "--expect-bytes",
+    type=click.IntRange(0),
+    default=None,
+    help="bytes to read before closing first",
+)
+@click.option("--half-close-bytes", type=click.IntRange(0), default=0, show_default=True,
+              help="with --close after-eof: bytes sent after the peer's FIN, before ours")  # fmt: skip
+@click.option("--timeout", type=float, default=10.0, show_default=True, help="connect timeout (s)")
+@_peer_options
+def connect(
+    host: str,
+    port: int,
+    send_bytes: int,
+    expect_bytes: int | None,
+    half_close_bytes: int,
+    timeout: float,
+    netns: str,
+    tun: str,
+    addr: str | None,
+    close: str,
+    abort: bool,
+    msl: float | None,
+    pcap: str | None,
+    as_json: bool,
+    ladder: bool,
+) -> None:
+    """Connect from the engine on the lab's TUN to HOST PORT (the kernel)."""
+    from ..live.apps import run_script
+    from ..live.lab import check_lab_address
+    from ..live.streams import Stack, open_connection
+
+    try:
+        check_lab_address(host)
+    except LabError as exc:
+        raise click.ClickException(str(exc)) from exc
+
+    async def main() -> None:
+        async with Stack.open(netns, tun, addr, config=_config(msl), pcap=pcap) as stack:
+            reader, writer = await open_connection(host, port, stack=stack, timeout=timeout)
+            outcome = await run_script(
+                reader, writer, send_bytes=send_bytes, expect_bytes=expect_bytes, close=close,
+                half_close_bytes=half_close_bytes, abort=abort,
+            )  # fmt: skip
+            _report([outcome], stack, as_json, ladder)
+
+    _run(main())
+
+
+def _run(coro: Any) -> None:
+    try:
+        asyncio.run(coro)
+    except LabError as exc:
+        raise click.ClickException(str(exc)) from exc
+    except (ConnectionError, TimeoutError) as exc:
+        raise click.ClickException(f"{type(exc).__name__}: {exc}") from exc
+    except KeyboardInterrupt:
+        sys.exit(130)
+
+
+commands: list[click.Command] = [lab, serve, connect]

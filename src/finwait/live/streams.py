@@ -1,0 +1,661 @@
+"""The asyncio streams API over the live engine: :class:`Stack`,
+:func:`open_connection`, :func:`start_server`, :class:`StreamReader`,
+:class:`StreamWriter`.
+
+Owns the mapping from TCP's user interface (RFC 9293 §3.9.1: OPEN, SEND,
+RECEIVE, CLOSE, ABORT, STATUS) to the shape of ``asyncio.open_connection``:
+``write`` + ``drain`` is SEND with back-pressure from the engine's bounded
+send buffer, ``read`` is RECEIVE (it opens the receive window, so a reader
+that stops reading stops the peer), ``write_eof`` is CLOSE — a half-close, the
+FIN goes after the queued data and reading goes on (the seed's point) —,
+``abort`` is ABORT (RST), ``get_extra_info("tcp_state")`` is STATUS.  Errors
+are the standard ones: ``ConnectionRefusedError`` (RST in answer to our SYN),
+``ConnectionResetError``, ``TimeoutError`` (retransmissions gave up),
+``asyncio.IncompleteReadError``.
+
+A :class:`Stack` owns one Host, one TUN fd and its :class:`Driver`, in the
+current process and event loop.  The process does **not** move into the lab's
+namespace: only the thread that opens the TUN enters it, for the ``open()``
+(see finwait.live.lab).  Every connection's packets and state changes are
+recorded in a :class:`~finwait.trace.Trace` (``writer.trace``) unless
+``record=False``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+from collections import OrderedDict
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
+
+from ..host import Host
+from ..tcp.config import Config
+from ..tcp.connection import Connection, TcpError
+from ..tcp.events import (
+    Closed,
+    Connected,
+    DataReceived,
+    EndOfStream,
+    Event,
+    Reset,
+    SendAcknowledged,
+    StateChanged,
+    TimedOut,
+)
+from ..tcp.state import State
+from ..trace import StateEvent, Trace
+from ..wire.segment import SYN, Segment
+from .driver import IN, Driver, DropHook, PcapFile
+from .lab import LabConfig, open_tun
+
+LOCAL = "finwait"
+REMOTE = "kernel"
+_DONE_STATES = frozenset({State.TIME_WAIT, State.CLOSED})
+_MAX_TRACES = 4096  # bound on traces of 4-tuples no connection claimed
+
+Addr = tuple[str, int]
+Handler = Callable[["StreamReader", "StreamWriter"], Awaitable[None]]
+
+
+class Stack:
+    """One live TCP host: Host + TUN + Driver, in this event loop."""
+
+    def __init__(self, host: Host, driver: Driver, *, record: bool = True) -> None:
+        self.host = host
+        self.driver = driver
+        self.record = record
+        self._streams: dict[int, _Stream] = {}
+        # Events of connections the user has not accepted yet, replayed on accept.
+        self._stash: dict[int, tuple[Connection, list[Event]]] = {}
+        self._servers: list[Server] = []
+        self._traces: OrderedDict[tuple[str, int, str, int], Trace] = OrderedDict()
+        self.t0 = driver.now()  # trace times are seconds since the stack started
+        driver.on_event = self._on_event
+        driver.after_pump.append(self._accept_all)
+        if record:
+            driver.observers.append(self._observe)
+
+    @classmethod
+    @contextlib.asynccontextmanager
+    async def open(
+        cls,
+        netns: str = "finwait",
+        tun: str = "fw0",
+        addr: str | list[str] | None = None,
+        *,
+        config: Config | None = None,
+        pcap: str | None = None,
+        drop: DropHook | None = None,
+        record: bool = True,
+        batch: int = 64,
+        name: str = LOCAL,
+    ) -> AsyncIterator[Stack]:
+        """``async with Stack.open() as stack:`` — the engine on the lab's TUN.
+
+        ``addr`` defaults to both of finwait's lab addresses.  ``drop`` is the
+        driver's loss hook (tests).  On exit the TUN fd is closed; connections
+        still open simply stop (the kernel sees silence, as after a crash).
+        """
+        lab = LabConfig(netns=netns, tun=tun)
+        addrs = [addr] if isinstance(addr, str) else addr or [lab.finwait_v4, lab.finwait_v6]
+        fd = open_tun(netns, tun)
+        host = Host(addrs, config or Config(), isn_key=os.urandom(16), name=name)
+        sink = PcapFile(pcap) if pcap else None
+        driver = Driver(host, fd, batch=batch, pcap=sink, drop=drop)
+        stack = cls(host, driver, record=record)
+        driver.start()
+        try:
+            yield stack
+        finally:
+            for server in list(stack._servers):
+                server.close()
+            driver.close()
+
+    def now(self) -> float:
+        return self.driver.now()
+
+    def pump(self) -> None:
+        self.driver.pump()
+
+    # -- event routing ------------------------------------------------------
+
+    def _on_event(self, conn: Connection, ev: Event) -> None:
+        stream = self._streams.get(id(conn))
+        if stream is not None:
+            stream.on_event(ev)
+            return
+        entry = self._stash.setdefault(id(conn), (conn, []))
+        entry[1].append(ev)
+        if isinstance(ev, Closed | Reset | TimedOut):
+            del self._stash[id(conn)]  # died in the accept queue: nobody to tell
+
+    def _register(self, conn: Connection) -> _Stream:
+        stream = _Stream(self, conn, self._trace_for(conn))
+        self._streams[id(conn)] = stream
+        conn_events = self._stash.pop(id(conn), None)
+        if conn_events is not None:
+            for ev in conn_events[1]:
+                stream.on_event(ev)
+        stream.sync_state()
+        return stream
+
+    def _forget(self, stream: _Stream) -> None:
+        self._streams.pop(id(stream.conn), None)
+        self._traces.pop(stream.key, None)
+
+    def _accept_all(self) -> None:
+        for server in self._servers:
+            server.accept_ready()
+
+    # -- trace recording ------------------------------------------------------
+
+    def _observe(self, direction: str, seg: Segment, now: float) -> None:
+        if direction == IN:
+            key = (seg.dst, seg.dport, seg.src, seg.sport)
+        else:
+            key = (seg.src, seg.sport, seg.dst, seg.dport)
+        trace = self._traces.get(key)
+        if trace is None:
+            trace = self._new_trace(key)
+        if seg.flags & SYN:
+            trace.endpoints[REMOTE if direction == IN else LOCAL].isn = seg.seq
+        trace.add_segment(now - self.t0, seg)
+
+    def _new_trace(self, key: tuple[str, int, str, int]) -> Trace:
+        trace = Trace()
+        trace.add_endpoint(LOCAL, key[0], key[1])
+        trace.add_endpoint(REMOTE, key[2], key[3])
+        self._traces[key] = trace
+        while len(self._traces) > _MAX_TRACES:
+            self._traces.popitem(last=False)
+        return trace
+
+    def _trace_for(self, conn: Connection) -> Trace:
+        key = (*conn.local, *conn.remote)
+        return self._traces.get(key) or self._new_trace(key)
+
+
+class _Stream:
+    """The state shared by one connection's reader and writer."""
+
+    def __init__(self, stack: Stack, conn: Connection, trace: Trace) -> None:
+        self.stack = stack
+        self.conn = conn
+        self.key = (*conn.local, *conn.remote)
+        self.trace = trace
+        loop = asyncio.get_running_loop()
+        self.connected: asyncio.Future[None] = loop.create_future()
+        self.done: asyncio.Future[None] = loop.create_future()
+        self.exc: BaseException | None = None
+        self.eof_received = False
+        self.rbuf = bytearray()
+        self.pending = bytearray()  # written by the user, not yet in the engine
+        self.eof_requested = False
+        self.fin_queued = False
+        self.reading_closed = False
+        self.aborted = False
+        self.bytes_in = 0
+        self.bytes_out = 0
+        self._readable = asyncio.Event()
+        self._writable = asyncio.Event()
+
+    # -- from the engine ---------------------------------------------------------
+
+    def on_event(self, ev: Event) -> None:
+        if isinstance(ev, StateChanged):
+            self._record_state(ev)
+        elif isinstance(ev, Connected):
+            _resolve(self.connected)
+        elif isinstance(ev, DataReceived):
+            self._readable.set()
+        elif isinstance(ev, EndOfStream):
+            self.eof_received = True
+            self._readable.set()
+        elif isinstance(ev, SendAcknowledged):
+            self.flush_pending()
+        elif isinstance(ev, Reset):
+            if ev.refused:
+                self._fail(
+                    ConnectionRefusedError(f"connection refused by {_fmt(self.conn.remote)}")
+                )
+            elif ev.local:
+                self._fail(ConnectionAbortedError("connection aborted locally (RST sent)"))
+            else:
+                self._fail(ConnectionResetError(f"connection reset by {_fmt(self.conn.remote)}"))
+        elif isinstance(ev, TimedOut):
+            self._fail(TimeoutError(f"TCP gave up in {ev.state} (retransmissions exhausted)"))
+        elif isinstance(ev, Closed):
+            self._finish()
+        self.sync_state()
+
+    def _record_state(self, ev: StateChanged) -> None:
+        # Events are dispatched after the pump wrote the segments they caused;
+        # put the state change back at its time (after segments of equal time:
+        # the segment that caused it).
+        t = ev.time - self.stack.t0
+        events = self.trace.events
+        i = len(events)
+        while i > 0 and events[i - 1].t > t:
+            i -= 1
+        events.insert(i, StateEvent(t, LOCAL, ev.new))
+
+    def sync_state(self) -> None:
+        state = self.conn.state
+        if state is not State.SYN_SENT and state is not State.SYN_RECEIVED and state.synchronized:
+            _resolve(self.connected)
+        if state in _DONE_STATES and not self.done.done():
+            if not self.connected.done():
+                self._fail(ConnectionResetError("connection closed before it was established"))
+            self._finish()
+
+    def _fail(self, exc: BaseException) -> None:
+        if self.exc is None:
+            self.exc = exc
+        if not self.connected.done():
+            self.connected.set_exception(exc)
+            self.connected.exception()  # retrieved: no "never retrieved" warning
+        self._finish()
+
+    def _finish(self) -> None:
+        _resolve(self.done)
+        self._readable.set()
+        self._writable.set()
+        if self.conn.state is State.CLOSED:
+            self.stack._forget(self)
+
+    # -- reading -------------------------------------------------------------
+
+    def recv_some(self, n: int) -> bytes:
+        """Take up to ``n`` (``-1``: all) bytes from our buffer or the engine."""
+        if self.rbuf:
+            k = len(self.rbuf) if n < 0 else min(n, len(self.rbuf))
+            data = bytes(self.rbuf[:k])
+            del self.rbuf[:k]
+            return data
+        if self.conn.readable <= 0:
+            return b""
+        data = self.conn.recv(n, self.stack.now())  # RECEIVE: opens the window
+        self.bytes_in += len(data)
+        self.stack.pump()
+        return data
+
+    async def wait_readable(self) -> None:
+        self._readable.clear()
+        if self.conn.readable > 0 or self.eof_received or self.exc is not None or self.done.done():
+            return
+        await self._readable.wait()
+
+    # -- writing -------------------------------------------------------------
+
+    def send(self, data: bytes) -> None:
+        if self.pending:
+            self.pending += data
+            return
+        try:
+            k = self.conn.send(data, self.stack.now())
+        except TcpError as exc:
+            raise ConnectionResetError(f"cannot send: {exc}") from exc
+        self.bytes_out += k
+        if k < len(data):
+            self.pending += data[k:]
+        self.stack.pump()
+
+    def flush_pending(self) -> None:
+        now = self.stack.now()
+        while self.pending and self.conn.send_space > 0 and self.conn.state.can_send:
+            k = self.conn.send(bytes(self.pending[:65536]), now)
+            if k <= 0:
+                break
+            self.bytes_out += k
+            del self.pending[:k]
+        if not self.pending:
+            self._writable.set()
+            if self.eof_requested and not self.fin_queued:
+                self.fin_queued = True
+                # CLOSE: FIN after everything queued; discard: socket close()
+                self.conn.close(now, discard=self.reading_closed)
+        self.stack.pump()
+
+    async def wait_writable(self) -> None:
+        self._writable.clear()
+        if not self.pending or self.exc is not None:
+            return
+        await self._writable.wait()
+
+
+def _resolve(fut: asyncio.Future[None]) -> None:
+    if not fut.done():
+        fut.set_result(None)
+
+
+def _fmt(addr: Addr) -> str:
+    host, port = addr
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+class StreamReader:
+    """Reads one connection's incoming stream, like ``asyncio.StreamReader``."""
+
+    def __init__(self, stream: _Stream, limit: int = 2**16) -> None:
+        self._s = stream
+        self._limit = limit
+
+    def at_eof(self) -> bool:
+        s = self._s
+        return s.eof_received and not s.rbuf and s.conn.readable <= 0
+
+    def exception(self) -> BaseException | None:
+        return self._s.exc
+
+    def _check(self) -> None:
+        s = self._s
+        if s.exc is not None and not s.rbuf and s.conn.readable <= 0:
+            raise s.exc
+
+    async def read(self, n: int = -1) -> bytes:
+        """Up to ``n`` bytes, or (``n = -1``) everything until the peer's FIN.
+        ``b""`` means end of stream."""
+        if n == 0:
+            return b""
+        if n < 0:
+            chunks: list[bytes] = []
+            while True:
+                chunk = await self.read(1 << 20)
+                if not chunk:
+                    return b"".join(chunks)
+                chunks.append(chunk)
+        s = self._s
+        while True:
+            self._check()
+            data = s.recv_some(n)
+            if data:
+                return data
+            if s.eof_received or s.done.done():
+                return b""
+            await s.wait_readable()
+
+    async def readexactly(self, n: int) -> bytes:
+        buf = bytearray()
+        while len(buf) < n:
+            chunk = await self.read(n - len(buf))
+            if not chunk:
+                raise asyncio.IncompleteReadError(bytes(buf), n)
+            buf += chunk
+        return bytes(buf)
+
+    async def readuntil(self, separator: bytes = b"\n") -> bytes:
+        s = self._s
+        while True:
+            idx = s.rbuf.find(separator)
+            if idx >= 0:
+                end = idx + len(separator)
+                data = bytes(s.rbuf[:end])
+                del s.rbuf[:end]
+                return data
+            if len(s.rbuf) > self._limit:
+                raise asyncio.LimitOverrunError("separator not found within the limit", len(s.rbuf))
+            chunk = await self._more()
+            if not chunk:
+                partial = bytes(s.rbuf)
+                s.rbuf.clear()
+                raise asyncio.IncompleteReadError(partial, None)
+
+    async def readline(self) -> bytes:
+        try:
+            return await self.readuntil(b"\n")
+        except asyncio.IncompleteReadError as exc:
+            return exc.partial
+
+    async def _more(self) -> bytes:
+        """Pull engine data into the reader's own buffer (for readuntil)."""
+        s = self._s
+        while True:
+            self._check()
+            if s.conn.readable > 0:
+                data = s.conn.recv(-1, s.stack.now())
+                s.bytes_in += len(data)
+                s.stack.pump()
+                s.rbuf += data
+                return data
+            if s.eof_received or s.done.done():
+                return b""
+            await s.wait_readable()
+
+    def __aiter__(self) -> StreamReader:
+        return self
+
+    async def __anext__(self) -> bytes:
+        line = await self.readline()
+        if not line:
+            raise StopAsyncIteration
+        return line
+
+
+class StreamWriter:
+    """Writes one connection's outgoing stream, like ``asyncio.StreamWriter``."""
+
+    def __init__(self, stream: _Stream, reader: StreamReader) -> None:
+        self._s = stream
+        self._reader = reader
+
+    @property
+    def trace(self) -> Trace:
+        """Every segment of this connection seen on the TUN, and our states."""
+        return self._s.trace
+
+    @property
+    def connection(self) -> Connection:
+        return self._s.conn
+
+    @property
+    def stats(self) -> dict[str, int]:
+        s = self._s
+        return {
+            "bytes_sent": s.bytes_out,
+            "bytes_received": s.bytes_in,
+            "bytes_pending": len(s.pending),
+        }
+
+    def write(self, data: bytes | bytearray | memoryview) -> None:
+        s = self._s
+        if s.exc is not None:
+            raise s.exc
+        if s.eof_requested:
+            raise RuntimeError("write after write_eof()/close()")
+        if data:
+            s.send(bytes(data))
+
+    def writelines(self, data: list[bytes]) -> None:
+        self.write(b"".join(data))
+
+    async def drain(self) -> None:
+        """Wait until everything written is in the engine's send buffer
+        (which the peer's ACKs empty)."""
+        s = self._s
+        while s.pending:
+            if s.exc is not None:
+                raise s.exc
+            await s.wait_writable()
+        if s.exc is not None and not s.aborted:
+            raise s.exc
+
+    def can_write_eof(self) -> bool:
+        return True
+
+    def write_eof(self) -> None:
+        """Half-close: our FIN goes after all queued data; reading goes on."""
+        s = self._s
+        if s.eof_requested or s.exc is not None:
+            return
+        s.eof_requested = True
+        s.flush_pending()
+
+    def close(self) -> None:
+        """Close both directions, as ``socket.close()`` does: FIN after the
+        queued data, and we read no more.  As Linux's ``tcp_close()`` (RFC 2525
+        §2.17, LX-5/LX-7) the engine sends RST instead if received data is
+        left unread or more data arrives later."""
+        s = self._s
+        if s.reading_closed:
+            return
+        s.reading_closed = True
+        if s.exc is not None or s.done.done():
+            return
+        if s.rbuf:  # unread bytes in our own buffer count as unread too
+            self.abort()
+            return
+        if s.fin_queued:  # after write_eof(): only tell the engine we stop reading
+            with contextlib.suppress(TcpError):
+                s.conn.close(s.stack.now(), discard=True)
+            s.stack.pump()
+            return
+        s.eof_requested = True
+        s.flush_pending()
+
+    def is_closing(self) -> bool:
+        return self._s.eof_requested or self._s.reading_closed or self._s.done.done()
+
+    async def wait_closed(self) -> None:
+        """Wait until the connection is released (TIME-WAIT or CLOSED) or reset.
+        A reset by the peer after close() is not an error, as with asyncio."""
+        await asyncio.shield(self._s.done)
+
+    async def wait_state(self, *states: State) -> State:
+        """Wait until the connection is in one of ``states`` (tests, CLIs)."""
+        s = self._s
+        while s.conn.state not in states:
+            if s.done.done() and s.conn.state is State.CLOSED:
+                break
+            s._readable.clear()
+            waiter = asyncio.ensure_future(s._readable.wait())
+            try:
+                await asyncio.wait([waiter], timeout=0.05)
+            finally:
+                waiter.cancel()
+        return s.conn.state
+
+    def abort(self) -> None:
+        """ABORT: send RST now and drop everything (RFC 9293 §3.10.5)."""
+        s = self._s
+        if s.done.done():
+            return
+        s.aborted = True
+        s.reading_closed = True
+        s.pending.clear()
+        s.conn.abort(s.stack.now())
+        s.stack.pump()
+        if not s.done.done():  # the engine's Reset(local) normally does this
+            s._fail(ConnectionAbortedError("connection aborted locally (RST sent)"))
+
+    def get_extra_info(self, name: str, default: Any = None) -> Any:
+        s = self._s
+        if name == "peername":
+            return s.conn.remote
+        if name == "sockname":
+            return s.conn.local
+        if name == "tcp_state":
+            return str(s.conn.state)
+        if name == "connection":
+            return s.conn
+        if name == "trace":
+            return s.trace
+        return default
+
+
+def _pair(stream: _Stream) -> tuple[StreamReader, StreamWriter]:
+    reader = StreamReader(stream)
+    return reader, StreamWriter(stream, reader)
+
+
+async def open_connection(
+    host: str,
+    port: int,
+    *,
+    stack: Stack,
+    timeout: float | None = None,
+) -> tuple[StreamReader, StreamWriter]:
+    """Active OPEN to ``host:port``; returns once ESTABLISHED.
+
+    Raises ``ConnectionRefusedError`` when a RST answers the SYN and
+    ``TimeoutError`` when the SYN retransmissions (or ``timeout``) run out.
+    """
+    conn = stack.host.connect(host, port, stack.now())
+    stream = stack._register(conn)
+    stack.pump()
+    try:
+        await asyncio.wait_for(asyncio.shield(stream.connected), timeout)
+    except TimeoutError:
+        if not stream.connected.done():
+            conn.abort(stack.now())
+            stack.pump()
+        raise
+    return _pair(stream)
+
+
+class Server:
+    """A listening port; each accepted connection runs ``handler`` in a task."""
+
+    def __init__(self, stack: Stack, port: int, handler: Handler, backlog: int) -> None:
+        self.stack = stack
+        self.port = port
+        self.handler = handler
+        self.listener = stack.host.listen(port, backlog=backlog)
+        self.tasks: set[asyncio.Task[None]] = set()
+        self.accepted = 0
+        self._closed = asyncio.get_running_loop().create_future()
+
+    def accept_ready(self) -> None:
+        while (conn := self.listener.accept()) is not None:
+            stream = self.stack._register(conn)
+            self.accepted += 1
+            task = asyncio.ensure_future(self._run(stream))
+            self.tasks.add(task)
+            task.add_done_callback(self.tasks.discard)
+
+    async def _run(self, stream: _Stream) -> None:
+        reader, writer = _pair(stream)
+        try:
+            await self.handler(reader, writer)
+        except (ConnectionError, TimeoutError, asyncio.IncompleteReadError):
+            if not stream.done.done():
+                writer.abort()
+
+    def close(self) -> None:
+        """Stop listening (RFC 9293 §3.10.4 CLOSE in LISTEN); accepted
+        connections carry on."""
+        if self._closed.done():
+            return
+        self.stack.host.unlisten(self.listener)
+        if self in self.stack._servers:
+            self.stack._servers.remove(self)
+        _resolve(self._closed)
+
+    async def wait_closed(self) -> None:
+        await asyncio.shield(self._closed)
+
+    def sockets(self) -> list[Addr]:
+        return [(a, self.port) for a in sorted(self.stack.host.addrs)]
+
+    async def serve_forever(self) -> None:
+        await self.wait_closed()
+
+    async def __aenter__(self) -> Server:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        self.close()
+
+
+async def start_server(
+    handler: Handler,
+    port: int,
+    *,
+    stack: Stack,
+    backlog: int = 128,
+) -> Server:
+    """Passive OPEN on ``port`` (all of the stack's addresses)."""
+    server = Server(stack, port, handler, backlog)
+    stack._servers.append(server)
+    return server
