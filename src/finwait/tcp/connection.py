@@ -1073,7 +1073,7 @@ class Connection:
                 if seg.flags & FIN:
                     self._on_fin(now)
                     return
-                if self._ooo:
+                if self._ooo or self._ooo_fin is not None:
                     self._pull_ooo(now)
                 return
             # Beyond RCV.NXT: hold it (SHLD-31) and send a duplicate ACK at once
@@ -1114,12 +1114,10 @@ class Connection:
         data = self._ooo.pop_ready(self.rcv_nxt)
         if data:
             self._deliver(data, now)
-            self._ack_now = True  # RFC 5681 §4.2: a gap filled, ACK at once
+        self._ack_now = True  # RFC 5681 §4.2: a gap (partly) filled, ACK at once
         if self._ooo_fin is not None and self._ooo_fin == self.rcv_nxt:
             self._ooo_fin = None
             self._on_fin(now)
-        elif not self._ooo:
-            self._ooo.clear()
 
     def _on_fin(self, now: float) -> None:
         """Step eight: the peer's FIN consumes one sequence number."""
