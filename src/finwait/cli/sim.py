@@ -1,7 +1,341 @@
-"""finwait CLI: sim commands."""
+"""``finwait demo`` and ``finwait simulate``: scenarios run on the simulator.
+
+``demo`` replays the seed, the release between host A 192.168.1.100 and
+server B 119.75.218.70:80 (FIN,ACK 50/248; ACK 248/51; FIN,ACK 248/51; ACK
+51/249), in simulation only, and explains it.  ``simulate`` runs any two-host
+exchange: who closes, half-close bytes, abort, a bare FIN, and a lossy path.
+Both draw the text ladder and can write JSON, pcap and SVG.
+"""
 
 from __future__ import annotations
 
+import json
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
 import click
 
-commands: list[click.Command] = []
+from ..sim.scenario import ScenarioResult, ScenarioSpec, run_scenario
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+# The seed's figure: host A and Baidu's server B.  Simulation only: nothing is
+# ever sent to these addresses.
+SEED_CLIENT = "192.168.1.100"
+SEED_SERVER = "119.75.218.70"
+
+
+def _output_options(f: F) -> F:
+    for option in reversed(
+        [
+            click.option("--json", "as_json", is_flag=True, help="Print the trace and summary as JSON."),
+            click.option("--pcap", type=click.Path(dir_okay=False, path_type=Path), help="Also write the exchange as a pcap file."),
+            click.option("--svg", type=click.Path(dir_okay=False, path_type=Path), help="Also write the ladder as an SVG file."),
+            click.option("--absolute", is_flag=True, help="Raw sequence numbers instead of relative ones."),
+            click.option("--ascii", "ascii_only", is_flag=True, help="ASCII-only ladder."),
+        ]
+    ):  # fmt: skip
+        f = option(f)
+    return f
+
+
+def _run(spec_args: dict[str, Any]) -> ScenarioResult:
+    try:
+        spec = ScenarioSpec(**spec_args)
+    except ValueError as err:
+        raise click.BadParameter(str(err)) from err
+    return run_scenario(spec)
+
+
+def _write_files(
+    result: ScenarioResult, pcap: Path | None, svg: Path | None, absolute: bool
+) -> None:
+    if pcap is not None:
+        from ..capture.writer import write_trace
+
+        write_trace(result.trace, pcap)
+    if svg is not None:
+        from ..render.svg import render_svg
+
+        svg.write_text(render_svg(result.trace, relative=not absolute), encoding="utf-8")
+
+
+def _json_out(result: ScenarioResult, absolute: bool) -> str:
+    data = result.trace.to_json(relative=not absolute)
+    data["summary"] = result.summary
+    return json.dumps(data, indent=2, sort_keys=False)
+
+
+def _ladder(result: ScenarioResult, absolute: bool, ascii_only: bool) -> str:
+    from ..render.ladder import render_text
+
+    return render_text(result.trace, relative=not absolute, ascii=ascii_only)
+
+
+def format_summary(result: ScenarioResult, *, ascii_only: bool = False) -> str:
+    """Each side's bytes, digests, final state and counters, then the verdict."""
+    s = result.summary
+    a, b = result.spec.client_name, result.spec.server_name
+    arrow = "->" if ascii_only else "→"
+    lines = []
+    for name in (a, b):
+        side = s[name]
+        lines.append(
+            f"{name}: sent {side['sent_bytes']:,} bytes (sha256 {side['sent_sha256'][:16]}), "
+            f"received {side['received_bytes']:,} bytes (sha256 {side['received_sha256'][:16]}); "
+            f"final state {side['final_state']} ({side['outcome']})"
+        )
+    for src, dst in ((a, b), (b, a)):
+        planned, sent = s[src]["planned_bytes"], s[src]["sent_bytes"]
+        if s[src]["sent_sha256"] != s[dst]["received_sha256"]:
+            verdict = "DIFFERS (sent and received digests differ)"
+        elif sent != planned:
+            verdict = f"INCOMPLETE ({sent:,} of {planned:,} bytes sent, all of them received)"
+        else:
+            verdict = f"byte-exact ({sent:,} bytes)"
+        lines.append(f"stream {src}{arrow}{dst}: {verdict}")
+    for name in (a, b):
+        counters = s["counters"][name]
+        text = ", ".join(f"{k}={v}" for k, v in counters.items() if v) or "none"
+        lines.append(f"counters {name}: {text}")
+    lines.append(f"simulated time: {result.end_time:.3f} s (TIME-WAIT included)")
+    return "\n".join(lines) + "\n"
+
+
+# The explanation is prose with a few typographic characters; --ascii maps them.
+_ASCII_MAP = str.maketrans(
+    {"→": "->", "←": "<-", "⇄": "<->", "↔": "<->", "×": "x", "…": "...", "–": "-", "—": "-"}
+)
+
+
+def _explain(result: ScenarioResult, absolute: bool, ascii_only: bool) -> str:
+    from ..render.explain import explain_release
+
+    text = explain_release(result.trace, relative=not absolute)
+    if ascii_only:
+        text = text.translate(_ASCII_MAP).encode("ascii", "replace").decode("ascii")
+    return text
+
+
+@click.command("demo")
+@click.option(
+    "--half-close-bytes",
+    type=click.IntRange(min=0, max=10_000_000),
+    default=0,
+    show_default=True,
+    help="Bytes A still sends after B's FIN (the half-closed connection).",
+)
+@_output_options
+def demo(
+    half_close_bytes: int,
+    as_json: bool,
+    pcap: Path | None,
+    svg: Path | None,
+    absolute: bool,
+    ascii_only: bool,
+) -> None:
+    """The seed: B (119.75.218.70:80) releases its connection with A
+    (192.168.1.100) in four steps, FIN,ACK 50/248 - ACK 248/51 - FIN,ACK
+    248/51 - ACK 51/249, simulated and explained."""
+    result = _run(
+        {
+            "client_bytes": 247,
+            "server_bytes": 49,
+            "half_close_bytes": half_close_bytes,
+            "closer": "server",
+            # A acknowledges B's FIN alone (delayed ACK, 40 ms), sends its
+            # half-close bytes a little later, then closes: the seed's order.
+            "half_close_delay": 0.1 if half_close_bytes else 0.0,
+            "close_delay": 0.2,
+            "delay_ms": 20.0,
+            "client_addr": SEED_CLIENT,
+            "server_addr": SEED_SERVER,
+            "server_port": 80,
+            "seed": 1,
+        }
+    )
+    _write_files(result, pcap, svg, absolute)
+    if as_json:
+        click.echo(_json_out(result, absolute))
+        return
+    a = result.trace.endpoints["A"]
+    sep = "<->" if ascii_only else "↔"
+    click.echo(
+        f"finwait demo: TCP connection release, A {a.addr}:{a.port} {sep} "
+        f"B {SEED_SERVER}:80 (simulated; B closes first)"
+    )
+    click.echo()
+    click.echo(_ladder(result, absolute, ascii_only), nl=False)
+    click.echo()
+    click.echo(_explain(result, absolute, ascii_only), nl=False)
+
+
+@click.command("simulate")
+@click.option(
+    "--closer",
+    type=click.Choice(["client", "server", "both"]),
+    default="client",
+    show_default=True,
+    help="Who closes first; 'both' closes at once (FINs cross).",
+)
+@click.option(
+    "--client-bytes",
+    type=click.IntRange(min=0),
+    default=1000,
+    show_default=True,
+    help="Bytes A sends before the release.",
+)
+@click.option(
+    "--server-bytes",
+    type=click.IntRange(min=0),
+    default=1000,
+    show_default=True,
+    help="Bytes B sends before the release.",
+)
+@click.option(
+    "--half-close-bytes",
+    type=click.IntRange(min=0),
+    default=0,
+    show_default=True,
+    help="Bytes the passive closer sends after the first FIN.",
+)
+@click.option(
+    "--loss",
+    type=click.FloatRange(0.0, 1.0, max_open=True),
+    default=0.0,
+    show_default=True,
+    help="Per-segment loss probability, each direction.",
+)
+@click.option(
+    "--dup",
+    type=click.FloatRange(0.0, 1.0),
+    default=0.0,
+    show_default=True,
+    help="Per-segment duplication probability.",
+)
+@click.option(
+    "--reorder",
+    type=click.FloatRange(0.0, 1.0),
+    default=0.0,
+    show_default=True,
+    help="Fraction of segments delayed past later ones.",
+)
+@click.option(
+    "--corrupt",
+    type=click.FloatRange(0.0, 1.0, max_open=True),
+    default=0.0,
+    show_default=True,
+    help="Per-segment probability of a flipped bit (dropped by the checksum).",
+)
+@click.option(
+    "--delay",
+    "delay_ms",
+    type=click.FloatRange(min=0.0),
+    default=10.0,
+    show_default=True,
+    help="One-way delay in milliseconds.",
+)
+@click.option(
+    "--bandwidth",
+    "bandwidth_mbps",
+    type=click.FloatRange(min=0.0, min_open=True),
+    default=None,
+    help="Link bandwidth in Mbit/s (default: unlimited).",
+)
+@click.option(
+    "--seed",
+    type=click.IntRange(min=0),
+    default=1,
+    show_default=True,
+    help="The one seed of all randomness in the run.",
+)
+@click.option(
+    "--abort",
+    type=click.Choice(["client", "server"]),
+    default=None,
+    help="This side aborts (RST) instead of closing.",
+)
+@click.option(
+    "--bare-fin", is_flag=True, help="Inject a FIN without ACK toward A after the handshake."
+)
+@click.option(
+    "--prompt-close",
+    is_flag=True,
+    help="The passive side closes at once on EOF: three-segment close.",
+)
+@click.option(
+    "--mss",
+    type=click.IntRange(min=64, max=65495),
+    default=1460,
+    show_default=True,
+    help="Both hosts' MSS.",
+)
+@click.option(
+    "--msl",
+    type=click.FloatRange(min=0.0, min_open=True),
+    default=30.0,
+    show_default=True,
+    help="MSL in seconds; TIME-WAIT lasts 2*MSL.",
+)
+@_output_options
+def simulate(
+    closer: str,
+    client_bytes: int,
+    server_bytes: int,
+    half_close_bytes: int,
+    loss: float,
+    dup: float,
+    reorder: float,
+    corrupt: float,
+    delay_ms: float,
+    bandwidth_mbps: float | None,
+    seed: int,
+    abort: str | None,
+    bare_fin: bool,
+    prompt_close: bool,
+    mss: int,
+    msl: float,
+    as_json: bool,
+    pcap: Path | None,
+    svg: Path | None,
+    absolute: bool,
+    ascii_only: bool,
+) -> None:
+    """Run a two-host exchange between A (client) and B (server) on a
+    simulated path and draw it: open, transfer, release."""
+    if closer == "both" and half_close_bytes:
+        raise click.BadParameter(
+            "needs a passive closer; with --closer both nobody is half-closed",
+            param_hint="--half-close-bytes",
+        )
+    result = _run(
+        {
+            "client_bytes": client_bytes,
+            "server_bytes": server_bytes,
+            "half_close_bytes": half_close_bytes,
+            "closer": closer,
+            "abort": abort,
+            "prompt_close": prompt_close,
+            "bare_fin": bare_fin,
+            "loss": loss,
+            "dup": dup,
+            "reorder": reorder,
+            "corrupt": corrupt,
+            "delay_ms": delay_ms,
+            "bandwidth_mbps": bandwidth_mbps,
+            "seed": seed,
+            "mss": mss,
+            "msl": msl,
+        }
+    )
+    _write_files(result, pcap, svg, absolute)
+    if as_json:
+        click.echo(_json_out(result, absolute))
+        return
+    click.echo(_ladder(result, absolute, ascii_only), nl=False)
+    click.echo()
+    click.echo(format_summary(result, ascii_only=ascii_only), nl=False)
+
+
+commands: list[click.Command] = [demo, simulate]

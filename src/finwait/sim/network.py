@@ -33,11 +33,15 @@ from .rng import Rng
 
 NO_ROUTE = "no route"
 
-# Host counters that mean "the receiver dropped this segment", and the reason
-# the trace gives.  A delivered segment that bumps one is re-recorded as
-# dropped (the seed's FIN without ACK above all).
+# Host counters that mean "the receiver discarded this segment unprocessed",
+# and the reason the trace gives.  A delivered segment that bumps one is
+# re-recorded as dropped: the seed's FIN without ACK above all (RFC 9293
+# §3.10.7.4 fifth), and RSTs that fail RFC 5961 §3.2 or hit TIME-WAIT (RFC 1337).
 DROP_COUNTERS: dict[str, str] = {
     "fin_without_ack": "fin without ack",
+    "no_ack": "no ack",
+    "rst_out_of_window": "rst out of window",
+    "rst_in_time_wait_ignored": "rst in time-wait",
 }
 
 
