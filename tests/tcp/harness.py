@@ -103,6 +103,11 @@ class Exchange:
             assert getattr(s, name) == value, f"{name}: {getattr(s, name)!r} != {value!r}"
         return s
 
+    def take_segments_sent(self) -> list[Segment]:
+        self._collect()
+        out, self.sent = self.sent, []
+        return out
+
     def expect_nothing(self) -> None:
         self._collect()
         assert not self.sent, "engine sent: " + "; ".join(s.describe() for s in self.sent)

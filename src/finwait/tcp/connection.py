@@ -435,11 +435,14 @@ class Connection:
         else:
             data = bytes(buf[:max_bytes])
             del buf[:max_bytes]
-        if data and now is not None and self.state.synchronized and not self.peer_fin:
+        if now is None:
+            now = self._last_recv  # the latest input's time: recv() reads no clock
+        if data and self.state.synchronized and not self.peer_fin:
             # Send an update when the usable window grows by two segments or
             # half the buffer (Linux __tcp_cleanup_rbuf) from what we advertised.
             adv = max(seqnum.sub(self._rcv_adv, self.rcv_nxt), 0)
-            if self.rcv_wnd - adv >= min(2 * self.config.mss, self.config.recv_buffer // 2):
+            wnd = min(self.rcv_wnd, 0xFFFF << self.rcv_wscale)
+            if wnd - adv >= min(2 * self.config.mss, self.config.recv_buffer // 2):
                 self._send_ack(now)
                 self._changed()
         return data
