@@ -56,7 +56,7 @@ def in_thread(fn: Callable[..., T], *args: Any) -> asyncio.Future[T]:
 
 
 def recv_all(s: socket.socket) -> bytes:
-    chunks = []
+    chunks: list[bytes] = []
     while True:
         chunk = s.recv(65536)
         if not chunk:
@@ -125,6 +125,8 @@ class Capture:
                 data, addr = self._sock.recvfrom(65536)
             except TimeoutError:
                 continue
+            except OSError:
+                return  # the device went away with the namespace
             self.raw.append((time.monotonic(), addr[2] == PACKET_OUTGOING, data))
 
     def stop(self) -> list[Pkt]:
@@ -178,3 +180,45 @@ def relative(pkts: list[Pkt]) -> list[Pkt]:
 
 def one_connection(pkts: list[Pkt], port: int) -> list[Pkt]:
     return [p for p in pkts if port in (p.sport, p.dport)]
+
+
+def echo_server(srv: socket.socket, total: int) -> int:
+    """Kernel echo server for ``total`` connections at once or in turn: echo
+    everything, close after the peer's FIN.  Returns the bytes echoed."""
+    import selectors
+
+    sel = selectors.DefaultSelector()
+    srv.setblocking(False)
+    sel.register(srv, selectors.EVENT_READ)
+    accepted = closed = echoed = 0
+    try:
+        while closed < total:
+            events = sel.select(timeout=10)
+            if not events:
+                raise TimeoutError(f"echo server idle: {accepted} accepted, {closed} closed")
+            for key, _ in events:
+                sock = key.fileobj
+                assert isinstance(sock, socket.socket)
+                if sock is srv:
+                    while accepted < total:
+                        try:
+                            c, _ = srv.accept()
+                        except BlockingIOError:
+                            break
+                        c.setblocking(True)
+                        c.settimeout(10)
+                        sel.register(c, selectors.EVENT_READ)
+                        accepted += 1
+                    continue
+                data = sock.recv(65536)
+                if data:
+                    sock.sendall(data)
+                    echoed += len(data)
+                else:
+                    sel.unregister(sock)
+                    sock.close()
+                    closed += 1
+    finally:
+        sel.close()
+        srv.close()
+    return echoed

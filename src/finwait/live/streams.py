@@ -52,7 +52,6 @@ from .lab import LabConfig, open_tun
 
 LOCAL = "finwait"
 REMOTE = "kernel"
-_DONE_STATES = frozenset({State.TIME_WAIT, State.CLOSED})
 _MAX_TRACES = 4096  # bound on traces of 4-tuples no connection claimed
 
 Addr = tuple[str, int]
@@ -227,6 +226,8 @@ class _Stream:
         elif isinstance(ev, TimedOut):
             self._fail(TimeoutError(f"TCP gave up in {ev.state} (retransmissions exhausted)"))
         elif isinstance(ev, Closed):
+            if not self.connected.done():
+                self._fail(ConnectionResetError("connection closed before it was established"))
             self._finish()
         self.sync_state()
 
@@ -245,9 +246,10 @@ class _Stream:
         state = self.conn.state
         if state is not State.SYN_SENT and state is not State.SYN_RECEIVED and state.synchronized:
             _resolve(self.connected)
-        if state in _DONE_STATES and not self.done.done():
-            if not self.connected.done():
-                self._fail(ConnectionResetError("connection closed before it was established"))
+        # TIME-WAIT: the release is complete for the user.  CLOSED is left to
+        # the event that says why (Closed, Reset, TimedOut), which follows
+        # StateChanged(CLOSED) in the same batch.
+        if state is State.TIME_WAIT:
             self._finish()
 
     def _fail(self, exc: BaseException) -> None:
