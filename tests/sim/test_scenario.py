@@ -30,6 +30,8 @@ SEED_SPEC = ScenarioSpec(
 
 def assert_clean(result: ScenarioResult) -> None:
     s = result.summary
+    assert s["A"]["sent_bytes"] == s["A"]["planned_bytes"]
+    assert s["B"]["sent_bytes"] == s["B"]["planned_bytes"]
     assert s["A"]["received_sha256"] == s["B"]["sent_sha256"]
     assert s["B"]["received_sha256"] == s["A"]["sent_sha256"]
     assert s["A"]["sent_bytes"] == s["B"]["received_bytes"]
@@ -224,5 +226,10 @@ def test_property_streams_exact_and_both_closed(
         reorder=reorder,
         seed=seed,
         msl=1.0,
+        # The apps half-close and keep reading (shutdown(SHUT_WR)), which
+        # Linux never times out in FIN-WAIT-2 (LX-8); with the engine's 60 s
+        # orphan timer, ~0.7 % of runs at 30 % loss are cut short: see
+        # test_engine_findings.py.
+        fin_wait_2_timeout=None,
     )
     assert_clean(run_scenario(spec))
