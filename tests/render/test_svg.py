@@ -14,7 +14,7 @@ import pytest
 from render_traces import bare_fin, long_trace, lost_fin, seed_release, simultaneous
 
 from finwait.render.svg import render_svg
-from finwait.trace import Trace
+from finwait.trace import StateEvent, Trace
 
 NS = "{http://www.w3.org/2000/svg}"
 
@@ -63,7 +63,7 @@ def test_state_boxes_on_each_timeline(seed: Trace) -> None:
         if g.get("class") == "state" and g.get("data-who")
     ]
     assert ("B", "TIME-WAIT") in states and ("A", "LAST-ACK") in states
-    assert states == [(ev.who, str(ev.state)) for ev in seed.events if hasattr(ev, "who")]
+    assert states == [(ev.who, str(ev.state)) for ev in seed.events if isinstance(ev, StateEvent)]
 
 
 def test_lost_and_dropped_segments_are_marked() -> None:
