@@ -17,6 +17,7 @@ is the Trace and a summary that says whether each stream arrived byte-exact.
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -33,6 +34,7 @@ from ..tcp.events import (
     SendAcknowledged,
     TimedOut,
 )
+from ..tcp.state import State
 from ..trace import Trace
 from ..wire.segment import FIN, Segment
 from .link import LinkConfig
@@ -40,7 +42,10 @@ from .network import Network
 from .rng import Rng
 
 Role = Literal["client", "server"]
+Hook = Callable[["_App", float], None]
 CLOSERS = ("client", "server", "both")
+# CLOSE is a half-close only where our direction is still open (§3.10.4).
+_CAN_CLOSE = frozenset({State.SYN_SENT, State.SYN_RECEIVED, State.ESTABLISHED, State.CLOSE_WAIT})
 ABORTERS = ("client", "server")
 
 
@@ -148,8 +153,8 @@ class _App:
     phase: str = "data"  # data -> closing (closer waits) / half (passive) -> done
     peer_eof: bool = False
     outcome: str = "never connected"
-    on_connected: list[Any] = field(default_factory=list)
-    on_progress: list[Any] = field(default_factory=list)
+    on_connected: list[Hook] = field(default_factory=list)
+    on_progress: list[Hook] = field(default_factory=list)
 
     @property
     def is_closer(self) -> bool:
@@ -227,11 +232,12 @@ class _App:
         """close(), or abort() when this side is the scenario's aborter."""
         self.phase = "done"
         conn = self.conn
-        if conn is None or conn.state.value == "CLOSED":
+        # A reset may have ended the connection while this call was pending.
+        if conn is None or conn.state is State.CLOSED:
             return
         if self.spec.abort == self.role:
             conn.abort(now)
-        else:
+        elif conn.state in _CAN_CLOSE:
             conn.close(now)
 
     def summary(self) -> dict[str, Any]:
