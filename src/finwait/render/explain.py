@@ -406,10 +406,10 @@ def explain_release(trace: Trace, *, relative: bool = True, width: int = 78) -> 
         if relative
         else "raw sequence numbers"
     )
-    out = [
-        f"Release of {endpoint_text(trace, left)} ⇄ {endpoint_text(trace, right)} ({numbering})",
-        "",
-    ]
+    heading = (
+        f"Release of {endpoint_text(trace, left)} ⇄ {endpoint_text(trace, right)} ({numbering})"
+    )
+    out = [textwrap.fill(heading, width=width, break_long_words=False, break_on_hyphens=False), ""]
     steps = release_steps(trace, relative=relative)
     for i, step in enumerate(steps, 1):
         lead = f"{i}. [{step.role}] "
