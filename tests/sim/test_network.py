@@ -179,7 +179,8 @@ def run_lossy(seed: int) -> dict[str, Any]:
     for i in range(200):
         send_at(net, a, i * 0.0005, burst(1))
     net.run()
-    return net.trace.to_json()
+    data: dict[str, Any] = net.trace.to_json()
+    return data
 
 
 def test_same_seed_same_trace_different_seed_different_losses() -> None:
@@ -195,9 +196,15 @@ def test_same_seed_same_trace_different_seed_different_losses() -> None:
 
 
 def test_link_config_rejects_nonsense() -> None:
-    for bad in (dict(loss=1.5), dict(dup=-0.1), dict(delay=-1.0), dict(bandwidth=0.0)):
+    bad: list[dict[str, Any]] = [
+        {"loss": 1.5},
+        {"dup": -0.1},
+        {"delay": -1.0},
+        {"bandwidth": 0.0},
+    ]
+    for kwargs in bad:
         with pytest.raises(ValueError):
-            LinkConfig(**bad)  # type: ignore[arg-type]
+            LinkConfig(**kwargs)
 
 
 def test_trace_events_are_segment_events_for_link_records() -> None:

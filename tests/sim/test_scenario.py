@@ -173,7 +173,7 @@ def test_lossy_bulk_transfer_with_half_close_is_byte_exact() -> None:
 
 
 def test_spec_rejects_nonsense() -> None:
-    bad: list[dict[str, object]] = [
+    bad: list[dict[str, Any]] = [
         {"closer": "nobody"},
         {"abort": "both"},
         {"closer": "both", "half_close_bytes": 5},
@@ -184,7 +184,7 @@ def test_spec_rejects_nonsense() -> None:
     ]
     for kwargs in bad:
         with pytest.raises(ValueError):
-            ScenarioSpec(**kwargs)  # type: ignore[arg-type]
+            ScenarioSpec(**kwargs)
 
 
 @settings(
@@ -233,3 +233,19 @@ def test_property_streams_exact_and_both_closed(
         fin_wait_2_timeout=None,
     )
     assert_clean(run_scenario(spec))
+
+
+def test_ipv6_hosts_with_loss_and_corruption() -> None:
+    spec = replace(
+        SEED_SPEC,
+        client_addr="2001:db8::1",
+        server_addr="2001:db8::2",
+        client_bytes=5000,
+        server_bytes=3000,
+        loss=0.1,
+        corrupt=0.2,
+        seed=4,
+    )
+    result = run_scenario(spec)
+    assert_clean(result)
+    assert result.summary["counters"]["B"]["parse_error:bad checksum"] >= 1
