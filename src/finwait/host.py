@@ -31,6 +31,10 @@ from .wire.segment import ACK, FIN, RST, SYN, Segment
 EPHEMERAL_LOW = 32768  # Linux ip_local_port_range
 EPHEMERAL_HIGH = 60999
 
+_ESTABLISHED = State.ESTABLISHED
+_TIME_WAIT = State.TIME_WAIT
+_SYN_RECEIVED = State.SYN_RECEIVED
+
 Key = tuple[str, int, str, int]  # local addr, local port, remote addr, remote port
 
 
@@ -185,18 +189,18 @@ class Host:
 
     def receive(self, seg: Segment, now: float) -> None:
         """A segment arrives (§3.10.7)."""
-        if seg.dst not in self.addrs:
-            self.counters["not_for_us"] += 1
-            return
-        key = (seg.dst, seg.dport, seg.src, seg.sport)
-        conn = self.conns.get(key)
+        conn = self.conns.get((seg.dst, seg.dport, seg.src, seg.sport))
         if conn is not None:
-            if conn.state is State.TIME_WAIT and self._reopen_time_wait(conn, seg, now):
+            st = conn.state
+            if st is _ESTABLISHED:
+                conn.receive(seg, now)
+                return
+            if st is _TIME_WAIT and self._reopen_time_wait(conn, seg, now):
                 return
             lst = self._listener_of.get(conn)
             if (
                 lst is not None
-                and conn.state is State.SYN_RECEIVED
+                and st is _SYN_RECEIVED
                 and seg.flags & ACK
                 and len(lst.accept_queue) >= lst.backlog
             ):
@@ -205,6 +209,9 @@ class Host:
                 self.counters["accept_queue_full"] += 1
                 return
             conn.receive(seg, now)
+            return
+        if seg.dst not in self.addrs:
+            self.counters["not_for_us"] += 1
             return
         listener = self.listeners.get((seg.dst, seg.dport)) or self.listeners.get(("", seg.dport))
         if listener is not None:

@@ -46,24 +46,13 @@ from .rto import RttEstimator
 from .state import State
 
 MASK = seqnum.MASK
+HALF = seqnum.HALF
 _add = seqnum.add
 _lt = seqnum.lt
 _le = seqnum.le
 _in_window = seqnum.in_window
 
 ESTABLISHED = State.ESTABLISHED
-# States in which queued data and our FIN are (re)transmitted.
-_SENDING = frozenset(
-    {
-        State.ESTABLISHED,
-        State.CLOSE_WAIT,
-        State.FIN_WAIT_1,
-        State.CLOSING,
-        State.LAST_ACK,
-    }
-)
-# Our FIN has been sent in these states (§3.10.7.4 fifth).
-_FIN_STATES = frozenset({State.FIN_WAIT_1, State.FIN_WAIT_2, State.CLOSING, State.LAST_ACK})
 _MAX_WSCALE = 14  # RFC 7323 §2.3
 
 
@@ -142,6 +131,7 @@ class Connection:
         self.ts_recent_age = 0.0
         self.last_ack_sent = 0
         self._ts_offset = ts_offset & MASK
+        self._sws_step = min(cfg.recv_buffer // 2, cfg.mss)
         self._offer_wscale = scale_for(cfg.recv_buffer) if cfg.window_scaling else None
         # Buffers.  _sndbuf holds the bytes from _snd_base on (unacked + unsent).
         self._sndbuf = bytearray()
@@ -279,6 +269,17 @@ class Connection:
     def _event(self, ev: Event) -> None:
         self._events.append((self, ev))
 
+    def _data_event(self, n: int) -> None:
+        """DataReceived, merged with the previous event when that was one
+        too, so a burst of segments is one wake-up for the user."""
+        evs = self._events
+        if evs:
+            conn, last = evs[-1]
+            if conn is self and type(last) is DataReceived:
+                evs[-1] = (self, DataReceived(last.length + n))
+                return
+        evs.append((self, DataReceived(n)))
+
     def _set_state(self, new: State, now: float) -> None:
         old = self.state
         if old is new:
@@ -295,25 +296,25 @@ class Connection:
     def _window_field(self) -> int:
         """The window we advertise, scaled; never shrinks the right edge
         (RFC 9293 §3.8.6.2.2 SHLD-14) and avoids receiver SWS."""
-        wnd = self.rcv_wnd
-        # Receiver SWS avoidance (§3.8.6.2.2): do not open the window by less
-        # than min(buffer/2, MSS) at a time.
-        edge = _add(self.rcv_nxt, wnd)
-        adv = self._rcv_adv
-        if _lt(adv, self.rcv_nxt):
-            adv = self.rcv_nxt
-        grow = seqnum.sub(edge, adv)
-        if 0 < grow < min(self.config.recv_buffer // 2, self.config.mss):
-            wnd = seqnum.sub(adv, self.rcv_nxt)
-        elif grow < 0:
-            wnd = seqnum.sub(adv, self.rcv_nxt)  # never shrink
-        field = wnd >> self.rcv_wscale
+        nxt = self.rcv_nxt
+        wnd = self.config.recv_buffer - len(self._rcvbuf)
+        adv = (self._rcv_adv - nxt) & MASK  # what the peer may still send
+        if adv >= HALF:
+            adv = 0
+        # Receiver SWS avoidance (§3.8.6.2.2): never shrink the right edge,
+        # and do not open it by less than min(buffer/2, MSS) at a time.
+        if wnd < adv or 0 < wnd - adv < self._sws_step:
+            wnd = adv
+        shift = self.rcv_wscale
+        field = wnd >> shift
         if field > 0xFFFF:
             field = 0xFFFF
-        self._rcv_adv = _add(self.rcv_nxt, field << self.rcv_wscale)
+        self._rcv_adv = (nxt + (field << shift)) & MASK
         return field
 
     def _options(self, now: float) -> TcpOptions:
+        if not self.ts_ok and not (self.sack_ok and self._ooo):
+            return _NO_OPTS
         sack: tuple[tuple[int, int], ...] = ()
         if self.sack_ok and self._ooo:
             sack = self._ooo.sack_blocks(3 if self.ts_ok else 4)
@@ -416,7 +417,7 @@ class Connection:
         if n <= 0:
             return 0
         self._sndbuf += data[:n] if n < len(data) else data
-        if st in _SENDING:
+        if st.sending:
             if self.cc.cwnd > self.cc.iw and now - self._last_send > self.rtt.rto and (
                 self.snd_una == self.snd_max
             ):
@@ -572,7 +573,7 @@ class Connection:
             if st is State.FIN_WAIT_1:
                 self.snd_nxt = _add(self.iss, 1)
                 self._push(now)
-        elif st in _SENDING:
+        elif st.sending:
             flight = seqnum.sub(self.snd_max, self.snd_una)
             self.cc.on_timeout(flight)
             self.cc.recover = self.snd_max
@@ -584,7 +585,7 @@ class Connection:
         """Zero-window probe (§3.8.6.1): Linux's form, ``<SEQ=SND.UNA-1>``
         with no data, which the peer must answer with its current window."""
         self.persist_at = None
-        if self.state not in _SENDING or self.snd_wnd > 0:
+        if not self.state.sending or self.snd_wnd > 0:
             return
         self._count("window_probe")
         self._emit(_add(self.snd_una, -1), ACK, now)
@@ -606,7 +607,7 @@ class Connection:
     def _push(self, now: float) -> None:
         """Send what the windows allow: data from SND.NXT, then our FIN
         (piggybacked on the last data segment when it fits, LX-4)."""
-        if self.state not in _SENDING:
+        if not self.state.sending:
             return
         buf = self._sndbuf
         smss = self.smss
@@ -680,11 +681,14 @@ class Connection:
         """Process one arriving segment; peer input never raises."""
         st = self.state
         self._last_recv = now
+        if st is ESTABLISHED and self._predicted(seg, now):
+            self._changed()
+            return
         if st is State.SYN_SENT:
             self._arrive_syn_sent(seg, now)
         elif st.synchronized:
             self._arrive_synchronized(seg, now)
-            if self.state in _SENDING:
+            if self.state.sending:
                 self._push(now)
         else:
             self._count("segment_in_" + st.name.lower())
@@ -698,6 +702,79 @@ class Connection:
         ):
             self.keepalive_at = now + self.config.keepalive
         self._changed()
+
+    def _predicted(self, seg: Segment, now: float) -> bool:
+        """Header prediction (Jacobson; RFC 7323 Appendix D): the two common
+        segments of an established connection — a pure ACK of new data, and
+        the next in-order data carrying no new ACK — when nothing unusual is
+        going on.  It does exactly what the §3.10.7.4 steps would do, only
+        without the detours; anything else returns False and takes them."""
+        if seg.flags & 0x37 != ACK or seg.seq != self.rcv_nxt:  # 0x37: FIN SYN RST ACK URG
+            return False
+        if (seg.window << self.snd_wscale) != self.snd_wnd or self.snd_nxt != self.snd_max:
+            return False
+        cc = self.cc
+        if cc.in_recovery:
+            return False
+        ts = None
+        if self.ts_ok:
+            ts = seg.options.timestamps
+            if ts is None or ((ts[0] - self.ts_recent) & MASK) >= HALF:
+                return False  # no TSopt, or PAWS would reject: the full path decides
+        payload = seg.payload
+        ack = seg.ack
+        una = self.snd_una
+        if not payload:
+            acked = (ack - una) & MASK
+            if acked == 0 or acked > ((self.snd_max - una) & MASK):
+                return False
+            # In ESTABLISHED our SYN is acked and no FIN is sent: every
+            # acknowledged number is a byte of the send buffer.
+            del self._sndbuf[:acked]
+            self._snd_base = self.snd_una = ack
+            self._retries = 0
+            if ts is not None:
+                if ts[1]:
+                    self.rtt.sample(((self._ts_now(now) - ts[1]) & MASK) / 1000.0)
+            elif self._rtt_seq is not None and ((ack - self._rtt_seq) & MASK) < HALF:
+                self.rtt.sample(now - self._rtt_start)
+                self._rtt_seq = None
+            cc.dupacks = 0
+            if cc.cwnd < cc.ssthresh:
+                cc.cwnd += acked if acked < cc.smss else cc.smss
+            else:
+                cc.cwnd += max(1, cc.smss * cc.smss // cc.cwnd)
+            self.rexmit_at = None if ack == self.snd_max else now + self.rtt.rto
+            self._events.append((self, SendAcknowledged(acked)))
+            if ts is not None and seg.seq == self.last_ack_sent:
+                self.ts_recent = ts[0]
+                self.ts_recent_age = now
+            self._push(now)
+            return True
+        n = len(payload)
+        if ack != una or self._ooo or self._ooo_fin is not None or self.read_closed:
+            return False
+        if n > self.rcv_wnd:
+            return False
+        if ts is not None and seg.seq == self.last_ack_sent:
+            self.ts_recent = ts[0]
+            self.ts_recent_age = now
+        self._rcvbuf += payload
+        self.rcv_nxt = (self.rcv_nxt + n) & MASK
+        self._data_event(n)
+        if not self.config.delayed_ack:
+            self._send_ack(now)
+            return True
+        self._delack_pending = True
+        if n >= self.smss:
+            self._full_unacked += 1
+        if self._full_unacked >= 2 or self.rcv_wnd < self.smss:
+            self._send_ack(now)  # every second full-sized segment (RFC 1122 §4.2.3.2)
+        elif self.delack_at is None:
+            self.delack_at = now + self.config.delayed_ack_timeout
+        if self.snd_nxt != (self._snd_base + len(self._sndbuf)) & MASK:
+            self._push(now)
+        return True
 
     def _take_syn(self, syn: Segment, now: float) -> None:
         """Record the peer's SYN: IRS, RCV.NXT and its options (§3.10.7.2,
@@ -1101,7 +1178,7 @@ class Connection:
         n = len(data)
         self._rcvbuf += data
         self.rcv_nxt = _add(self.rcv_nxt, n)
-        self._event(DataReceived(n))
+        self._data_event(n)
         # Delayed ACK (RFC 1122 §4.2.3.2, RFC 9293 §3.8.6.3): at least every
         # second full-sized segment, and within the delay for the rest.
         if not self.config.delayed_ack:

@@ -23,34 +23,30 @@ class State(enum.Enum):
     LAST_ACK = "LAST-ACK"
     TIME_WAIT = "TIME-WAIT"
 
+    # Per-state facts, plain attributes set below: read on every segment, so
+    # no property call and no frozenset lookup (Enum.__hash__ is Python code).
+    synchronized: bool  # SYN-RECEIVED and later: the states of §3.10.7.4
+    can_send: bool  # the user may still SEND (§3.10.2)
+    can_receive_text: bool  # segment text is processed (§3.10.7.4, seventh)
+    sending: bool  # queued data and our FIN are (re)transmitted
+
     def __str__(self) -> str:
         return self.value
-
-    @property
-    def synchronized(self) -> bool:
-        """SYN-RECEIVED and later: the states of RFC 9293 §3.10.7.4."""
-        return self not in _UNSYNCHRONIZED
-
-    @property
-    def can_send(self) -> bool:
-        """The user may still SEND (§3.10.2)."""
-        return self in _CAN_SEND
-
-    @property
-    def can_receive_text(self) -> bool:
-        """Segment text is processed (§3.10.7.4, seventh)."""
-        return self in _RECEIVES_TEXT
 
     @classmethod
     def parse(cls, name: str) -> State:
         return cls(name.upper().replace("_", "-"))
 
 
-_UNSYNCHRONIZED = frozenset({State.CLOSED, State.LISTEN, State.SYN_SENT})
-_CAN_SEND = frozenset(
-    {State.SYN_SENT, State.SYN_RECEIVED, State.ESTABLISHED, State.CLOSE_WAIT}
-)
-_RECEIVES_TEXT = frozenset({State.ESTABLISHED, State.FIN_WAIT_1, State.FIN_WAIT_2})
+_UNSYNCHRONIZED = (State.CLOSED, State.LISTEN, State.SYN_SENT)
+_CAN_SEND = (State.SYN_SENT, State.SYN_RECEIVED, State.ESTABLISHED, State.CLOSE_WAIT)
+_RECEIVES_TEXT = (State.ESTABLISHED, State.FIN_WAIT_1, State.FIN_WAIT_2)
+_SENDING = (State.ESTABLISHED, State.CLOSE_WAIT, State.FIN_WAIT_1, State.CLOSING, State.LAST_ACK)
+for _s in State:
+    _s.synchronized = _s not in _UNSYNCHRONIZED
+    _s.can_send = _s in _CAN_SEND
+    _s.can_receive_text = _s in _RECEIVES_TEXT
+    _s.sending = _s in _SENDING
 
 S = State
 # (from, to, event as RFC 9293 Figure 5 labels it, action).
