@@ -168,3 +168,12 @@ def test_short_trace_is_not_elided_and_unknown_endpoints_do_not_crash() -> None:
     assert "A [2001:db8::1]:40000" in out
     assert "2001:db8::2:443" in out
     assert "ACK seq=1 ack=" in out
+
+
+def test_control_characters_in_names_cannot_reach_the_terminal() -> None:
+    tr = seed_release().trace
+    tr.endpoints["B"].addr = "evil\x1b[2J\x07"
+    for ascii in (False, True):
+        out = render_text(tr, ascii=ascii)
+        assert "\x1b" not in out and "\x07" not in out
+        assert "evil" in out

@@ -12,6 +12,7 @@ SYN/FIN/RST, or a lost or dropped segment).  Read RFC 9293 §3.5 (open) and
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 from ..trace import DELIVERED, LOST, StateEvent, Trace
@@ -76,7 +77,7 @@ def render_text(
     left, right = sides(trace)
     rows = layout_rows(trace, elide=elide, max_rows=max_rows)
     retx = {id(trace.events[i]) for i in retransmissions(trace)}
-    lines = _lines(trace, rows, left, relative, retx, ascii)
+    lines = _lines(trace, rows, left, relative, retx, g, ascii)
 
     gutter = max([len("ms"), *(len(x.t) for x in lines)])
     left_w = max([0, *(len(x.left) for x in lines)])
@@ -97,7 +98,13 @@ def render_text(
 
 
 def _lines(
-    trace: Trace, rows: list[Row], left: str, relative: bool, retx: set[int], ascii: bool
+    trace: Trace,
+    rows: list[Row],
+    left: str,
+    relative: bool,
+    retx: set[int],
+    g: _Glyphs,
+    ascii: bool,
 ) -> list[_Line]:
     """Rows to lines; consecutive state changes at one instant share a line."""
     out: list[_Line] = []
@@ -135,7 +142,7 @@ def _lines(
         rightward = r.src == left
         note = ""
         if r.fate not in (DELIVERED, LOST):
-            note = f"{_DROP} {r.fate}" + (f": {r.reason}" if r.reason else "")
+            note = f"{g.drop} {r.fate}" + (f": {r.reason}" if r.reason else "")
         own_state = ""
         prev = out[-1] if out else None
         if (
@@ -201,17 +208,16 @@ def _header(trace: Trace, left: str, right: str, a_col: int, b_col: int) -> list
     return [row + b_text]
 
 
-# The drop marker is the same glyph in both modes once made ASCII-safe.
-_DROP = "✗"
-
-
 def _ascii_only(text: str, ascii: bool) -> str:
-    """In ASCII mode, map our glyphs and escape anything else non-ASCII (an
-    address or reason from a capture may hold any character)."""
+    """Make a finished row safe for a terminal: control characters (an
+    escape sequence hidden in a name) become U+FFFD; in ASCII mode our glyphs
+    are mapped and anything else non-ASCII is escaped as ``\\u....``."""
+    text = _CONTROL.sub("\ufffd", text)
     if not ascii:
         return text
     text = text.translate(_TO_ASCII)
     return text.encode("ascii", "backslashreplace").decode("ascii")
 
 
+_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f]")
 _TO_ASCII = str.maketrans({"✗": "x", "→": "->", "…": "...", "─": "-", "│": "|", "┆": ":"})
