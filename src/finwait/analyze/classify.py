@@ -1,0 +1,423 @@
+"""Per-connection classification from the tracker's columns: who is the
+client, how the handshake went, how the connection was released, who closed
+first, who reset, the half-close, each side's FIN and its acknowledgment,
+anomalies, and Zeek's ``conn_state`` and ``history``.
+
+The rules are written down in docs/analyze.md (the JSON Lines schema) and
+follow RFC 9293 §3.5/§3.6: a FIN consumes one sequence number, so the ACK of
+a FIN at relative N is N + 1; a second FIN whose ACK covers the first is a
+three-segment close when no pure ACK came before it (Linux's delayed ACK in
+"pingpong" mode, tcp_fin()), and FINs that do not acknowledge each other
+crossed (simultaneous close, §3.6 Figure 13).  ``conn_state`` follows Zeek's
+``Conn::conn_state`` decision list over per-endpoint states.
+
+Everything is computed column-wise; only the JSON record of each connection
+is built in Python.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from collections import Counter
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from .tracker import (
+    ANOMALIES,
+    A_NO_HS,
+    A_RST_AFTER,
+    H_F,
+    HALF,
+    HISTORY,
+    M32,
+    NONE,
+    Tracker,
+)
+
+I64 = npt.NDArray[np.int64]
+
+HANDSHAKES = ("complete", "refused", "unanswered", "partial", "none")
+CLOSES = (
+    "four_way",
+    "three_way",
+    "simultaneous",
+    "reset",
+    "refused",
+    "unanswered",
+    "half_closed",
+    "open",
+    "probe",
+)
+SIDES = ("client", "server", "both")
+# Zeek endpoint states (TCP_Endpoint.h), in the order used below.
+Z_INACTIVE, Z_SYN_SENT, Z_SYN_ACK_SENT, Z_PARTIAL, Z_ESTABLISHED, Z_CLOSED, Z_RESET = range(7)
+ZEEK_STATES = ("S0", "S1", "SF", "REJ", "S2", "S3", "RSTO", "RSTR", "RSTOS0", "RSTRH", "SH", "SHR", "OTH")
+_RSTOS0 = re.compile(r"\^?S[^HAFGIQ]*R")
+MAX_FRAMES = 20  # frames listed per anomaly; ``count`` has the total
+
+
+@dataclass
+class Analysis:
+    """The result for one capture file."""
+
+    path: str
+    records_read: int = 0
+    tcp_packets: int = 0
+    drops: Counter[str] = field(default_factory=Counter)
+    error: str | None = None
+    error_offset: int | None = None
+    empty: bool = False
+    n: int = 0
+    cols: dict[str, Any] = field(default_factory=dict)
+    _flow_key: I64 = field(default_factory=lambda: np.zeros((0, 10), dtype=np.int64))
+
+    def __len__(self) -> int:
+        return self.n
+
+    # -- summary -------------------------------------------------------------
+
+    def counts(self, column: str, names: tuple[str, ...]) -> dict[str, int]:
+        if not self.n:
+            return {}
+        bc = np.bincount(self.cols[column], minlength=len(names))
+        return {names[i]: int(v) for i, v in enumerate(bc.tolist()) if v}
+
+    def anomaly_counts(self) -> dict[str, tuple[int, int]]:
+        """name -> (connections, occurrences)."""
+        conn, code = self.cols.get("an_conn"), self.cols.get("an_code")
+        if conn is None or not conn.size:
+            return {}
+        out: dict[str, tuple[int, int]] = {}
+        for k, name in enumerate(ANOMALIES):
+            m = code == k
+            if m.any():
+                out[name] = (int(np.unique(conn[m]).size), int(m.sum()))
+        return out
+
+    def by_close_and_closer(self) -> dict[tuple[str, str], int]:
+        if not self.n:
+            return {}
+        key = self.cols["close"] * 4 + self.cols["first_fin"] + 1
+        bc = np.bincount(key, minlength=len(CLOSES) * 4)
+        closer = ("-", *SIDES)
+        return {
+            (CLOSES[i // 4], closer[i % 4]): int(v) for i, v in enumerate(bc.tolist()) if v
+        }
+
+    # -- records -------------------------------------------------------------
+
+    def record(self, cid: int) -> dict[str, Any]:
+        """The record of connection ``cid`` (1-based)."""
+        return next(self.records(cid - 1, cid))
+
+    def records(self, lo: int = 0, hi: int | None = None) -> Iterator[dict[str, Any]]:
+        hi = self.n if hi is None else min(hi, self.n)
+        if lo >= hi:
+            return
+        c = self.cols
+        sl = slice(lo, hi)
+        L = {k: (v[sl].tolist() if isinstance(v, np.ndarray) and v.shape[:1] == (self.n,) else None)
+             for k, v in c.items()}  # fmt: skip
+        addr_cache: dict[int, tuple[str, int, str, int]] = {}
+        hist, hist_at = c["hist_str"], c["hist_at"]
+        an = c["an_by_conn"]
+        for j in range(hi - lo):
+            i = lo + j
+            flow = L["flow"][j]
+            ep = addr_cache.get(flow)
+            if ep is None:
+                ep = addr_cache[flow] = self._endpoints(flow)
+            cl = L["client"][j]
+            cli, srv = (ep[0], ep[1]), (ep[2], ep[3])
+            if cl == 1:
+                cli, srv = srv, cli
+            close = L["close"][j]
+            ff = L["first_fin"][j]
+            rb = L["reset_by"][j]
+            zs = L["zeek"][j]
+            h = hist[hist_at[i] : hist_at[i + 1]]
+            if zs < 0:  # RSTOS0 needs the history: S, nothing from the responder, R
+                zs = 8 if _RSTOS0.match(h) else 12
+            rec: dict[str, Any] = {
+                "id": i + 1,
+                "client": {"addr": cli[0], "port": cli[1]},
+                "server": {"addr": srv[0], "port": srv[1]},
+                "start": L["start"][j],
+                "end": L["end"][j],
+                "duration": L["end"][j] - L["start"][j],
+                "first_frame": L["first_frame"][j],
+                "last_frame": L["last_frame"][j],
+                "partial": L["partial"][j],
+                "packets": {"client_to_server": L["pkts_c"][j], "server_to_client": L["pkts_s"][j]},
+                "bytes": {"client_to_server": L["bytes_c"][j], "server_to_client": L["bytes_s"][j]},
+                "retransmissions": {
+                    "client_to_server": L["retr_c"][j],
+                    "server_to_client": L["retr_s"][j],
+                },
+                "handshake": HANDSHAKES[L["handshake"][j]],
+                "close": CLOSES[close],
+                "first_fin": SIDES[ff] if ff >= 0 else None,
+                "reset_by": SIDES[rb] if rb >= 0 else None,
+                "reset_after_fin": L["reset_after_fin"][j],
+                "half_close_bytes": L["half_close_bytes"][j],
+                "fins": {"client": self._fin(L, j, "c"), "server": self._fin(L, j, "s")},
+                "anomalies": an.get(i, []),
+                "conn_state": ZEEK_STATES[zs],
+                "history": h,
+            }
+            yield rec
+
+    @staticmethod
+    def _fin(L: dict[str, Any], j: int, side: str) -> dict[str, Any] | None:
+        if not L["fin_has_" + side][j]:
+            return None
+        acked: dict[str, Any] | None = None
+        if L["fack_has_" + side][j]:
+            fl, pl = L["fack_flags_" + side][j], L["fack_plen_" + side][j]
+            acked = {
+                "frame": L["fack_frame_" + side][j],
+                "time": L["fack_ts_" + side][j],
+                "seq": L["fack_seq_" + side][j],
+                "ack": L["fack_ack_" + side][j],
+                "carried_on": "fin" if fl & 1 else ("data" if pl else "pure_ack"),
+            }
+        return {
+            "frame": L["fin_frame_" + side][j],
+            "time": L["fin_ts_" + side][j],
+            "seq": L["fin_seq_" + side][j],
+            "ack": L["fin_ack_" + side][j],
+            "len": L["fin_plen_" + side][j],
+            "retransmissions": L["fin_retr_" + side][j],
+            "acked_by": acked,
+        }
+
+    def _endpoints(self, flow: int) -> tuple[str, int, str, int]:
+        k = self._flow_key[flow].tolist()
+        return _addr(k[0:4]), k[4], _addr(k[5:9]), k[9]
+
+
+def _addr(w: list[int]) -> str:
+    if w[0] == 0 and w[1] == 0 and w[2] == 0xFFFF:
+        return str(ipaddress.IPv4Address(w[3]))
+    return str(ipaddress.IPv6Address((w[0] << 96) | (w[1] << 64) | (w[2] << 32) | w[3]))
+
+
+def classify(tr: Tracker, path: str) -> Analysis:
+    """Turn the tracker's columns into an :class:`Analysis`."""
+    res = Analysis(path, tcp_packets=tr.packets)
+    n = res.n = tr.nconns
+    res._flow_key = tr.flow_key[: tr.nflows]
+    if n == 0:
+        res.cols = {"hist_str": "", "hist_at": np.zeros(1, dtype=np.int64), "an_by_conn": {}}
+        return res
+    idx = np.arange(n)
+    s = {k: v[: 2 * n].reshape(n, 2) for k, v in tr.s.items()}
+    c = {k: v[:n] for k, v in tr.c.items()}
+    has = {k: s[k] != NONE for k in ("syn_frame", "sa_frame", "hs_frame", "fin_frame", "fack_frame", "rst_first")}
+
+    # Client: the SYN sender; else the receiver of a SYN-ACK; else the first sender.
+    syn_any = has["syn_frame"].any(axis=1)
+    sa_any = has["sa_frame"].any(axis=1)
+    client = np.where(
+        syn_any,
+        np.argmin(s["syn_frame"], axis=1),
+        np.where(sa_any, 1 - np.argmin(s["sa_frame"], axis=1), c["first_dir"]),
+    )
+    server = 1 - client
+
+    def cs(name: str) -> tuple[npt.NDArray[Any], npt.NDArray[Any]]:
+        a = s[name] if name in s else has[name]
+        return a[idx, client], a[idx, server]
+
+    syn_c, _ = cs("syn_frame")
+    has_syn_c = syn_c != NONE
+    has_sa_s = cs("sa_frame")[1] != NONE
+    has_hs_c = cs("hs_frame")[0] != NONE
+    pk_c, pk_s = cs("pkts")
+    rst_c, rst_s = cs("rst_first")
+
+    handshake = np.select(
+        [
+            has_syn_c & has_sa_s & has_hs_c,
+            has_syn_c & ~has_sa_s & (rst_s != NONE),
+            has_syn_c & ~has_sa_s & (pk_s == 0),
+            syn_any | sa_any,
+        ],
+        [0, 1, 2, 3],
+        4,
+    )
+
+    # FINs: first and second, and whether the second acknowledged the first.
+    fin = s["fin_frame"]
+    both_fin = has["fin_frame"].all(axis=1)
+    any_fin = has["fin_frame"].any(axis=1)
+    f1 = np.argmin(fin, axis=1)  # side of the first FIN
+    f2 = 1 - f1
+    f1_end = (s["fin_seq"][idx, f1] + s["fin_plen"][idx, f1] + 1) & M32
+    f2_acks_f1 = ((s["fin_ack"][idx, f2] - f1_end) & M32) < HALF
+    acked_before_f2 = s["fack_frame"][idx, f1] < fin[idx, f2]
+    fack = s["fack_frame"]
+    close_done = np.where(both_fin & has["fack_frame"].all(axis=1), fack.max(axis=1), NONE)
+    rst_first = s["rst_first"].min(axis=1)
+    rst_any = rst_first != NONE
+    reset = rst_any & (~both_fin | (rst_first < close_done))
+    probe = (handshake == 4) & ((c["first_flags"] & 0x10) == 0)
+    close = np.select(
+        [
+            probe,
+            handshake == 1,
+            handshake == 2,
+            reset,
+            both_fin & f2_acks_f1 & acked_before_f2,
+            both_fin & f2_acks_f1,
+            both_fin,
+            any_fin,
+        ],
+        [8, 4, 5, 3, 0, 1, 2, 6],
+        7,
+    )
+    side_of = np.where(f1 == client, 0, 1)
+    first_fin = np.where(close == 2, 2, np.where(any_fin & (close != 8), side_of, -1))
+    first_rst_dir = np.argmin(s["rst_first"], axis=1)
+    reset_by = np.where(rst_any, np.where(first_rst_dir == client, 0, 1), -1)
+    reset_after_fin = rst_any & (fin.min(axis=1) < rst_first)
+    hc = s["hc_bytes"][idx, f2]
+    half_close_bytes = np.where(any_fin & (close != 2), hc, 0)
+
+    res.cols = cols = {
+        "flow": c["flow"],
+        "client": client,
+        "start": c["first_ts"],
+        "end": c["last_ts"],
+        "first_frame": c["first_frame"],
+        "last_frame": c["last_frame"],
+        "partial": ~has_syn_c,
+        "handshake": handshake,
+        "close": close,
+        "first_fin": first_fin,
+        "reset_by": reset_by,
+        "reset_after_fin": reset_after_fin,
+        "half_close_bytes": half_close_bytes,
+    }
+    for name, key in (("pkts", "pkts"), ("bytes", "bytes"), ("retr", "retrans")):
+        cols[name + "_c"], cols[name + "_s"] = cs(key)
+    # Relative numbers: each side's own ISN for seq, the peer's for ack.
+    base = s["base"]
+    for side, me in (("c", client), ("s", server)):
+        peer = 1 - me
+        cols["fin_has_" + side] = has["fin_frame"][idx, me]
+        cols["fin_frame_" + side] = fin[idx, me]
+        cols["fin_ts_" + side] = s["fin_ts"][idx, me]
+        cols["fin_seq_" + side] = (s["fin_seq"][idx, me] - base[idx, me]) & M32
+        cols["fin_ack_" + side] = (s["fin_ack"][idx, me] - base[idx, peer]) & M32
+        cols["fin_plen_" + side] = s["fin_plen"][idx, me]
+        cols["fin_retr_" + side] = np.maximum(s["fin_count"][idx, me] - 1, 0)
+        cols["fack_has_" + side] = has["fack_frame"][idx, me]
+        cols["fack_frame_" + side] = fack[idx, me]
+        cols["fack_ts_" + side] = s["fack_ts"][idx, me]
+        cols["fack_seq_" + side] = (s["fack_seq"][idx, me] - base[idx, peer]) & M32
+        cols["fack_ack_" + side] = (s["fack_ack"][idx, me] - base[idx, me]) & M32
+        cols["fack_flags_" + side] = s["fack_flags"][idx, me]
+        cols["fack_plen_" + side] = s["fack_plen"][idx, me]
+
+    cols["zeek"] = _zeek(tr, s, client, server, idx)
+    _history(tr, cols, client, n)
+    _anomalies(tr, cols, handshake, close_done, c["first_frame"], n)
+    return res
+
+
+def _zeek(
+    tr: Tracker, s: dict[str, I64], client: I64, server: I64, idx: I64
+) -> I64:
+    """Zeek's conn_state (base/protocols/conn/main.zeek, ``conn_state``);
+    -1 means RSTOS0 or OTH, decided on the history string."""
+    n = idx.size
+    fcount = tr.hist_count[: 2 * n, H_F].reshape(n, 2)
+
+    def state(me: I64, peer: I64, orig: bool) -> I64:
+        rst = s["rst_count"][idx, me] > 0
+        fin = fcount[idx, me] > 0
+        syn = s["syn_count"][idx, me] > 0
+        sa = s["sa_frame"][idx, me] != NONE
+        est = (syn & (s["hs_frame"][idx, me] != NONE)) if orig else (sa & (s["syn_count"][idx, peer] > 0))
+        first, second = (syn, sa) if orig else (sa, syn)
+        return np.select(
+            [rst, fin, est, first, second, s["pkts"][idx, me] > 0],
+            [Z_RESET, Z_CLOSED, Z_ESTABLISHED,
+             Z_SYN_SENT if orig else Z_SYN_ACK_SENT, Z_SYN_ACK_SENT if orig else Z_SYN_SENT,
+             Z_PARTIAL],
+            Z_INACTIVE,
+        )  # fmt: skip
+
+    os_ = state(client, server, True)
+    rs = state(server, client, False)
+    o_in = (os_ == Z_INACTIVE) | (os_ == Z_PARTIAL)
+    r_in = (rs == Z_INACTIVE) | (rs == Z_PARTIAL)
+    nobytes = (s["bytes"][idx, client] == 0) & (s["bytes"][idx, server] == 0)
+    names = {k: i for i, k in enumerate(ZEEK_STATES)}
+    return np.select(
+        [
+            (rs == Z_RESET) & ((os_ == Z_SYN_SENT) | (os_ == Z_SYN_ACK_SENT) | ((os_ == Z_RESET) & nobytes)),
+            (rs == Z_RESET) & o_in,
+            rs == Z_RESET,
+            (os_ == Z_RESET) & r_in,
+            os_ == Z_RESET,
+            (rs == Z_CLOSED) & (os_ == Z_CLOSED),
+            (os_ == Z_CLOSED) & r_in,
+            os_ == Z_CLOSED,
+            (rs == Z_CLOSED) & o_in,
+            rs == Z_CLOSED,
+            (os_ == Z_SYN_SENT) & (rs == Z_INACTIVE),
+            (os_ == Z_ESTABLISHED) & (rs == Z_ESTABLISHED),
+        ],
+        [names[k] for k in ("REJ", "RSTRH", "RSTR")] + [-1]
+        + [names[k] for k in ("RSTO", "SF", "SH", "S2", "SHR", "S3", "S0", "S1")],
+        names["OTH"],
+    )  # fmt: skip
+
+
+def _history(tr: Tracker, cols: dict[str, Any], client: I64, n: int) -> None:
+    conn, frame, code, d = tr.history.arrays()
+    o = np.lexsort((code, frame, conn))
+    conn, code, d = conn[o], code[o], d[o]
+    letters = np.frombuffer(HISTORY.encode(), dtype=np.uint8)[code]
+    # Upper case for the originator (the client), lower case for the responder.
+    letters = np.where(d == client[conn], letters, letters + 32).astype(np.uint8)
+    cols["hist_str"] = letters.tobytes().decode("ascii")
+    cols["hist_at"] = np.searchsorted(conn, np.arange(n + 1))
+
+
+def _anomalies(
+    tr: Tracker, cols: dict[str, Any], handshake: I64, close_done: I64, first_frame: I64, n: int
+) -> None:
+    conn, frame, code, _ = tr.anomalies.arrays()
+    parts_c, parts_f, parts_k = [conn], [frame], [code]
+    nh = np.flatnonzero(handshake == 4)
+    parts_c.append(nh)
+    parts_f.append(first_frame[nh])
+    parts_k.append(np.full(nh.size, A_NO_HS, dtype=np.int64))
+    rc, rf, _, _ = tr.rsts.arrays()
+    late = rf > close_done[rc] if rc.size else np.zeros(0, dtype=bool)
+    parts_c.append(rc[late])
+    parts_f.append(rf[late])
+    parts_k.append(np.full(int(late.sum()), A_RST_AFTER, dtype=np.int64))
+    conn = np.concatenate(parts_c)
+    frame = np.concatenate(parts_f)
+    code = np.concatenate(parts_k)
+    o = np.lexsort((frame, code, conn))
+    conn, frame, code = conn[o], frame[o], code[o]
+    cols["an_conn"], cols["an_code"] = conn, code
+    by: dict[int, list[dict[str, Any]]] = {}
+    if conn.size:
+        brk = np.flatnonzero(np.r_[True, (conn[1:] != conn[:-1]) | (code[1:] != code[:-1]), True])
+        cl, kl, fl = conn.tolist(), code.tolist(), frame.tolist()
+        for a, b in zip(brk[:-1].tolist(), brk[1:].tolist(), strict=True):
+            by.setdefault(cl[a], []).append(
+                {"name": ANOMALIES[kl[a]], "count": b - a, "frames": fl[a : min(b, a + MAX_FRAMES)]}
+            )
+    cols["an_by_conn"] = by

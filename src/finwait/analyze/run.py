@@ -1,0 +1,121 @@
+"""Running an analysis over a capture file, and rebuilding one connection
+as a :class:`~finwait.trace.Trace` for the explanation and the ladders.
+
+A corrupt or truncated file stops the reading at the bad byte: the
+connections seen before it are still classified and the error is kept on the
+result (``error``, ``error_offset``), so a caller reports both.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from collections import Counter
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+
+from ..capture.decode import TcpColumns, decode
+from ..capture.reader import CaptureError, EmptyCaptureError, iter_batches
+from ..trace import Trace
+from ..wire.segment import Segment
+from .classify import Analysis, classify
+from .tracker import Tracker
+
+Progress = Callable[[int], None]
+
+
+def analyze_file(path: str | Path, progress: Progress | None = None, chunk_size: int = 8 << 20) -> Analysis:
+    """Classify every TCP connection in ``path``.  ``progress`` is called
+    with the number of bytes read so far."""
+    tracker = Tracker()
+    drops: Counter[str] = Counter()
+    records = 0
+    error: CaptureError | None = None
+    try:
+        for batch in iter_batches(path, chunk_size):
+            records += len(batch)
+            tracker.add(decode(batch, drops))
+            if progress is not None:
+                progress(batch.file_offset + int(batch.buf.size))
+    except CaptureError as exc:
+        error = exc
+    res = classify(tracker, str(path))
+    res.records_read = records
+    res.drops = drops
+    if error is not None:
+        res.error = str(error)
+        res.error_offset = None if isinstance(error, EmptyCaptureError) else error.offset
+        res.empty = isinstance(error, EmptyCaptureError)
+    return res
+
+
+def connection_trace(path: str | Path, analysis: Analysis, cid: int) -> Trace:
+    """The packets of connection ``cid`` (1-based) as a Trace: endpoints
+    ``client`` and ``server`` with their ISNs where the SYNs were seen.
+    Payload bytes are not kept: segments carry zero bytes of the right length."""
+    if not 1 <= cid <= analysis.n:
+        raise KeyError(f"no connection {cid} (the capture has {analysis.n})")
+    rec = analysis.record(cid)
+    first, last = rec["first_frame"], rec["last_frame"]
+    cli, srv = rec["client"], rec["server"]
+    want = {_words(cli["addr"]) + (cli["port"],), _words(srv["addr"]) + (srv["port"],)}
+    tr = Trace()
+    tr.add_endpoint("client", cli["addr"], cli["port"])
+    tr.add_endpoint("server", srv["addr"], srv["port"])
+    isn: dict[str, int] = {}
+    try:
+        for batch in iter_batches(path):
+            if int(batch.frame[-1]) < first:
+                continue
+            if int(batch.frame[0]) > last:
+                break
+            cols = decode(batch, Counter())
+            m = (cols.frame >= first) & (cols.frame <= last)
+            for k in _select(cols, m, want):
+                seg = _segment(cols, k)
+                name = "client" if (seg.src, seg.sport) == (cli["addr"], cli["port"]) else "server"
+                if seg.flags & 0x02 and name not in isn:
+                    isn[name] = seg.seq
+                tr.add_segment(float(cols.ts[k]), seg)
+    except CaptureError:
+        pass  # the analysis already reported it; keep what was read
+    for name, value in isn.items():
+        tr.endpoints[name].isn = value
+    return tr
+
+
+def _words(addr: str) -> tuple[int, int, int, int]:
+    ip = ipaddress.ip_address(addr)
+    v = int(ip) if ip.version == 6 else (0xFFFF << 32) | int(ip)
+    return ((v >> 96) & 0xFFFFFFFF, (v >> 64) & 0xFFFFFFFF, (v >> 32) & 0xFFFFFFFF, v & 0xFFFFFFFF)
+
+
+def _select(cols: TcpColumns, m: np.ndarray, want: set[tuple[int, ...]]) -> list[int]:
+    out = []
+    for k in np.flatnonzero(m).tolist():
+        src = tuple(cols.src[k].tolist()) + (int(cols.sport[k]),)
+        dst = tuple(cols.dst[k].tolist()) + (int(cols.dport[k]),)
+        if src in want and dst in want and src != dst:
+            out.append(k)
+    return out
+
+
+def _addr_text(w: list[int]) -> str:
+    if w[0] == 0 and w[1] == 0 and w[2] == 0xFFFF:
+        return str(ipaddress.IPv4Address(w[3]))
+    return str(ipaddress.IPv6Address((w[0] << 96) | (w[1] << 64) | (w[2] << 32) | w[3]))
+
+
+def _segment(cols: TcpColumns, k: int) -> Segment:
+    return Segment(
+        src=_addr_text(cols.src[k].tolist()),
+        dst=_addr_text(cols.dst[k].tolist()),
+        sport=int(cols.sport[k]),
+        dport=int(cols.dport[k]),
+        seq=int(cols.seq[k]),
+        ack=int(cols.ack[k]),
+        flags=int(cols.flags[k]),
+        window=int(cols.window[k]),
+        payload=bytes(int(cols.plen[k])),
+    )

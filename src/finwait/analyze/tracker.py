@@ -1,0 +1,504 @@
+"""The passive two-sided connection tracker, in columns.
+
+It watches both directions of every 4-tuple and records, per connection and
+per direction, what a classifier needs: first SYN, SYN-ACK, handshake ACK,
+FIN (with its relative number, retransmissions and the segment that
+acknowledged it), RSTs, bytes (retransmissions excluded) and the history of
+Zeek letters.  It never acts (STYLE §10): it is not the engine, which would
+answer with RSTs.  Read RFC 9293 §3.4 (sequence space; a FIN consumes one
+number), §3.5 and §3.6 (opening, closing), §3.10.7.4 (a segment without ACK
+in a synchronized state is dropped, so a FIN without ACK is never a close:
+Linux ignores it, tcp_rcv_state_process), and Zeek's conn.log documentation
+for ``history``.
+
+Everything is vectorised over a batch: the only Python loops run over the
+distinct 4-tuples of a batch (to give them stable ids across batches).  The
+state kept between batches is per 4-tuple and per connection, so memory
+grows with connections, not with packets.
+
+Port reuse is split as Wireshark does: a SYN without ACK on a 4-tuple whose
+current connection has seen a FIN or RST since its last SYN starts a new
+connection (a retransmitted SYN does not).  Sequence numbers are made
+relative to each direction's ISN (or to the first sequence number seen,
+minus one, when the SYN was not captured), and a direction's stream is
+assumed shorter than 4 GiB.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import numpy.typing as npt
+
+from ..capture.decode import TcpColumns
+from ..wire.segment import ACK, FIN, PSH, RST, SYN, URG
+
+I64 = npt.NDArray[np.int64]
+Mask = npt.NDArray[np.bool_]
+
+M32 = 0xFFFFFFFF
+HALF = 1 << 31
+NONE = np.int64(1 << 62)  # "no frame": larger than any frame number
+
+# History letters, in the order they are written for one packet (Zeek
+# conn.log: upper case for the originator, lower case for the responder).
+HISTORY = "QISHADTWFR"
+H_Q, H_I, H_S, H_H, H_A, H_D, H_T, H_W, H_F, H_R = range(len(HISTORY))
+# T and W are written again at the 10th, 100th, 1000th ... occurrence.
+LOG_LETTERS = (H_T, H_W)
+
+ANOMALIES = (
+    "fin_without_ack",
+    "null_flags",
+    "xmas_flags",
+    "syn_fin",
+    "no_handshake",
+    "data_after_fin",
+    "fin_seq_changed",
+    "rst_after_close",
+    "ack_of_unsent_data",
+)
+(
+    A_FIN_NO_ACK,
+    A_NULL,
+    A_XMAS,
+    A_SYN_FIN,
+    A_NO_HS,
+    A_DATA_AFTER_FIN,
+    A_FIN_SEQ,
+    A_RST_AFTER,
+    A_ACK_UNSENT,
+) = range(len(ANOMALIES))
+
+# Per-direction ("slot" = 2 * conn + dir) columns and their initial values.
+_SLOT_COLS: dict[str, int] = {
+    "pkts": 0,
+    "bytes": 0,
+    "retrans": 0,
+    "base": -1,  # sequence number that is relative 0 (the ISN)
+    "maxend": -1,  # highest relative sequence end sent so far
+    "syn_frame": int(NONE),
+    "syn_seq": 0,
+    "syn_count": 0,
+    "sa_frame": int(NONE),
+    "sa_seq": 0,
+    "hs_frame": int(NONE),  # first ACK of the peer's SYN-ACK
+    "fin_frame": int(NONE),
+    "fin_seq": 0,
+    "fin_ack": 0,
+    "fin_plen": 0,
+    "fin_pos": 0,  # relative number the FIN occupies
+    "fin_count": 0,
+    "fack_frame": int(NONE),
+    "fack_seq": 0,
+    "fack_ack": 0,
+    "fack_flags": 0,
+    "fack_plen": 0,
+    "rst_first": int(NONE),
+    "rst_last": -1,
+    "rst_count": 0,
+    "hc_bytes": 0,  # new payload sent after the peer's FIN
+}
+_SLOT_FLOAT = ("fin_ts", "fack_ts")
+_CONN_COLS: dict[str, int] = {
+    "flow": -1,
+    "first_frame": 0,
+    "last_frame": 0,
+    "first_dir": 0,
+    "first_flags": 0,
+}
+_CONN_FLOAT = ("first_ts", "last_ts")
+
+
+def _grow(arr: npt.NDArray[np.generic], n: int, fill: float) -> npt.NDArray[np.generic]:
+    if arr.shape[0] >= n:
+        return arr
+    cap = max(n, arr.shape[0] * 2, 1024)
+    out = np.full((cap, *arr.shape[1:]), fill, dtype=arr.dtype)
+    out[: arr.shape[0]] = arr
+    return out
+
+
+@dataclass
+class Events:
+    """Sparse per-connection events: (conn, frame, code, dir) rows."""
+
+    parts: list[tuple[I64, I64, I64, I64]] = field(default_factory=list)
+
+    def add(self, conn: I64, frame: I64, code: int | I64, d: I64) -> None:
+        if conn.size:
+            codes = np.broadcast_to(np.asarray(code, dtype=np.int64), conn.shape).copy()
+            self.parts.append((conn, frame, codes, d))
+
+    def arrays(self) -> tuple[I64, I64, I64, I64]:
+        if not self.parts:
+            e = np.zeros(0, dtype=np.int64)
+            return e, e, e, e
+        return tuple(np.concatenate([p[k] for p in self.parts]) for k in range(4))  # type: ignore[return-value]
+
+
+class Tracker:
+    """Feed :class:`TcpColumns` batches in capture order with :meth:`add`."""
+
+    def __init__(self) -> None:
+        self.flow_ids: dict[bytes, int] = {}
+        self.nflows = 0
+        self.flow_key = np.zeros(
+            (0, 10), dtype=np.int64
+        )  # lo addr(4), lo port, hi addr(4), hi port
+        self.flow_conn = np.zeros(0, dtype=np.int64)
+        self.flow_fr = np.zeros(0, dtype=np.int64)  # FIN/RST seen since the last SYN
+        self.nconns = 0
+        self.c: dict[str, npt.NDArray[np.generic]] = {}
+        for k in _CONN_COLS:
+            self.c[k] = np.zeros(0, dtype=np.int64)
+        for k in _CONN_FLOAT:
+            self.c[k] = np.zeros(0, dtype=np.float64)
+        self.s: dict[str, npt.NDArray[np.generic]] = {}
+        for k in _SLOT_COLS:
+            self.s[k] = np.zeros(0, dtype=np.int64)
+        for k in _SLOT_FLOAT:
+            self.s[k] = np.zeros(0, dtype=np.float64)
+        self.hist_count = np.zeros((0, len(HISTORY)), dtype=np.int64)
+        self.history = Events()
+        self.anomalies = Events()
+        self.rsts = Events()
+        self.packets = 0
+
+    # -- ids ---------------------------------------------------------------
+
+    def _flows(self, cols: TcpColumns) -> tuple[I64, I64]:
+        """Flow id and direction (0: from the lower endpoint) per packet."""
+        a = np.concatenate([cols.src, cols.sport[:, None]], axis=1)
+        b = np.concatenate([cols.dst, cols.dport[:, None]], axis=1)
+        # Lexicographic compare of (address words, port).
+        lt = np.zeros(len(cols), dtype=bool)
+        eq = np.ones(len(cols), dtype=bool)
+        for k in range(5):
+            lt |= eq & (a[:, k] < b[:, k])
+            eq &= a[:, k] == b[:, k]
+        d = (~lt & ~eq).astype(np.int64)  # src is the higher endpoint
+        lo = np.where(d[:, None] == 0, a, b)
+        hi = np.where(d[:, None] == 0, b, a)
+        key = np.ascontiguousarray(np.concatenate([lo, hi], axis=1))
+        # Hash to 64 bits for a fast unique, then check no two keys collided.
+        mult = np.array([0x9E3779B97F4A7C15 >> k for k in range(10)], dtype=np.uint64)
+        with np.errstate(over="ignore"):
+            h = (key.astype(np.uint64) * mult).sum(axis=1, dtype=np.uint64)
+            h ^= h >> np.uint64(29)
+        _, first, inv = np.unique(h, return_index=True, return_inverse=True)
+        if not np.array_equal(key[first][inv], key):
+            keyv = key.view(np.dtype((np.void, key.dtype.itemsize * 10))).ravel()
+            _, first, inv = np.unique(keyv, return_index=True, return_inverse=True)
+        ukeys = key[first]
+        ids = np.empty(first.size, dtype=np.int64)
+        table = self.flow_ids
+        fresh: list[int] = []
+        for i, kb in enumerate(map(bytes, ukeys)):
+            fid = table.get(kb)
+            if fid is None:
+                fid = table[kb] = self.nflows + len(fresh)
+                fresh.append(i)
+            ids[i] = fid
+        if fresh:
+            n = self.nflows + len(fresh)
+            self.flow_key = _grow(self.flow_key, n, 0)  # type: ignore[assignment]
+            self.flow_conn = _grow(self.flow_conn, n, -1)  # type: ignore[assignment]
+            self.flow_fr = _grow(self.flow_fr, n, 0)  # type: ignore[assignment]
+            self.flow_key[self.nflows : n] = ukeys[fresh]
+            self.flow_conn[self.nflows : n] = -1
+            self.flow_fr[self.nflows : n] = 0
+            self.nflows = n
+        return ids[inv.ravel()], d
+
+    def _new_conns(self, n: int) -> None:
+        total = self.nconns + n
+        for k, v in _CONN_COLS.items():
+            self.c[k] = _grow(self.c[k], total, v)
+        for k in _CONN_FLOAT:
+            self.c[k] = _grow(self.c[k], total, 0.0)
+        for k, v in _SLOT_COLS.items():
+            self.s[k] = _grow(self.s[k], 2 * total, v)
+        for k in _SLOT_FLOAT:
+            self.s[k] = _grow(self.s[k], 2 * total, 0.0)
+        self.hist_count = _grow(self.hist_count, 2 * total, 0)  # type: ignore[assignment]
+        self.nconns = total
+
+    # -- one batch -----------------------------------------------------------
+
+    def add(self, cols: TcpColumns) -> None:
+        n = len(cols)
+        if n == 0:
+            return
+        self.packets += n
+        fid, d = self._flows(cols)
+        o = np.argsort(fid, kind="stable")  # by 4-tuple, capture order within
+        p = cols.take(o)
+        f, d = fid[o], d[o]
+        fl = p.flags
+        conn = self._segment(f, d, p)
+        self._update(conn, d, p, fl)
+
+    def _segment(self, f: I64, d: I64, p: TcpColumns) -> I64:
+        """Connection id per packet (packets sorted by flow, then frame)."""
+        n = f.size
+        fl = p.flags
+        pos = np.arange(n)
+        gstart = np.r_[True, f[1:] != f[:-1]]
+        gpos0 = np.flatnonzero(gstart)
+        gidx = np.cumsum(gstart) - 1
+        gend = np.r_[gpos0[1:] - 1, n - 1]
+        flows = f[gpos0]
+        psyn = (fl & (SYN | ACK | RST | FIN)) == SYN
+        fr = ((fl & (FIN | RST)) != 0).astype(np.int64)
+        cfr = np.cumsum(fr)
+        cfr_ex = cfr - fr
+        P = np.flatnonzero(psyn)
+        start = np.zeros(n, dtype=bool)
+        if P.size:
+            prev = np.r_[-1, P[:-1]]
+            same = (prev >= 0) & (gidx[np.maximum(prev, 0)] == gidx[P])
+            since = np.where(
+                same,
+                cfr_ex[P] - cfr[np.maximum(prev, 0)],
+                cfr_ex[P] - cfr_ex[gpos0[gidx[P]]] + self.flow_fr[f[P]],
+            )
+            start[P[since > 0]] = True
+            # carried count: FIN/RST after each flow's last SYN in this batch
+            lastP = np.full(gpos0.size, -1, dtype=np.int64)
+            np.maximum.at(lastP, gidx[P], P)
+        else:
+            lastP = np.full(gpos0.size, -1, dtype=np.int64)
+        new_flow = self.flow_conn[flows] < 0
+        start[gpos0[new_flow]] = True
+        has_p = lastP >= 0
+        self.flow_fr[flows] = np.where(
+            has_p,
+            cfr[gend] - cfr[np.maximum(lastP, 0)],
+            self.flow_fr[flows] + cfr[gend] - cfr_ex[gpos0],
+        )
+        spos = np.flatnonzero(start)
+        ids = np.full(n, -1, dtype=np.int64)
+        if spos.size:
+            order = np.argsort(p.frame[spos], kind="stable")
+            newid = np.empty(spos.size, dtype=np.int64)
+            newid[order] = np.arange(self.nconns, self.nconns + spos.size)
+            ids[spos] = newid
+            self._new_conns(spos.size)
+            c = self.c
+            c["flow"][newid] = f[spos]
+            c["first_frame"][newid] = p.frame[spos]
+            c["first_ts"][newid] = p.ts[spos]
+            c["first_dir"][newid] = d[spos]
+            c["first_flags"][newid] = fl[spos]
+        last_start = np.maximum.accumulate(np.where(start, pos, -1))
+        valid = last_start >= gpos0[gidx]
+        conn = np.where(valid, ids[np.maximum(last_start, 0)], self.flow_conn[f])
+        self.flow_conn[flows] = conn[gend]
+        return conn
+
+    def _update(self, conn: I64, d: I64, p: TcpColumns, fl: I64) -> None:
+        s = self.s
+        n = conn.size
+        slot = 2 * conn + d
+        other = slot ^ 1
+        frame, plen = p.frame, p.plen
+        # Each connection's packets are contiguous and in capture order here.
+        cstart = np.r_[True, conn[1:] != conn[:-1]]
+        g = np.cumsum(cstart) - 1
+        cpos0 = np.flatnonzero(cstart)
+        cend = np.r_[cpos0[1:] - 1, n - 1]
+        self.c["last_ts"][conn[cend]] = p.ts[cend]
+        self.c["last_frame"][conn[cend]] = frame[cend]
+        dirpos = (np.flatnonzero(d == 0), np.flatnonzero(d == 1))
+
+        def firsts(mask: Mask) -> I64:
+            """Position of the first masked packet of each (connection, direction)."""
+            out = []
+            for k in (0, 1):
+                q = dirpos[k][mask[dirpos[k]]]
+                if q.size:
+                    c = conn[q]
+                    out.append(q[np.r_[True, c[1:] != c[:-1]]])
+            return np.concatenate(out) if out else np.zeros(0, dtype=np.int64)
+
+        def set_first(mask: Mask, col: str, target: I64 | None = None) -> I64:
+            """Positions that fill ``col`` (still unset) for their slot."""
+            q = firsts(mask)
+            tgt = slot[q] if target is None else target[q]
+            q = q[s[col][tgt] == NONE]
+            return q
+
+        # Relative sequence numbers (RFC 9293 §3.4): 0 is the ISN.
+        q = firsts(np.ones(n, dtype=bool))
+        q = q[s["base"][slot[q]] < 0]
+        s["base"][slot[q]] = (p.seq[q] - np.where(fl[q] & SYN, 0, 1)) & M32
+        rel = (p.seq - s["base"][slot]) & M32
+        end = rel + plen + ((fl & SYN) != 0) + ((fl & FIN) != 0)
+
+        # Highest sequence end sent so far, per direction, at every packet.
+        big = np.int64(1 << 34)
+        gb = g * big
+        prev_same = np.empty(n, dtype=np.int64)
+        max_other = np.empty(n, dtype=np.int64)
+        for k in (0, 1):
+            inc = np.maximum.accumulate(gb + np.where(d == k, end, -1) + 1) - gb - 1
+            exc = np.r_[-1, inc[:-1]]
+            exc[cpos0] = -1
+            mk = np.maximum(exc, s["maxend"][2 * conn + k])
+            sel = d == k
+            prev_same[sel] = mk[sel]
+            max_other[~sel] = mk[~sel]
+        # A segment below what its sender already sent is a retransmission;
+        # only its new bytes (if any) count.
+        retrans = (plen > 0) & (rel < prev_same)
+        newb = np.clip(rel + plen - np.maximum(rel, prev_same), 0, plen)
+        np.add.at(s["pkts"], slot, 1)
+        np.add.at(s["bytes"], slot, newb)
+        np.add.at(s["retrans"], slot, retrans.astype(np.int64))
+        np.maximum.at(s["maxend"], slot, end)
+
+        ctl = fl & (SYN | ACK | RST | FIN)
+        # Handshake (RFC 9293 §3.5).
+        psyn = ctl == SYN
+        q = set_first(psyn, "syn_frame")
+        s["syn_frame"][slot[q]] = frame[q]
+        s["syn_seq"][slot[q]] = p.seq[q]
+        np.add.at(s["syn_count"], slot[psyn], 1)
+        q = set_first(ctl == SYN | ACK, "sa_frame")
+        s["sa_frame"][slot[q]] = frame[q]
+        s["sa_seq"][slot[q]] = p.seq[q]
+        hs = (
+            ((fl & (ACK | SYN | RST)) == ACK)
+            & (s["sa_frame"][other] < frame)
+            & (((p.ack - s["sa_seq"][other] - 1) & M32) < HALF)
+        )
+        q = set_first(hs, "hs_frame")
+        s["hs_frame"][slot[q]] = frame[q]
+
+        # FINs (§3.6): only with ACK; a bare FIN is dropped by the receiver.
+        fm = ctl == FIN | ACK
+        q = set_first(fm, "fin_frame")
+        ss = slot[q]
+        s["fin_frame"][ss] = frame[q]
+        s["fin_seq"][ss] = p.seq[q]
+        s["fin_ack"][ss] = p.ack[q]
+        s["fin_plen"][ss] = plen[q]
+        s["fin_pos"][ss] = rel[q] + plen[q]
+        s["fin_ts"][ss] = p.ts[q]
+        allf = np.flatnonzero(fm)
+        same = rel[allf] + plen[allf] == s["fin_pos"][slot[allf]]
+        np.add.at(s["fin_count"], slot[allf[same]], 1)
+        ch = allf[~same]
+        self.anomalies.add(conn[ch], frame[ch], A_FIN_SEQ, d[ch])
+        # The first segment from the peer that acknowledges the FIN.
+        am = (
+            ((fl & (ACK | RST | SYN)) == ACK)
+            & (s["fin_frame"][other] < frame)
+            & (((p.ack - s["fin_seq"][other] - s["fin_plen"][other] - 1) & M32) < HALF)
+        )
+        q = set_first(am, "fack_frame", other)
+        t = other[q]
+        s["fack_frame"][t] = frame[q]
+        s["fack_seq"][t] = p.seq[q]
+        s["fack_ack"][t] = p.ack[q]
+        s["fack_flags"][t] = fl[q]
+        s["fack_plen"][t] = plen[q]
+        s["fack_ts"][t] = p.ts[q]
+        # Payload sent while the peer has closed its direction (half-close).
+        hc = s["fin_frame"][other] < frame
+        np.add.at(s["hc_bytes"], slot[hc], newb[hc])
+
+        rm = (fl & RST) != 0
+        q = set_first(rm, "rst_first")
+        s["rst_first"][slot[q]] = frame[q]
+        np.maximum.at(s["rst_last"], slot[rm], frame[rm])
+        np.add.at(s["rst_count"], slot[rm], 1)
+        self.rsts.add(conn[rm], frame[rm], 0, d[rm])
+
+        self._anomalies(conn, d, slot, other, p, fl, rel, max_other)
+        self._history(conn, d, slot, p, fl, retrans, dirpos)
+
+    def _anomalies(
+        self,
+        conn: I64,
+        d: I64,
+        slot: I64,
+        other: I64,
+        p: TcpColumns,
+        fl: I64,
+        rel: I64,
+        max_other: I64,
+    ) -> None:
+        s, add = self.s, self.anomalies.add
+        xmas = (fl & (FIN | PSH | URG)) == FIN | PSH | URG
+        masks = (
+            (A_FIN_NO_ACK, ((fl & (FIN | ACK | SYN | RST)) == FIN) & ~xmas),
+            (A_NULL, (fl & 0x3F) == 0),
+            (A_XMAS, xmas),
+            (A_SYN_FIN, (fl & (SYN | FIN)) == SYN | FIN),
+            # New data beyond the sender's own FIN.
+            (
+                A_DATA_AFTER_FIN,
+                (p.plen > 0)
+                & ((fl & RST) == 0)
+                & (s["fin_frame"][slot] < p.frame)
+                & (rel + p.plen > s["fin_pos"][slot]),
+            ),
+        )
+        for code, m in masks:
+            q = np.flatnonzero(m)
+            add(conn[q], p.frame[q], code, d[q])
+        # An ACK for sequence numbers the peer has not sent (only checkable
+        # when the peer's ISN was captured).
+        known = (s["syn_frame"][other] != NONE) | (s["sa_frame"][other] != NONE)
+        ahead = ((p.ack - s["base"][other]) & M32) - max_other
+        m = ((fl & (ACK | RST)) == ACK) & known & (max_other >= 0) & (ahead > 0) & (ahead < HALF)
+        q = np.flatnonzero(m)
+        add(conn[q], p.frame[q], A_ACK_UNSENT, d[q])
+
+    def _history(
+        self,
+        conn: I64,
+        d: I64,
+        slot: I64,
+        p: TcpColumns,
+        fl: I64,
+        retrans: Mask,
+        dirpos: tuple[I64, I64],
+    ) -> None:
+        syn, fin, rst, ack = (fl & SYN) != 0, (fl & FIN) != 0, (fl & RST) != 0, (fl & ACK) != 0
+        masks = {
+            H_Q: syn & (fin | rst),
+            H_I: fin & rst & ~syn,
+            H_S: syn & ~ack,
+            H_H: syn & ack,
+            H_A: ack & ~syn & ~fin & ~rst & (p.plen == 0),
+            H_D: p.plen > 0,
+            H_T: retrans,
+            H_W: (p.window == 0) & ~rst,
+            H_F: fin,
+            H_R: rst,
+        }
+        hc = self.hist_count
+        for letter, m in masks.items():
+            for k in (0, 1):
+                q = dirpos[k][m[dirpos[k]]]
+                if not q.size:
+                    continue
+                c = conn[q]
+                gs = np.r_[True, c[1:] != c[:-1]]
+                if letter in LOG_LETTERS:
+                    starts = np.flatnonzero(gs)
+                    rank = np.arange(q.size) - starts[np.cumsum(gs) - 1]
+                    cnt = hc[slot[q], letter] + rank + 1
+                    e = q[np.isin(cnt, _POW10)]
+                else:
+                    e = q[gs]
+                    e = e[hc[slot[e], letter] == 0]
+                self.history.add(conn[e], p.frame[e], letter, d[e])
+                np.add.at(hc[:, letter], slot[q], 1)
+
+
+_POW10 = np.array([10**k for k in range(12)], dtype=np.int64)

@@ -1,0 +1,303 @@
+"""Bulk link/IP/TCP header decoding: one :class:`RawBatch` in, columns of
+TCP segments out, with numpy gathers over the record offsets (no per-packet
+Python).
+
+Link types (tcpdump.org link-layer header types): NULL (0, host byte order
+AF value) and LOOP (108, network order); Ethernet (1) with up to two
+802.1Q/802.1ad tags (QinQ); RAW (101, and the historical DLT values 12 and 14
+that the BSDs and libpcap still write); Linux cooked SLL (113) and SLL2
+(276); IPV4 (228) and IPV6 (229).  IPv4 (RFC 791) with options; fragments
+(MF set or a non-zero offset) are counted and skipped.  IPv6 (RFC 8200) with
+hop-by-hop, routing, destination-options, fragment (RFC 8200 §4.5) and AH
+(RFC 4302) extension headers.  TCP per RFC 9293 §3.1.  Payload lengths come
+from the IP length fields, so a short snaplen still counts the right bytes.
+
+Addresses are four 32-bit words; IPv4 is mapped into ``::ffff:a.b.c.d`` so
+one key type serves both families.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass
+
+import numpy as np
+import numpy.typing as npt
+
+from .reader import RawBatch
+
+I64 = npt.NDArray[np.int64]
+U8 = npt.NDArray[np.uint8]
+
+LINKTYPE_NULL = 0
+LINKTYPE_ETHERNET = 1
+LINKTYPE_RAW_BSD = 12
+LINKTYPE_RAW_OPENBSD = 14
+LINKTYPE_RAW = 101
+LINKTYPE_LOOP = 108
+LINKTYPE_LINUX_SLL = 113
+LINKTYPE_IPV4 = 228
+LINKTYPE_IPV6 = 229
+LINKTYPE_LINUX_SLL2 = 276
+
+ETH_IPV4 = 0x0800
+ETH_IPV6 = 0x86DD
+ETH_VLAN = (0x8100, 0x88A8, 0x9100)
+
+_IPV6_EXT_6LEN = (0, 43, 60)  # hop-by-hop, routing, destination options: (len + 1) * 8
+_IPV6_FRAG = 44
+_IPV6_AH = 51  # (len + 2) * 4
+_V4_MAPPED = 0xFFFF
+
+
+@dataclass(slots=True)
+class TcpColumns:
+    """TCP segments of one batch, in capture order, one array per field."""
+
+    frame: I64
+    ts: npt.NDArray[np.float64]
+    src: I64  # (n, 4) address words
+    dst: I64
+    sport: I64
+    dport: I64
+    seq: I64
+    ack: I64
+    flags: I64
+    window: I64
+    plen: I64
+
+    def __len__(self) -> int:
+        return int(self.frame.size)
+
+    def take(self, idx: npt.NDArray[np.int64] | npt.NDArray[np.bool_]) -> TcpColumns:
+        return TcpColumns(
+            self.frame[idx], self.ts[idx], self.src[idx], self.dst[idx], self.sport[idx],
+            self.dport[idx], self.seq[idx], self.ack[idx], self.flags[idx], self.window[idx],
+            self.plen[idx],
+        )  # fmt: skip
+
+
+class _Bytes:
+    """Bounds-safe big-endian gathers from one chunk: an index past the end
+    reads zeros (the caller has already masked such packets out)."""
+
+    def __init__(self, buf: U8) -> None:
+        # Pad so any gather up to 64 bytes past a valid offset stays in bounds.
+        self.b = np.concatenate([buf, np.zeros(64, dtype=np.uint8)])
+        self.limit = buf.size
+
+    def u8(self, off: I64) -> I64:
+        return self.b[np.minimum(off, self.limit)].astype(np.int64)
+
+    def u16(self, off: I64) -> I64:
+        o = np.minimum(off, self.limit)
+        return (self.b[o].astype(np.int64) << 8) | self.b[o + 1]
+
+    def u16le(self, off: I64) -> I64:
+        o = np.minimum(off, self.limit)
+        return self.b[o].astype(np.int64) | (self.b[o + 1].astype(np.int64) << 8)
+
+    def u32(self, off: I64) -> I64:
+        o = np.minimum(off, self.limit)
+        b = self.b
+        return (
+            (b[o].astype(np.int64) << 24)
+            | (b[o + 1].astype(np.int64) << 16)
+            | (b[o + 2].astype(np.int64) << 8)
+            | b[o + 3]
+        )
+
+
+def _link(
+    by: _Bytes, linktype: int, off: I64, end: I64, counts: Counter[str]
+) -> tuple[I64, I64, npt.NDArray[np.bool_]]:
+    """Network-layer offset, IP version (4/6/0) and validity for one link type."""
+    n = off.size
+    if linktype == LINKTYPE_ETHERNET:
+        net = off + 14
+        et = by.u16(off + 12)
+        for _ in range(2):  # 802.1Q, then QinQ's inner tag
+            tagged = np.isin(et, ETH_VLAN)
+            if not tagged.any():
+                break
+            et = np.where(tagged, by.u16(net + 2), et)
+            net = np.where(tagged, net + 4, net)
+        ver = np.where(et == ETH_IPV4, 4, np.where(et == ETH_IPV6, 6, 0))
+    elif linktype == LINKTYPE_LINUX_SLL:
+        net = off + 16
+        et = by.u16(off + 14)
+        ver = np.where(et == ETH_IPV4, 4, np.where(et == ETH_IPV6, 6, 0))
+    elif linktype == LINKTYPE_LINUX_SLL2:
+        net = off + 20
+        et = by.u16(off)
+        ver = np.where(et == ETH_IPV4, 4, np.where(et == ETH_IPV6, 6, 0))
+    elif linktype in (LINKTYPE_NULL, LINKTYPE_LOOP):
+        net = off + 4
+        # NULL: AF_ value in the capturing host's byte order; LOOP: network order.
+        # AF_INET is 2 everywhere; AF_INET6 is 10 (Linux), 24, 28 or 30 (BSDs).
+        w = by.u32(off)
+        swapped = ((w & 0xFF) << 24) | ((w & 0xFF00) << 8) | ((w >> 8) & 0xFF00) | (w >> 24)
+        af = np.where(w <= 0xFFFF, w, swapped) if linktype == LINKTYPE_NULL else w
+        ver = np.where(af == 2, 4, np.where(np.isin(af, (10, 24, 28, 30)), 6, 0))
+    elif linktype in (
+        LINKTYPE_RAW,
+        LINKTYPE_RAW_BSD,
+        LINKTYPE_RAW_OPENBSD,
+        LINKTYPE_IPV4,
+        LINKTYPE_IPV6,
+    ):
+        net = off.copy()
+        ver = by.u8(off) >> 4
+        ver = np.where((ver == 4) | (ver == 6), ver, 0)
+    else:
+        counts[f"unsupported link type {linktype}"] += n
+        return off, np.zeros(n, dtype=np.int64), np.zeros(n, dtype=bool)
+    ok = net < end
+    short = int((~ok).sum())
+    if short:
+        counts["truncated link header"] += short
+    other = int((ok & (ver == 0)).sum())
+    if other:
+        counts["not ip"] += other
+    return net, ver, ok & (ver != 0)
+
+
+def decode(batch: RawBatch, counts: Counter[str]) -> TcpColumns:
+    """TCP segments of ``batch``; every packet not decoded is counted by reason."""
+    by = _Bytes(batch.buf)
+    off = batch.data_off
+    end = off + batch.caplen
+    n = off.size
+    net = np.zeros(n, dtype=np.int64)
+    ver = np.zeros(n, dtype=np.int64)
+    ok = np.zeros(n, dtype=bool)
+    lts = np.unique(batch.linktype)
+    for lt in lts.tolist():
+        m = batch.linktype == lt if lts.size > 1 else slice(None)
+        net[m], ver[m], ok[m] = _link(by, int(lt), off[m], end[m], counts)
+    idx4 = np.flatnonzero(ok & (ver == 4))
+    idx6 = np.flatnonzero(ok & (ver == 6))
+    parts = [p for p in (_ipv4(by, net[idx4], end[idx4], idx4, counts),
+                         _ipv6(by, net[idx6], end[idx6], idx6, counts)) if p[0].size]  # fmt: skip
+    if not parts:
+        e = np.zeros(0, dtype=np.int64)
+        return TcpColumns(e, np.zeros(0), np.zeros((0, 4), np.int64), np.zeros((0, 4), np.int64),
+                          e, e, e, e, e, e, e)  # fmt: skip
+    rows = np.concatenate([p[0] for p in parts])
+    tcp = np.concatenate([p[1] for p in parts])
+    tcplen = np.concatenate([p[2] for p in parts])
+    src = np.concatenate([p[3] for p in parts])
+    dst = np.concatenate([p[4] for p in parts])
+    if len(parts) > 1:  # keep capture order across families
+        o = np.argsort(rows, kind="stable")
+        rows, tcp, tcplen, src, dst = rows[o], tcp[o], tcplen[o], src[o], dst[o]
+    # TCP header (RFC 9293 §3.1): 20 bytes captured at least, data offset sane.
+    have = end[rows] - tcp
+    hdr_ok = have >= 20
+    doff = (by.u8(tcp + 12) >> 4) * 4
+    hdr_ok &= (doff >= 20) & (doff <= tcplen)
+    bad = int((~hdr_ok).sum())
+    if bad:
+        short = int((have < 20).sum())
+        if short:
+            counts["truncated tcp header"] += short
+        if bad - short:
+            counts["bad tcp data offset"] += bad - short
+        keep = np.flatnonzero(hdr_ok)
+        rows, tcp, tcplen, src, dst, doff = (
+            rows[keep],
+            tcp[keep],
+            tcplen[keep],
+            src[keep],
+            dst[keep],
+            doff[keep],
+        )
+    counts["tcp"] += rows.size
+    return TcpColumns(
+        frame=batch.frame[rows],
+        ts=batch.ts[rows],
+        src=src,
+        dst=dst,
+        sport=by.u16(tcp),
+        dport=by.u16(tcp + 2),
+        seq=by.u32(tcp + 4),
+        ack=by.u32(tcp + 8),
+        flags=by.u8(tcp + 13),
+        window=by.u16(tcp + 14),
+        plen=tcplen - doff,
+    )
+
+
+_Part = tuple[I64, I64, I64, I64, I64]
+
+
+def _ipv4(by: _Bytes, ip: I64, end: I64, rows: I64, counts: Counter[str]) -> _Part:
+    """(rows, tcp offset, tcp length, src, dst) for the IPv4 packets carrying TCP."""
+    ok = end - ip >= 20
+    short = int((~ok).sum())
+    if short:
+        counts["truncated ipv4 header"] += short
+    ihl = (by.u8(ip) & 0x0F) * 4
+    total = by.u16(ip + 2)
+    ok &= (ihl >= 20) & (total >= ihl)
+    bad = int((~ok).sum()) - short
+    if bad:
+        counts["bad ipv4 header"] += bad
+    frag = (by.u16(ip + 6) & 0x3FFF) != 0  # MF or fragment offset (RFC 791)
+    proto = by.u8(ip + 9)
+    nfrag = int((ok & frag & (proto == 6)).sum())
+    if nfrag:
+        counts["ipv4 fragment"] += nfrag
+    nontcp = int((ok & (proto != 6)).sum())
+    if nontcp:
+        counts["not tcp"] += nontcp
+    keep = np.flatnonzero(ok & ~frag & (proto == 6))
+    ip, ihl, total = ip[keep], ihl[keep], total[keep]
+    words = np.zeros((keep.size, 4), dtype=np.int64)
+    words[:, 2] = _V4_MAPPED
+    src = words.copy()
+    src[:, 3] = by.u32(ip + 12)
+    words[:, 3] = by.u32(ip + 16)
+    return rows[keep], ip + ihl, total - ihl, src, words
+
+
+def _ipv6(by: _Bytes, ip: I64, end: I64, rows: I64, counts: Counter[str]) -> _Part:
+    ok = end - ip >= 40
+    short = int((~ok).sum())
+    if short:
+        counts["truncated ipv6 header"] += short
+    plen = by.u16(ip + 4)
+    nh = by.u8(ip + 6)
+    cur = ip + 40
+    frag = np.zeros(ip.size, dtype=bool)
+    # Walk extension headers (RFC 8200 §4); eight is more than any real chain.
+    for _ in range(8):
+        ext = ok & np.isin(nh, (*_IPV6_EXT_6LEN, _IPV6_FRAG, _IPV6_AH))
+        if not ext.any():
+            break
+        ok &= ~ext | (cur + 8 <= end)
+        hlen = np.where(
+            nh == _IPV6_FRAG,
+            8,
+            np.where(nh == _IPV6_AH, (by.u8(cur + 1) + 2) * 4, (by.u8(cur + 1) + 1) * 8),
+        )
+        # A fragment header with offset 0 and M clear is an atomic fragment (RFC 6946).
+        frag |= ext & (nh == _IPV6_FRAG) & (by.u16(cur + 2) != 0)
+        nh = np.where(ext, by.u8(cur), nh)
+        cur = np.where(ext, cur + hlen, cur)
+    tcplen = plen - (cur - ip - 40)
+    ok &= tcplen >= 0
+    bad = int((~ok).sum()) - short
+    if bad:
+        counts["bad ipv6 header"] += bad
+    nfrag = int((ok & frag).sum())
+    if nfrag:
+        counts["ipv6 fragment"] += nfrag
+    nontcp = int((ok & ~frag & (nh != 6)).sum())
+    if nontcp:
+        counts["not tcp"] += nontcp
+    keep = np.flatnonzero(ok & ~frag & (nh == 6))
+    ip = ip[keep]
+    src = np.stack([by.u32(ip + 8 + 4 * k) for k in range(4)], axis=1)
+    dst = np.stack([by.u32(ip + 24 + 4 * k) for k in range(4)], axis=1)
+    return rows[keep], cur[keep], tcplen[keep], src.reshape(-1, 4), dst.reshape(-1, 4)

@@ -1,0 +1,454 @@
+"""Streamed pcap/pcapng reader: locates records in big chunks and hands them
+out as columnar batches (numpy) for bulk header decoding.
+
+Formats: pcap (libpcap, micro- and nanosecond magic, either byte order) and
+pcapng (draft-ietf-opsawg-pcapng: each Section Header Block sets the byte
+order; several Interface Description Blocks, each with its own link type,
+``if_tsresol`` and ``if_tsoffset``; Enhanced, Simple and the obsolete Packet
+Blocks; every other block type is skipped).  Memory is one chunk plus the
+record offsets of that chunk, never the file.
+
+Locating records is inherently sequential (each record's length says where
+the next starts), so that is one tight loop over record headers; everything
+after it (timestamps, lengths, link and IP/TCP headers) is vectorised over the
+record offsets (see :mod:`finwait.capture.decode`).
+
+A truncated or corrupt file raises :class:`CaptureError` naming the file and
+the byte offset, *after* every complete batch before that point has been
+yielded, so callers keep what was read.
+"""
+
+from __future__ import annotations
+
+import struct
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import BinaryIO
+
+import numpy as np
+import numpy.typing as npt
+
+__all__ = [
+    "CaptureError",
+    "EmptyCaptureError",
+    "RawBatch",
+    "iter_batches",
+]
+
+# The largest record we accept: libpcap's MAXIMUM_SNAPLEN (262144), or the
+# file's own snaplen when that is larger (some writers use 65535 * n).
+MAX_SNAPLEN = 262_144
+CHUNK = 8 << 20
+
+PCAP_MAGIC_US = 0xA1B2C3D4
+PCAP_MAGIC_NS = 0xA1B23C4D
+PCAPNG_SHB = 0x0A0D0D0A
+PCAPNG_BOM = 0x1A2B3C4D
+BT_IDB = 1
+BT_OPB = 2
+BT_SPB = 3
+BT_EPB = 6
+
+
+class CaptureError(Exception):
+    """The capture file cannot be read past ``offset``: ``reason`` says why."""
+
+    def __init__(self, path: str, offset: int, reason: str) -> None:
+        super().__init__(f"{path}: {reason} at byte offset {offset}")
+        self.path = path
+        self.offset = offset
+        self.reason = reason
+
+
+class EmptyCaptureError(CaptureError):
+    """The file has no bytes at all (an interrupted capture, a wrong path)."""
+
+    def __init__(self, path: str) -> None:
+        Exception.__init__(self, f"{path}: empty file (0 bytes), not a pcap or pcapng capture")
+        self.path = path
+        self.offset = 0
+        self.reason = "empty file"
+
+
+@dataclass(slots=True)
+class RawBatch:
+    """Complete records located in one chunk.
+
+    ``buf`` is the chunk; ``data_off``/``caplen`` locate each record's packet
+    bytes in it; ``frame`` numbers records 1-based over the whole file (as
+    Wireshark does, counting every record, TCP or not); ``linktype`` is per
+    record because pcapng interfaces may differ.
+    """
+
+    buf: npt.NDArray[np.uint8]
+    data_off: npt.NDArray[np.int64]
+    caplen: npt.NDArray[np.int64]
+    ts: npt.NDArray[np.float64]
+    linktype: npt.NDArray[np.int64]
+    frame: npt.NDArray[np.int64]
+    file_offset: int  # file offset of buf[0]
+
+    def __len__(self) -> int:
+        return int(self.data_off.size)
+
+
+@dataclass(slots=True)
+class _Interface:
+    linktype: int
+    snaplen: int
+    div: int = 1_000_000  # timestamp units per second (if_tsresol)
+    offset: float = 0.0
+
+
+@dataclass(slots=True)
+class _Chunker:
+    """Sliding window over the file: ``buf`` holds bytes from ``base``."""
+
+    fh: BinaryIO
+    base: int = 0
+    buf: bytes = b""
+    eof: bool = False
+    size: int = CHUNK
+    consumed: int = 0  # bytes of buf already turned into records
+
+    def refill(self, need: int = 0) -> bool:
+        """Drop consumed bytes and read more; False when nothing was added."""
+        if self.eof:
+            return False
+        keep = self.buf[self.consumed :]
+        self.base += self.consumed
+        self.consumed = 0
+        data = self.fh.read(max(self.size, need))
+        if not data:
+            self.eof = True
+            self.buf = keep
+            return False
+        self.buf = keep + data if keep else data
+        return True
+
+
+def _u32(
+    buf: npt.NDArray[np.uint8], off: npt.NDArray[np.int64], big: bool
+) -> npt.NDArray[np.int64]:
+    b0 = buf[off].astype(np.int64)
+    b1 = buf[off + 1].astype(np.int64)
+    b2 = buf[off + 2].astype(np.int64)
+    b3 = buf[off + 3].astype(np.int64)
+    if big:
+        return (b0 << 24) | (b1 << 16) | (b2 << 8) | b3
+    return b0 | (b1 << 8) | (b2 << 16) | (b3 << 24)
+
+
+def iter_batches(path: str | Path, chunk_size: int = CHUNK) -> Iterator[RawBatch]:
+    """Yield :class:`RawBatch` es for the file; raise :class:`CaptureError`
+    at the first unreadable byte, after yielding everything before it."""
+    name = str(path)
+    with open(path, "rb") as fh:
+        head = fh.read(4)
+        if not head:
+            raise EmptyCaptureError(name)
+        if len(head) < 4:
+            raise CaptureError(name, 0, f"truncated file header ({len(head)} bytes)")
+        fh.seek(0)
+        ch = _Chunker(fh, size=chunk_size)
+        magic_le = struct.unpack("<I", head)[0]
+        magic_be = struct.unpack(">I", head)[0]
+        if magic_le in (PCAP_MAGIC_US, PCAP_MAGIC_NS) or magic_be in (PCAP_MAGIC_US, PCAP_MAGIC_NS):
+            yield from _pcap(name, ch)
+        elif magic_le == PCAPNG_SHB:
+            yield from _pcapng(name, ch)
+        else:
+            raise CaptureError(name, 0, f"not a pcap or pcapng file (magic 0x{magic_be:08x})")
+
+
+# -- pcap --------------------------------------------------------------------
+
+
+def _pcap(name: str, ch: _Chunker) -> Iterator[RawBatch]:
+    ch.refill(24)
+    if len(ch.buf) < 24:
+        raise CaptureError(name, len(ch.buf), "truncated pcap file header (24 bytes expected)")
+    big = struct.unpack(">I", ch.buf[:4])[0] in (PCAP_MAGIC_US, PCAP_MAGIC_NS)
+    e = ">" if big else "<"
+    magic, vmaj, _vmin, _tz, _sig, snaplen, linktype = struct.unpack(e + "IHHiIII", ch.buf[:24])
+    if vmaj != 2:
+        raise CaptureError(name, 4, f"unsupported pcap version {vmaj}")
+    scale = 1e-9 if magic == PCAP_MAGIC_NS else 1e-6
+    # The upper bits of the link-type field carry FCS information (pcap spec §5).
+    linktype &= 0xFFFF
+    maxcap = max(MAX_SNAPLEN, min(snaplen, 1 << 24))
+    ch.consumed = 24
+    frame = 1
+    unpack = struct.Struct(e + "I").unpack_from
+    while True:
+        buf = ch.buf
+        n = len(buf)
+        off = ch.consumed
+        offs: list[int] = []
+        ap = offs.append
+        bad: str | None = None
+        while off + 16 <= n:
+            caplen = unpack(buf, off + 8)[0]
+            if caplen > maxcap:
+                bad = f"corrupt pcap record header: captured length {caplen} exceeds {maxcap}"
+                break
+            end = off + 16 + caplen
+            if end > n:
+                break
+            ap(off)
+            off = end
+        if offs:
+            arr = np.frombuffer(buf, dtype=np.uint8)
+            o = np.array(offs, dtype=np.int64)
+            sec = _u32(arr, o, big)
+            frac = _u32(arr, o + 4, big)
+            yield RawBatch(
+                buf=arr,
+                data_off=o + 16,
+                caplen=_u32(arr, o + 8, big),
+                ts=sec + frac * scale,
+                linktype=np.full(o.size, linktype, dtype=np.int64),
+                frame=np.arange(frame, frame + o.size, dtype=np.int64),
+                file_offset=ch.base,
+            )
+            frame += o.size
+        ch.consumed = off
+        if bad is not None:
+            raise CaptureError(name, ch.base + off, bad)
+        if not ch.refill(16 + maxcap):
+            left = len(ch.buf) - ch.consumed
+            if left == 0:
+                return
+            at = ch.base + ch.consumed
+            if left < 16:
+                raise CaptureError(name, at, f"truncated pcap record header ({left} of 16 bytes)")
+            caplen = unpack(ch.buf, ch.consumed + 8)[0]
+            raise CaptureError(
+                name, at, f"truncated pcap record: {caplen} bytes announced, {left - 16} present"
+            )
+
+
+# -- pcapng ------------------------------------------------------------------
+
+
+@dataclass(slots=True)
+class _Section:
+    big: bool = False
+    ifaces: list[_Interface] = field(default_factory=list)
+
+
+def _idb(name: str, at: int, body: bytes, big: bool) -> _Interface:
+    e = ">" if big else "<"
+    if len(body) < 8:
+        raise CaptureError(name, at, "corrupt pcapng interface description block")
+    linktype, _res, snaplen = struct.unpack_from(e + "HHI", body, 0)
+    iface = _Interface(linktype, snaplen)
+    pos = 8
+    while pos + 4 <= len(body):
+        code, olen = struct.unpack_from(e + "HH", body, pos)
+        val = body[pos + 4 : pos + 4 + olen]
+        if code == 0:
+            break
+        if code == 9 and olen >= 1:  # if_tsresol: 10^-v, or 2^-v when the MSB is set
+            v = val[0]
+            iface.div = 1 << (v & 0x7F) if v & 0x80 else 10**v
+        elif code == 14 and olen >= 8:  # if_tsoffset, seconds
+            iface.offset = float(struct.unpack(e + "q", val[:8])[0])
+        pos += 4 + ((olen + 3) & ~3)
+    return iface
+
+
+def _pcapng(name: str, ch: _Chunker) -> Iterator[RawBatch]:
+    sec = _Section()
+    frame = 1
+    ch.refill(12)
+    while True:
+        buf = ch.buf
+        n = len(buf)
+        off = ch.consumed
+        epb: list[int] = []
+        # Packet blocks other than EPB (SPB/OPB) are rare; decode them here.
+        other: list[
+            tuple[int, int, int, float, int]
+        ] = []  # frame order: (pos, data_off, caplen, ts, linktype)
+        order: list[int] = []  # 0 = next EPB, 1 = next "other"
+        bad: str | None = None
+        flush = False
+        u2 = struct.Struct((">" if sec.big else "<") + "II").unpack_from
+        while off + 12 <= n:
+            btype, blen = u2(buf, off)
+            if btype == PCAPNG_SHB:
+                if epb or other:
+                    flush = True  # the byte order may change: yield what we have
+                    break
+                if off + 12 > n:
+                    break
+                bom_le = struct.unpack_from("<I", buf, off + 8)[0]
+                if bom_le == PCAPNG_BOM:
+                    sec = _Section(big=False)
+                elif struct.unpack_from(">I", buf, off + 8)[0] == PCAPNG_BOM:
+                    sec = _Section(big=True)
+                else:
+                    bad = "corrupt pcapng section header: bad byte-order magic"
+                    break
+                u2 = struct.Struct((">" if sec.big else "<") + "II").unpack_from
+                blen = u2(buf, off)[1]
+            if blen < 12 or blen % 4:
+                bad = f"corrupt pcapng block: length {blen} (type 0x{btype:x})"
+                break
+            if blen > MAX_SNAPLEN * 4 + 64:
+                bad = f"corrupt pcapng block: length {blen} exceeds {MAX_SNAPLEN * 4 + 64}"
+                break
+            end = off + blen
+            if end > n:
+                break
+            if u2(buf, end - 8)[1] != blen:
+                bad = f"corrupt pcapng block: trailing length differs from {blen}"
+                break
+            if btype == BT_EPB:
+                if blen < 32:
+                    bad = "corrupt pcapng enhanced packet block: too short"
+                    break
+                epb.append(off)
+                order.append(0)
+            elif btype == BT_IDB:
+                sec.ifaces.append(_idb(name, ch.base + off, bytes(buf[off + 8 : end - 4]), sec.big))
+            elif btype in (BT_SPB, BT_OPB):
+                try:
+                    rec = _other_packet(name, ch.base + off, buf, off, blen, btype, sec)
+                except CaptureError as exc:
+                    bad = exc.reason
+                    break
+                other.append(rec)
+                order.append(1)
+            off = end
+        if epb or other:
+            batch, bad_at = _ng_batch(buf, epb, other, order, sec, frame, ch.base)
+            if len(batch):
+                yield batch
+            frame += len(batch)
+            if bad_at is not None:
+                raise CaptureError(name, ch.base + bad_at[0], bad_at[1])
+        ch.consumed = off
+        if bad is not None:
+            raise CaptureError(name, ch.base + off, bad)
+        if flush:
+            continue
+        if not ch.refill(MAX_SNAPLEN * 4 + 64):
+            left = len(ch.buf) - ch.consumed
+            if left == 0:
+                return
+            at = ch.base + ch.consumed
+            if left < 12:
+                raise CaptureError(name, at, f"truncated pcapng block header ({left} of 12 bytes)")
+            blen = u2(ch.buf, ch.consumed)[1]
+            raise CaptureError(
+                name, at, f"truncated pcapng block: {blen} bytes announced, {left} present"
+            )
+
+
+def _other_packet(
+    name: str, at: int, buf: bytes, off: int, blen: int, btype: int, sec: _Section
+) -> tuple[int, int, int, float, int]:
+    e = ">" if sec.big else "<"
+    if btype == BT_SPB:
+        # SPB: interface 0, no timestamp; captured length from snaplen and block length.
+        if not sec.ifaces:
+            raise CaptureError(name, at, "pcapng simple packet block before any interface")
+        iface = sec.ifaces[0]
+        origlen = struct.unpack_from(e + "I", buf, off + 8)[0]
+        cap = min(origlen, blen - 16, iface.snaplen or origlen)
+        return (off, off + 12, cap, float("nan"), iface.linktype)
+    if blen < 32:
+        raise CaptureError(name, at, "corrupt pcapng packet block: too short")
+    ifid, _drops, hi, lo, cap, _olen = struct.unpack_from(e + "HHIIII", buf, off + 8)
+    if ifid >= len(sec.ifaces):
+        raise CaptureError(name, at, f"pcapng packet block names unknown interface {ifid}")
+    if cap > blen - 32:
+        raise CaptureError(name, at, f"corrupt pcapng packet block: captured length {cap}")
+    iface = sec.ifaces[ifid]
+    units = (hi << 32) | lo
+    ts = units // iface.div + (units % iface.div) / iface.div + iface.offset
+    return (off, off + 28, cap, ts, iface.linktype)
+
+
+def _ng_batch(
+    buf: bytes,
+    epb: list[int],
+    other: list[tuple[int, int, int, float, int]],
+    order: list[int],
+    sec: _Section,
+    frame: int,
+    base: int,
+) -> tuple[RawBatch, tuple[int, str] | None]:
+    """Decode the located packet blocks in bulk; a bad block truncates the
+    batch there and is returned as ``(block offset, reason)``."""
+    arr = np.frombuffer(buf, dtype=np.uint8)
+    o = np.array(epb, dtype=np.int64)
+    big = sec.big
+    ifid = _u32(arr, o + 8, big)
+    units = (_u32(arr, o + 12, big) << 32) | _u32(arr, o + 16, big)
+    cap = _u32(arr, o + 20, big)
+    blen = _u32(arr, o + 4, big)
+    nif = len(sec.ifaces)
+    known = ifid < nif
+    safe = np.where(known, ifid, 0)
+    if nif:
+        div = np.array([i.div for i in sec.ifaces], dtype=np.int64)[safe]
+        tsoff = np.array([i.offset for i in sec.ifaces])[safe]
+        lt = np.array([i.linktype for i in sec.ifaces], dtype=np.int64)[safe]
+    else:
+        div = np.ones(o.size, dtype=np.int64)
+        tsoff = np.zeros(o.size)
+        lt = np.zeros(o.size, dtype=np.int64)
+    # Integer split first: nanosecond units since 1970 exceed a double's 53 bits.
+    ts = units // div + (units % div) / div + tsoff
+    n = len(order)
+    kinds = np.array(order, dtype=np.int8)
+    is_epb = kinds == 0
+    d_off = np.empty(n, dtype=np.int64)
+    d_cap = np.empty(n, dtype=np.int64)
+    d_ts = np.empty(n, dtype=np.float64)
+    d_lt = np.empty(n, dtype=np.int64)
+    blk = np.empty(n, dtype=np.int64)
+    d_off[is_epb], d_cap[is_epb], d_ts[is_epb], d_lt[is_epb] = o + 28, cap, ts, lt
+    blk[is_epb] = o
+    ok = np.ones(n, dtype=bool)
+    reasons = np.zeros(n, dtype=np.int8)
+    ok[is_epb] = known & (cap <= blen - 32)
+    reasons[is_epb] = np.where(known, 2, 1)
+    if other:
+        ot = np.array([r[1:] for r in other], dtype=np.float64).reshape(-1, 4)
+        d_off[~is_epb] = ot[:, 0].astype(np.int64)
+        d_cap[~is_epb] = ot[:, 1].astype(np.int64)
+        d_ts[~is_epb] = ot[:, 2]
+        d_lt[~is_epb] = ot[:, 3].astype(np.int64)
+        blk[~is_epb] = np.array([r[0] for r in other], dtype=np.int64)
+        # Simple Packet Blocks carry no timestamp: take the previous packet's.
+        nan = np.isnan(d_ts)
+        if nan.any():
+            idx = np.where(nan, 0, np.arange(n))
+            np.maximum.accumulate(idx, out=idx)
+            d_ts = np.where(nan, d_ts[idx], d_ts)
+            d_ts = np.nan_to_num(d_ts, nan=0.0)
+    bad_at: tuple[int, str] | None = None
+    if not ok.all():
+        i = int(np.argmax(~ok))
+        why = (
+            f"pcapng packet block names unknown interface {int(ifid[np.cumsum(is_epb)[i] - 1])}"
+            if reasons[i] == 1
+            else f"corrupt pcapng packet block: captured length {int(d_cap[i])}"
+        )
+        bad_at = (int(blk[i]), why)
+        n = i
+    batch = RawBatch(
+        arr,
+        d_off[:n],
+        d_cap[:n],
+        d_ts[:n],
+        d_lt[:n],
+        np.arange(frame, frame + n, dtype=np.int64),
+        base,
+    )
+    return batch, bad_at
