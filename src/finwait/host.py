@@ -83,6 +83,8 @@ class Host:
         self._touched: dict[Connection, None] = {}
         self._tick = 0
         self._port_counter = 0
+        self._last_isn_hash = 0
+        self._port_offsets: dict[tuple[str, str, int], int] = {}
 
     # ------------------------------------------------------------------
     # User side
@@ -132,7 +134,9 @@ class Host:
 
     def _conn_kwargs(self, src: str, sport: int, dst: str, dport: int) -> dict[str, object]:
         return {
-            "ts_offset": self._hash32(b"ts", src, sport, dst, dport),
+            # A per-connection timestamp offset (RFC 7323 §5.4): the ISN hash's
+            # bits, rotated, so one keyed hash serves both.
+            "ts_offset": self._last_isn_hash >> 7 | (self._last_isn_hash & 0x7F) << 25,
             "out": self._out,
             "events": self._events,
             "counters": self.counters,
@@ -157,14 +161,20 @@ class Host:
 
     def _isn(self, src: str, sport: int, dst: str, dport: int, now: float) -> int:
         """ISN = M + F(4-tuple, secret): M a 4 µs clock, F a keyed hash (RFC 6528 §3)."""
+        self._last_isn_hash = self._hash32(b"isn", src, sport, dst, dport)
         if self._isn_source is not None:
             return self._isn_source(src, sport, dst, dport, now) & seqnum.MASK
-        return (int(now * 250_000) + self._hash32(b"isn", src, sport, dst, dport)) & seqnum.MASK
+        return (int(now * 250_000) + self._last_isn_hash) & seqnum.MASK
 
     def _ephemeral_port(self, src: str, dst: str, dport: int) -> int:
         """RFC 6056 §3.3.3 (double-hash): a per-destination offset plus a counter."""
         span = EPHEMERAL_HIGH - EPHEMERAL_LOW + 1
-        offset = self._hash32(b"port", src, dst, dport)
+        dest = (src, dst, dport)
+        offset = self._port_offsets.get(dest)
+        if offset is None:
+            if len(self._port_offsets) >= 4096:
+                self._port_offsets.clear()  # bounded: it is only a cache
+            offset = self._port_offsets[dest] = self._hash32(b"port", src, dst, dport)
         for _ in range(span):
             self._port_counter += 1
             port = EPHEMERAL_LOW + (offset + self._port_counter) % span
@@ -257,8 +267,9 @@ class Host:
             self.counters["connection_table_full"] += 1
             return
         src, sport, dst, dport = seg.dst, seg.dport, seg.src, seg.sport
+        isn = self._isn(src, sport, dst, dport, now)
         if iss is None:
-            iss = self._isn(src, sport, dst, dport, now)
+            iss = isn
         conn = Connection.open_passive(
             seg, iss, now, self.config, **self._conn_kwargs(src, sport, dst, dport)
         )

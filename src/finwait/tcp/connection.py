@@ -85,6 +85,75 @@ class Connection:
     """A TCB.  Create with :meth:`open_active` or :meth:`open_passive`
     (the Host does this); drive with ``receive``/``on_timer`` and user calls."""
 
+    __slots__ = (
+        "__weakref__",
+        "_ack_now",
+        "_close_pending",
+        "_delack_pending",
+        "_events",
+        "_fin_seq",
+        "_full_unacked",
+        "_host_counters",
+        "_last_challenge",
+        "_last_recv",
+        "_last_send",
+        "_offer_wscale",
+        "_on_change",
+        "_ooo",
+        "_ooo_fin",
+        "_out",
+        "_persist_backoff",
+        "_rcv_adv",
+        "_rcvbuf",
+        "_retries",
+        "_rtt_seq",
+        "_rtt_start",
+        "_snd_base",
+        "_sndbuf",
+        "_sws_step",
+        "_ts_offset",
+        "cc",
+        "config",
+        "counters",
+        "delack_at",
+        "fin_wait_2_at",
+        "irs",
+        "iss",
+        "keepalive_at",
+        "last_ack_sent",
+        "local",
+        "max_snd_wnd",
+        "passive",
+        "peer_fin",
+        "peer_mss",
+        "persist_at",
+        "rcv_nxt",
+        "rcv_up",
+        "rcv_wscale",
+        "read_closed",
+        "remote",
+        "reset_received",
+        "rexmit_at",
+        "rtt",
+        "sack_ok",
+        "smss",
+        "snd_max",
+        "snd_nxt",
+        "snd_una",
+        "snd_up",
+        "snd_wl1",
+        "snd_wl2",
+        "snd_wnd",
+        "snd_wscale",
+        "snd_wscale_offered",
+        "state",
+        "timewait_at",
+        "ts_ok",
+        "ts_recent",
+        "ts_recent_age",
+        "user_timeout_at",
+    )
+
     def __init__(
         self,
         local: tuple[str, int],
@@ -169,7 +238,7 @@ class Connection:
         # Outputs
         self._out: list[Segment] = out if out is not None else []
         self._events: list[tuple[Connection, Event]] = events if events is not None else []
-        self.counters: Counter[str] = Counter()
+        self.counters: dict[str, int] = {}
         self._host_counters = counters
         self._on_change = on_change
 
@@ -262,7 +331,7 @@ class Connection:
             self._on_change(self)
 
     def _count(self, reason: str) -> None:
-        self.counters[reason] += 1
+        self.counters[reason] = self.counters.get(reason, 0) + 1
         if self._host_counters is not None:
             self._host_counters[reason] += 1
 
