@@ -11,17 +11,17 @@ from __future__ import annotations
 
 import heapq
 from collections.abc import Callable
-from dataclasses import dataclass, field
 
 Action = Callable[[float], object]
 
 
-@dataclass(order=True, slots=True)
 class _Entry:
-    at: float
-    order: int
-    action: Action = field(compare=False)
-    cancelled: bool = field(default=False, compare=False)
+    __slots__ = ("action", "at", "cancelled")
+
+    def __init__(self, at: float, action: Action) -> None:
+        self.at = at
+        self.action = action
+        self.cancelled = False
 
 
 class Handle:
@@ -45,7 +45,9 @@ class EventQueue:
 
     def __init__(self, start: float = 0.0) -> None:
         self._now = start
-        self._heap: list[_Entry] = []
+        # (time, insertion number, entry): tuples compare in C, and the unique
+        # insertion number means the entry itself is never compared.
+        self._heap: list[tuple[float, int, _Entry]] = []
         self._order = 0
         self.processed = 0
 
@@ -55,21 +57,21 @@ class EventQueue:
 
     def schedule(self, at: float, action: Action) -> Handle:
         """Run ``action(at)`` at time ``at``; a time in the past means now."""
-        entry = _Entry(max(at, self._now), self._order, action)
+        entry = _Entry(max(at, self._now), action)
+        heapq.heappush(self._heap, (entry.at, self._order, entry))
         self._order += 1
-        heapq.heappush(self._heap, entry)
         return Handle(entry)
 
     def next_time(self) -> float | None:
         """When the next live event is due, or None when nothing is left."""
-        while self._heap and self._heap[0].cancelled:
+        while self._heap and self._heap[0][2].cancelled:
             heapq.heappop(self._heap)
-        return self._heap[0].at if self._heap else None
+        return self._heap[0][0] if self._heap else None
 
     def step(self) -> bool:
         """Advance the clock to the next live event and run it; False if none."""
         while self._heap:
-            entry = heapq.heappop(self._heap)
+            entry = heapq.heappop(self._heap)[2]
             if entry.cancelled:
                 continue
             self._now = entry.at
@@ -79,4 +81,4 @@ class EventQueue:
         return False
 
     def __len__(self) -> int:
-        return sum(1 for e in self._heap if not e.cancelled)
+        return sum(1 for _, _, e in self._heap if not e.cancelled)

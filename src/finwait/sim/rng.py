@@ -13,6 +13,8 @@ change which segments are lost.
 
 from __future__ import annotations
 
+import hashlib
+
 _MASK64 = (1 << 64) - 1
 _GAMMA = 0x9E3779B97F4A7C15  # the golden-ratio increment of SplitMix64
 _FNV_OFFSET = 0xCBF29CE484222325
@@ -76,12 +78,13 @@ class Rng:
         return self.random() < p
 
     def randbytes(self, n: int) -> bytes:
-        """``n`` pseudo-random bytes (eight per draw, little-endian)."""
+        """``n`` pseudo-random bytes: SHAKE-256 (FIPS 202) seeded with 256 bits
+        of this stream, so megabytes of payload cost one C call, not a
+        Python loop per eight bytes."""
         if n < 0:
             raise ValueError(f"randbytes({n}): n must not be negative")
-        words = (n + 7) // 8
-        out = b"".join(self.next_u64().to_bytes(8, "little") for _ in range(words))
-        return out[:n]
+        seed = b"".join(self.next_u64().to_bytes(8, "little") for _ in range(4))
+        return hashlib.shake_256(seed).digest(n)
 
     def derive(self, label: str) -> Rng:
         """An independent stream named ``label``; does not advance this one."""
