@@ -125,8 +125,12 @@ class Host:
             self.counters["connection_table_full"] += 1
             raise OSError("connection table full")
         conn = Connection.open_active(
-            (src, sport), (dst, dport), self._isn(src, sport, dst, dport, now), now,
-            self.config, **self._conn_kwargs(src, sport, dst, dport),
+            (src, sport),
+            (dst, dport),
+            self._isn(src, sport, dst, dport, now),
+            now,
+            self.config,
+            **self._conn_kwargs(src, sport, dst, dport),
         )
         self.conns[key] = conn
         self._touch(conn)

@@ -134,7 +134,9 @@ class Trace:
         events: list[dict[str, Any]] = []
         for ev in self.events:
             if isinstance(ev, StateEvent):
-                events.append({"t": _t(ev.t), "kind": "state", "who": ev.who, "state": str(ev.state)})
+                events.append(
+                    {"t": _t(ev.t), "kind": "state", "who": ev.who, "state": str(ev.state)}
+                )
                 continue
             seg = ev.segment
             if relative and ev.src in isns:
@@ -184,12 +186,27 @@ class Trace:
                 seq = (seq + (src.isn or 0)) & 0xFFFFFFFF
                 ack = (ack + (dst.isn or 0)) & 0xFFFFFFFF if "ACK" in item["flags"] else 0
             seg = Segment(
-                src.addr, dst.addr, src.port, dst.port, seq, ack,
-                flags_from_names(item["flags"]), item["win"], bytes(item["len"]), TcpOptions(),
+                src.addr,
+                dst.addr,
+                src.port,
+                dst.port,
+                seq,
+                ack,
+                flags_from_names(item["flags"]),
+                item["win"],
+                bytes(item["len"]),
+                TcpOptions(),
             )
             tr.events.append(
-                SegmentEvent(item["t"], item["from"], item["to"], seg, item["fate"],
-                             item.get("reason"), item.get("arrive"))
+                SegmentEvent(
+                    item["t"],
+                    item["from"],
+                    item["to"],
+                    seg,
+                    item["fate"],
+                    item.get("reason"),
+                    item.get("arrive"),
+                )
             )
         return tr
 

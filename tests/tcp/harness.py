@@ -59,8 +59,16 @@ class Exchange:
         dport: int = E_PORT,
     ) -> Segment:
         return Segment(
-            P_ADDR, E_ADDR, sport, dport, seq & seqnum.MASK, ack & seqnum.MASK,
-            flags, window, payload, options,
+            P_ADDR,
+            E_ADDR,
+            sport,
+            dport,
+            seq & seqnum.MASK,
+            ack & seqnum.MASK,
+            flags,
+            window,
+            payload,
+            options,
         )
 
     def deliver(self, seg: Segment | None = None, **kw: object) -> None:
@@ -96,8 +104,12 @@ class Exchange:
         assert self.sent, f"expected {format_flags(flags)} seq={seq}, engine sent nothing"
         s = self.sent.pop(0)
         got = (format_flags(s.flags), s.seq, s.ack if ack is not None else None, len(s.payload))
-        want = (format_flags(flags), seq & seqnum.MASK, None if ack is None else ack & seqnum.MASK,
-                length)
+        want = (
+            format_flags(flags),
+            seq & seqnum.MASK,
+            None if ack is None else ack & seqnum.MASK,
+            length,
+        )
         assert got == want, f"expected {want}, engine sent {got}: {s.describe()}"
         for name, value in kw.items():
             assert getattr(s, name) == value, f"{name}: {getattr(s, name)!r} != {value!r}"

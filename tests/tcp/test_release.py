@@ -6,6 +6,8 @@ A with SND.NXT = 248 (247 bytes sent) and RCV.NXT = 50 (49 bytes received).
 
 from __future__ import annotations
 
+import itertools
+
 import pytest
 
 from finwait.tcp.config import Config
@@ -158,7 +160,7 @@ def test_lost_fin_in_fin_wait_1_backs_off_then_times_out() -> None:
     assert all((s.seq, s.ack, s.flags) == (100, 300, FIN | ACK) for s in fins)
     assert x.state is State.CLOSED
     assert "TimedOut" in x.event_types()
-    with pytest.raises(Exception, match="does not exist|reset"):
+    with pytest.raises(Exception, match=r"does not exist|reset"):
         x.conn.send(b"late", x.now)
 
 
@@ -173,8 +175,8 @@ def test_fin_retransmission_intervals_double() -> None:
         x.advance(deadline - x.now)
         times.append(x.now)
         x.expect(FIN | ACK, seq=100, ack=300)
-    gaps = [b - a for a, b in zip(times, times[1:], strict=False)]
-    for a, b in zip(gaps, gaps[1:], strict=False):
+    gaps = [b - a for a, b in itertools.pairwise(times)]
+    for a, b in itertools.pairwise(gaps):
         assert b == pytest.approx(2 * a)
 
 

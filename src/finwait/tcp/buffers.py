@@ -16,7 +16,7 @@ MASK = seqnum.MASK
 
 
 class Reassembly:
-    __slots__ = ("_blocks", "limit", "last")
+    __slots__ = ("_blocks", "last", "limit")
 
     def __init__(self, limit: int) -> None:
         # Disjoint, non-adjacent-merged [start, data] blocks sorted by start

@@ -247,8 +247,13 @@ class Connection:
 
     @classmethod
     def open_active(
-        cls, local: tuple[str, int], remote: tuple[str, int], iss: int, now: float,
-        config: Config | None = None, **kw: object,
+        cls,
+        local: tuple[str, int],
+        remote: tuple[str, int],
+        iss: int,
+        now: float,
+        config: Config | None = None,
+        **kw: object,
     ) -> Connection:
         """Active OPEN: send SYN, enter SYN-SENT."""
         conn = cls(local, remote, iss, config, **kw)  # type: ignore[arg-type]
@@ -409,8 +414,17 @@ class Connection:
             window = 0 if flags & RST else self._window_field()
         self._out.append(
             Segment(
-                self.local[0], self.remote[0], self.local[1], self.remote[1],
-                seq, ack, flags, window, payload, self._options(now), 0,
+                self.local[0],
+                self.remote[0],
+                self.local[1],
+                self.remote[1],
+                seq,
+                ack,
+                flags,
+                window,
+                payload,
+                self._options(now),
+                0,
             )
         )
         self._last_send = now
@@ -432,8 +446,17 @@ class Connection:
         flags = SYN | ACK if ack else SYN
         self._out.append(
             Segment(
-                self.local[0], self.remote[0], self.local[1], self.remote[1],
-                self.iss, self.rcv_nxt if ack else 0, flags, window, b"", opts, 0,
+                self.local[0],
+                self.remote[0],
+                self.local[1],
+                self.remote[1],
+                self.iss,
+                self.rcv_nxt if ack else 0,
+                flags,
+                window,
+                b"",
+                opts,
+                0,
             )
         )
         if ack:
@@ -445,8 +468,17 @@ class Connection:
     def _emit_rst(self, seq: int, now: float) -> None:
         self._out.append(
             Segment(
-                self.local[0], self.remote[0], self.local[1], self.remote[1],
-                seq, 0, RST, 0, b"", self._options(now) if self.ts_ok else _NO_OPTS, 0,
+                self.local[0],
+                self.remote[0],
+                self.local[1],
+                self.remote[1],
+                seq,
+                0,
+                RST,
+                0,
+                b"",
+                self._options(now) if self.ts_ok else _NO_OPTS,
+                0,
             )
         )
 
@@ -487,8 +519,10 @@ class Connection:
             return 0
         self._sndbuf += data[:n] if n < len(data) else data
         if st.sending:
-            if self.cc.cwnd > self.cc.iw and now - self._last_send > self.rtt.rto and (
-                self.snd_una == self.snd_max
+            if (
+                self.cc.cwnd > self.cc.iw
+                and now - self._last_send > self.rtt.rto
+                and (self.snd_una == self.snd_max)
             ):
                 self.cc.on_idle()  # RFC 5681 §4.1, CC-7
             self._push(now)
@@ -525,8 +559,10 @@ class Connection:
         st = self.state
         if discard:
             self.read_closed = True
-            if (self._rcvbuf or self._ooo) and self.config.abort_on_close_with_unread and (
-                st.synchronized
+            if (
+                (self._rcvbuf or self._ooo)
+                and self.config.abort_on_close_with_unread
+                and (st.synchronized)
             ):
                 self._count("abort_on_close")
                 self._rcvbuf.clear()
@@ -565,8 +601,11 @@ class Connection:
         if st is State.CLOSED:
             raise ConnectionDoesNotExist("connection does not exist")
         if st in (
-            State.SYN_RECEIVED, State.ESTABLISHED, State.FIN_WAIT_1,
-            State.FIN_WAIT_2, State.CLOSE_WAIT,
+            State.SYN_RECEIVED,
+            State.ESTABLISHED,
+            State.FIN_WAIT_1,
+            State.FIN_WAIT_2,
+            State.CLOSE_WAIT,
         ):
             self._emit_rst(self.snd_max, now)  # AB-1
             self._count("abort_sent_rst")
@@ -621,8 +660,10 @@ class Connection:
         self.rexmit_at = None
         st = self.state
         self._retries += 1
-        limit = self.config.syn_retries if st in (State.SYN_SENT, State.SYN_RECEIVED) else (
-            self.config.data_retries
+        limit = (
+            self.config.syn_retries
+            if st in (State.SYN_SENT, State.SYN_RECEIVED)
+            else (self.config.data_retries)
         )
         if self._retries > limit:
             if st is State.SYN_RECEIVED and self.passive:
@@ -659,7 +700,9 @@ class Connection:
         self._count("window_probe")
         self._emit(_add(self.snd_una, -1), ACK, now)
         self._persist_backoff = min(self._persist_backoff + 1, 16)
-        self.persist_at = now + min(self.rtt.rto * (1 << self._persist_backoff), self.config.rto_max)
+        self.persist_at = now + min(
+            self.rtt.rto * (1 << self._persist_backoff), self.config.rto_max
+        )
 
     def _on_keepalive(self, now: float) -> None:
         self.keepalive_at = None
@@ -766,8 +809,10 @@ class Connection:
             self._send_ack(now)
         elif self._delack_pending and self.delack_at is None:
             self.delack_at = now + self.config.delayed_ack_timeout
-        if self.config.keepalive is not None and self.keepalive_at is None and (
-            self.state is ESTABLISHED
+        if (
+            self.config.keepalive is not None
+            and self.keepalive_at is None
+            and (self.state is ESTABLISHED)
         ):
             self.keepalive_at = now + self.config.keepalive
         self._changed()
@@ -887,13 +932,12 @@ class Connection:
     def _arrive_syn_sent(self, seg: Segment, now: float) -> None:
         """§3.10.7.3."""
         flags = seg.flags
-        if flags & ACK:
-            # SA-SS-1: an ACK outside (ISS, SND.MAX] is not for this incarnation.
-            if _le(seg.ack, self.iss) or _lt(self.snd_max, seg.ack):
-                if not flags & RST:
-                    self._emit_rst(seg.ack, now)
-                self._count("bad_ack_syn_sent")
-                return
+        # SA-SS-1: an ACK outside (ISS, SND.MAX] is not for this incarnation.
+        if flags & ACK and (_le(seg.ack, self.iss) or _lt(self.snd_max, seg.ack)):
+            if not flags & RST:
+                self._emit_rst(seg.ack, now)
+            self._count("bad_ack_syn_sent")
+            return
         if flags & RST:
             if flags & ACK:  # SA-SS-3: acceptable ACK, refused
                 self.reset_received = True
@@ -943,16 +987,19 @@ class Connection:
         """§3.10.7.4, steps in the RFC's order.  True when the segment got
         through to the end (so new data may be sent)."""
         flags = seg.flags
-        if self.state is State.SYN_RECEIVED and flags & (SYN | ACK | RST) == SYN and (
-            seg.seq == self.irs
+        if (
+            self.state is State.SYN_RECEIVED
+            and flags & (SYN | ACK | RST) == SYN
+            and (seg.seq == self.irs)
         ):
             # A retransmitted SYN: our SYN,ACK was lost (Linux tcp_check_req).
             self._count("syn_retransmitted")
             self._emit_syn(now, ack=True)
             return False
-        seg = self._check_sequence(seg, now)  # first
-        if seg is None:
+        checked = self._check_sequence(seg, now)  # first
+        if checked is None:
             return False
+        seg = checked
         if flags & RST:  # second
             self._on_rst(seg, now)
             return False

@@ -15,7 +15,7 @@ CLOCK_G = 0.001  # our timer granularity G (1 ms)
 
 
 class RttEstimator:
-    __slots__ = ("backoff", "rto_max", "rto_min", "rttvar", "srtt", "_base")
+    __slots__ = ("_base", "backoff", "rto_max", "rto_min", "rttvar", "srtt")
 
     def __init__(self, initial: float, rto_min: float, rto_max: float) -> None:
         self.srtt: float | None = None

@@ -31,7 +31,7 @@ class State(enum.Enum):
     sending: bool  # queued data and our FIN are (re)transmitted
 
     def __str__(self) -> str:
-        return self.value
+        return str(self.value)
 
     @classmethod
     def parse(cls, name: str) -> State:
