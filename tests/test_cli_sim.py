@@ -162,6 +162,7 @@ def test_simulate_text_elides_long_transfers_and_ends_with_the_summary() -> None
         ["simulate", "--abort", "both"],
         ["simulate", "--mss", "10"],
         ["simulate", "--bandwidth", "0"],
+        ["simulate", "--queue", "3000"],
         ["demo", "--half-close-bytes", "-1"],
     ],
 )
@@ -176,3 +177,16 @@ def test_simulate_is_reproducible_for_a_seed() -> None:
     first = invoke(*args, "--seed", "5").output
     assert first == invoke(*args, "--seed", "5").output
     assert first != invoke(*args, "--seed", "6").output
+
+
+def test_simulate_bottleneck_queue_tail_drops_and_recovers() -> None:
+    res = invoke(
+        "simulate", "--client-bytes", "300000", "--server-bytes", "0",
+        "--bandwidth", "10", "--queue", "15000", "--json",
+    )  # fmt: skip
+    data = json.loads(res.output)
+    reasons = {e["reason"] for e in segments(data) if e["fate"] == "lost"}
+    assert reasons == {"queue full"}
+    s = data["summary"]
+    assert s["B"]["received_sha256"] == s["A"]["sent_sha256"]
+    assert s["B"]["received_bytes"] == 300_000

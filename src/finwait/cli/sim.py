@@ -244,6 +244,13 @@ def demo(
     help="Link bandwidth in Mbit/s (default: unlimited).",
 )
 @click.option(
+    "--queue",
+    "queue_bytes",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Bottleneck queue in bytes, tail drop when full (needs --bandwidth).",
+)
+@click.option(
     "--seed",
     type=click.IntRange(min=0),
     default=1,
@@ -290,6 +297,7 @@ def simulate(
     corrupt: float,
     delay_ms: float,
     bandwidth_mbps: float | None,
+    queue_bytes: int | None,
     seed: int,
     abort: str | None,
     bare_fin: bool,
@@ -309,6 +317,11 @@ def simulate(
             "needs a passive closer; with --closer both nobody is half-closed",
             param_hint="--half-close-bytes",
         )
+    if queue_bytes is not None and bandwidth_mbps is None:
+        raise click.BadParameter(
+            "a queue only fills behind a bandwidth limit; add --bandwidth",
+            param_hint="--queue",
+        )
     result = _run(
         {
             "client_bytes": client_bytes,
@@ -324,6 +337,7 @@ def simulate(
             "corrupt": corrupt,
             "delay_ms": delay_ms,
             "bandwidth_mbps": bandwidth_mbps,
+            "queue_bytes": queue_bytes,
             "seed": seed,
             "mss": mss,
             "msl": msl,
