@@ -265,7 +265,20 @@ def client(caddr: str, saddr: str, server_ns: str, flagdir: str) -> None:
     time.sleep(0.1)
     tc = ["ip", "netns", "exec", server_ns, "tc", "qdisc"]
     subprocess.run(
-        [*tc, "add", "dev", "fwv-s", "root", "tbf", "rate", "800bit", "burst", "100", "limit", "10000"],
+        [
+            *tc,
+            "add",
+            "dev",
+            "fwv-s",
+            "root",
+            "tbf",
+            "rate",
+            "800bit",
+            "burst",
+            "100",
+            "limit",
+            "10000",
+        ],
         check=True,
     )
     open(os.path.join(flagdir, "go"), "w").close()

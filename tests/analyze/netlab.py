@@ -58,8 +58,25 @@ def lab() -> Iterator[Lab]:
     try:
         sh("ip", "netns", "add", c)
         sh("ip", "netns", "add", s)
-        sh("ip", "link", "add", "fwv-c", "netns", c, "type", "veth", "peer", "name", "fwv-s", "netns", s)
-        for ns, dev, addr in ((c, "fwv-c", f"198.18.{net}.1/24"), (s, "fwv-s", f"198.18.{net}.2/24")):
+        sh(
+            "ip",
+            "link",
+            "add",
+            "fwv-c",
+            "netns",
+            c,
+            "type",
+            "veth",
+            "peer",
+            "name",
+            "fwv-s",
+            "netns",
+            s,
+        )
+        for ns, dev, addr in (
+            (c, "fwv-c", f"198.18.{net}.1/24"),
+            (s, "fwv-s", f"198.18.{net}.2/24"),
+        ):
             sh("ip", "-n", ns, "addr", "add", addr, "dev", dev)
             sh("ip", "-n", ns, "link", "set", dev, "up")
             sh("ip", "-n", ns, "link", "set", "lo", "up")

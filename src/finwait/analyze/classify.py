@@ -56,7 +56,21 @@ CLOSES = (
 SIDES = ("client", "server", "both")
 # Zeek endpoint states (TCP_Endpoint.h), in the order used below.
 Z_INACTIVE, Z_SYN_SENT, Z_SYN_ACK_SENT, Z_PARTIAL, Z_ESTABLISHED, Z_CLOSED, Z_RESET = range(7)
-ZEEK_STATES = ("S0", "S1", "SF", "REJ", "S2", "S3", "RSTO", "RSTR", "RSTOS0", "RSTRH", "SH", "SHR", "OTH")
+ZEEK_STATES = (
+    "S0",
+    "S1",
+    "SF",
+    "REJ",
+    "S2",
+    "S3",
+    "RSTO",
+    "RSTR",
+    "RSTOS0",
+    "RSTRH",
+    "SH",
+    "SHR",
+    "OTH",
+)
 _RSTOS0 = re.compile(r"\^?S[^HAFGIQ]*R")
 MAX_FRAMES = 20  # frames listed per anomaly; ``count`` has the total
 
@@ -105,9 +119,7 @@ class Analysis:
         key = self.cols["close"] * 4 + self.cols["first_fin"] + 1
         bc = np.bincount(key, minlength=len(CLOSES) * 4)
         closer = ("-", *SIDES)
-        return {
-            (CLOSES[i // 4], closer[i % 4]): int(v) for i, v in enumerate(bc.tolist()) if v
-        }
+        return {(CLOSES[i // 4], closer[i % 4]): int(v) for i, v in enumerate(bc.tolist()) if v}
 
     # -- records -------------------------------------------------------------
 
@@ -218,7 +230,10 @@ def classify(tr: Tracker, path: str) -> Analysis:
     idx = np.arange(n)
     s = {k: v[: 2 * n].reshape(n, 2) for k, v in tr.s.items()}
     c = {k: v[:n] for k, v in tr.c.items()}
-    has = {k: s[k] != NONE for k in ("syn_frame", "sa_frame", "hs_frame", "fin_frame", "fack_frame", "rst_first")}
+    has = {
+        k: s[k] != NONE
+        for k in ("syn_frame", "sa_frame", "hs_frame", "fin_frame", "fack_frame", "rst_first")
+    }
 
     # Client: the SYN sender; else the receiver of a SYN-ACK; else the first sender.
     syn_any = has["syn_frame"].any(axis=1)
@@ -331,9 +346,7 @@ def classify(tr: Tracker, path: str) -> Analysis:
     return res
 
 
-def _zeek(
-    tr: Tracker, s: dict[str, I64], client: I64, server: I64, idx: I64
-) -> I64:
+def _zeek(tr: Tracker, s: dict[str, I64], client: I64, server: I64, idx: I64) -> I64:
     """Zeek's conn_state (base/protocols/conn/main.zeek, ``conn_state``);
     -1 means RSTOS0 or OTH, decided on the history string."""
     n = idx.size
@@ -344,7 +357,11 @@ def _zeek(
         fin = fcount[idx, me] > 0
         syn = s["syn_count"][idx, me] > 0
         sa = s["sa_frame"][idx, me] != NONE
-        est = (syn & (s["hs_frame"][idx, me] != NONE)) if orig else (sa & (s["syn_count"][idx, peer] > 0))
+        est = (
+            (syn & (s["hs_frame"][idx, me] != NONE))
+            if orig
+            else (sa & (s["syn_count"][idx, peer] > 0))
+        )
         first, second = (syn, sa) if orig else (sa, syn)
         return np.select(
             [rst, fin, est, first, second, s["pkts"][idx, me] > 0],

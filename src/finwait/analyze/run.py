@@ -25,7 +25,9 @@ from .tracker import Tracker
 Progress = Callable[[int], None]
 
 
-def analyze_file(path: str | Path, progress: Progress | None = None, chunk_size: int = 8 << 20) -> Analysis:
+def analyze_file(
+    path: str | Path, progress: Progress | None = None, chunk_size: int = 8 << 20
+) -> Analysis:
     """Classify every TCP connection in ``path``.  ``progress`` is called
     with the number of bytes read so far."""
     tracker = Tracker()

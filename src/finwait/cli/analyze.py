@@ -1,7 +1,225 @@
-"""finwait CLI: analyze commands."""
+"""finwait CLI: ``finwait analyze`` — how every connection in a capture
+opened and was released (docs/analyze.md)."""
 
 from __future__ import annotations
 
+import csv
+import json
+import os
+import sys
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+from typing import Any
+
 import click
 
-commands: list[click.Command] = []
+from ..analyze import Analysis, analyze_file, connection_trace
+from ..analyze.classify import CLOSES
+
+CSV_FIELDS = (
+    "file", "id", "client_addr", "client_port", "server_addr", "server_port", "start", "end",
+    "duration", "packets_c2s", "packets_s2c", "bytes_c2s", "bytes_s2c", "handshake", "close",
+    "first_fin", "reset_by", "reset_after_fin", "half_close_bytes", "anomalies", "conn_state",
+    "history",
+)  # fmt: skip
+PROGRESS_BYTES = 32 << 20  # show a progress bar above this file size
+
+
+def _run(path: str, progress: bool) -> Analysis:
+    if not progress:
+        return analyze_file(path)
+    from rich.progress import BarColumn, DownloadColumn, Progress, TimeRemainingColumn
+
+    size = os.path.getsize(path)
+    with Progress(
+        "[progress.description]{task.description}", BarColumn(), DownloadColumn(),
+        TimeRemainingColumn(), console=_console(stderr=True), transient=True,
+    ) as bar:  # fmt: skip
+        task = bar.add_task(Path(path).name, total=size)
+        return analyze_file(path, progress=lambda done: bar.update(task, completed=done))
+
+
+def _console(stderr: bool = False) -> Any:
+    from rich.console import Console
+
+    return Console(stderr=stderr)
+
+
+@click.command("analyze")
+@click.argument("files", nargs=-1, required=True, type=click.Path(dir_okay=False))
+@click.option(
+    "--json", "as_json", is_flag=True, help="One JSON object per connection (JSON Lines)."
+)
+@click.option("--csv", "as_csv", is_flag=True, help="One CSV row per connection.")
+@click.option(
+    "--explain", "explain", type=int, metavar="ID", help="Explain connection ID's release."
+)
+@click.option("--ladder", "ladder", type=int, metavar="ID", help="Text ladder of connection ID.")
+@click.option("--svg", "svg", type=(int, click.Path(dir_okay=False)), metavar="ID OUT.svg",
+              help="SVG ladder of connection ID.")  # fmt: skip
+@click.option("--workers", type=click.IntRange(1, 64), default=1, show_default=True,
+              help="Analyze several files in parallel processes.")  # fmt: skip
+def analyze_cmd(
+    files: tuple[str, ...],
+    as_json: bool,
+    as_csv: bool,
+    explain: int | None,
+    ladder: int | None,
+    svg: tuple[int, str] | None,
+    workers: int,
+) -> None:
+    """Explain how every TCP connection in FILE... opened and was released.
+
+    Reads pcap and pcapng.  Connection IDs are 1-based, in order of first
+    packet, per file.  Exit status 2 when a file is empty, truncated or
+    corrupt (the connections read before the damage are still reported)."""
+    one_conn = explain is not None or ladder is not None or svg is not None
+    if one_conn and len(files) != 1:
+        raise click.UsageError("--explain, --ladder and --svg take exactly one FILE")
+    quiet = as_json or as_csv or one_conn
+    show_bar = not quiet and sys.stderr.isatty()
+    results: list[Analysis]
+    if workers > 1 and len(files) > 1:
+        with ProcessPoolExecutor(min(workers, len(files))) as pool:
+            results = list(pool.map(_run, files, [False] * len(files)))
+    else:
+        results = [
+            _run(f, show_bar and os.path.exists(f) and os.path.getsize(f) > PROGRESS_BYTES)
+            for f in files
+        ]
+    out = click.get_text_stream("stdout")
+    if one_conn:
+        _one(results[0], explain, ladder, svg)
+    elif as_json:
+        dumps = json.JSONEncoder(separators=(",", ":")).encode
+        multi = len(results) > 1
+        for res in results:
+            for rec in res.records():
+                if multi:
+                    rec["file"] = res.path
+                out.write(dumps(rec))
+                out.write("\n")
+    elif as_csv:
+        w = csv.writer(out)
+        w.writerow(CSV_FIELDS)
+        for res in results:
+            for r in res.records():
+                w.writerow(_csv_row(res.path, r))
+    else:
+        for res in results:
+            _summary(res)
+    failed = [r for r in results if r.error is not None]
+    for r in failed:
+        click.echo(f"finwait analyze: {r.error}", err=True)
+        if not r.empty:
+            click.echo(
+                f"  {r.n} connection(s) from {r.records_read} packet(s) before the damage "
+                "are reported above",
+                err=True,
+            )
+    if failed:
+        sys.exit(2)
+
+
+def _csv_row(path: str, r: dict[str, Any]) -> list[Any]:
+    return [
+        path, r["id"], r["client"]["addr"], r["client"]["port"], r["server"]["addr"],
+        r["server"]["port"], r["start"], r["end"], r["duration"],
+        r["packets"]["client_to_server"], r["packets"]["server_to_client"],
+        r["bytes"]["client_to_server"], r["bytes"]["server_to_client"], r["handshake"],
+        r["close"], r["first_fin"] or "", r["reset_by"] or "", r["reset_after_fin"],
+        r["half_close_bytes"], ";".join(a["name"] for a in r["anomalies"]), r["conn_state"],
+        r["history"],
+    ]  # fmt: skip
+
+
+def _one(
+    res: Analysis, explain: int | None, ladder: int | None, svg: tuple[int, str] | None
+) -> None:
+    from ..render import explain_release, render_svg, render_text
+
+    for cid in (explain, ladder, svg[0] if svg else None):
+        if cid is not None and not 1 <= cid <= res.n:
+            raise click.BadParameter(
+                f"no connection {cid}: {res.path} has {res.n}", param_hint="ID"
+            )
+    if explain is not None:
+        rec = res.record(explain)
+        tr = connection_trace(res.path, res, explain)
+        click.echo(
+            f"Connection {explain}: {rec['client']['addr']}:{rec['client']['port']} (client) -> "
+            f"{rec['server']['addr']}:{rec['server']['port']} (server); "
+            f"handshake {rec['handshake']}, close {rec['close']}, first FIN {rec['first_fin']}"
+        )
+        click.echo(explain_release(tr))
+        if rec["half_close_bytes"]:
+            click.echo(f"Half-close: {rec['half_close_bytes']} byte(s) flowed after the first FIN.")
+        for a in rec["anomalies"]:
+            click.echo(f"Anomaly {a['name']}: frames {', '.join(map(str, a['frames']))}")
+    if ladder is not None:
+        click.echo(render_text(connection_trace(res.path, res, ladder)), nl=False)
+    if svg is not None:
+        Path(svg[1]).write_text(
+            render_svg(connection_trace(res.path, res, svg[0])), encoding="utf-8"
+        )
+
+
+def _summary(res: Analysis) -> None:
+    from rich.table import Table
+
+    con = _console()
+    con.print(
+        f"[bold]{res.path}[/]: {res.records_read} packets, {res.tcp_packets} TCP, "
+        f"{res.n} connections"
+    )
+    if not res.n:
+        return
+    t = Table(title="Connections by close type and first closer")
+    t.add_column("close")
+    for side in ("client", "server", "both", "-"):
+        t.add_column(f"first FIN: {side}", justify="right")
+    t.add_column("total", justify="right")
+    grid = res.by_close_and_closer()
+    for close in CLOSES:
+        row = [grid.get((close, s), 0) for s in ("client", "server", "both", "-")]
+        if sum(row):
+            t.add_row(close, *map(str, row), str(sum(row)))
+    con.print(t)
+    an = res.anomaly_counts()
+    if an:
+        ta = Table(title="Anomalies")
+        ta.add_column("anomaly")
+        ta.add_column("connections", justify="right")
+        ta.add_column("segments", justify="right")
+        for name, (nc, ns) in sorted(an.items(), key=lambda kv: -kv[1][0]):
+            ta.add_row(name, str(nc), str(ns))
+        con.print(ta)
+    dur = res.cols["end"] - res.cols["start"]
+    longest = dur.argsort()[::-1][:5].tolist()
+    tl = Table(title="Longest connections")
+    for col in ("id", "client", "server", "duration s", "close"):
+        tl.add_column(col)
+    for i in longest:
+        r = res.record(i + 1)
+        tl.add_row(str(r["id"]), f"{r['client']['addr']}:{r['client']['port']}",
+                   f"{r['server']['addr']}:{r['server']['port']}", f"{r['duration']:.3f}", r["close"])  # fmt: skip
+    con.print(tl)
+    unclosed = [i for i in (res.cols["close"] == CLOSES.index("open")).nonzero()[0].tolist()]
+    unclosed += (res.cols["close"] == CLOSES.index("half_closed")).nonzero()[0].tolist()
+    if unclosed:
+        tu = Table(title=f"Unclosed connections ({len(unclosed)}; first 10)")
+        for col in ("id", "client", "server", "close", "first FIN"):
+            tu.add_column(col)
+        for i in sorted(unclosed)[:10]:
+            r = res.record(i + 1)
+            tu.add_row(str(r["id"]), f"{r['client']['addr']}:{r['client']['port']}",
+                       f"{r['server']['addr']}:{r['server']['port']}", r["close"],
+                       r["first_fin"] or "-")  # fmt: skip
+        con.print(tu)
+    if res.drops:
+        skipped = {k: v for k, v in res.drops.items() if k != "tcp"}
+        if skipped:
+            con.print("Not analyzed: " + ", ".join(f"{k} {v}" for k, v in sorted(skipped.items())))
+
+
+commands: list[click.Command] = [analyze_cmd]
