@@ -17,12 +17,16 @@ from finwait.host import Host, Listener
 from finwait.tcp import seqnum
 from finwait.tcp.config import Config
 from finwait.tcp.connection import Connection
-from finwait.tcp.events import Event
+from finwait.tcp.events import Event, StateChanged
 from finwait.tcp.state import State
 from finwait.wire.segment import ACK, FIN, NO_OPTIONS, PSH, SYN, Segment, TcpOptions, format_flags
 
 E_ADDR, E_PORT = "198.18.0.2", 80
 P_ADDR, P_PORT = "198.18.0.1", 40000
+
+# When a list, every state transition any Exchange sees is appended to it
+# (test_statemachine checks them against the RFC diagram).
+RECORDER: list[tuple[State, State]] | None = None
 
 # The peer offers no options by default: MSS falls back to 536 (RFC 9293
 # §3.7.1), no window scaling, no timestamps — numbers stay readable.
@@ -92,6 +96,8 @@ class Exchange:
     def _collect(self) -> None:
         self.sent.extend(self.host.take_segments())
         for conn, ev in self.host.take_events():
+            if RECORDER is not None and isinstance(ev, StateChanged):
+                RECORDER.append((ev.old, ev.new))
             if self.conn is None or conn is self.conn:
                 self.events.append(ev)
 

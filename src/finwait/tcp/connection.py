@@ -271,7 +271,7 @@ class Connection:
     ) -> Connection:
         """A SYN reached a listener (§3.10.7.2): LISTEN -> SYN-RECEIVED, send SYN,ACK."""
         conn = cls((syn.dst, syn.dport), (syn.src, syn.sport), iss, config, **kw)  # type: ignore[arg-type]
-        conn.state = State.LISTEN
+        conn._set_state(State.LISTEN, now)  # the listener's TCB, cloned for this SYN
         conn.passive = True
         conn._take_syn(syn, now)
         conn._negotiated()
@@ -1352,10 +1352,7 @@ class Connection:
 
     def _delete(self, now: float) -> None:
         """Delete the TCB (enter CLOSED): flush the queues and stop every timer."""
-        if self.state is not State.LISTEN:
-            self._set_state(State.CLOSED, now)
-        else:
-            self.state = State.CLOSED
+        self._set_state(State.CLOSED, now)
         self._ooo.clear()
         self.rexmit_at = self.persist_at = self.delack_at = None
         self.timewait_at = self.fin_wait_2_at = None

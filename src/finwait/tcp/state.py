@@ -53,12 +53,15 @@ S = State
 # Two choices, pinned by tests: a FIN,ACK that acknowledges our FIN in
 # FIN-WAIT-1 is processed in the RFC's step order, so the state passes through
 # FIN-WAIT-2 (step 5, ACK) to TIME-WAIT (step 8, FIN) within one input and the
-# trace records both; and LISTEN -> SYN-SENT on SEND is not offered.
+# trace records both; and LISTEN -> SYN-SENT on SEND is not offered.  A
+# listener is a Host object; each SYN gets its own TCB, which starts in
+# LISTEN, and which returns to LISTEN and is deleted where the RFC sends a
+# connection "back to LISTEN" (the listener itself carries on).
 TRANSITIONS: tuple[tuple[State, State, str, str], ...] = (
     (S.CLOSED, S.LISTEN, "passive OPEN", "create TCB"),
     (S.CLOSED, S.SYN_SENT, "active OPEN", "snd SYN"),
     (S.LISTEN, S.SYN_RECEIVED, "rcv SYN", "snd SYN,ACK"),
-    (S.LISTEN, S.CLOSED, "CLOSE", "delete TCB"),
+    (S.LISTEN, S.CLOSED, "CLOSE / the clone returns to its listener", "delete TCB"),
     (S.SYN_SENT, S.SYN_RECEIVED, "rcv SYN", "snd SYN,ACK"),
     (S.SYN_SENT, S.ESTABLISHED, "rcv SYN,ACK", "snd ACK"),
     (S.SYN_SENT, S.CLOSED, "CLOSE / rcv RST / timeout", "delete TCB"),
