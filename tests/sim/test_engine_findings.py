@@ -1,9 +1,9 @@
-"""Engine behaviour found through the simulator that looks wrong, pinned as
-strict xfails for the engine's owner: when the engine changes, these flip."""
+"""Engine behaviour found through the simulator, kept as regression tests.
+
+Fixed: a half-closed FIN-WAIT-2 timed out while the peer was alive; it now
+waits for the FIN as Linux does after shutdown(SHUT_WR) (LX-8)."""
 
 from __future__ import annotations
-
-import pytest
 
 from finwait.sim.scenario import ScenarioSpec, run_scenario
 from finwait.tcp.state import State
@@ -13,10 +13,6 @@ from finwait.wire.segment import PSH
 from .release import states_of
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="engine: FIN-WAIT-2 timer not restarted by a duplicate from the peer",
-)
 def test_fin_wait_2_wait_restarts_on_a_retransmission_from_the_peer() -> None:
     """A closes; B (CLOSE-WAIT) is alive and retransmits data A already has,
     because A's ACKs were lost (seen in a 30 %-loss run, seed 333).  The

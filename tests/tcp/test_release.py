@@ -466,10 +466,25 @@ def test_half_close_engine_keeps_receiving_after_its_fin() -> None:
     assert x.state is State.FIN_WAIT_2
 
 
-def test_fin_wait_2_times_out_when_peer_stays_silent() -> None:
-    x = Exchange(config=Config(delayed_ack=False, fin_wait_2_timeout=60.0))
+def test_half_closed_fin_wait_2_waits_for_the_fin_indefinitely() -> None:
+    """LX-8: after a plain half-close (shutdown(SHUT_WR)) Linux waits as long
+    as it takes; so does the engine, whatever the peer retransmits."""
+    x = Exchange()
     x.established(snd_nxt=100, rcv_nxt=300)
     x.close_first()
+    x.deliver(seq=300, ack=101)
+    x.advance(3600)
+    x.deliver(seq=290, ack=101, payload=bytes(10))  # a duplicate
+    x.expect(ACK, seq=101, ack=300)
+    assert x.state is State.FIN_WAIT_2
+
+
+def test_orphaned_fin_wait_2_times_out_when_peer_stays_silent() -> None:
+    x = Exchange(config=Config(delayed_ack=False, fin_wait_2_timeout=60.0))
+    x.established(snd_nxt=100, rcv_nxt=300)
+    assert x.conn is not None
+    x.conn.close(x.now, discard=True)
+    x.expect(FIN | ACK, seq=100, ack=300)
     x.deliver(seq=300, ack=101)
     x.advance(59.9)
     assert x.state is State.FIN_WAIT_2

@@ -23,7 +23,7 @@ class Config:
     rto_max: float = 120.0  # Linux TCP_RTO_MAX
     syn_retries: int = 6  # Linux tcp_syn_retries
     data_retries: int = 15  # Linux tcp_retries2 (R2)
-    fin_wait_2_timeout: float | None = 60.0  # orphaned FIN-WAIT-2, Linux tcp_fin_timeout
+    fin_wait_2_timeout: float | None = 60.0  # after close(discard=True): Linux tcp_fin_timeout
     user_timeout: float | None = None  # RFC 9293 §3.8.3 USER TIMEOUT
     initial_window_segments: int | None = None  # None: RFC 5681 §3.1 formula; Linux: 10
     max_ooo_segments: int = 256  # bound on held out-of-order segments (SHLD-31)

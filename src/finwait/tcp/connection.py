@@ -582,8 +582,10 @@ class Connection:
             self._queue_fin(State.FIN_WAIT_1, now)  # CL-5
         elif st is State.CLOSE_WAIT:
             self._queue_fin(State.LAST_ACK, now)  # CL-7
-        elif st in (State.FIN_WAIT_1, State.FIN_WAIT_2):
+        elif st is State.FIN_WAIT_1:
             pass  # CL-6: already closing; "ok", and never a second FIN
+        elif st is State.FIN_WAIT_2:
+            self._arm_fin_wait_2(now)  # CL-6, and now possibly orphaned
         else:
             raise ConnectionClosing("connection closing")  # CL-8
         self._changed()
@@ -1237,16 +1239,16 @@ class Connection:
                 self._send_ack(now)
                 self.timewait_at = now + 2 * self.config.msl
             return False  # TW-6: anything else changes nothing
-        elif st is State.FIN_WAIT_2:
-            self._arm_fin_wait_2(now)
         return True
 
     def _arm_fin_wait_2(self, now: float) -> None:
-        """Orphaned FIN-WAIT-2 (Linux tcp_fin_timeout): a peer that stays
-        silent that long cannot hold the connection.  Any segment from it
-        restarts the wait, so a long half-close transfer is not cut."""
+        """Orphaned FIN-WAIT-2 (LX-8, Linux tcp_fin_timeout): once the user
+        has said it will read no more (``close(discard=True)``), a peer that
+        never sends its FIN cannot hold the connection.  A plain half-close
+        waits for the peer's FIN as long as it takes, as Linux does after
+        shutdown(SHUT_WR): the user is still there to read, and to abort."""
         t = self.config.fin_wait_2_timeout
-        if t is not None:
+        if t is not None and self.read_closed and self.fin_wait_2_at is None:
             self.fin_wait_2_at = now + t
 
     def _text_and_fin(self, seg: Segment, now: float) -> None:
