@@ -10,6 +10,7 @@ class per port.  Addresses are 198.18.0.0/15 only.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
 import struct
@@ -82,10 +83,8 @@ def serve(name: str, conn: socket.socket, flagdir: str) -> None:
         elif name == "three_way":
             recv_all(conn)  # close at once after EOF: FIN carries the ACK
         elif name == "rst_client":
-            try:
+            with contextlib.suppress(OSError):
                 recv_all(conn)
-            except OSError:
-                pass
         elif name == "rst_server":
             time.sleep(0.2)
             conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, LINGER0)
@@ -172,7 +171,7 @@ class Sniffer:
             ihl = (ip[0] & 15) * 4
             total = struct.unpack("!H", ip[2:4])[0]
             tcp = ip[ihl:]
-            sport, dport, seq, ack = struct.unpack("!HHII", tcp[:12])
+            sport, dport, seq, _ack = struct.unpack("!HHII", tcp[:12])
             doff = (tcp[12] >> 4) * 4
             flags = tcp[13]
             length = total - ihl - doff + (flags & 1) + ((flags >> 1) & 1)
@@ -222,17 +221,13 @@ def client(caddr: str, saddr: str, server_ns: str, flagdir: str) -> None:
     s.close()
 
     s = exchange(saddr, P["rst_server"])
-    try:
+    with contextlib.suppress(OSError):
         recv_all(s)
-    except OSError:
-        pass
     s.close()
 
     s = socket.socket()
-    try:
+    with contextlib.suppress(ConnectionRefusedError):
         s.connect((saddr, P["refused"]))
-    except ConnectionRefusedError:
-        pass
     s.close()
 
     keep = exchange(saddr, P["open"])

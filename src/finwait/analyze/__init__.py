@@ -1,9 +1,9 @@
 """finwait.analyze: connections from captures — lifecycle, close
 classification, anomalies, explanations (docs/analyze.md)."""
 
-from .classify import ANOMALIES, CLOSES, HANDSHAKES, Analysis, classify
+from .classify import CLOSES, HANDSHAKES, Analysis, classify
 from .run import analyze_file, connection_trace
-from .tracker import Tracker
+from .tracker import ANOMALIES, Tracker
 
 __all__ = [
     "ANOMALIES",

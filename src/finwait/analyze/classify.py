@@ -28,9 +28,9 @@ import numpy as np
 import numpy.typing as npt
 
 from .tracker import (
-    ANOMALIES,
     A_NO_HS,
     A_RST_AFTER,
+    ANOMALIES,
     H_F,
     HALF,
     HISTORY,
@@ -103,7 +103,8 @@ class Analysis:
 
     def anomaly_counts(self) -> dict[str, tuple[int, int]]:
         """name -> (connections, occurrences)."""
-        conn, code = self.cols.get("an_conn"), self.cols.get("an_code")
+        conn: I64 | None = self.cols.get("an_conn")
+        code: I64 = self.cols.get("an_code", np.zeros(0, dtype=np.int64))
         if conn is None or not conn.size:
             return {}
         out: dict[str, tuple[int, int]] = {}
@@ -133,7 +134,7 @@ class Analysis:
             return
         c = self.cols
         sl = slice(lo, hi)
-        L = {k: (v[sl].tolist() if isinstance(v, np.ndarray) and v.shape[:1] == (self.n,) else None)
+        L: dict[str, Any] = {k: (v[sl].tolist() if isinstance(v, np.ndarray) and v.shape[:1] == (self.n,) else None)
              for k, v in c.items()}  # fmt: skip
         addr_cache: dict[int, tuple[str, int, str, int]] = {}
         hist, hist_at = c["hist_str"], c["hist_at"]
@@ -253,8 +254,8 @@ def classify(tr: Tracker, path: str) -> Analysis:
     has_syn_c = syn_c != NONE
     has_sa_s = cs("sa_frame")[1] != NONE
     has_hs_c = cs("hs_frame")[0] != NONE
-    pk_c, pk_s = cs("pkts")
-    rst_c, rst_s = cs("rst_first")
+    _pk_c, pk_s = cs("pkts")
+    _rst_c, rst_s = cs("rst_first")
 
     handshake = np.select(
         [

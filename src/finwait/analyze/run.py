@@ -14,6 +14,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
+import numpy.typing as npt
 
 from ..capture.decode import TcpColumns, decode
 from ..capture.reader import CaptureError, EmptyCaptureError, iter_batches
@@ -61,7 +62,10 @@ def connection_trace(path: str | Path, analysis: Analysis, cid: int) -> Trace:
     rec = analysis.record(cid)
     first, last = rec["first_frame"], rec["last_frame"]
     cli, srv = rec["client"], rec["server"]
-    want = {_words(cli["addr"]) + (cli["port"],), _words(srv["addr"]) + (srv["port"],)}
+    want: set[tuple[int, ...]] = {
+        (*_words(cli["addr"]), cli["port"]),
+        (*_words(srv["addr"]), srv["port"]),
+    }
     tr = Trace()
     tr.add_endpoint("client", cli["addr"], cli["port"])
     tr.add_endpoint("server", srv["addr"], srv["port"])
@@ -93,11 +97,11 @@ def _words(addr: str) -> tuple[int, int, int, int]:
     return ((v >> 96) & 0xFFFFFFFF, (v >> 64) & 0xFFFFFFFF, (v >> 32) & 0xFFFFFFFF, v & 0xFFFFFFFF)
 
 
-def _select(cols: TcpColumns, m: np.ndarray, want: set[tuple[int, ...]]) -> list[int]:
+def _select(cols: TcpColumns, m: npt.NDArray[np.bool_], want: set[tuple[int, ...]]) -> list[int]:
     out = []
     for k in np.flatnonzero(m).tolist():
-        src = tuple(cols.src[k].tolist()) + (int(cols.sport[k]),)
-        dst = tuple(cols.dst[k].tolist()) + (int(cols.dport[k]),)
+        src = (*tuple(cols.src[k].tolist()), int(cols.sport[k]))
+        dst = (*tuple(cols.dst[k].tolist()), int(cols.dport[k]))
         if src in want and dst in want and src != dst:
             out.append(k)
     return out

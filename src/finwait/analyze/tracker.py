@@ -27,6 +27,7 @@ assumed shorter than 4 GiB.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -111,7 +112,7 @@ _CONN_COLS: dict[str, int] = {
 _CONN_FLOAT = ("first_ts", "last_ts")
 
 
-def _grow(arr: npt.NDArray[np.generic], n: int, fill: float) -> npt.NDArray[np.generic]:
+def _grow(arr: npt.NDArray[Any], n: int, fill: float) -> npt.NDArray[Any]:
     if arr.shape[0] >= n:
         return arr
     cap = max(n, arr.shape[0] * 2, 1024)
@@ -150,12 +151,12 @@ class Tracker:
         self.flow_conn = np.zeros(0, dtype=np.int64)
         self.flow_fr = np.zeros(0, dtype=np.int64)  # FIN/RST seen since the last SYN
         self.nconns = 0
-        self.c: dict[str, npt.NDArray[np.generic]] = {}
+        self.c: dict[str, npt.NDArray[Any]] = {}
         for k in _CONN_COLS:
             self.c[k] = np.zeros(0, dtype=np.int64)
         for k in _CONN_FLOAT:
             self.c[k] = np.zeros(0, dtype=np.float64)
-        self.s: dict[str, npt.NDArray[np.generic]] = {}
+        self.s: dict[str, npt.NDArray[Any]] = {}
         for k in _SLOT_COLS:
             self.s[k] = np.zeros(0, dtype=np.int64)
         for k in _SLOT_FLOAT:
@@ -203,9 +204,9 @@ class Tracker:
             ids[i] = fid
         if fresh:
             n = self.nflows + len(fresh)
-            self.flow_key = _grow(self.flow_key, n, 0)  # type: ignore[assignment]
-            self.flow_conn = _grow(self.flow_conn, n, -1)  # type: ignore[assignment]
-            self.flow_fr = _grow(self.flow_fr, n, 0)  # type: ignore[assignment]
+            self.flow_key = _grow(self.flow_key, n, 0)
+            self.flow_conn = _grow(self.flow_conn, n, -1)
+            self.flow_fr = _grow(self.flow_fr, n, 0)
             self.flow_key[self.nflows : n] = ukeys[fresh]
             self.flow_conn[self.nflows : n] = -1
             self.flow_fr[self.nflows : n] = 0
@@ -222,7 +223,7 @@ class Tracker:
             self.s[k] = _grow(self.s[k], 2 * total, v)
         for k in _SLOT_FLOAT:
             self.s[k] = _grow(self.s[k], 2 * total, 0.0)
-        self.hist_count = _grow(self.hist_count, 2 * total, 0)  # type: ignore[assignment]
+        self.hist_count = _grow(self.hist_count, 2 * total, 0)
         self.nconns = total
 
     # -- one batch -----------------------------------------------------------
@@ -327,8 +328,8 @@ class Tracker:
             """Positions that fill ``col`` (still unset) for their slot."""
             q = firsts(mask)
             tgt = slot[q] if target is None else target[q]
-            q = q[s[col][tgt] == NONE]
-            return q
+            keep: I64 = q[s[col][tgt] == NONE]
+            return keep
 
         # Relative sequence numbers (RFC 9293 §3.4): 0 is the ISN.
         q = firsts(np.ones(n, dtype=bool))

@@ -91,21 +91,19 @@ class _Bytes:
 
     def u16(self, off: I64) -> I64:
         o = np.minimum(off, self.limit)
-        return (self.b[o].astype(np.int64) << 8) | self.b[o + 1]
-
-    def u16le(self, off: I64) -> I64:
-        o = np.minimum(off, self.limit)
-        return self.b[o].astype(np.int64) | (self.b[o + 1].astype(np.int64) << 8)
+        r: I64 = (self.b[o].astype(np.int64) << 8) | self.b[o + 1]
+        return r
 
     def u32(self, off: I64) -> I64:
         o = np.minimum(off, self.limit)
         b = self.b
-        return (
+        r: I64 = (
             (b[o].astype(np.int64) << 24)
             | (b[o + 1].astype(np.int64) << 16)
             | (b[o + 2].astype(np.int64) << 8)
             | b[o + 3]
         )
+        return r
 
 
 def _link(

@@ -109,11 +109,11 @@ def analyze_cmd(
         for res in results:
             _summary(res)
     failed = [r for r in results if r.error is not None]
-    for r in failed:
-        click.echo(f"finwait analyze: {r.error}", err=True)
-        if not r.empty:
+    for bad in failed:
+        click.echo(f"finwait analyze: {bad.error}", err=True)
+        if not bad.empty:
             click.echo(
-                f"  {r.n} connection(s) from {r.records_read} packet(s) before the damage "
+                f"  {bad.n} connection(s) from {bad.records_read} packet(s) before the damage "
                 "are reported above",
                 err=True,
             )
