@@ -47,13 +47,15 @@ def lab() -> Iterator[Lab]:
     or peer thread may be left behind."""
     _require_live()
     me = os.getpid()
-    before_ns = set(netns.listnetns())
+    mine = f"fwt-{me}-"  # other processes may create namespaces meanwhile
+    before_ns = {n for n in netns.listnetns() if n.startswith(mine)}
     before_children = _children(me)
     before_threads = set(threading.enumerate())
     with Lab() as the_lab:
         yield the_lab
     assert not netns_exists(the_lab.name), "namespace left behind"
-    assert set(netns.listnetns()) <= before_ns, "a namespace was left behind"
+    after_ns = {n for n in netns.listnetns() if n.startswith(mine)}
+    assert after_ns <= before_ns, "a namespace was left behind"
     assert _children(me) <= before_children, "a child process was left behind"
     leftover = [t for t in threading.enumerate() if t not in before_threads and t.is_alive()]
     for t in leftover:
