@@ -1,0 +1,196 @@
+"""The reader against hand-built files: pcap (µs/ns, both byte orders),
+pcapng (several interfaces, per-interface link type and resolution, unknown
+blocks), every link type, IPv4 options and fragments, IPv6 extension headers,
+and damaged files of each format."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+from click.testing import CliRunner
+
+from finwait.analyze import analyze_file
+from finwait.capture.reader import CaptureError, EmptyCaptureError, iter_batches
+from finwait.cli import main
+
+from .builders import FIN, ip4, link, pcap, pcapng, seed_exchange, tcp
+
+LINKTYPES = [1, -1, 113, 276, 0, 108, 101, 12, 14]
+
+
+def check_seed(rec: dict[str, Any]) -> None:
+    """The seed's numbers, whatever the container."""
+    assert (rec["handshake"], rec["close"], rec["first_fin"]) == ("complete", "four_way", "server")
+    assert rec["bytes"] == {"client_to_server": 247, "server_to_client": 49}
+    fs, fc = rec["fins"]["server"], rec["fins"]["client"]
+    assert (fs["seq"], fs["ack"], fs["acked_by"]["ack"]) == (50, 248, 51)
+    assert (fc["seq"], fc["ack"], fc["acked_by"]["ack"]) == (248, 51, 249)
+    assert (rec["conn_state"], rec["history"]) == ("SF", "ShADadfF")
+
+
+def analyze_bytes(tmp_path: Path, data: bytes, name: str = "c.pcap") -> Any:
+    p = tmp_path / name
+    p.write_bytes(data)
+    return analyze_file(p)
+
+
+@pytest.mark.parametrize("lt", LINKTYPES)
+@pytest.mark.parametrize("v6", [False, True])
+def test_pcap_link_types(tmp_path: Path, lt: int, v6: bool) -> None:
+    pk = [(t, link(lt, p, v6)) for t, p in seed_exchange(v6)]
+    res = analyze_bytes(tmp_path, pcap(pk, 1 if lt == -1 else lt))
+    assert res.error is None and res.n == 1
+    rec = res.record(1)
+    check_seed(rec)
+    assert rec["client"]["addr"] == ("2001:db8::1" if v6 else "198.18.0.1")
+
+
+@pytest.mark.parametrize("big", [False, True])
+@pytest.mark.parametrize("ns", [False, True])
+def test_pcap_byte_orders_and_resolutions(tmp_path: Path, big: bool, ns: bool) -> None:
+    pk = [(t, link(1, p)) for t, p in seed_exchange()]
+    res = analyze_bytes(tmp_path, pcap(pk, 1, big=big, ns=ns))
+    rec = res.record(1)
+    check_seed(rec)
+    assert rec["start"] == pytest.approx(1.5) and rec["duration"] == pytest.approx(0.1)
+
+
+@pytest.mark.parametrize("big", [False, True])
+def test_pcapng_interfaces(tmp_path: Path, big: bool) -> None:
+    # Client packets on an Ethernet interface in µs, server packets on a raw
+    # interface in ns: one connection, time-ordered across both.
+    pk = []
+    for t, p in seed_exchange():
+        from_client = p[12:16] == bytes([198, 18, 0, 1])
+        pk.append((t, link(1, p), 0) if from_client else (t, p, 1))
+    res = analyze_bytes(tmp_path, pcapng(pk, [(1, None), (101, 9)], big=big), "c.pcapng")
+    assert res.error is None and res.n == 1
+    check_seed(res.record(1))
+    assert res.record(1)["end"] == pytest.approx(1.6)
+
+
+def test_ipv4_options_and_fragments(tmp_path: Path) -> None:
+    seg = tcp(1, 2, 0, 0, 0x02, 0)
+    pk = [
+        (1.0, ip4("198.18.0.1", "198.18.0.2", seg, options=b"\x01\x01\x01\x00")),  # NOPs, EOL
+        (1.1, ip4("198.18.0.1", "198.18.0.2", seg, frag=0x2000)),  # MF
+        (1.2, ip4("198.18.0.1", "198.18.0.2", b"\0" * 8, frag=0x0010)),  # offset 16 bytes
+    ]
+    res = analyze_bytes(tmp_path, pcap(pk, 101))
+    assert res.n == 1 and res.tcp_packets == 1
+    assert res.drops["ipv4 fragment"] == 2
+
+
+def test_fin_without_ack_is_not_a_close(tmp_path: Path) -> None:
+    pk = seed_exchange()
+    a, b = "198.18.0.1", "198.18.0.2"
+    bare = ip4(a, b, tcp(40000, 80, 1248, 0, FIN, 0))
+    res = analyze_bytes(tmp_path, pcap([*pk[:7], (1.565, bare)], 101))
+    rec = res.record(1)
+    assert rec["close"] == "open" and rec["fins"]["client"] is None
+    assert rec["anomalies"] == [{"name": "fin_without_ack", "count": 1, "frames": [8]}]
+
+
+# -- damaged files -------------------------------------------------------------
+
+
+def seed_pcap() -> bytes:
+    return pcap([(t, link(1, p)) for t, p in seed_exchange()], 1)
+
+
+def test_truncated_pcap_keeps_what_was_read(tmp_path: Path) -> None:
+    data = seed_pcap()
+    cut = len(data) - 30  # inside the last record
+    res = analyze_bytes(tmp_path, data[:cut])
+    assert res.error is not None and "truncated pcap record" in res.error
+    assert res.records_read == 10 and res.n == 1
+    assert res.record(1)["fins"]["client"]["seq"] == 248  # read before the damage
+    start_last = len(data) - (16 + 14 + 40)
+    assert res.error_offset == start_last and f"byte offset {start_last}" in res.error
+
+
+def test_corrupt_pcap_record_length(tmp_path: Path) -> None:
+    data = bytearray(seed_pcap())
+    off = 24 + 16 + 54  # second record header
+    data[off + 8 : off + 12] = (10**8).to_bytes(4, "little")
+    res = analyze_bytes(tmp_path, bytes(data))
+    assert res.error_offset == off and "captured length 100000000" in str(res.error)
+    assert res.records_read == 1
+
+
+def test_truncated_pcap_header(tmp_path: Path) -> None:
+    with pytest.raises(CaptureError, match="truncated pcap file header"):
+        list(iter_batches(_write(tmp_path, seed_pcap()[:10])))
+
+
+def test_empty_file(tmp_path: Path) -> None:
+    with pytest.raises(EmptyCaptureError, match="empty file"):
+        list(iter_batches(_write(tmp_path, b"")))
+
+
+def test_not_a_capture(tmp_path: Path) -> None:
+    with pytest.raises(CaptureError, match="not a pcap or pcapng file"):
+        list(iter_batches(_write(tmp_path, b"GIF89a" + b"\0" * 40)))
+
+
+def pcapng_seed() -> bytes:
+    return pcapng([(t, link(1, p), 0) for t, p in seed_exchange()], [(1, 6)])
+
+
+def test_truncated_pcapng(tmp_path: Path) -> None:
+    data = pcapng_seed()
+    res = analyze_bytes(tmp_path, data[:-10], "c.pcapng")
+    assert "truncated pcapng block" in str(res.error) and res.records_read == 10
+
+
+def test_corrupt_pcapng_block(tmp_path: Path) -> None:
+    data = bytearray(pcapng_seed())
+    last = len(data) - (32 + 56)  # the last EPB: 28 + 54 bytes of data, padded, + 4
+    assert data[last : last + 4] == b"\x06\0\0\0"
+    data[last + 4 : last + 8] = (13).to_bytes(4, "little")
+    res = analyze_bytes(tmp_path, bytes(data), "c.pcapng")
+    assert res.error_offset == last and "length 13" in str(res.error)
+    assert res.records_read == 10 and res.n == 1
+
+
+def test_pcapng_unknown_interface(tmp_path: Path) -> None:
+    pk = [(t, link(1, p), 0 if i < 5 else 3) for i, (t, p) in enumerate(seed_exchange())]
+    res = analyze_bytes(tmp_path, pcapng(pk, [(1, None)]), "c.pcapng")
+    assert "unknown interface 3" in str(res.error) and res.records_read == 5
+
+
+def _write(tmp_path: Path, data: bytes) -> Path:
+    p = tmp_path / "x.cap"
+    p.write_bytes(data)
+    return p
+
+
+# -- the command -----------------------------------------------------------------
+
+
+def test_cli_exit_2_with_partial_results(tmp_path: Path) -> None:
+    p = _write(tmp_path, seed_pcap()[:-30])
+    r = CliRunner().invoke(main, ["analyze", str(p), "--json"])
+    assert r.exit_code == 2
+    lines = [json.loads(x) for x in r.stdout.splitlines()]
+    assert len(lines) == 1 and lines[0]["id"] == 1
+    assert f"{p}: truncated pcap record" in r.stderr and "byte offset" in r.stderr
+
+
+def test_cli_empty_file(tmp_path: Path) -> None:
+    p = _write(tmp_path, b"")
+    r = CliRunner().invoke(main, ["analyze", str(p)])
+    assert r.exit_code == 2 and "empty file" in r.stderr
+
+
+def test_cli_csv_and_summary(tmp_path: Path) -> None:
+    p = _write(tmp_path, seed_pcap())
+    r = CliRunner().invoke(main, ["analyze", str(p), "--csv"])
+    assert r.exit_code == 0
+    rows = r.stdout.splitlines()
+    assert rows[0].startswith("file,id,") and ",four_way,server," in rows[1]
+    r = CliRunner().invoke(main, ["analyze", str(p)])
+    assert r.exit_code == 0 and "four_way" in r.stdout
