@@ -220,3 +220,14 @@ def test_syn_with_payload_and_options_roundtrip() -> None:
         TcpOptions(mss=1440, wscale=14, sack_permitted=True), 0,
     )  # fmt: skip
     assert decode_tcp(encode_tcp(seg), seg.src, seg.dst) == seg
+
+
+def test_compact_layout_when_alignment_does_not_fit() -> None:
+    # 40 bytes as a peer may send them: MSS, TS without NOPs, 3 SACK blocks;
+    # Linux's aligned layout would take 44.
+    raw = bytes.fromhex("020405b4080a0000000100000002051a" + "00000001" * 6)
+    opts = decode_options(raw)
+    assert opts.timestamps == (1, 2) and len(opts.sack_blocks) == 3
+    again = encode_options(opts)
+    assert again == raw  # no aligning NOPs
+    assert decode_options(again) == opts

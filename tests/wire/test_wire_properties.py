@@ -84,15 +84,12 @@ def test_mutated_packets_only_parse_error(pkt: bytes) -> None:
 
 
 @settings(max_examples=300)
-@given(st.binary(max_size=44))
-def test_any_option_bytes_decode(raw: bytes) -> None:
+@given(st.binary(max_size=40))
+def test_any_option_bytes_decode_and_reencode(raw: bytes) -> None:
     opts = decode_options(raw)
-    # Whatever was understood re-encodes to something that decodes the same.
-    try:
-        again = encode_options(opts)
-    except ValueError:
-        return  # e.g. 10-byte TS re-encoded with its 2 NOPs no longer fits
-    assert decode_options(again) == opts
+    # Whatever was understood from at most 40 bytes re-encodes within 40
+    # bytes (compact layout if need be) and decodes the same.
+    assert decode_options(encode_options(opts)) == opts
 
 
 @given(segments(), st.integers(0, 19), st.binary(min_size=1, max_size=8))

@@ -101,38 +101,48 @@ def encode_options(opts: TcpOptions) -> bytes:
     options as given, and NOPs up to a 32-bit boundary.  A SYN with everything
     is MSS, SACK_PERM, TS, NOP, WS: 20 bytes.
 
-    Raises ``ValueError`` when a value does not fit its field or the options
-    exceed 40 bytes.
+    When the aligning NOPs would push the list past 40 bytes, the same options
+    are packed without them (RFC 9293 §3.2 requires no alignment), so options
+    decoded from any valid header always re-encode.  Raises ``ValueError``
+    when a value does not fit its field or the options exceed 40 bytes anyway.
     """
     if opts == NO_OPTIONS:
         return b""
-    mss, wscale, sack_perm, ts, blocks, unknown = opts
-    out = bytearray()
     try:
-        if mss is not None:
-            out += struct.pack("!BBH", OPT_MSS, 4, mss)
-        if ts is not None:
-            out += b"\x04\x02\x08\x0a" if sack_perm else _ALIGNED_TS
-            out += _II.pack(ts[0], ts[1])
-        elif sack_perm:
-            out += b"\x01\x01\x04\x02"
-        if wscale is not None:
-            out += struct.pack("!BBBB", OPT_NOP, OPT_WSCALE, 3, wscale)
-        if blocks:
-            out += struct.pack("!BBBB", OPT_NOP, OPT_NOP, OPT_SACK, 2 + 8 * len(blocks))
-            for left, right in blocks:
-                out += _II.pack(left, right)
-        for kind, data in unknown:
-            if kind in (OPT_EOL, OPT_NOP):
-                raise ValueError(f"option kind {kind} has no length field")
-            out += struct.pack("!BB", kind, 2 + len(data))
-            out += data
+        out = _options(opts, aligned=True)
+        if len(out) > MAX_OPTIONS_LEN:
+            out = _options(opts, aligned=False)
     except struct.error as exc:
         raise ValueError(f"tcp option value out of range: {exc}") from None
-    if len(out) & 3:
-        out += b"\x01" * (4 - (len(out) & 3))
     if len(out) > MAX_OPTIONS_LEN:
         raise ValueError(f"tcp options take {len(out)} bytes, more than {MAX_OPTIONS_LEN}")
+    return out
+
+
+def _options(opts: TcpOptions, *, aligned: bool) -> bytes:
+    mss, wscale, sack_perm, ts, blocks, unknown = opts
+    nop2 = b"\x01\x01" if aligned else b""
+    out = bytearray()
+    if mss is not None:
+        out += struct.pack("!BBH", OPT_MSS, 4, mss)
+    if ts is not None:
+        out += b"\x04\x02" if sack_perm else nop2
+        out += struct.pack("!BBII", OPT_TIMESTAMP, 10, ts[0], ts[1])
+    elif sack_perm:
+        out += nop2 + b"\x04\x02"
+    if wscale is not None:
+        out += nop2[:1] + struct.pack("!BBB", OPT_WSCALE, 3, wscale)
+    if blocks:
+        out += nop2 + struct.pack("!BB", OPT_SACK, 2 + 8 * len(blocks))
+        for left, right in blocks:
+            out += _II.pack(left, right)
+    for kind, data in unknown:
+        if kind in (OPT_EOL, OPT_NOP):
+            raise ValueError(f"option kind {kind} has no length field")
+        out += struct.pack("!BB", kind, 2 + len(data))
+        out += data
+    if len(out) & 3:
+        out += b"\x01" * (4 - (len(out) & 3))
     return bytes(out)
 
 
