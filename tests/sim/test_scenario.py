@@ -226,11 +226,6 @@ def test_property_streams_exact_and_both_closed(
         reorder=reorder,
         seed=seed,
         msl=1.0,
-        # The apps half-close and keep reading (shutdown(SHUT_WR)), which
-        # Linux never times out in FIN-WAIT-2 (LX-8); with the engine's 60 s
-        # orphan timer, ~0.7 % of runs at 30 % loss are cut short: see
-        # test_engine_findings.py.
-        fin_wait_2_timeout=None,
     )
     assert_clean(run_scenario(spec))
 

@@ -84,9 +84,6 @@ class ScenarioSpec:
     server_name: str = "B"
     mss: int = 1460
     msl: float = 30.0
-    # Linux tcp_fin_timeout for an orphaned FIN-WAIT-2; None waits for the
-    # peer's FIN as long as it takes, as a shutdown(SHUT_WR) socket does (LX-8).
-    fin_wait_2_timeout: float | None = 60.0
 
     def __post_init__(self) -> None:
         for name in ("client_bytes", "server_bytes", "half_close_bytes"):
@@ -112,8 +109,6 @@ class ScenarioSpec:
             raise ValueError(f"mss {self.mss} is too small (at least 64)")
         if self.msl <= 0:
             raise ValueError("msl must be positive")
-        if self.fin_wait_2_timeout is not None and self.fin_wait_2_timeout <= 0:
-            raise ValueError("fin_wait_2_timeout must be positive (or None)")
         # Probabilities, bandwidth and queue are checked by LinkConfig.
         self.link_config()
 
@@ -263,7 +258,7 @@ class ScenarioResult:
 
 
 def build_hosts(spec: ScenarioSpec, rng: Rng) -> tuple[Host, Host]:
-    config = Config(mss=spec.mss, msl=spec.msl, fin_wait_2_timeout=spec.fin_wait_2_timeout)
+    config = Config(mss=spec.mss, msl=spec.msl)
     # RFC 6528's secret comes from the run's seed: same seed, same ISNs.
     client = Host(
         [spec.client_addr],
