@@ -144,6 +144,9 @@ def demo(
             "server_bytes": 49,
             "half_close_bytes": half_close_bytes,
             "closer": "server",
+            # A's 247-byte request, B's 49-byte response; B closes once the
+            # response is acknowledged, so its FIN (seq 50) travels alone.
+            "request_response": True,
             # A acknowledges B's FIN alone (delayed ACK, 40 ms), sends its
             # half-close bytes a little later, then closes: the seed's order.
             "half_close_delay": 0.1 if half_close_bytes else 0.0,
@@ -272,6 +275,12 @@ def demo(
     help="The passive side closes at once on EOF: three-segment close.",
 )
 @click.option(
+    "--request-response",
+    is_flag=True,
+    help="B answers only after reading all of A's bytes; the closer's FIN waits "
+    "until its data is acknowledged.",
+)
+@click.option(
     "--mss",
     type=click.IntRange(min=64, max=65495),
     default=1460,
@@ -302,6 +311,7 @@ def simulate(
     abort: str | None,
     bare_fin: bool,
     prompt_close: bool,
+    request_response: bool,
     mss: int,
     msl: float,
     as_json: bool,
@@ -330,6 +340,7 @@ def simulate(
             "closer": closer,
             "abort": abort,
             "prompt_close": prompt_close,
+            "request_response": request_response,
             "bare_fin": bare_fin,
             "loss": loss,
             "dup": dup,

@@ -54,7 +54,10 @@ class ScenarioSpec:
     """One two-host exchange.  A is the client, B the server.
 
     ``half_close_bytes`` are sent by the passive closer after it sees the
-    active closer's FIN.  ``half_close_delay`` is its think time before
+    active closer's FIN.  ``request_response``: the server sends its bytes
+    only once it has read all of the client's (a request and its response, as
+    in the seed's exchange with a web server), and the closer closes once its
+    data has been acknowledged, so its FIN travels alone.  ``half_close_delay`` is its think time before
     sending them, ``close_delay`` the time from having sent them to calling
     close().  ``bandwidth_mbps`` None means an infinitely fast link.
     """
@@ -67,6 +70,7 @@ class ScenarioSpec:
     close_delay: float = 0.2
     half_close_delay: float = 0.0
     prompt_close: bool = False
+    request_response: bool = False
     bare_fin: bool = False
     loss: float = 0.0
     dup: float = 0.0
@@ -161,8 +165,19 @@ class _App:
         return (
             self.started
             and self.phase == "data"
+            and not self.awaiting_request
             and self.pos == len(self.outgoing)
             and self.received >= self.peer_pre_close
+            and not (self.spec.request_response and self.conn is not None and self.conn.unacked)
+        )
+
+    @property
+    def awaiting_request(self) -> bool:
+        """A request/response server that has not yet read the whole request."""
+        return (
+            self.spec.request_response
+            and self.role == "server"
+            and self.received < self.peer_pre_close
         )
 
     def handle(self, conn: Connection, ev: Event, now: float) -> None:
@@ -171,7 +186,8 @@ class _App:
                 self.started = True
                 self.outcome = "open"
                 self.conn = conn
-                self.outgoing = memoryview(self.data)
+                if not self.awaiting_request:
+                    self.outgoing = memoryview(self.data)
                 for hook in self.on_connected:
                     hook(self, now)
             self.pump(now)
@@ -179,8 +195,12 @@ class _App:
             return
         elif isinstance(ev, DataReceived):
             chunk = conn.recv(-1, now)
+            waiting = self.awaiting_request
             self.received += len(chunk)
             self.received_hash.update(chunk)
+            if waiting and not self.awaiting_request:
+                self.outgoing = memoryview(self.data)  # the request is in: respond
+                self.pump(now)
         elif isinstance(ev, SendAcknowledged):
             self.pump(now)
         elif isinstance(ev, EndOfStream):

@@ -461,6 +461,7 @@ class Connection:
         )
         if ack:
             self.last_ack_sent = self.rcv_nxt
+            self._rcv_adv = _add(self.rcv_nxt, window)
             self._ack_now = False
             self.delack_at = None
         self._last_send = now
@@ -541,7 +542,8 @@ class Connection:
             del buf[:max_bytes]
         if now is None:
             now = self._last_recv  # the latest input's time: recv() reads no clock
-        if data and self.state.synchronized and not self.peer_fin:
+        # A pending delayed ACK will carry the new window anyway.
+        if data and self.state.synchronized and not self.peer_fin and not self._delack_pending:
             # Send an update when the usable window grows by two segments or
             # half the buffer (Linux __tcp_cleanup_rbuf) from what we advertised.
             adv = max(seqnum.sub(self._rcv_adv, self.rcv_nxt), 0)
