@@ -72,6 +72,7 @@ ZEEK_STATES = (
     "OTH",
 )
 _RSTOS0 = re.compile(r"\^?S[^HAFGIQ]*R")
+RECORD_BLOCK = 4096
 MAX_FRAMES = 20  # frames listed per anomaly; ``count`` has the total
 
 
@@ -89,6 +90,7 @@ class Analysis:
     n: int = 0
     cols: dict[str, Any] = field(default_factory=dict)
     _flow_key: I64 = field(default_factory=lambda: np.zeros((0, 10), dtype=np.int64))
+    _addr_text: dict[tuple[int, ...], str] = field(default_factory=dict)
 
     def __len__(self) -> int:
         return self.n
@@ -129,22 +131,22 @@ class Analysis:
         return next(self.records(cid - 1, cid))
 
     def records(self, lo: int = 0, hi: int | None = None) -> Iterator[dict[str, Any]]:
+        """Records ``lo`` .. ``hi`` - 1 (0-based), built a block at a time so
+        memory stays flat however many connections there are."""
         hi = self.n if hi is None else min(hi, self.n)
-        if lo >= hi:
-            return
+        for start in range(lo, hi, RECORD_BLOCK):
+            yield from self._block(start, min(hi, start + RECORD_BLOCK))
+
+    def _block(self, lo: int, hi: int) -> Iterator[dict[str, Any]]:
         c = self.cols
         sl = slice(lo, hi)
         L: dict[str, Any] = {k: (v[sl].tolist() if isinstance(v, np.ndarray) and v.shape[:1] == (self.n,) else None)
              for k, v in c.items()}  # fmt: skip
-        addr_cache: dict[int, tuple[str, int, str, int]] = {}
         hist, hist_at = c["hist_str"], c["hist_at"]
         an = c["an_by_conn"]
         for j in range(hi - lo):
             i = lo + j
-            flow = L["flow"][j]
-            ep = addr_cache.get(flow)
-            if ep is None:
-                ep = addr_cache[flow] = self._endpoints(flow)
+            ep = self._endpoints(L["flow"][j])
             cl = L["client"][j]
             cli, srv = (ep[0], ep[1]), (ep[2], ep[3])
             if cl == 1:
@@ -211,10 +213,16 @@ class Analysis:
 
     def _endpoints(self, flow: int) -> tuple[str, int, str, int]:
         k = self._flow_key[flow].tolist()
-        return _addr(k[0:4]), k[4], _addr(k[5:9]), k[9]
+        return self._addr(tuple(k[0:4])), k[4], self._addr(tuple(k[5:9])), k[9]
+
+    def _addr(self, w: tuple[int, ...]) -> str:
+        text = self._addr_text.get(w)
+        if text is None:
+            text = self._addr_text[w] = _addr(w)
+        return text
 
 
-def _addr(w: list[int]) -> str:
+def _addr(w: tuple[int, ...]) -> str:
     if w[0] == 0 and w[1] == 0 and w[2] == 0xFFFF:
         return str(ipaddress.IPv4Address(w[3]))
     return str(ipaddress.IPv6Address((w[0] << 96) | (w[1] << 64) | (w[2] << 32) | w[3]))
