@@ -393,7 +393,8 @@ class Connection:
         if self.sack_ok and self._ooo:
             sack = self._ooo.sack_blocks(3 if self.ts_ok else 4)
         if self.ts_ok:
-            return TcpOptions(timestamps=(self._ts_now(now), self.ts_recent), sack_blocks=sack)
+            ts = ((int(now * 1000) + self._ts_offset) & MASK, self.ts_recent)
+            return TcpOptions(None, None, False, ts, sack, ())
         if sack:
             return TcpOptions(sack_blocks=sack)
         return _NO_OPTS
@@ -829,8 +830,9 @@ class Connection:
         without the detours; anything else returns False and takes them."""
         if seg.flags & 0x37 != ACK or seg.seq != self.rcv_nxt:  # 0x37: FIN SYN RST ACK URG
             return False
-        if (seg.window << self.snd_wscale) != self.snd_wnd or self.snd_nxt != self.snd_max:
-            return False
+        wnd = seg.window << self.snd_wscale
+        if not wnd or not self.snd_wnd or self.snd_nxt != self.snd_max:
+            return False  # zero windows and persist probing take the full path
         cc = self.cc
         if cc.in_recovery:
             return False
@@ -851,6 +853,13 @@ class Connection:
             del self._sndbuf[:acked]
             self._snd_base = self.snd_una = ack
             self._retries = 0
+            # SA-4.5 always holds here (SEG.SEQ = RCV.NXT >= SND.WL1, and
+            # SEG.ACK > SND.UNA >= SND.WL2): take the window.
+            self.snd_wnd = wnd
+            if wnd > self.max_snd_wnd:
+                self.max_snd_wnd = wnd
+            self.snd_wl1 = seg.seq
+            self.snd_wl2 = ack
             if ts is not None:
                 if ts[1]:
                     self.rtt.sample(((self._ts_now(now) - ts[1]) & MASK) / 1000.0)
@@ -872,8 +881,13 @@ class Connection:
         n = len(payload)
         if ack != una or self._ooo or self._ooo_fin is not None or self.read_closed:
             return False
-        if n > self.rcv_wnd:
-            return False
+        if n > self.rcv_wnd or (wnd != self.snd_wnd and una != self.snd_max):
+            return False  # a window change with data in flight: dupack rules apply
+        self.snd_wnd = wnd
+        if wnd > self.max_snd_wnd:
+            self.max_snd_wnd = wnd
+        self.snd_wl1 = seg.seq
+        self.snd_wl2 = ack
         if ts is not None and seg.seq == self.last_ack_sent:
             self.ts_recent = ts[0]
             self.ts_recent_age = now
