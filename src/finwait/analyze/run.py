@@ -56,7 +56,8 @@ def analyze_file(
 def connection_trace(path: str | Path, analysis: Analysis, cid: int) -> Trace:
     """The packets of connection ``cid`` (1-based) as a Trace: endpoints
     ``client`` and ``server`` with their ISNs where the SYNs were seen.
-    Payload bytes are not kept: segments carry zero bytes of the right length."""
+    Times are seconds since the connection's first packet.  Payload bytes
+    are not kept: segments carry zero bytes of the right length."""
     if not 1 <= cid <= analysis.n:
         raise KeyError(f"no connection {cid} (the capture has {analysis.n})")
     rec = analysis.record(cid)
@@ -83,7 +84,7 @@ def connection_trace(path: str | Path, analysis: Analysis, cid: int) -> Trace:
                 name = "client" if (seg.src, seg.sport) == (cli["addr"], cli["port"]) else "server"
                 if seg.flags & 0x02 and name not in isn:
                     isn[name] = seg.seq
-                tr.add_segment(float(cols.ts[k]), seg)
+                tr.add_segment(float(cols.ts[k]) - rec["start"], seg)
     except CaptureError:
         pass  # the analysis already reported it; keep what was read
     for name, value in isn.items():
