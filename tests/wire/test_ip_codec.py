@@ -183,8 +183,12 @@ def test_encode_packet_limits() -> None:
     with pytest.raises(ValueError, match="exceeds 65535"):
         encode_packet(SEG4._replace(payload=bytes(65535 - 40 + 1)))
     assert len(encode_packet(SEG4._replace(payload=bytes(65535 - 40)))) == 65535
+    for ttl in (256, -1):
+        for seg in (SEG4, SEG6):
+            with pytest.raises(ValueError):
+                encode_packet(seg, ttl=ttl)
     with pytest.raises(ValueError):
-        encode_packet(SEG4, ttl=256)
+        encode_packet(SEG4, ident=0x10000)
 
 
 def test_seed_release_roundtrip_both_families() -> None:

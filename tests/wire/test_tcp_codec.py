@@ -108,6 +108,8 @@ def test_encode_rejects_out_of_range_fields() -> None:
     for bad in (FIN_B._replace(sport=65536), FIN_B._replace(seq=-1), FIN_B._replace(flags=0x100)):
         with pytest.raises(ValueError):
             encode_tcp(bad)
+    with pytest.raises(ValueError):  # the timestamps-only fast path checks too
+        encode_tcp(FIN_B._replace(options=TcpOptions(timestamps=(1 << 32, 0))))
     with pytest.raises(ValueError, match="mixed address families"):
         encode_tcp(FIN_B._replace(dst="2001:db8::1"))
     with pytest.raises(ValueError):

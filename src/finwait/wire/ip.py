@@ -25,7 +25,7 @@ from __future__ import annotations
 import struct
 from typing import NamedTuple
 
-from .checksum import checksum
+from .checksum import checksum, fold
 from .errors import ParseError
 from .segment import Segment
 from .tcp import address_pair, decode_tcp_at, encode_tcp_raw, format_address
@@ -197,15 +197,21 @@ def encode_packet(seg: Segment, *, ttl: int = 64, ident: int = 0) -> bytes:
     packet over 65535 bytes.
     """
     src, dst = address_pair(seg.src, seg.dst)
-    tcp = encode_tcp_raw(seg, int.from_bytes(src, "big") + int.from_bytes(dst, "big") + IPPROTO_TCP)
+    addr_sum = int.from_bytes(src, "big") + int.from_bytes(dst, "big")
+    tcp = encode_tcp_raw(seg, addr_sum + IPPROTO_TCP)
     try:
         if len(src) == 4:
             total = 20 + len(tcp)
             if total > 0xFFFF:
                 raise ValueError(f"ipv4 packet of {total} bytes exceeds 65535")
-            hdr = _IP4.pack(0x45, 0, total, ident, IPV4_DF, ttl, IPPROTO_TCP, 0, src, dst)
-            csum = checksum(hdr)
-            return hdr[:10] + csum.to_bytes(2, "big") + hdr[12:] + tcp
+            if not (0 <= ttl <= 0xFF and 0 <= ident <= 0xFFFF):
+                raise ValueError(f"ttl {ttl} or ident {ident} out of range")
+            # The header's words, summed without building it twice: version/IHL
+            # and TOS, total length, ident, DF, TTL and protocol, addresses.
+            words = 0x4500 + total + ident + IPV4_DF + (ttl << 8) + IPPROTO_TCP + addr_sum
+            csum = 0xFFFF ^ fold(words)
+            hdr = _IP4.pack(0x45, 0, total, ident, IPV4_DF, ttl, IPPROTO_TCP, csum, src, dst)
+            return hdr + tcp
         if len(tcp) > 0xFFFF:
             raise ValueError(f"ipv6 payload of {len(tcp)} bytes exceeds 65535 (no jumbograms)")
         return _IP6.pack(0x60000000, len(tcp), IPPROTO_TCP, ttl, src, dst) + tcp

@@ -32,7 +32,7 @@ import ipaddress
 import struct
 from functools import lru_cache
 
-from .checksum import fold, partial_sum
+from .checksum import fold
 from .errors import ParseError
 from .segment import NO_OPTIONS, Segment, TcpOptions
 
@@ -40,6 +40,7 @@ from .segment import NO_OPTIONS, Segment, TcpOptions
 _HDR = struct.Struct("!HHIIBBHHH")
 _II = struct.Struct("!II")
 _H = struct.Struct("!H")
+_NOP_NOP_TS = struct.Struct("!BBBBII")
 
 TCP_HEADER_LEN = 20
 MAX_OPTIONS_LEN = 40  # data offset is 4 bits: at most 15 words of header
@@ -211,13 +212,30 @@ def encode_tcp_raw(seg: Segment, pseudo: int | None) -> bytes:
     """:func:`encode_tcp` with the pseudo-header partial sum already computed
     (without the TCP length, which is added here), or None for no checksum."""
     _, _, sport, dport, seq, ack, flags, window, payload, opts, urgent = seg
-    raw_opts = b"" if opts is NO_OPTIONS else encode_options(opts)
+    if opts is NO_OPTIONS:
+        raw_opts = b""
+    elif opts[0] is None and opts[1] is None and opts[3] is not None and opts[2:] == (
+        False, opts[3], (), ()
+    ):  # fmt: skip
+        # Timestamps only: every segment after a SYN that negotiated them.
+        try:
+            raw_opts = _NOP_NOP_TS.pack(1, 1, OPT_TIMESTAMP, 10, *opts[3])
+        except struct.error as exc:
+            raise ValueError(f"tcp option value out of range: {exc}") from None
+    else:
+        raw_opts = encode_options(opts)
     hlen = TCP_HEADER_LEN + len(raw_opts)
     try:
         hdr = _HDR.pack(sport, dport, seq, ack, hlen << 2, flags, window, 0, urgent)
         if pseudo is not None:
+            # The payload's sum is reduced before the adds, so they stay small
+            # ints; that is safe because the pseudo-header (protocol 6) keeps
+            # the total from being +0 (see checksum.py on the two zeros).
+            body = int.from_bytes(payload, "big") % 0xFFFF
+            if len(payload) & 1:
+                body <<= 8
             total = pseudo + hlen + len(payload) + int.from_bytes(hdr + raw_opts, "big")
-            csum = 0xFFFF ^ fold(total + partial_sum(payload))
+            csum = 0xFFFF ^ fold(total + body)
             hdr = _HDR.pack(sport, dport, seq, ack, hlen << 2, flags, window, csum, urgent)
     except struct.error as exc:
         raise ValueError(f"tcp header field out of range: {exc}") from None
@@ -263,11 +281,12 @@ def decode_tcp_at(
     if hlen > length:
         raise ParseError("data offset beyond segment", off + 12)
     if pseudo is not None:
-        n = int.from_bytes(buf[off:end], "big")
+        n = int.from_bytes(buf[off:end], "big") % 0xFFFF
         if length & 1:
             n <<= 8
         # Sum over a correct segment folds to 0xFFFF (RFC 1071 §1(2)); the
-        # pseudo-header's protocol word keeps the total from being +0.
+        # pseudo-header's protocol word keeps the total from being +0, so the
+        # segment's sum may be reduced first (one big-int op, not two).
         if fold(n + pseudo + length) != 0xFFFF:
             raise ParseError("bad checksum", off + 16)
     if hlen == TCP_HEADER_LEN:
