@@ -1,22 +1,48 @@
 """The ``finwait`` command.  Each group of subcommands lives in its own
-module and exposes ``commands``; this module only assembles them."""
+module and exposes ``commands``; this module only maps names to modules and
+imports a module when one of its commands runs, so ``finwait demo`` does not
+pay for pyroute2 or numpy."""
 
 from __future__ import annotations
+
+import importlib
 
 import click
 
 from .. import __version__
-from . import analyze as _analyze
-from . import live as _live
-from . import sim as _sim
+
+# command name -> (module, one-line help shown in `finwait --help`)
+_COMMANDS: dict[str, tuple[str, str]] = {
+    "demo": ("sim", "Replay the seed's release (simulated) and explain it."),
+    "simulate": ("sim", "Run any open/transfer/close scenario on a simulated path."),
+    "lab": ("live", "Create, remove or inspect the live lab (netns + TUN)."),
+    "serve": ("live", "Serve TCP on the lab's TUN with finwait's engine."),
+    "connect": ("live", "Connect through the lab's TUN with finwait's engine."),
+    "analyze": ("analyze", "Explain how every connection in a capture opened and closed."),
+}
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+class _LazyGroup(click.Group):
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return list(_COMMANDS)
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        entry = _COMMANDS.get(cmd_name)
+        if entry is None:
+            return None
+        module = importlib.import_module(f"{__name__}.{entry[0]}")
+        for cmd in module.commands:
+            if cmd.name == cmd_name:
+                return cmd
+        return None
+
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        # Help text without importing every module.
+        with formatter.section("Commands"):
+            formatter.write_dl([(name, text) for name, (_, text) in _COMMANDS.items()])
+
+
+@click.group(cls=_LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="finwait")
 def main() -> None:
     """TCP connection management you can run, watch and check."""
-
-
-for _module in (_sim, _live, _analyze):
-    for _cmd in _module.commands:
-        main.add_command(_cmd)
