@@ -75,7 +75,9 @@ class SynCookies:
         h2 = self._hash(count, four_tuple)
         return (h1 + irs + (count << _COOKIEBITS) + ((h2 + data) & _COOKIEMASK)) & seqnum.MASK
 
-    def check(self, four_tuple: tuple[str, int, str, int], irs: int, iss: int, now: float) -> int | None:
+    def check(
+        self, four_tuple: tuple[str, int, str, int], irs: int, iss: int, now: float
+    ) -> int | None:
         """The MSS index carried by cookie ``iss``, or None when it is forged or stale."""
         cookie = (iss - self._hash(-1, four_tuple) - irs) & seqnum.MASK
         made = cookie >> _COOKIEBITS
