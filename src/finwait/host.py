@@ -22,7 +22,8 @@ from dataclasses import dataclass, field
 
 from .tcp import seqnum
 from .tcp.config import Config
-from .tcp.connection import Connection
+from .tcp.connection import Connection, scale_for
+from .tcp.cookies import MAX_AGE, PERIOD, SynCookies
 from .tcp.events import Event
 from .tcp.state import State
 from .wire.errors import ParseError
@@ -50,6 +51,7 @@ class Listener:
     syn_queue: set[Connection] = field(default_factory=set)
     accept_queue: deque[Connection] = field(default_factory=deque)
     closed: bool = False
+    cookies_until: float = float("-inf")  # cookie ACKs are checked until then
 
     def accept(self) -> Connection | None:
         return self.accept_queue.popleft() if self.accept_queue else None
@@ -65,6 +67,7 @@ class Host:
         name: str = "",
         max_connections: int = 65536,
         isn_source: Callable[[str, int, str, int, float], int] | None = None,
+        syncookies: bool = True,
     ) -> None:
         self.addrs = set(addrs)
         self.config = config or Config()
@@ -85,6 +88,8 @@ class Host:
         self._port_counter = 0
         self._last_isn_hash = 0
         self._port_offsets: dict[tuple[str, str, int], int] = {}
+        # RFC 4987 §3.6, as Linux tcp_syncookies=1: only when a SYN queue is full.
+        self._cookies = SynCookies(isn_key) if syncookies else None
 
     # ------------------------------------------------------------------
     # User side
@@ -255,6 +260,8 @@ class Host:
             self.counters["rst_to_listener"] += 1  # SA-LI-1
             return
         if flags & ACK:
+            if not flags & (SYN | RST) and self._cookie_ack(lst, seg, now):
+                return
             self.counters["ack_to_listener"] += 1  # SA-LI-2
             self._send_rst(seg, seg.ack, 0, RST)
             return
@@ -266,6 +273,8 @@ class Host:
     def _accept_syn(self, lst: Listener, seg: Segment, now: float, iss: int | None) -> None:
         if len(lst.syn_queue) >= lst.backlog:
             self.counters["syn_queue_full"] += 1
+            if self._cookies is not None and iss is None:
+                self._cookie_syn_ack(lst, seg, now)
             return
         if len(self.conns) >= self.max_connections:
             self.counters["connection_table_full"] += 1
@@ -282,6 +291,64 @@ class Host:
         lst.syn_queue.add(conn)
         self._listener_of[conn] = lst
         self._touch(conn)
+
+    def _cookie_syn_ack(self, lst: Listener, seg: Segment, now: float) -> None:
+        """Answer a SYN the full queue cannot hold with a cookie (RFC 4987 §3.6)."""
+        assert self._cookies is not None
+        cfg = self.config
+        src, sport, dst, dport = seg.dst, seg.dport, seg.src, seg.sport
+        self._isn(src, sport, dst, dport, now)  # sets the hash the TS offset comes from
+        ts_offset = self._conn_kwargs(src, sport, dst, dport)["ts_offset"]
+        assert isinstance(ts_offset, int)
+        ts_now = (int(now * 1000) + ts_offset) & seqnum.MASK if cfg.timestamps else None
+        self._out.append(
+            self._cookies.syn_ack(
+                seg,
+                now,
+                mss=cfg.mss,
+                window=cfg.recv_buffer,
+                wscale=scale_for(cfg.recv_buffer) if cfg.window_scaling else None,
+                ts_now=ts_now,
+            )
+        )
+        lst.cookies_until = now + MAX_AGE * PERIOD
+        self.counters["syncookies_sent"] += 1
+
+    def _cookie_ack(self, lst: Listener, seg: Segment, now: float) -> bool:
+        """An ACK to a listener that recently sent cookies: when it returns a
+        valid one, the connection is made now, as Linux cookie_v4_check()."""
+        if self._cookies is None or now > lst.cookies_until:
+            return False
+        syn = self._cookies.syn_from_ack(seg, now)
+        if syn is None:
+            self.counters["syncookies_failed"] += 1
+            return False
+        if len(lst.accept_queue) >= lst.backlog:
+            self.counters["accept_queue_full"] += 1
+            return True  # dropped; the peer retransmits (Linux tcp_check_req)
+        if len(self.conns) >= self.max_connections:
+            self.counters["connection_table_full"] += 1
+            return True
+        src, sport, dst, dport = seg.dst, seg.dport, seg.src, seg.sport
+        self._isn(src, sport, dst, dport, now)
+        mark = len(self._out)
+        conn = Connection.open_passive(
+            syn,
+            seqnum.add(seg.ack, -1),
+            now,
+            self.config,
+            **self._conn_kwargs(src, sport, dst, dport),
+        )
+        del self._out[mark:]  # its SYN,ACK went out already: it was the cookie
+        conn._rtt_seq = None  # the SYN,ACK's send time is unknown: no RTT sample
+        self.counters["syncookies_ok"] += 1
+        self.counters["passive_open"] += 1
+        self.conns[(src, sport, dst, dport)] = conn
+        lst.syn_queue.add(conn)
+        self._listener_of[conn] = lst
+        conn.receive(seg, now)
+        self._touch(conn)
+        return True
 
     def _reopen_time_wait(self, conn: Connection, seg: Segment, now: float) -> bool:
         """MAY-2 / SA-3.3, as Linux tcp_timewait_state_process(): a new SYN
