@@ -31,10 +31,8 @@ class _LazyGroup(click.Group):
         if entry is None:
             return None
         module = importlib.import_module(f"{__name__}.{entry[0]}")
-        for cmd in module.commands:
-            if cmd.name == cmd_name:
-                return cmd
-        return None
+        commands: list[click.Command] = module.commands
+        return next((cmd for cmd in commands if cmd.name == cmd_name), None)
 
     def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
         # Help text without importing every module.
