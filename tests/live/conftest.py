@@ -12,9 +12,14 @@ import threading
 from collections.abc import Iterator
 
 import pytest
-from pyroute2 import netns
 
-from finwait.live.lab import Lab, LabError, check_prerequisites, netns_exists
+from finwait.live.lab import (
+    Lab,
+    LabError,
+    check_prerequisites,
+    namespaces_made_here,
+    netns_exists,
+)
 
 
 def _children(pid: int) -> set[int]:
@@ -47,15 +52,17 @@ def lab() -> Iterator[Lab]:
     or peer thread may be left behind."""
     _require_live()
     me = os.getpid()
-    mine = f"fwt-{me}-"  # other processes may create namespaces meanwhile
-    before_ns = {n for n in netns.listnetns() if n.startswith(mine)}
+    # Leaks are judged on what this process made (finwait.live.lab keeps the
+    # list), never on a listing of /run/netns: other test processes on the
+    # machine create and remove their own namespaces at any moment.
+    before_ns = namespaces_made_here()
     before_children = _children(me)
     before_threads = set(threading.enumerate())
     with Lab() as the_lab:
         yield the_lab
-    assert not netns_exists(the_lab.name), "namespace left behind"
-    after_ns = {n for n in netns.listnetns() if n.startswith(mine)}
-    assert after_ns <= before_ns, "a namespace was left behind"
+    assert not netns_exists(the_lab.name), f"namespace {the_lab.name} left behind"
+    left = namespaces_made_here() - before_ns
+    assert not left, f"namespaces left behind: {sorted(left)}"
     assert _children(me) <= before_children, "a child process was left behind"
     leftover = [t for t in threading.enumerate() if t not in before_threads and t.is_alive()]
     for t in leftover:

@@ -10,7 +10,15 @@ import socket
 import dpkt
 import pytest
 
-from finwait.live.lab import Lab, LabConfig, LabError, lab_status, lab_up, open_tun
+from finwait.live.lab import (
+    Lab,
+    LabConfig,
+    LabError,
+    lab_status,
+    lab_up,
+    namespaces_made_here,
+    open_tun,
+)
 
 from .peers import SYN, Capture, kernel_socket
 
@@ -25,6 +33,15 @@ def test_lab_up_is_idempotent_and_complete(lab: Lab) -> None:
     again = lab_up(lab.cfg)  # second time: nothing changes, nothing fails
     assert sorted(again.addresses) == sorted(st.addresses)
     assert again.routes == st.routes
+
+
+def test_a_private_lab_never_adopts_an_existing_namespace(lab: Lab) -> None:
+    # pids are reused: a namespace left by a killed run must not be taken over
+    # (and then removed) by a new run whose lab happens to get the same name.
+    with pytest.raises(LabError, match="already exists"), Lab(name=lab.name):
+        pass
+    assert lab.status().ready  # the refused attempt removed nothing
+    assert lab.name in namespaces_made_here()
 
 
 def test_status_of_absent_lab() -> None:

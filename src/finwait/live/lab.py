@@ -23,6 +23,7 @@ only the calling thread, so a helper thread may do it while the event loop runs.
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import errno
 import fcntl
 import ipaddress
@@ -31,6 +32,7 @@ import os
 import signal
 import socket
 import struct
+import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -138,6 +140,76 @@ def netns_exists(name: str) -> bool:
     return name in netns.listnetns()
 
 
+# Namespaces that lab_up() created in this process and lab_down() has not yet
+# removed: what a test may check for leaks without listing /run/netns, which
+# other processes change at any moment.
+_made_here: set[str] = set()
+_made_lock = threading.Lock()
+
+
+def namespaces_made_here() -> frozenset[str]:
+    """Namespaces created by :func:`lab_up` in this process and not yet removed."""
+    with _made_lock:
+        return frozenset(_made_here)
+
+
+CLONE_NEWNET = 0x40000000  # linux/sched.h
+
+
+def _create_netns(name: str) -> None:
+    """Create namespace ``name`` (like ``ip netns add``) without forking.
+
+    pyroute2's ``netns.create`` forks the calling process to ``unshare`` in the
+    child and gives up after 2 s; forking a large multi-threaded process (a
+    whole test suite, an event loop with helper threads) is slow under load
+    and the child can block on a lock another thread held at fork time.
+    ``unshare(CLONE_NEWNET)`` moves only the calling thread (unshare(2)), so a
+    short-lived helper thread makes the namespace, bind-mounts it from
+    ``/proc/thread-self/ns/net`` onto ``/run/netns/NAME`` and exits.  The file
+    is created with ``O_EXCL``: an existing namespace is an error, never
+    silently shared.
+    """
+    libc = ctypes.CDLL(None, use_errno=True)
+    failure: list[BaseException] = []
+
+    def make() -> None:
+        saved = os.open("/proc/thread-self/ns/net", os.O_RDONLY)
+        try:
+            if libc.unshare(CLONE_NEWNET) != 0:
+                err = ctypes.get_errno()
+                raise OSError(err, f"unshare(CLONE_NEWNET): {os.strerror(err)}")
+            try:
+                netns.attach(name, "thread-self")
+            except FileExistsError:
+                raise
+            except OSError:
+                # The file was made but the mount failed: do not leave a
+                # namespace name that is no namespace.
+                with contextlib.suppress(OSError):
+                    os.unlink(os.path.join(netns.NETNS_RUN_DIR, name))
+                raise
+            finally:
+                netns.setns(saved)
+        except BaseException as exc:  # reported to the caller's thread
+            failure.append(exc)
+        finally:
+            os.close(saved)
+
+    t = threading.Thread(target=make, name=f"netns-create-{name}")
+    t.start()
+    t.join()
+    if failure:
+        raise failure[0]
+
+
+def _netlink(name: str) -> IPRoute:
+    """An rtnetlink socket in namespace ``name``, opened by this thread from
+    inside it: ``IPRoute(netns=...)`` would fork a child, and with its default
+    ``O_CREAT`` flag re-create a namespace that was just removed."""
+    with inside(name):
+        return IPRoute()
+
+
 @contextlib.contextmanager
 def inside(name: str) -> Iterator[None]:
     """Run the body with the calling *thread* in namespace ``name``.
@@ -192,15 +264,22 @@ def _link_exists(ifname: str) -> bool:
     return True
 
 
-def lab_up(cfg: LabConfig | None = None) -> LabStatus:
-    """Create (or complete) the lab; running it twice changes nothing."""
+def lab_up(cfg: LabConfig | None = None, *, exclusive: bool = False) -> LabStatus:
+    """Create (or complete) the lab; running it twice changes nothing.
+
+    With ``exclusive`` the namespace must not exist yet (a private lab never
+    adopts a namespace someone else made or left behind)."""
     cfg = cfg or LabConfig()
     check_prerequisites()
-    if not netns_exists(cfg.netns):
+    if exclusive or not netns_exists(cfg.netns):
         try:
-            netns.create(cfg.netns)
+            _create_netns(cfg.netns)
+        except FileExistsError as exc:
+            raise LabError(f"namespace {cfg.netns!r} already exists") from exc
         except OSError as exc:
             raise LabError(f"cannot create namespace {cfg.netns!r}: {exc}") from exc
+        with _made_lock:
+            _made_here.add(cfg.netns)
     with inside(cfg.netns):
         tun_exists = _link_exists(cfg.tun)
     if not tun_exists:
@@ -209,7 +288,7 @@ def lab_up(cfg: LabConfig | None = None) -> LabStatus:
             fcntl.ioctl(fd, TUNSETPERSIST, 1)  # survives this fd; see module docstring
         finally:
             os.close(fd)
-    with IPRoute(netns=cfg.netns) as ipr:
+    with _netlink(cfg.netns) as ipr:
         lo = ipr.link_lookup(ifname="lo")[0]
         ipr.link("set", index=lo, state="up")
         idx = ipr.link_lookup(ifname=cfg.tun)[0]
@@ -239,7 +318,7 @@ def lab_status(cfg: LabConfig | None = None) -> LabStatus:
         return st
     st.netns_exists = True
     st.pids = netns_pids(cfg.netns)
-    with IPRoute(netns=cfg.netns) as ipr:
+    with _netlink(cfg.netns) as ipr:
         found = ipr.link_lookup(ifname=cfg.tun)
         if not found:
             return st
@@ -271,11 +350,16 @@ def lab_down(cfg: LabConfig | None = None, *, kill_grace: float = 1.0) -> bool:
     kill_netns_processes(cfg.netns, grace=kill_grace)
     # Delete the device explicitly: a TUN fd still open in some process
     # outside the namespace would otherwise keep the namespace alive.
-    with contextlib.suppress(Exception), IPRoute(netns=cfg.netns) as ipr:
+    with contextlib.suppress(Exception), _netlink(cfg.netns) as ipr:
         found = ipr.link_lookup(ifname=cfg.tun)
         if found:
             ipr.link("del", index=found[0])
-    netns.remove(cfg.netns)
+    try:
+        netns.remove(cfg.netns)
+    except OSError as exc:
+        raise LabError(f"cannot remove namespace {cfg.netns!r}: {exc}") from exc
+    with _made_lock:
+        _made_here.discard(cfg.netns)
     return True
 
 
@@ -322,7 +406,9 @@ class Lab:
 
     def __init__(self, name: str | None = None, tun: str = "fw0", mtu: int = 1500) -> None:
         if name is None:
-            name = f"fwt-{os.getpid()}-{next(_lab_counter)}"
+            # The pid alone is not enough: pids are reused (pid_max may be
+            # 32768), and a killed run leaves its namespace behind.
+            name = f"fwt-{os.getpid()}-{next(_lab_counter)}-{os.urandom(3).hex()}"
         self.cfg = LabConfig(netns=name, tun=tun, mtu=mtu)
 
     @property
@@ -330,7 +416,15 @@ class Lab:
         return self.cfg.netns
 
     def __enter__(self) -> Lab:
-        lab_up(self.cfg)
+        before = namespaces_made_here()
+        try:
+            lab_up(self.cfg, exclusive=True)
+        except BaseException:
+            # __exit__ does not run when __enter__ fails: remove what this
+            # call made (an existing namespace was refused, not made).
+            if self.cfg.netns in namespaces_made_here() - before:
+                lab_down(self.cfg)
+            raise
         return self
 
     def __exit__(
