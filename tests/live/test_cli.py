@@ -5,9 +5,11 @@ namespace, and the seed's numbers in the printed Trace."""
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 
@@ -39,10 +41,11 @@ def _connect_retrying(lab: Lab) -> bytes:
     return got
 
 
-def test_finwait_serve_reproduces_the_seed(lab: Lab) -> None:
+def test_finwait_serve_reproduces_the_seed(lab: Lab, tmp_path: Path) -> None:
+    pcap = tmp_path / "serve.pcap"
     cmd = [sys.executable, "-c", "from finwait.cli import main; main()", "serve", "9000", "--netns", lab.name,
            "--tun", lab.cfg.tun, "--expect-bytes", "247", "--reply-bytes", "49",
-           "--close", "first", "--msl", "0.2", "--json"]  # fmt: skip
+           "--close", "first", "--msl", "0.2", "--json", "--pcap", str(pcap)]  # fmt: skip
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     try:
         assert _connect_retrying(lab) == pattern(49)
@@ -62,3 +65,24 @@ def test_finwait_serve_reproduces_the_seed(lab: Lab) -> None:
     fin = next(e for e in ours if "FIN" in e["flags"])
     assert (fin["seq"], fin["ack"]) == (50, 248)
     assert (ours[-1]["flags"], ours[-1]["seq"], ours[-1]["ack"]) == (["ACK"], 51, 259)
+    _check_pcap_with_tshark(pcap)
+
+
+def _check_pcap_with_tshark(pcap: Path) -> None:
+    """``--pcap`` wrote a capture tshark reads (not finwait's reader), with the
+    seed's release in it: finwait's FIN 50/248 and last ACK 51/259, the
+    kernel's data 248..257 and FIN 258 (relative numbers, tshark's default)."""
+    if shutil.which("tshark") is None:
+        pytest.skip("tshark is not installed")
+    fields = ["ip.src", "tcp.flags", "tcp.seq", "tcp.ack", "tcp.len"]
+    out = subprocess.run(
+        ["tshark", "-r", str(pcap), "-T", "fields", *(x for f in fields for x in ("-e", f))],
+        capture_output=True, text=True, check=True, timeout=60,
+    ).stdout  # fmt: skip
+    rows = [line.split("\t") for line in out.splitlines() if line.strip()]
+    segs = [(src, int(flags, 16), int(seq), int(ack), int(n)) for src, flags, seq, ack, n in rows]
+    fw, kernel = "198.18.0.2", "198.18.0.1"
+    assert (fw, 0x011, 50, 248, 0) in segs, segs  # FIN,ACK
+    assert (kernel, 0x018, 248, 51, 10) in segs, segs  # 10 bytes after our FIN
+    assert (kernel, 0x011, 258, 51, 0) in segs, segs  # the kernel's FIN
+    assert segs[-1] == (fw, 0x010, 51, 259, 0), segs  # the last ACK, last on the wire

@@ -232,7 +232,7 @@ class PcapFile:
         self._epoch = time.time() - time.monotonic()
 
     def write_packet(self, ts: float, data: bytes) -> None:
-        self._writer.write(ts + self._epoch, data)
+        self._writer.write(data, ts + self._epoch)
 
     def close(self) -> None:
         with contextlib.suppress(Exception):
