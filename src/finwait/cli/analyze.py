@@ -4,7 +4,6 @@ opened and was released (docs/analyze.md)."""
 from __future__ import annotations
 
 import csv
-import json
 import os
 import sys
 from concurrent.futures import ProcessPoolExecutor
@@ -15,6 +14,7 @@ import click
 
 from ..analyze import Analysis, analyze_file, connection_trace
 from ..analyze.classify import CLOSES
+from ..analyze.jsonl import write_jsonl
 
 CSV_FIELDS = (
     "file", "id", "client_addr", "client_port", "server_addr", "server_port", "start", "end",
@@ -91,14 +91,9 @@ def analyze_cmd(
     if one_conn:
         _one(results[0], explain, ladder, svg)
     elif as_json:
-        dumps = json.JSONEncoder(separators=(",", ":")).encode
         multi = len(results) > 1
         for res in results:
-            for rec in res.records():
-                if multi:
-                    rec["file"] = res.path
-                out.write(dumps(rec))
-                out.write("\n")
+            write_jsonl(res, out, res.path if multi else None)
     elif as_csv:
         w = csv.writer(out)
         w.writerow(CSV_FIELDS)

@@ -1,0 +1,183 @@
+"""The ``--json`` writer: JSON Lines straight from the classification
+columns, without building a dict per connection or calling ``json``.
+
+Each line is one ``%`` template filled from columns converted to Python
+values a block at a time; the nested objects that only some connections have
+(each side's FIN and the segment that acknowledged it, anomalies) are
+formatted for those connections only.  The output parses to exactly what
+:meth:`~finwait.analyze.classify.Analysis.records` gives (a test checks that
+on every capture the tests make): floats are written with ``repr``, as
+``json`` does, and every string comes from a fixed table, an address
+formatted by :mod:`ipaddress`, or Zeek's history letters, none of which need
+escaping; only the file name and the anomaly lists go through ``json``.
+Schema: docs/analyze.md.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+from collections.abc import Iterator
+from typing import Any, TextIO
+
+import numpy as np
+import numpy.typing as npt
+
+from .classify import _RSTOS0, CLOSES, HANDSHAKES, SIDES, ZEEK_STATES, Analysis
+
+__all__ = ["iter_jsonl", "write_jsonl"]
+
+BLOCK = 8192
+
+_EP = '{"addr":"%s","port":%d}'
+_PAIR = '{"client_to_server":%d,"server_to_client":%d}'
+_LINE = (
+    '{"id":%d,"client":' + _EP + ',"server":' + _EP + ',"start":%r,"end":%r,"duration":%r,'
+    '"first_frame":%d,"last_frame":%d,"partial":%s,"packets":' + _PAIR + ',"bytes":' + _PAIR
+    + ',"retransmissions":' + _PAIR + ',"handshake":%s,"close":%s,"first_fin":%s,'
+    '"reset_by":%s,"reset_after_fin":%s,"half_close_bytes":%d,'
+    '"fins":{"client":%s,"server":%s},"anomalies":%s,"conn_state":"%s","history":"%s"%s}\n'
+)  # fmt: skip
+_FIN = '{"frame":%d,"time":%r,"seq":%d,"ack":%d,"len":%d,"retransmissions":%d,"acked_by":%s}'
+_ACKED = '{"frame":%d,"time":%r,"seq":%d,"ack":%d,"carried_on":"%s"}'
+
+_BOOL = np.array(["false", "true"], dtype=object)
+
+
+def _quoted(names: tuple[str, ...]) -> npt.NDArray[Any]:
+    """Index -1 is ``null``, k is ``"names[k]"`` (look up with ``index + 1``)."""
+    return np.array(["null", *(f'"{n}"' for n in names)], dtype=object)
+
+
+_HANDSHAKE = _quoted(HANDSHAKES)
+_CLOSE = _quoted(CLOSES)
+_SIDE = _quoted(SIDES)
+
+
+def write_jsonl(res: Analysis, out: TextIO, file: str | None = None) -> int:
+    """Write one line per connection of ``res`` to ``out``; with ``file``, each
+    object also names it (several captures at once).  Returns the count."""
+    for text in iter_jsonl(res, file):
+        out.write(text)
+    return res.n
+
+
+def iter_jsonl(res: Analysis, file: str | None = None) -> Iterator[str]:
+    """The JSON Lines text of ``res``, a block of connections at a time."""
+    tail = "" if file is None else ',"file":' + json.dumps(file)
+    for lo in range(0, res.n, BLOCK):
+        yield _block(res, lo, min(res.n, lo + BLOCK), tail)
+
+
+def _block(res: Analysis, lo: int, hi: int, tail: str) -> str:
+    c = res.cols
+    m = hi - lo
+    sl = slice(lo, hi)
+
+    def col(name: str) -> list[Any]:
+        out: list[Any] = c[name][sl].tolist()
+        return out
+
+    def lookup(table: npt.NDArray[Any], name: str, shift: int = 0) -> list[str]:
+        out: list[str] = table[c[name][sl] + shift].tolist()
+        return out
+
+    # Endpoints: the 4-tuple is stored low endpoint first; ``client`` says which.
+    keys = res._flow_key[c["flow"][sl]]
+    cl = c["client"][sl].astype(bool)
+    lo_addr = _addresses(res, keys[:, 0:4])
+    hi_addr = _addresses(res, keys[:, 5:9])
+    c_addr = np.where(cl, hi_addr, lo_addr).tolist()
+    s_addr = np.where(cl, lo_addr, hi_addr).tolist()
+    c_port = np.where(cl, keys[:, 9], keys[:, 4]).tolist()
+    s_port = np.where(cl, keys[:, 4], keys[:, 9]).tolist()
+
+    start, end = c["start"][sl], c["end"][sl]
+    hist, at = c["hist_str"], c["hist_at"][lo : hi + 1].tolist()
+    history = [hist[a:b] for a, b in itertools.pairwise(at)]
+    zeek = c["zeek"][sl]
+    state = np.array(ZEEK_STATES, dtype=object)[np.maximum(zeek, 0)]
+    for j in np.flatnonzero(zeek < 0).tolist():
+        # RSTOS0 needs the history: a SYN, nothing from the responder, a RST.
+        state[j] = "RSTOS0" if _RSTOS0.match(history[j]) else "OTH"
+    anomalies = ["[]"] * m
+    for i, found in c["an_by_conn"].items():
+        if lo <= i < hi:
+            anomalies[i - lo] = json.dumps(found, separators=(",", ":"))
+
+    columns: list[list[Any]] = [
+        list(range(lo + 1, hi + 1)),
+        c_addr, c_port, s_addr, s_port,
+        start.tolist(), end.tolist(), (end - start).tolist(),
+        col("first_frame"), col("last_frame"), lookup(_BOOL, "partial"),
+        col("pkts_c"), col("pkts_s"), col("bytes_c"), col("bytes_s"), col("retr_c"), col("retr_s"),
+        lookup(_HANDSHAKE, "handshake", 1), lookup(_CLOSE, "close", 1),
+        lookup(_SIDE, "first_fin", 1), lookup(_SIDE, "reset_by", 1),
+        lookup(_BOOL, "reset_after_fin"), col("half_close_bytes"),
+        _fins(c, sl, "c"), _fins(c, sl, "s"),
+        anomalies, state.tolist(), history, [tail] * m,
+    ]  # fmt: skip
+    return "".join(map(_LINE.__mod__, zip(*columns, strict=True)))
+
+
+def _addresses(res: Analysis, words: npt.NDArray[np.int64]) -> npt.NDArray[Any]:
+    """Text of each row of address words, formatted once per distinct address."""
+    w = words.astype(np.uint64)
+    # One 64-bit key per address for a 1-D unique; checked, since two
+    # addresses could share a key (then fall back to the exact 2-D unique).
+    with np.errstate(over="ignore"):
+        key = ((w[:, 0] << 32 | w[:, 1]) * np.uint64(0x9E3779B97F4A7C15)) ^ (
+            w[:, 2] << 32 | w[:, 3]
+        )
+    _, first, inv = np.unique(key, return_index=True, return_inverse=True)
+    uniq = words[first]
+    if not np.array_equal(uniq[inv], words):
+        uniq, inv = np.unique(words, axis=0, return_inverse=True)
+    text = np.array([res._addr(tuple(w)) for w in uniq.tolist()], dtype=object)
+    out: npt.NDArray[Any] = text[inv.ravel()]
+    return out
+
+
+def _fins(c: dict[str, Any], sl: slice, side: str) -> list[str]:
+    """Each connection's ``fins.<side>`` object text, or ``null``."""
+    has = c["fin_has_" + side][sl]
+    out = np.full(has.size, "null", dtype=object)
+    q = np.flatnonzero(has)
+    if not q.size:
+        return out.tolist()  # type: ignore[no-any-return]
+
+    def take(name: str) -> list[Any]:
+        v: list[Any] = c[name + "_" + side][sl][q].tolist()
+        return v
+
+    acked = np.full(q.size, "null", dtype=object)
+    a = np.flatnonzero(c["fack_has_" + side][sl][q])
+    if a.size:
+        qa = q[a]
+        flags = c["fack_flags_" + side][sl][qa]
+        plen = c["fack_plen_" + side][sl][qa]
+        # The acknowledging segment was itself a FIN, carried data, or neither.
+        carried = np.where(flags & 1, "fin", np.where(plen > 0, "data", "pure_ack"))
+        acked[a] = list(
+            map(
+                _ACKED.__mod__,
+                zip(
+                    c["fack_frame_" + side][sl][qa].tolist(),
+                    c["fack_ts_" + side][sl][qa].tolist(),
+                    c["fack_seq_" + side][sl][qa].tolist(),
+                    c["fack_ack_" + side][sl][qa].tolist(),
+                    carried.tolist(),
+                    strict=True,
+                ),
+            )
+        )
+    out[q] = list(
+        map(
+            _FIN.__mod__,
+            zip(
+                take("fin_frame"), take("fin_ts"), take("fin_seq"), take("fin_ack"),
+                take("fin_plen"), take("fin_retr"), acked.tolist(), strict=True,
+            ),
+        )
+    )  # fmt: skip
+    return out.tolist()  # type: ignore[no-any-return]
