@@ -112,6 +112,31 @@ _CONN_COLS: dict[str, int] = {
 _CONN_FLOAT = ("first_ts", "last_ts")
 
 
+_H = np.array(
+    [0x9E3779B97F4A7C15, 0xC2B2AE3D27D4EB4F, 0x165667B19E3779F9, 0xD6E8FEB86659FD93,
+     0xFF51AFD7ED558CCD], dtype=np.uint64,
+)  # fmt: skip
+
+
+def _mix(h: npt.NDArray[np.uint64]) -> npt.NDArray[np.uint64]:
+    """The murmur3 64-bit finaliser: every input bit reaches every output bit."""
+    with np.errstate(over="ignore"):
+        h = h ^ (h >> np.uint64(33))
+        h = h * np.uint64(0xFF51AFD7ED558CCD)
+        h = h ^ (h >> np.uint64(33))
+        h = h * np.uint64(0xC4CEB9FE1A85EC53)
+        return h ^ (h >> np.uint64(33))
+
+
+def _endpoint_hash(words: I64, port: I64) -> npt.NDArray[np.uint64]:
+    """A 64-bit hash of (address words, port) per packet."""
+    w = words.view(np.uint64)  # the words are non-negative 32-bit values
+    with np.errstate(over="ignore"):
+        h = w[:, 0] * _H[0] + w[:, 1] * _H[1] + w[:, 2] * _H[2] + w[:, 3] * _H[3]
+        h += port.view(np.uint64) * _H[4]
+    return _mix(h)
+
+
 def _grow(arr: npt.NDArray[Any], n: int, fill: float) -> npt.NDArray[Any]:
     if arr.shape[0] >= n:
         return arr
@@ -143,7 +168,10 @@ class Tracker:
     """Feed :class:`TcpColumns` batches in capture order with :meth:`add`."""
 
     def __init__(self) -> None:
-        self.flow_ids: dict[bytes, int] = {}
+        self.flow_ids: dict[bytes, int] = {}  # exact path only
+        self._exact = False
+        self._known_h = np.zeros(0, dtype=np.uint64)  # sorted flow hashes
+        self._known_id = np.zeros(0, dtype=np.int64)
         self.nflows = 0
         self.flow_key = np.zeros(
             (0, 10), dtype=np.int64
@@ -169,11 +197,90 @@ class Tracker:
 
     # -- ids ---------------------------------------------------------------
 
-    def _flows(self, cols: TcpColumns) -> tuple[I64, I64]:
-        """Flow id and direction (0: from the lower endpoint) per packet."""
+    def _flows(self, cols: TcpColumns) -> tuple[I64, I64, I64]:
+        """Flow id and direction (0: from the flow's first endpoint) per
+        packet, and the packet order grouped by flow (capture order within).
+
+        Fast path: a 64-bit hash per endpoint and per flow, one sort, and a
+        sorted table of known flow hashes; then every packet's endpoints are
+        compared with its flow's stored 4-tuple, so a hash collision (even a
+        crafted one) falls back to the exact path instead of merging flows."""
+        if self._exact:
+            return self._flows_exact(cols)
+        src, dst, sport, dport = cols.src, cols.dst, cols.sport, cols.dport
+        ha, hb = _endpoint_hash(src, sport), _endpoint_hash(dst, dport)
+        d = (ha > hb).astype(np.int64)
+        tie = ha == hb
+        if tie.any() and not (
+            np.array_equal(src[tie], dst[tie]) and np.array_equal(sport[tie], dport[tie])
+        ):
+            return self._flows_exact(cols)
+        lo_h, hi_h = np.minimum(ha, hb), np.maximum(ha, hb)
+        with np.errstate(over="ignore"):
+            fh = _mix(lo_h * np.uint64(0xD6E8FEB86659FD93) + hi_h)
+        order = np.argsort(fh, kind="stable")
+        sh = fh[order]
+        brk = np.r_[True, sh[1:] != sh[:-1]]
+        grp = np.cumsum(brk) - 1
+        uh, rep = sh[brk], order[brk]
+        known = self._known_h
+        pos = np.searchsorted(known, uh)
+        found = np.zeros(uh.size, dtype=bool)
+        if known.size:
+            found = known[np.minimum(pos, known.size - 1)] == uh
+        ids = np.empty(uh.size, dtype=np.int64)
+        ids[found] = self._known_id[pos[found]]
+        fresh = np.flatnonzero(~found)
+        if fresh.size:
+            first = self.nflows
+            ids[fresh] = np.arange(first, first + fresh.size)
+            r = rep[fresh]
+            key = np.empty((fresh.size, 10), dtype=np.int64)
+            low = d[r] == 0
+            key[:, 0:4] = np.where(low[:, None], src[r], dst[r])
+            key[:, 4] = np.where(low, sport[r], dport[r])
+            key[:, 5:9] = np.where(low[:, None], dst[r], src[r])
+            key[:, 9] = np.where(low, dport[r], sport[r])
+            self._add_flows(key)
+            self._known_h = np.insert(known, pos[fresh], uh[fresh])
+            self._known_id = np.insert(self._known_id, pos[fresh], ids[fresh])
+        fid = np.empty(fh.size, dtype=np.int64)
+        fid[order] = ids[grp]
+        # Exactness: each packet's endpoints are its flow's, in its direction.
+        k = self.flow_key[fid]
+        me = np.where(d[:, None] == 0, k[:, 0:5], k[:, 5:10])
+        peer = np.where(d[:, None] == 0, k[:, 5:10], k[:, 0:5])
+        if not (
+            np.array_equal(me[:, 0:4], src)
+            and np.array_equal(me[:, 4], sport)
+            and np.array_equal(peer[:, 0:4], dst)
+            and np.array_equal(peer[:, 4], dport)
+        ):
+            return self._flows_exact(cols)
+        return fid, d, order
+
+    def _add_flows(self, key: I64) -> None:
+        n = self.nflows + key.shape[0]
+        self.flow_key = _grow(self.flow_key, n, 0)
+        self.flow_conn = _grow(self.flow_conn, n, -1)
+        self.flow_fr = _grow(self.flow_fr, n, 0)
+        self.flow_key[self.nflows : n] = key
+        self.flow_conn[self.nflows : n] = -1
+        self.flow_fr[self.nflows : n] = 0
+        self.nflows = n
+
+    def _flows_exact(self, cols: TcpColumns) -> tuple[I64, I64, I64]:
+        """The collision-proof path: endpoints ordered lexicographically and
+        4-tuples looked up as bytes.  Flows it creates are not entered in the
+        hash table, so once used for a capture it stays in use."""
+        table = self.flow_ids
+        if not self._exact:  # index the flows the fast path made, both orders
+            for known, row in enumerate(self.flow_key[: self.nflows]):
+                table[row.tobytes()] = known
+                table[np.r_[row[5:], row[:5]].tobytes()] = known
+            self._exact = True
         a = np.concatenate([cols.src, cols.sport[:, None]], axis=1)
         b = np.concatenate([cols.dst, cols.dport[:, None]], axis=1)
-        # Lexicographic compare of (address words, port).
         lt = np.zeros(len(cols), dtype=bool)
         eq = np.ones(len(cols), dtype=bool)
         for k in range(5):
@@ -183,18 +290,10 @@ class Tracker:
         lo = np.where(d[:, None] == 0, a, b)
         hi = np.where(d[:, None] == 0, b, a)
         key = np.ascontiguousarray(np.concatenate([lo, hi], axis=1))
-        # Hash to 64 bits for a fast unique, then check no two keys collided.
-        mult = np.array([0x9E3779B97F4A7C15 >> k for k in range(10)], dtype=np.uint64)
-        with np.errstate(over="ignore"):
-            h = (key.astype(np.uint64) * mult).sum(axis=1, dtype=np.uint64)
-            h ^= h >> np.uint64(29)
-        _, first, inv = np.unique(h, return_index=True, return_inverse=True)
-        if not np.array_equal(key[first][inv], key):
-            keyv = key.view(np.dtype((np.void, key.dtype.itemsize * 10))).ravel()
-            _, first, inv = np.unique(keyv, return_index=True, return_inverse=True)
+        keyv = key.view(np.dtype((np.void, key.dtype.itemsize * 10))).ravel()
+        _, first, inv = np.unique(keyv, return_index=True, return_inverse=True)
         ukeys = key[first]
         ids = np.empty(first.size, dtype=np.int64)
-        table = self.flow_ids
         fresh: list[int] = []
         for i, kb in enumerate(map(bytes, ukeys)):
             fid = table.get(kb)
@@ -203,15 +302,13 @@ class Tracker:
                 fresh.append(i)
             ids[i] = fid
         if fresh:
-            n = self.nflows + len(fresh)
-            self.flow_key = _grow(self.flow_key, n, 0)
-            self.flow_conn = _grow(self.flow_conn, n, -1)
-            self.flow_fr = _grow(self.flow_fr, n, 0)
-            self.flow_key[self.nflows : n] = ukeys[fresh]
-            self.flow_conn[self.nflows : n] = -1
-            self.flow_fr[self.nflows : n] = 0
-            self.nflows = n
-        return ids[inv.ravel()], d
+            self._add_flows(ukeys[fresh])
+        fid_all = ids[inv.ravel()]
+        # Direction relative to the stored order of the flow's endpoints.
+        stored_lo = self.flow_key[fid_all, 0:5]
+        src_end = np.concatenate([cols.src, cols.sport[:, None]], axis=1)
+        d = (~(stored_lo == src_end).all(axis=1)).astype(np.int64)
+        return fid_all, d, np.argsort(fid_all, kind="stable")
 
     def _new_conns(self, n: int) -> None:
         total = self.nconns + n
@@ -233,9 +330,13 @@ class Tracker:
         if n == 0:
             return
         self.packets += n
-        fid, d = self._flows(cols)
-        o = np.argsort(fid, kind="stable")  # by 4-tuple, capture order within
-        p = cols.take(o)
+        fid, d, o = self._flows(cols)  # o: by 4-tuple, capture order within
+        # Addresses and ports are done with: reorder only what is used below.
+        e = np.zeros(0, dtype=np.int64)
+        p = TcpColumns(
+            cols.frame[o], cols.ts[o], e, e, e, e, cols.seq[o], cols.ack[o], cols.flags[o],
+            cols.window[o], cols.plen[o],
+        )  # fmt: skip
         f, d = fid[o], d[o]
         fl = p.flags
         conn = self._segment(f, d, p)

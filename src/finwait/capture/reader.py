@@ -185,9 +185,18 @@ def _pcap(name: str, ch: _Chunker) -> Iterator[RawBatch]:
         buf = ch.buf
         n = len(buf)
         off = ch.consumed
+        arr = np.frombuffer(buf, dtype=np.uint8)
+        parts: list[npt.NDArray[np.int64]] = []
         offs: list[int] = []
         ap = offs.append
         bad: str | None = None
+        chain = _pcap_chain(arr, off, n, maxcap, big)
+        if chain is not None:
+            parts.append(chain[0])
+            off = chain[1]
+        # Whatever the bulk pass did not take, one record at a time: the
+        # record straddling the chunk's end, a corrupt one, or a stretch
+        # the bulk pass could not follow.
         while off + 16 <= n:
             caplen = unpack(buf, off + 8)[0]
             if caplen > maxcap:
@@ -199,8 +208,9 @@ def _pcap(name: str, ch: _Chunker) -> Iterator[RawBatch]:
             ap(off)
             off = end
         if offs:
-            arr = np.frombuffer(buf, dtype=np.uint8)
-            o = np.array(offs, dtype=np.int64)
+            parts.append(np.array(offs, dtype=np.int64))
+        if parts:
+            o = np.concatenate(parts) if len(parts) > 1 else parts[0]
             sec = _u32(arr, o, big)
             frac = _u32(arr, o + 4, big)
             yield RawBatch(
@@ -227,6 +237,51 @@ def _pcap(name: str, ch: _Chunker) -> Iterator[RawBatch]:
             raise CaptureError(
                 name, at, f"truncated pcap record: {caplen} bytes announced, {left - 16} present"
             )
+
+
+def _pcap_chain(
+    arr: npt.NDArray[np.uint8], start: int, n: int, maxcap: int, big: bool
+) -> tuple[npt.NDArray[np.int64], int] | None:
+    """Offsets of the complete records that follow each other from ``start``,
+    found in bulk, and the offset after the last; None when there are none.
+
+    Each record's captured length says where the next starts, so the walk
+    is sequential; here it is done on a candidate set instead.  Candidates
+    are the positions whose timestamp's most significant byte equals the
+    first record's (true for every record of a capture spanning less than
+    194 days; a few packet bytes match too) and whose record fits in the
+    chunk; each candidate points at the position its length announces, and
+    the records are the chain of those pointers from ``start``, followed by
+    pointer doubling (log2 of the chain's length vectorised steps).  A false
+    candidate is harmless: the chain only ever visits positions announced by
+    true records.  The chain stops early at a record that is not a
+    candidate; the caller carries on from there one record at a time."""
+    if start + 16 > n:
+        return None
+    msb = 0 if big else 3  # the most significant byte of ts_sec
+    top = arr[start + msb]
+    cand = np.flatnonzero(arr[start + msb : n - 16 + msb + 1] == top) + start
+    caplen = _u32(arr, cand + 8, big)
+    nxt = cand + 16 + caplen
+    keep = (caplen <= maxcap) & (nxt <= n)
+    cand, nxt = cand[keep], nxt[keep]
+    m = cand.size
+    if not m or cand[0] != start:
+        return None
+    at = np.searchsorted(cand, nxt)
+    step = np.where(cand[np.minimum(at, m - 1)] == nxt, at, m)
+    step = np.append(step, m)  # m: past the chain's end, and stays there
+    # After k rounds ``chain`` holds the nodes at distances 0 .. 2**k - 1 from
+    # ``start``, in order, and ``step`` jumps 2**k nodes.
+    chain = np.zeros(1, dtype=np.int64)
+    while True:
+        more = step[chain]
+        more = more[more < m]
+        if not more.size:
+            break
+        chain = np.concatenate([chain, more])
+        step = step[step]
+    return cand[chain], int(nxt[chain[-1]])
 
 
 # -- pcapng ------------------------------------------------------------------
