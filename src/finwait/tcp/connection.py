@@ -258,11 +258,7 @@ class Connection:
         """Active OPEN: send SYN, enter SYN-SENT."""
         conn = cls(local, remote, iss, config, **kw)  # type: ignore[arg-type]
         conn._set_state(State.SYN_SENT, now)
-        conn.snd_nxt = conn.snd_max = _add(conn.iss, 1)
-        conn._emit_syn(now, ack=False)
-        conn._arm_rexmit(now)
-        conn._rtt_seq, conn._rtt_start = conn.snd_nxt, now
-        conn._changed()
+        conn._open(now, ack=False)
         return conn
 
     @classmethod
@@ -276,12 +272,16 @@ class Connection:
         conn._take_syn(syn, now)
         conn._negotiated()
         conn._set_state(State.SYN_RECEIVED, now)
-        conn.snd_nxt = conn.snd_max = _add(conn.iss, 1)
-        conn._emit_syn(now, ack=True)
-        conn._arm_rexmit(now)
-        conn._rtt_seq, conn._rtt_start = conn.snd_nxt, now
-        conn._changed()
+        conn._open(now, ack=True)
         return conn
+
+    def _open(self, now: float, ack: bool) -> None:
+        """Send our SYN (or SYN,ACK), which consumes ISS, and time it."""
+        self.snd_nxt = self.snd_max = _add(self.iss, 1)
+        self._emit_syn(now, ack=ack)
+        self._arm_rexmit(now)
+        self._rtt_seq, self._rtt_start = self.snd_nxt, now
+        self._changed()
 
     # ------------------------------------------------------------------
     # Outputs
