@@ -122,7 +122,7 @@ def orphaned_fin_wait_2_times_out(config: Config) -> None:
     x.advance(59.9)
     assert x.state is State.FIN_WAIT_2
     x.advance(0.2)
-    assert x.state is State.CLOSED
+    assert x.conn.state is State.CLOSED
     assert x.counters["fin_wait_2_timeout"] == 1
     assert not x.host.conns
 
