@@ -403,31 +403,15 @@ class Connection:
         """Queue one segment; every segment with ACK carries RCV.NXT and
         settles any pending or delayed ACK."""
         if flags & ACK:
-            ack = self.rcv_nxt
-            self._ack_now = False
-            self._delack_pending = False
-            self._full_unacked = 0
-            self.delack_at = None
-            self.last_ack_sent = ack
-            window = self._window_field()
+            ack, window, opts = self._ack_header(now)
         else:
-            ack = 0
-            window = 0 if flags & RST else self._window_field()
+            ack, window, opts = 0, 0 if flags & RST else self._window_field(), self._options(now)
         self._out.append(
             Segment(
-                self.local[0],
-                self.remote[0],
-                self.local[1],
-                self.remote[1],
-                seq,
-                ack,
-                flags,
-                window,
-                payload,
-                self._options(now),
-                0,
+                self.local[0], self.remote[0], self.local[1], self.remote[1],
+                seq, ack, flags, window, payload, opts, 0,
             )
-        )
+        )  # fmt: skip
         self._last_send = now
 
     def _emit_syn(self, now: float, ack: bool) -> None:
@@ -723,54 +707,79 @@ class Connection:
 
     def _push(self, now: float) -> None:
         """Send what the windows allow: data from SND.NXT, then our FIN
-        (piggybacked on the last data segment when it fits, LX-4)."""
+        (piggybacked on the last data segment when it fits, LX-4).  The
+        segments of one burst share their ACK, window and options, which are
+        computed once."""
         if not self.state.sending:
             return
         buf = self._sndbuf
         smss = self.smss
         fin_seq = self._fin_seq
-        data_end = _add(self._snd_base, len(buf))
-        sent_any = False
+        base = self._snd_base
+        data_end = (base + len(buf)) & MASK
+        una = self.snd_una
+        wnd = min(self.snd_wnd, self.cc.cwnd)
+        nagle = self.config.nagle
+        nxt = self.snd_nxt
+        out = self._out
+        header: tuple[int, int, TcpOptions] | None = None  # (ack, window, options)
         while True:
-            nxt = self.snd_nxt
-            unsent = seqnum.sub(data_end, nxt)
-            fin_due = fin_seq is not None and nxt == fin_seq
+            unsent = (data_end - nxt) & MASK
+            if unsent >= HALF:
+                unsent -= MASK + 1  # past the data: our FIN was sent
+            fin_due = nxt == fin_seq
             if unsent <= 0 and not fin_due:
                 break
-            flight = seqnum.sub(nxt, self.snd_una)
-            usable = min(self.snd_wnd, self.cc.cwnd) - flight
+            flight = (nxt - una) & MASK
             n = 0
             if unsent > 0:
-                n = min(unsent, smss, usable)
+                n = min(unsent, smss, wnd - flight)
                 if n <= 0:
-                    if self.snd_wnd == 0 and self.snd_una == self.snd_max:
+                    if self.snd_wnd == 0 and una == self.snd_max:
                         self._arm_persist(now)
                     break
                 if n < smss and n < unsent and flight > 0:
                     break  # sender SWS avoidance (§3.8.6.2.1): wait for a full segment
-                if self.config.nagle and n < smss and flight > 0 and fin_seq is None:
+                if nagle and n < smss and flight > 0 and fin_seq is None:
                     break  # Nagle (RFC 896, §3.7.4)
-            off = seqnum.sub(nxt, self._snd_base)
-            payload = bytes(buf[off : off + n]) if n else b""
+            if header is None:
+                header = self._ack_header(now)
+            off = (nxt - base) & MASK
+            end = (nxt + n) & MASK
             flags = ACK
-            end = _add(nxt, n)
             if n and end == data_end:
                 flags |= PSH
-            if fin_seq is not None and end == fin_seq:
+            if end == fin_seq:
                 flags |= FIN
-            self._emit(nxt, flags, now, payload)
-            sent_any = True
-            seg_len = n + (flags & FIN)
-            new_nxt = _add(nxt, seg_len)
-            self.snd_nxt = new_nxt
-            if _lt(self.snd_max, new_nxt):
+            out.append(
+                Segment(
+                    self.local[0], self.remote[0], self.local[1], self.remote[1],
+                    nxt, header[0], flags, header[1], bytes(buf[off : off + n]) if n else b"",
+                    header[2], 0,
+                )
+            )  # fmt: skip
+            nxt = (end + (flags & FIN)) & MASK
+            if _lt(self.snd_max, nxt):
                 if self._rtt_seq is None and not self.ts_ok:
-                    self._rtt_seq, self._rtt_start = new_nxt, now
-                self.snd_max = new_nxt
-        if sent_any:
+                    self._rtt_seq, self._rtt_start = nxt, now
+                self.snd_max = nxt
+        if header is not None:
+            self.snd_nxt = nxt
+            self._last_send = now
             self._arm_rexmit(now)
             self.persist_at = None
             self._persist_backoff = 0
+
+    def _ack_header(self, now: float) -> tuple[int, int, TcpOptions]:
+        """ACK, window and options for segments sent now; sending them
+        settles any pending or delayed ACK."""
+        ack = self.rcv_nxt
+        self._ack_now = False
+        self._delack_pending = False
+        self._full_unacked = 0
+        self.delack_at = None
+        self.last_ack_sent = ack
+        return ack, self._window_field(), self._options(now)
 
     def _arm_persist(self, now: float) -> None:
         if self.persist_at is None and self.rexmit_at is None:
