@@ -49,6 +49,16 @@ _IPV6_FRAG = 44
 _IPV6_AH = 51  # (len + 2) * 4
 _V4_MAPPED = 0xFFFF
 
+# Fixed header fields in network byte order (RFC 791 §3.1, RFC 9293 §3.1).
+_IPV4_HDR = np.dtype(
+    [("vihl", "u1"), ("tos", "u1"), ("total", ">u2"), ("id", ">u2"), ("frag", ">u2"),
+     ("ttl", "u1"), ("proto", "u1"), ("csum", ">u2"), ("src", ">u4"), ("dst", ">u4")]
+)  # fmt: skip
+_TCP_HDR = np.dtype(
+    [("sport", ">u2"), ("dport", ">u2"), ("seq", ">u4"), ("ack", ">u4"), ("off", "u1"),
+     ("flags", "u1"), ("window", ">u2")]
+)  # fmt: skip
+
 
 @dataclass(slots=True)
 class TcpColumns:
@@ -85,6 +95,13 @@ class _Bytes:
         # Pad so any gather up to 64 bytes past a valid offset stays in bounds.
         self.b = np.concatenate([buf, np.zeros(64, dtype=np.uint8)])
         self.limit = buf.size
+
+    def rows(self, off: I64, dtype: np.dtype[np.void]) -> npt.NDArray[np.void]:
+        """The ``dtype.itemsize`` bytes at each offset, as one structured
+        record each: one gather for a whole header instead of one per byte."""
+        windows = np.lib.stride_tricks.sliding_window_view(self.b, dtype.itemsize)
+        out: npt.NDArray[np.void] = windows[np.minimum(off, self.limit)].view(dtype).ravel()
+        return out
 
     def u8(self, off: I64) -> I64:
         return self.b[np.minimum(off, self.limit)].astype(np.int64)
@@ -192,7 +209,8 @@ def decode(batch: RawBatch, counts: Counter[str]) -> TcpColumns:
     # TCP header (RFC 9293 §3.1): 20 bytes captured at least, data offset sane.
     have = end[rows] - tcp
     hdr_ok = have >= 20
-    doff = (by.u8(tcp + 12) >> 4) * 4
+    th = by.rows(tcp, _TCP_HDR)
+    doff = (th["off"] >> 4).astype(np.int64) * 4
     hdr_ok &= (doff >= 20) & (doff <= tcplen)
     bad = int((~hdr_ok).sum())
     if bad:
@@ -202,26 +220,21 @@ def decode(batch: RawBatch, counts: Counter[str]) -> TcpColumns:
         if bad - short:
             counts["bad tcp data offset"] += bad - short
         keep = np.flatnonzero(hdr_ok)
-        rows, tcp, tcplen, src, dst, doff = (
-            rows[keep],
-            tcp[keep],
-            tcplen[keep],
-            src[keep],
-            dst[keep],
-            doff[keep],
-        )
+        rows, th, tcplen, src, dst, doff = (
+            rows[keep], th[keep], tcplen[keep], src[keep], dst[keep], doff[keep],
+        )  # fmt: skip
     counts["tcp"] += rows.size
     return TcpColumns(
         frame=batch.frame[rows],
         ts=batch.ts[rows],
         src=src,
         dst=dst,
-        sport=by.u16(tcp),
-        dport=by.u16(tcp + 2),
-        seq=by.u32(tcp + 4),
-        ack=by.u32(tcp + 8),
-        flags=by.u8(tcp + 13),
-        window=by.u16(tcp + 14),
+        sport=th["sport"].astype(np.int64),
+        dport=th["dport"].astype(np.int64),
+        seq=th["seq"].astype(np.int64),
+        ack=th["ack"].astype(np.int64),
+        flags=th["flags"].astype(np.int64),
+        window=th["window"].astype(np.int64),
         plen=tcplen - doff,
     )
 
@@ -235,14 +248,15 @@ def _ipv4(by: _Bytes, ip: I64, end: I64, rows: I64, counts: Counter[str]) -> _Pa
     short = int((~ok).sum())
     if short:
         counts["truncated ipv4 header"] += short
-    ihl = (by.u8(ip) & 0x0F) * 4
-    total = by.u16(ip + 2)
+    h = by.rows(ip, _IPV4_HDR)
+    ihl = (h["vihl"] & 0x0F).astype(np.int64) * 4
+    total = h["total"].astype(np.int64)
     ok &= (ihl >= 20) & (total >= ihl)
     bad = int((~ok).sum()) - short
     if bad:
         counts["bad ipv4 header"] += bad
-    frag = (by.u16(ip + 6) & 0x3FFF) != 0  # MF or fragment offset (RFC 791)
-    proto = by.u8(ip + 9)
+    frag = (h["frag"] & 0x3FFF) != 0  # MF or fragment offset (RFC 791)
+    proto = h["proto"]
     nfrag = int((ok & frag & (proto == 6)).sum())
     if nfrag:
         counts["ipv4 fragment"] += nfrag
@@ -250,12 +264,12 @@ def _ipv4(by: _Bytes, ip: I64, end: I64, rows: I64, counts: Counter[str]) -> _Pa
     if nontcp:
         counts["not tcp"] += nontcp
     keep = np.flatnonzero(ok & ~frag & (proto == 6))
-    ip, ihl, total = ip[keep], ihl[keep], total[keep]
+    ip, ihl, total, h = ip[keep], ihl[keep], total[keep], h[keep]
     words = np.zeros((keep.size, 4), dtype=np.int64)
     words[:, 2] = _V4_MAPPED
     src = words.copy()
-    src[:, 3] = by.u32(ip + 12)
-    words[:, 3] = by.u32(ip + 16)
+    src[:, 3] = h["src"]
+    words[:, 3] = h["dst"]
     return rows[keep], ip + ihl, total - ihl, src, words
 
 
