@@ -88,9 +88,11 @@ def lab() -> Iterator[Lab]:
 
 @contextlib.contextmanager
 def tcpdump(lab: Lab, out: Path, dev: str = "fwv-c", extra: tuple[str, ...] = ()) -> Iterator[None]:
-    """Capture on the client's veth until the block ends."""
+    """Capture on the client's veth until the block ends.  --immediate-mode:
+    without it libpcap hands packets over a ring block at a time, and the
+    last block (the end of the last scenario) can be lost when tcpdump stops."""
     proc = lab.run(
-        lab.client_ns, "tcpdump", "-i", dev, "-s", "200", "-U", "-w", str(out), *extra, "tcp",
+        lab.client_ns, "tcpdump", "--immediate-mode", "-i", dev, "-s", "200", "-U", "-w", str(out), *extra, "tcp",
         stderr=subprocess.PIPE, stdout=subprocess.DEVNULL,
     )  # fmt: skip
     assert proc.stderr is not None
