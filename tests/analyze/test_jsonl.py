@@ -166,9 +166,9 @@ def test_several_files_name_theirs(tmp_path: Path) -> None:
     r = CliRunner().invoke(main, ["analyze", "--json", *paths])
     assert r.exit_code == 0, r.output
     recs = [json.loads(line) for line in r.stdout.splitlines()]
-    for p in paths:
-        mine = [x for x in recs if x["file"] == p]
-        ref = list(analyze_file(p).records())
+    for name in paths:
+        mine = [x for x in recs if x["file"] == name]
+        ref = list(analyze_file(name).records())
         assert [{k: v for k, v in x.items() if k != "file"} for x in mine] == ref
 
 

@@ -10,11 +10,11 @@ from __future__ import annotations
 
 import ipaddress
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
-import numpy.typing as npt
 
 from ..capture.decode import TcpColumns, decode
 from ..capture.reader import CaptureError, EmptyCaptureError, iter_batches
@@ -58,19 +58,38 @@ def connection_trace(path: str | Path, analysis: Analysis, cid: int) -> Trace:
     ``client`` and ``server`` with their ISNs where the SYNs were seen.
     Times are seconds since the connection's first packet.  Payload bytes
     are not kept: segments carry zero bytes of the right length."""
-    if not 1 <= cid <= analysis.n:
-        raise KeyError(f"no connection {cid} (the capture has {analysis.n})")
-    rec = analysis.record(cid)
-    first, last = rec["first_frame"], rec["last_frame"]
-    cli, srv = rec["client"], rec["server"]
-    want: set[tuple[int, ...]] = {
-        (*_words(cli["addr"]), cli["port"]),
-        (*_words(srv["addr"]), srv["port"]),
-    }
-    tr = Trace()
-    tr.add_endpoint("client", cli["addr"], cli["port"])
-    tr.add_endpoint("server", srv["addr"], srv["port"])
-    isn: dict[str, int] = {}
+    return connection_traces(path, analysis, [cid])[cid]
+
+
+def connection_traces(
+    path: str | Path, analysis: Analysis, cids: Iterable[int], limit: int | None = None
+) -> dict[int, Trace]:
+    """:func:`connection_trace` for several connections in one pass over the
+    file; with ``limit``, each Trace keeps its first ``limit`` segments."""
+    recs: dict[int, dict[str, Any]] = {}
+    for cid in cids:
+        if not 1 <= cid <= analysis.n:
+            raise KeyError(f"no connection {cid} (the capture has {analysis.n})")
+        recs[cid] = analysis.record(cid)
+    if not recs:
+        return {}
+    # 4-tuple (either direction) -> the connections on it (several: port reuse).
+    by_tuple: dict[tuple[tuple[int, ...], tuple[int, ...]], list[int]] = {}
+    traces: dict[int, Trace] = {}
+    for cid, rec in recs.items():
+        cli, srv = rec["client"], rec["server"]
+        a = (*_words(cli["addr"]), cli["port"])
+        b = (*_words(srv["addr"]), srv["port"])
+        by_tuple.setdefault((a, b), []).append(cid)
+        by_tuple.setdefault((b, a), []).append(cid)
+        tr = traces[cid] = Trace()
+        tr.add_endpoint("client", cli["addr"], cli["port"])
+        tr.add_endpoint("server", srv["addr"], srv["port"])
+    ports = np.array(sorted({k[0][4] for k in by_tuple}), dtype=np.int64)
+    first = min(r["first_frame"] for r in recs.values())
+    last = max(r["last_frame"] for r in recs.values())
+    isn: dict[int, dict[str, int]] = {cid: {} for cid in recs}
+    count = dict.fromkeys(recs, 0)
     try:
         for batch in iter_batches(path):
             if int(batch.frame[-1]) < first:
@@ -78,34 +97,40 @@ def connection_trace(path: str | Path, analysis: Analysis, cid: int) -> Trace:
             if int(batch.frame[0]) > last:
                 break
             cols = decode(batch, Counter())
+            # Cheap filter first (frame range, both ports wanted), exact match after.
             m = (cols.frame >= first) & (cols.frame <= last)
-            for k in _select(cols, m, want):
-                seg = _segment(cols, k)
-                name = "client" if (seg.src, seg.sport) == (cli["addr"], cli["port"]) else "server"
-                if seg.flags & 0x02 and name not in isn:
-                    isn[name] = seg.seq
-                tr.add_segment(float(cols.ts[k]) - rec["start"], seg)
+            m &= np.isin(cols.sport, ports) & np.isin(cols.dport, ports)
+            for k in np.flatnonzero(m).tolist():
+                src = (*cols.src[k].tolist(), int(cols.sport[k]))
+                dst = (*cols.dst[k].tolist(), int(cols.dport[k]))
+                frame = int(cols.frame[k])
+                for cid in by_tuple.get((src, dst), ()):
+                    rec = recs[cid]
+                    if not rec["first_frame"] <= frame <= rec["last_frame"] or src == dst:
+                        continue
+                    if limit is not None and count[cid] >= limit:
+                        continue
+                    seg = _segment(cols, k)
+                    cli = rec["client"]
+                    name = (
+                        "client" if (seg.src, seg.sport) == (cli["addr"], cli["port"]) else "server"
+                    )
+                    if seg.flags & 0x02 and name not in isn[cid]:
+                        isn[cid][name] = seg.seq
+                    traces[cid].add_segment(float(cols.ts[k]) - rec["start"], seg)
+                    count[cid] += 1
     except CaptureError:
         pass  # the analysis already reported it; keep what was read
-    for name, value in isn.items():
-        tr.endpoints[name].isn = value
-    return tr
+    for cid, found in isn.items():
+        for name, value in found.items():
+            traces[cid].endpoints[name].isn = value
+    return traces
 
 
 def _words(addr: str) -> tuple[int, int, int, int]:
     ip = ipaddress.ip_address(addr)
     v = int(ip) if ip.version == 6 else (0xFFFF << 32) | int(ip)
     return ((v >> 96) & 0xFFFFFFFF, (v >> 64) & 0xFFFFFFFF, (v >> 32) & 0xFFFFFFFF, v & 0xFFFFFFFF)
-
-
-def _select(cols: TcpColumns, m: npt.NDArray[np.bool_], want: set[tuple[int, ...]]) -> list[int]:
-    out = []
-    for k in np.flatnonzero(m).tolist():
-        src = (*tuple(cols.src[k].tolist()), int(cols.sport[k]))
-        dst = (*tuple(cols.dst[k].tolist()), int(cols.dport[k]))
-        if src in want and dst in want and src != dst:
-            out.append(k)
-    return out
 
 
 def _addr_text(w: list[int]) -> str:

@@ -57,6 +57,8 @@ def _console(stderr: bool = False) -> Any:
 @click.option("--ladder", "ladder", type=int, metavar="ID", help="Text ladder of connection ID.")
 @click.option("--svg", "svg", type=(int, click.Path(dir_okay=False)), metavar="ID OUT.svg",
               help="SVG ladder of connection ID.")  # fmt: skip
+@click.option("--html", "html_out", type=click.Path(dir_okay=False), metavar="OUT.html",
+              help="Self-contained HTML report: summary, sortable table, ladders.")  # fmt: skip
 @click.option("--workers", type=click.IntRange(1, 64), default=1, show_default=True,
               help="Analyze several files in parallel processes.")  # fmt: skip
 def analyze_cmd(
@@ -66,6 +68,7 @@ def analyze_cmd(
     explain: int | None,
     ladder: int | None,
     svg: tuple[int, str] | None,
+    html_out: str | None,
     workers: int,
 ) -> None:
     """Explain how every TCP connection in FILE... opened and was released.
@@ -74,8 +77,8 @@ def analyze_cmd(
     packet, per file.  Exit status 2 when a file is empty, truncated or
     corrupt (the connections read before the damage are still reported)."""
     one_conn = explain is not None or ladder is not None or svg is not None
-    if one_conn and len(files) != 1:
-        raise click.UsageError("--explain, --ladder and --svg take exactly one FILE")
+    if (one_conn or html_out is not None) and len(files) != 1:
+        raise click.UsageError("--explain, --ladder, --svg and --html take exactly one FILE")
     quiet = as_json or as_csv or one_conn
     show_bar = not quiet and sys.stderr.isatty()
     results: list[Analysis]
@@ -88,6 +91,10 @@ def analyze_cmd(
             for f in files
         ]
     out = click.get_text_stream("stdout")
+    if html_out is not None:
+        from ..render.html import render_html
+
+        Path(html_out).write_text(render_html(results[0]), encoding="utf-8")
     if one_conn:
         _one(results[0], explain, ladder, svg)
     elif as_json:
