@@ -27,9 +27,11 @@ def config(**kw: object) -> Config:
 
 @contextlib.asynccontextmanager
 async def stack_on(
-    lab: Lab, *, drop: DropHook | None = None, **cfg: object
+    lab: Lab, *, drop: DropHook | None = None, offload: bool = True, **cfg: object
 ) -> AsyncIterator[Stack]:
-    async with Stack.open(lab.name, lab.cfg.tun, config=config(**cfg), drop=drop) as stack:
+    async with Stack.open(
+        lab.name, lab.cfg.tun, config=config(**cfg), drop=drop, offload=offload
+    ) as stack:
         yield stack
 
 

@@ -12,11 +12,10 @@ import threading
 import pytest
 
 from finwait.live.apps import CLOSE_AFTER_EOF, CLOSE_FIRST, pattern, run_script, serve_script
-from finwait.live.driver import IN, OUT
+from finwait.live.driver import IN, OUT, Driver
 from finwait.live.lab import Lab
 from finwait.live.streams import StreamReader, StreamWriter, open_connection, start_server
 from finwait.tcp.state import State
-from finwait.wire.ip import encode_packet
 from finwait.wire.segment import Segment
 
 from .harness import MSL, run, stack_on, until
@@ -132,18 +131,15 @@ def test_simultaneous_close_crossing_fins(lab: Lab) -> None:
     srv = kernel_listener(lab, 9003)
     fin_held = threading.Event()
     held: list[Segment] = []
-    fds: list[int] = []
+    drivers: list[Driver] = []
 
     def hook(direction: str, seg: Segment) -> bool:
         if direction == OUT and seg.flags & FIN and not held:
             held.append(seg)
             fin_held.set()
             return True
-        if direction == IN and seg.flags & FIN and held and fds:
-            import os
-
-            os.write(fds[0], encode_packet(held[0]))  # the crossing
-            fds.clear()
+        if direction == IN and seg.flags & FIN and held and drivers:
+            drivers.pop().inject(held[0])  # the crossing
         return False
 
     def kernel() -> str:
@@ -160,7 +156,7 @@ def test_simultaneous_close_crossing_fins(lab: Lab) -> None:
     async def main() -> None:
         cap = Capture(lab)
         async with stack_on(lab, drop=hook) as stack:
-            fds.append(stack.driver.fd)
+            drivers.append(stack.driver)
             peer = in_thread(kernel)
             reader, writer = await open_connection(lab.cfg.kernel_v4, 9003, stack=stack)
             writer.write(pattern(100))

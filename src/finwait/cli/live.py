@@ -94,6 +94,9 @@ def _peer_options(f: Any) -> Any:
             click.option("--msl", type=float, default=None, help="MSL in seconds (TIME-WAIT = 2 MSL)"),
             click.option("--pcap", type=click.Path(dir_okay=False), default=None,
                          help="record every packet in and out (LINKTYPE_RAW)"),
+            click.option("--offload/--no-offload", default=True, show_default=True,
+                         help="TUN segmentation offload: up to 64 KB per read/write "
+                              "(the pcap then has super-packets, as tcpdump on a GRO host)"),
             click.option("--json", "as_json", is_flag=True, help="print a JSON summary"),
             click.option("--ladder", is_flag=True, help="print the text ladder of each connection"),
         ]
@@ -157,6 +160,7 @@ def serve(
     abort: bool,
     msl: float | None,
     pcap: str | None,
+    offload: bool,
     as_json: bool,
     ladder: bool,
 ) -> None:
@@ -182,7 +186,9 @@ def serve(
             if len(outcomes) >= count:
                 done.set()
 
-        async with Stack.open(netns, tun, addr, config=_config(msl), pcap=pcap) as stack:
+        async with Stack.open(
+            netns, tun, addr, config=_config(msl), pcap=pcap, offload=offload
+        ) as stack:
             server = await start_server(handler, port, stack=stack)
             if not as_json:
                 click.echo(f"finwait serving port {port} on {', '.join(sorted(stack.host.addrs))} "
@@ -223,6 +229,7 @@ def connect(
     abort: bool,
     msl: float | None,
     pcap: str | None,
+    offload: bool,
     as_json: bool,
     ladder: bool,
 ) -> None:
@@ -237,7 +244,9 @@ def connect(
         raise click.ClickException(str(exc)) from exc
 
     async def main() -> None:
-        async with Stack.open(netns, tun, addr, config=_config(msl), pcap=pcap) as stack:
+        async with Stack.open(
+            netns, tun, addr, config=_config(msl), pcap=pcap, offload=offload
+        ) as stack:
             reader, writer = await open_connection(host, port, stack=stack, timeout=timeout)
             outcome = await run_script(
                 reader, writer, send_bytes=send_bytes, expect_bytes=expect_bytes, close=close,

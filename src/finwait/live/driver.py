@@ -23,9 +23,10 @@ import asyncio
 import contextlib
 import errno
 import os
+import struct
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any, Protocol
 
 from ..host import Host
@@ -33,10 +34,22 @@ from ..tcp.connection import Connection
 from ..tcp.events import Event
 from ..wire.errors import ParseError
 from ..wire.ip import decode_packet, encode_packet
-from ..wire.segment import Segment
+from ..wire.segment import ACK, PSH, Segment
+from .lab import VNET_HDR_LEN
 
 IN = "in"  # kernel -> finwait (read from the TUN)
 OUT = "out"  # finwait -> kernel (written to the TUN)
+
+# linux/virtio_net.h: the header in front of every packet with IFF_VNET_HDR.
+_VNET = struct.Struct("=BBHHHH")  # flags, gso_type, hdr_len, gso_size, csum_start, csum_offset
+_VNET_PLAIN = bytes(VNET_HDR_LEN)  # one ordinary packet, checksum complete
+VNET_F_NEEDS_CSUM = 1  # the kernel left the TCP checksum partial (never computed)
+VNET_GSO_TCPV4 = 1
+VNET_GSO_TCPV6 = 4
+# Payload of one super-packet: an IPv4 total length is 16 bits, and the
+# headers (IP 20, TCP up to 60) come on top.
+GSO_MAX_PAYLOAD = 65535 - 20 - 60
+_MOD32 = 0xFFFFFFFF
 
 DropHook = Callable[[str, Segment], bool]
 """``(direction, segment) -> True`` to lose the packet (tests only)."""
@@ -65,9 +78,13 @@ class Driver:
         pcap: PacketSink | None = None,
         drop: DropHook | None = None,
         on_event: EventSink | None = None,
+        offload: bool = False,
     ) -> None:
         self.host = host
         self.fd = fd
+        # The fd was opened with open_tun(offload=True): virtio_net_hdr in front
+        # of every packet, super-packets both ways.
+        self.offload = offload
         self.loop = loop or asyncio.get_running_loop()
         self.batch = batch
         self.pcap = pcap
@@ -108,16 +125,21 @@ class Driver:
 
     def _on_readable(self) -> None:
         now = self.loop.time()
-        receive = self.host.receive_packet
+        receive = self.host.receive
+        counters = self.host.counters
         fd = self.fd
-        want_segment = self.drop is not None or bool(self.observers)
-        n = 0
+        offload = self.offload
+        size = 65536 + VNET_HDR_LEN if offload else 65536
+        pcap = self.pcap
+        drop = self.drop
+        observers = self.observers
+        n = supers = 0
         # Several packets per wake-up: one epoll round per packet would cost
         # more than the engine's work on it.  Bounded, so timers and writers
         # still run under a flood.
         while n < self.batch:
             try:
-                pkt = os.read(fd, 65536)
+                pkt = os.read(fd, size)
             except BlockingIOError:
                 break
             except OSError as exc:
@@ -128,26 +150,35 @@ class Driver:
                 self.close()
                 return
             n += 1
-            if self.pcap is not None:
-                self.pcap.write_packet(now, pkt)
-            if want_segment and not self._observe(IN, pkt, now):
+            verify = True
+            if offload:
+                # NEEDS_CSUM: the kernel's own packet, handed over before its
+                # checksum was computed (it never crossed a wire); there is
+                # nothing to verify, only a pseudo-header sum in the field.
+                verify = not pkt[0] & VNET_F_NEEDS_CSUM
+                if pkt[1]:  # gso_type: a TCP super-packet, up to 64 KB
+                    supers += 1
+                pkt = pkt[VNET_HDR_LEN:]
+            if pcap is not None:
+                pcap.write_packet(now, pkt)
+            # Decoded here, once, for the hooks and the Host alike; errors are
+            # counted under the Host's own keys (Host.receive_packet).
+            try:
+                seg = decode_packet(pkt, verify_checksum=verify)
+            except ParseError as exc:
+                counters["parse_error"] += 1
+                counters["parse_error:" + exc.reason] += 1
                 continue
-            receive(pkt, now)
+            if drop is not None and drop(IN, seg):
+                self.counters[f"dropped {IN} by hook"] += 1
+                continue
+            for obs in observers:
+                obs(IN, seg, now)
+            receive(seg, now)
         self.counters["packets in"] += n
+        if supers:
+            self.counters["super-packets in"] += supers
         self.pump()
-
-    def _observe(self, direction: str, pkt: bytes, now: float) -> bool:
-        """Decode for the drop hook and observers; False: lose the packet."""
-        try:
-            seg = decode_packet(pkt)
-        except ParseError:
-            return True  # the Host counts it by reason
-        if self.drop is not None and self.drop(direction, seg):
-            self.counters[f"dropped {direction} by hook"] += 1
-            return False
-        for obs in self.observers:
-            obs(direction, seg, now)
-        return True
 
     def _on_timer(self) -> None:
         self._timer = None
@@ -183,18 +214,29 @@ class Driver:
 
     def _write(self, segs: list[Segment]) -> None:
         now = self.loop.time()
-        fd = self.fd
         drop = self.drop
         observers = self.observers
-        for seg in segs:
-            if drop is not None and drop(OUT, seg):
-                self.counters["dropped out by hook"] += 1
-                continue
-            pkt = encode_packet(seg)
-            for obs in observers:
-                obs(OUT, seg, now)
-            if self.pcap is not None:
-                self.pcap.write_packet(now, pkt)
+        if drop is not None or observers:
+            kept = []
+            for seg in segs:
+                if drop is not None and drop(OUT, seg):
+                    self.counters["dropped out by hook"] += 1
+                    continue
+                for obs in observers:
+                    obs(OUT, seg, now)
+                kept.append(seg)
+            segs = kept
+        offload = self.offload
+        packets = super_packets(segs) if offload else map(encode_packet, segs)
+        fd = self.fd
+        pcap = self.pcap
+        n = supers = 0
+        for pkt in packets:
+            n += 1
+            if offload and pkt[1]:
+                supers += 1
+            if pcap is not None:
+                pcap.write_packet(now, pkt[VNET_HDR_LEN:] if offload else pkt)
             try:
                 os.write(fd, pkt)
             except OSError as exc:
@@ -203,7 +245,19 @@ class Driver:
                 self.counters[
                     f"tun write error {errno.errorcode.get(exc.errno or 0, exc.errno)}"
                 ] += 1
-        self.counters["packets out"] += len(segs)
+        self.counters["packets out"] += n
+        if supers:
+            self.counters["super-packets out"] += supers
+
+    def inject(self, seg: Segment) -> None:
+        """Write ``seg`` to the TUN now, past the drop hook and the observers
+        (tests that reorder packets: the held segment goes out here)."""
+        now = self.loop.time()
+        pkt = encode_packet(seg)
+        if self.pcap is not None:
+            self.pcap.write_packet(now, pkt)
+        os.write(self.fd, _VNET_PLAIN + pkt if self.offload else pkt)
+        self.counters["packets out"] += 1
 
     def _rearm(self) -> None:
         deadline = self.host.next_deadline()
@@ -218,6 +272,59 @@ class Driver:
 
     def stats(self) -> dict[str, Any]:
         return {"driver": dict(self.counters), "host": dict(self.host.counters)}
+
+
+def super_packets(segs: list[Segment]) -> Iterator[bytes]:
+    """Each packet to write, with its virtio_net_hdr.  A run of consecutive
+    data segments of one connection becomes one TCP super-packet (GSO): the
+    same header fields but the sequence number, all but the last exactly
+    ``gso_size`` long, no flag but ACK before the last (which may add PSH) —
+    segments the kernel's own segmentation (tcp_gso_segment()) would cut the
+    super-packet back into.  Everything else goes out as it is."""
+    i, n = 0, len(segs)
+    while i < n:
+        first = segs[i]
+        size = len(first.payload)
+        j = i + 1
+        if first.flags == ACK and size:
+            end = (first.seq + size) & _MOD32
+            total = size
+            while j < n:
+                b = segs[j]
+                k = len(b.payload)
+                if not (
+                    0 < k <= size
+                    and b.seq == end
+                    and (b.flags == ACK or b.flags == ACK | PSH)
+                    and total + k <= GSO_MAX_PAYLOAD
+                    and b.ack == first.ack
+                    and b.window == first.window
+                    and b.options == first.options
+                    and b.dport == first.dport
+                    and b.sport == first.sport
+                    and b.dst == first.dst
+                    and b.src == first.src
+                    and not b.urgent
+                ):
+                    break
+                j += 1
+                total += k
+                end = (end + k) & _MOD32
+                if k < size or b.flags != ACK:
+                    break  # a short or pushed segment ends the run
+        if j == i + 1:
+            yield _VNET_PLAIN + encode_packet(first)
+        else:
+            payload = b"".join([s.payload for s in segs[i:j]])
+            pkt = encode_packet(first._replace(payload=payload, flags=segs[j - 1].flags))
+            v6 = pkt[0] >> 4 == 6
+            ip_len = 40 if v6 else (pkt[0] & 0x0F) << 2
+            hdr_len = ip_len + ((pkt[ip_len + 12] >> 4) << 2)
+            gso = VNET_GSO_TCPV6 if v6 else VNET_GSO_TCPV4
+            # Checksums complete (flags 0): the kernel verifies the whole
+            # super-packet once, as it does one that GRO built.
+            yield _VNET.pack(0, gso, hdr_len, size, 0, 0) + pkt
+        i = j
 
 
 class PcapFile:

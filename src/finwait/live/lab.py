@@ -43,8 +43,15 @@ from pyroute2 import IPRoute, netns
 # linux/if_tun.h
 TUNSETIFF = 0x400454CA
 TUNSETPERSIST = 0x400454CB
+TUNSETOFFLOAD = 0x400454D0
+TUNSETVNETHDRSZ = 0x400454D8
 IFF_TUN = 0x0001
 IFF_NO_PI = 0x1000
+IFF_VNET_HDR = 0x4000
+TUN_F_CSUM = 0x01  # we accept packets whose TCP checksum is left partial
+TUN_F_TSO4 = 0x02  # ... and IPv4/IPv6 TCP super-packets up to 64 KB
+TUN_F_TSO6 = 0x04
+VNET_HDR_LEN = 10  # struct virtio_net_hdr (linux/virtio_net.h), no num_buffers
 # linux/if_addr.h: no duplicate address detection, so 2001:db8::1 is usable at once.
 IFA_F_NODAD = 0x02
 TUN_PATH = "/dev/net/tun"
@@ -230,20 +237,34 @@ def inside(name: str) -> Iterator[None]:
         os.close(saved)
 
 
-def open_tun(name: str, tun: str, *, create: bool = False) -> int:
+def open_tun(name: str, tun: str, *, create: bool = False, offload: bool = False) -> int:
     """Open TUN device ``tun`` in namespace ``name``; return a non-blocking fd.
 
     ``IFF_TUN | IFF_NO_PI``: every read is one bare IPv4/IPv6 packet and every
     write must be one.  With ``create`` a missing device is created (and made
     persistent by :func:`lab_up`); without it, a missing device is an error
     rather than a fresh unconfigured one.
+
+    With ``offload`` every packet is preceded by a 10-byte ``virtio_net_hdr``
+    (``IFF_VNET_HDR``) and the kernel may hand over TCP super-packets of up to
+    64 KB with the checksum left partial (``TUNSETOFFLOAD``), as it does to a
+    virtual machine's tap: one read or write then carries many MTU-sized
+    segments (Documentation/networking/tuntap.rst, linux/virtio_net.h).  The
+    persistent device takes the flags and offloads of whoever attaches, so
+    both are set explicitly every time.
     """
     with inside(name):
         if not create and not _link_exists(tun):
             raise LabError(f"TUN device {tun!r} does not exist in {name!r} (finwait lab up?)")
         fd = os.open(TUN_PATH, os.O_RDWR | os.O_NONBLOCK | os.O_CLOEXEC)
+        flags = IFF_TUN | IFF_NO_PI | (IFF_VNET_HDR if offload else 0)
         try:
-            fcntl.ioctl(fd, TUNSETIFF, struct.pack("16sH", tun.encode(), IFF_TUN | IFF_NO_PI))
+            fcntl.ioctl(fd, TUNSETIFF, struct.pack("16sH", tun.encode(), flags))
+            if offload:
+                fcntl.ioctl(fd, TUNSETVNETHDRSZ, struct.pack("i", VNET_HDR_LEN))
+            # Without the header the kernel must not hand us super-packets.
+            offloads = TUN_F_CSUM | TUN_F_TSO4 | TUN_F_TSO6 if offload else 0
+            fcntl.ioctl(fd, TUNSETOFFLOAD, offloads)
         except OSError as exc:
             os.close(fd)
             if exc.errno == errno.EBUSY:

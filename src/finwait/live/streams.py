@@ -90,19 +90,22 @@ class Stack:
         record: bool = True,
         batch: int = 64,
         name: str = LOCAL,
+        offload: bool = True,
     ) -> AsyncIterator[Stack]:
         """``async with Stack.open() as stack:`` — the engine on the lab's TUN.
 
         ``addr`` defaults to both of finwait's lab addresses.  ``drop`` is the
-        driver's loss hook (tests).  On exit the TUN fd is closed; connections
-        still open simply stop (the kernel sees silence, as after a crash).
+        driver's loss hook (tests).  ``offload``: TUN segmentation offload
+        (:func:`finwait.live.lab.open_tun`), up to 64 KB per read and write.
+        On exit the TUN fd is closed; connections still open simply stop (the
+        kernel sees silence, as after a crash).
         """
         lab = LabConfig(netns=netns, tun=tun)
         addrs = [addr] if isinstance(addr, str) else addr or [lab.finwait_v4, lab.finwait_v6]
-        fd = open_tun(netns, tun)
+        fd = open_tun(netns, tun, offload=offload)
         host = Host(addrs, config or Config(), isn_key=os.urandom(16), name=name)
         sink = PcapFile(pcap) if pcap else None
-        driver = Driver(host, fd, batch=batch, pcap=sink, drop=drop)
+        driver = Driver(host, fd, batch=batch, pcap=sink, drop=drop, offload=offload)
         stack = cls(host, driver, record=record)
         driver.start()
         try:
