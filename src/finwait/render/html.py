@@ -228,7 +228,11 @@ def _summary(res: Analysis, anomalous: list[int]) -> list[str]:
             )
     hs = res.counts("handshake", HANDSHAKES)
     an = res.anomaly_counts()
-    an_rows = [(name, an[name][0], f"{an[name][1]:,} segments") for name in ANOMALIES if name in an]
+    an_rows = [
+        (name, an[name][0], f"{an[name][1]:,} segment" + ("s" if an[name][1] != 1 else ""))
+        for name in ANOMALIES
+        if name in an
+    ]
     cards = [
         _card("Close type", close_rows, res.n),
         _card("Handshake", [(k, v, "") for k, v in hs.items()], res.n),
