@@ -2,15 +2,17 @@
 reordering, corruption, random closers, half-close sizes, aborts), each
 checked for byte-exact streams, both ends CLOSED and both Hosts' tables
 empty.  Shared by the test (small in the normal suite, 10,000 under
-``-m soak``) and benchmarks/security_soak.py."""
+``-m soak``)."""
 
 from __future__ import annotations
 
+import functools
 from collections import Counter
 from dataclasses import dataclass, field
 
 from finwait.sim.rng import Rng
 from finwait.sim.scenario import ScenarioResult, ScenarioSpec, run_scenario
+from finwait.tcp.connection import Connection
 
 
 def random_spec(rng: Rng, seed: int) -> ScenarioSpec:
@@ -80,11 +82,15 @@ def check_one(spec: ScenarioSpec, report: SoakReport) -> None:
         report.failures.append(f"seed {spec.seed}: {sorted(set(problems))} {spec}")
 
 
+def _discard(conn: Connection, now: float) -> None:
+    conn.close(now, discard=True)
+
+
 def _close_leftovers(res: ScenarioResult, name: str) -> None:
     host = res.hosts[name]
     net = res.network
     for conn in list(host.conns.values()):
-        net.call(name, net.now + 1.0, lambda now, c=conn: c.close(now, discard=True))
+        net.call(name, net.now + 1.0, functools.partial(_discard, conn))
     net.run()
 
 

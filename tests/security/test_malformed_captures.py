@@ -99,7 +99,7 @@ def test_truncated_at_every_byte(tmp_path: Path, fmt: str) -> None:
             assert r.empty and r.error
         elif cut not in ends and not boundary:
             assert r.error and "at byte offset" in r.error, (cut, r.error)
-            assert 0 <= r.error_offset <= cut
+            assert r.error_offset is not None and 0 <= r.error_offset <= cut
 
 
 @pytest.mark.parametrize(
