@@ -59,9 +59,7 @@ def main() -> None:
     for in_window, cfg in ((False, Config()), (True, Config(recv_buffer=4096))):
         for kind in KINDS:
             b, _, dt = measured(
-                lambda k=kind, w=in_window, c=cfg: blind_attack(
-                    k, args.tries, in_window=w, config=c
-                )
+                functools.partial(blind_attack, kind, args.tries, in_window=in_window, config=cfg)
             )
             print(
                 f"blind {kind:4} {'in-window' if in_window else 'random   '}: {b.tries} tries, "
