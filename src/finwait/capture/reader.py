@@ -307,6 +307,12 @@ def _idb(name: str, at: int, body: bytes, big: bool) -> _Interface:
             break
         if code == 9 and olen >= 1:  # if_tsresol: 10^-v, or 2^-v when the MSB is set
             v = val[0]
+            # Timestamps are 64-bit counts; a finer unit than 10^-18 / 2^-62
+            # would overflow the int64 arithmetic of the bulk decoder.
+            if (v & 0x7F) > (62 if v & 0x80 else 18):
+                raise CaptureError(
+                    name, at + pos, f"unsupported timestamp resolution (if_tsresol {v:#x})"
+                )
             iface.div = 1 << (v & 0x7F) if v & 0x80 else 10**v
         elif code == 14 and olen >= 8:  # if_tsoffset, seconds
             iface.offset = float(struct.unpack(e + "q", val[:8])[0])
