@@ -359,7 +359,7 @@ def main() -> None:
     cfg = Config(msl=1.0, mss=args.mtu - 40, recv_buffer=4 << 20, send_buffer=4 << 20)
 
     print(f"live benchmark: {args.mb} MB bulk each way, {args.conns} connections, MTU {args.mtu}")
-    rows: list[tuple[str, float, float, float]] = []
+    rows: list[tuple[str, float, float, float | None]] = []
     if args.anchors != "none":
         with veth_pair() as (a, b):
             ks, kr = kernel_bulk(a, b, args.mb)
@@ -371,7 +371,7 @@ def main() -> None:
         # segmentation offload (the default): what the offload buys, same run.
         ps_, pr_ = asyncio.run(finwait_bulk(lab, args.mb, cfg, offload=False))
         print(f"  TUN: {tun_stats(lab)}")  # pyroute2 cannot run inside a running loop
-        rows.append(("finwait, no offload", ps_, pr_, float("nan")))
+        rows.append(("finwait, no offload", ps_, pr_, None))
         print(_row(*rows[-1]), flush=True)
         if args.profile:
             prof = cProfile.Profile()
@@ -398,8 +398,9 @@ def main() -> None:
         pstats.Stats(prof).sort_stats("tottime").print_stats(25)
 
 
-def _row(name: str, send: float, receive: float, conns: float) -> str:
-    return f"{name:21s}: send {send:8.1f} MB/s  receive {receive:8.1f} MB/s  {conns:8.0f} conn/s"
+def _row(name: str, send: float, receive: float, conns: float | None) -> str:
+    rate = "" if conns is None else f"  {conns:8.0f} conn/s"
+    return f"{name:21s}: send {send:8.1f} MB/s  receive {receive:8.1f} MB/s{rate}"
 
 
 if __name__ == "__main__":
