@@ -40,7 +40,7 @@ class Reassembly:
         count bound refused it."""
         off = (seq - rcv_nxt) & MASK
         end = off + len(data)
-        merged: list[tuple[int, bytes]] = []
+        merged = False
         new_start, new_data = off, data
         placed = False
         out: list[tuple[int, bytes]] = []
@@ -58,7 +58,7 @@ class Reassembly:
             buf[boff - lo : bend - lo] = bdata
             new_start, new_data = lo, bytes(buf)
             end = hi
-            merged.append((bseq, bdata))
+            merged = True
         if not merged and len(self._blocks) >= self.limit:
             return False
         block = ((rcv_nxt + new_start) & MASK, new_data)

@@ -869,17 +869,8 @@ class Connection:
                 self.max_snd_wnd = wnd
             self.snd_wl1 = seg.seq
             self.snd_wl2 = ack
-            if ts is not None:
-                if ts[1]:
-                    self.rtt.sample(((self._ts_now(now) - ts[1]) & MASK) / 1000.0)
-            elif self._rtt_seq is not None and ((ack - self._rtt_seq) & MASK) < HALF:
-                self.rtt.sample(now - self._rtt_start)
-                self._rtt_seq = None
-            cc.dupacks = 0
-            if cc.cwnd < cc.ssthresh:
-                cc.cwnd += acked if acked < cc.smss else cc.smss
-            else:
-                cc.cwnd += max(1, cc.smss * cc.smss // cc.cwnd)
+            self._sample_rtt(ts, ack, now)
+            cc.on_new_ack(acked)
             self.rexmit_at = None if ack == self.snd_max else now + self.rtt.rto
             self._events.append((self, SendAcknowledged(acked)))
             if ts is not None and seg.seq == self.last_ack_sent:
@@ -1192,13 +1183,7 @@ class Connection:
         if _lt(self.snd_nxt, ack):
             self.snd_nxt = ack
         self._retries = 0
-        # RTT: TSecr when timestamps are on (RFC 7323 §4), else the timed segment.
-        ts = seg.options.timestamps
-        if self.ts_ok and ts is not None and ts[1]:
-            self.rtt.sample(((self._ts_now(now) - ts[1]) & MASK) / 1000.0)
-        elif self._rtt_seq is not None and not _lt(ack, self._rtt_seq):
-            self.rtt.sample(now - self._rtt_start)
-            self._rtt_seq = None
+        self._sample_rtt(seg.options.timestamps, ack, now)
         cc = self.cc
         if cc.in_recovery:
             if _lt(ack, cc.recover):
@@ -1215,6 +1200,15 @@ class Connection:
             self.rexmit_at = now + self.rtt.rto
         if data_acked > 0:
             self._event(SendAcknowledged(data_acked))
+
+    def _sample_rtt(self, ts: tuple[int, int] | None, ack: int, now: float) -> None:
+        """An RTT sample from an ACK of new data: TSecr when timestamps are on
+        (RFC 7323 §4), else the one timed segment (Karn, RFC 6298 §3)."""
+        if self.ts_ok and ts is not None and ts[1]:
+            self.rtt.sample(((self._ts_now(now) - ts[1]) & MASK) / 1000.0)
+        elif self._rtt_seq is not None and not _lt(ack, self._rtt_seq):
+            self.rtt.sample(now - self._rtt_start)
+            self._rtt_seq = None
 
     def _maybe_dupack(self, seg: Segment, now: float) -> None:
         """RFC 5681 §2 duplicate ACK (CC-6): data outstanding, no data and no

@@ -50,11 +50,3 @@ def in_window(x: int, start: int, size: int) -> bool:
 def between(lo: int, x: int, hi: int) -> bool:
     """``lo <= x <= hi`` in sequence space, with ``lo <= hi`` assumed."""
     return ((x - lo) & MASK) <= ((hi - lo) & MASK)
-
-
-def seq_max(a: int, b: int) -> int:
-    return b if lt(a, b) else a
-
-
-def seq_min(a: int, b: int) -> int:
-    return a if lt(a, b) else b
