@@ -10,6 +10,8 @@ keeps the earlier copy too).
 
 from __future__ import annotations
 
+from bisect import bisect_left, bisect_right
+
 from . import seqnum
 
 MASK = seqnum.MASK
@@ -37,40 +39,38 @@ class Reassembly:
 
     def add(self, seq: int, data: bytes, rcv_nxt: int) -> bool:
         """Hold ``data`` at ``seq`` (beyond ``rcv_nxt``).  False when the
-        count bound refused it."""
+        count bound refused it.  O(log n) to place, so a peer that keeps the
+        queue full cannot make each refused segment cost a walk of it."""
+        blocks = self._blocks
         off = (seq - rcv_nxt) & MASK
         end = off + len(data)
-        merged = False
-        new_start, new_data = off, data
-        placed = False
-        out: list[tuple[int, bytes]] = []
-        for bseq, bdata in self._blocks:
-            boff = (bseq - rcv_nxt) & MASK
-            bend = boff + len(bdata)
-            if bend < new_start or boff > end:
-                out.append((bseq, bdata))
-                continue
-            # Overlapping or touching: merge, keeping the bytes already held.
-            lo = min(boff, new_start)
-            hi = max(bend, new_start + len(new_data))
-            buf = bytearray(hi - lo)
-            buf[new_start - lo : new_start - lo + len(new_data)] = new_data
-            buf[boff - lo : bend - lo] = bdata
-            new_start, new_data = lo, bytes(buf)
-            end = hi
-            merged = True
-        if not merged and len(self._blocks) >= self.limit:
-            return False
-        block = ((rcv_nxt + new_start) & MASK, new_data)
-        for i, (bseq, _) in enumerate(out):
-            if ((bseq - rcv_nxt) & MASK) > new_start:
-                out.insert(i, block)
-                placed = True
-                break
-        if not placed:
-            out.append(block)
-        self._blocks = out
-        self.last = (block[0], (block[0] + len(new_data)) & MASK)
+
+        def start_of(b: tuple[int, bytes]) -> int:
+            return (b[0] - rcv_nxt) & MASK
+
+        def end_of(b: tuple[int, bytes]) -> int:
+            return ((b[0] - rcv_nxt) & MASK) + len(b[1])
+
+        # Blocks [i, j) overlap or touch [off, end): the first that ends at or
+        # after ``off`` up to the first that starts after ``end``.
+        i = bisect_left(blocks, off, key=end_of)
+        j = bisect_right(blocks, end, lo=i, key=start_of)
+        if i == j:
+            if len(blocks) >= self.limit:
+                return False
+            blocks.insert(i, (seq & MASK, data))
+            self.last = (seq & MASK, (seq + len(data)) & MASK)
+            return True
+        lo = min(off, start_of(blocks[i]))
+        hi = max(end, end_of(blocks[j - 1]))
+        buf = bytearray(hi - lo)
+        buf[off - lo : end - lo] = data
+        for b in blocks[i:j]:  # the bytes already held win
+            bo = start_of(b) - lo
+            buf[bo : bo + len(b[1])] = b[1]
+        start = (rcv_nxt + lo) & MASK
+        blocks[i:j] = [(start, bytes(buf))]
+        self.last = (start, (start + len(buf)) & MASK)
         return True
 
     def pop_ready(self, rcv_nxt: int) -> bytes | None:
