@@ -174,11 +174,13 @@ class Exchange:
         assert self.conn.state is State.ESTABLISHED
         self.take_events()
 
-    def established(self, snd_nxt: int, rcv_nxt: int) -> None:
+    def established(
+        self, snd_nxt: int, rcv_nxt: int, peer_syn_options: TcpOptions = NO_OPTIONS
+    ) -> None:
         """ESTABLISHED (passive) with SND.NXT and RCV.NXT reached by data:
         the engine sends ``snd_nxt - 1`` bytes and the peer ``rcv_nxt - 1``,
         all acknowledged (numbers relative to ISS = IRS = 0)."""
-        self.passive_open()
+        self.passive_open(peer_syn_options)
         assert self.conn is not None
         e0, p0 = self.engine_iss, self.peer_iss
         n_in = rcv_nxt - 1

@@ -43,6 +43,7 @@ from .events import (
     TimedOut,
 )
 from .rto import RttEstimator
+from .scoreboard import Scoreboard
 from .state import State
 
 MASK = seqnum.MASK
@@ -93,6 +94,7 @@ class Connection:
         "_events",
         "_fin_seq",
         "_full_unacked",
+        "_high_rxt",
         "_host_counters",
         "_last_challenge",
         "_last_recv",
@@ -108,6 +110,7 @@ class Connection:
         "_retries",
         "_rtt_seq",
         "_rtt_start",
+        "_sb",
         "_snd_base",
         "_sndbuf",
         "_sws_step",
@@ -216,6 +219,8 @@ class Connection:
         self.cc = NewReno(self.smss, cfg.initial_window_segments)
         self.rtt = RttEstimator(cfg.rto_initial, cfg.rto_min, cfg.rto_max)
         self._rtt_seq: int | None = None  # Karn: one timed segment at a time
+        self._sb: Scoreboard | None = None  # what the peer SACKed (made on first use)
+        self._high_rxt = 0  # RFC 6675 HighRxt: the end of the last retransmission in recovery
         self._rtt_start = 0.0
         self._retries = 0
         self._last_send = 0.0
@@ -665,6 +670,8 @@ class Connection:
         self._count("rto")
         self.rtt.back_off()
         self._rtt_seq = None  # Karn's algorithm
+        if self._sb is not None:
+            self._sb.clear()  # the peer may have reneged (RFC 2018 §8): resend it all
         if self.snd_una == self.iss:
             # Our SYN is unacknowledged: resend it (SYN,ACK once we have the
             # peer's SYN), then a FIN queued by CLOSE in SYN-RECEIVED (CL-4).
@@ -787,18 +794,41 @@ class Connection:
 
     def _retransmit_first(self, now: float) -> None:
         """Fast retransmit / partial ACK: resend the segment at SND.UNA."""
-        una = self.snd_una
-        off = seqnum.sub(una, self._snd_base)
-        n = min(self.smss, max(len(self._sndbuf) - off, 0))
+        self._retransmit(self.snd_una, self.smss, now)
+
+    def _retransmit(self, seq: int, limit: int, now: float) -> bool:
+        """Resend up to ``limit`` bytes from ``seq`` (with our FIN when they
+        reach it), stopping short of bytes the peer has SACKed."""
+        off = seqnum.sub(seq, self._snd_base)
+        n = min(limit, max(len(self._sndbuf) - off, 0))
+        sb = self._sb
+        if sb:
+            gap = sb.sacked_from(seq, self.snd_una)
+            if gap is not None and gap < n:
+                n = gap
         flags = ACK
-        end = _add(una, n)
+        end = _add(seq, n)
         if self._fin_seq is not None and end == self._fin_seq and _lt(end, self.snd_max):
             flags |= FIN
         if n == 0 and not flags & FIN:
-            return
+            return False
         self._count("fast_retransmit")
         self._rtt_seq = None
-        self._emit(una, flags, now, bytes(self._sndbuf[off : off + n]))
+        self._high_rxt = _add(end, flags & FIN)
+        self._emit(seq, flags, now, bytes(self._sndbuf[off : off + n]))
+        return True
+
+    def _retransmit_hole(self, now: float) -> bool:
+        """RFC 6675 NextSeg rule 1: the next lost hole after HighRxt, if any."""
+        sb = self._sb
+        if not sb:
+            return False
+        una = self.snd_una
+        start = self._high_rxt if _lt(una, self._high_rxt) else una
+        hole = sb.next_hole(start, una, self.smss)
+        if hole is None:
+            return False
+        return self._retransmit(hole[0], hole[1], now)
 
     # ------------------------------------------------------------------
     # SEGMENT ARRIVES (§3.10.7)
@@ -857,6 +887,8 @@ class Connection:
             acked = (ack - una) & MASK
             if acked == 0 or acked > ((self.snd_max - una) & MASK):
                 return False
+            if self._sb or seg.options.sack_blocks:
+                return False  # the scoreboard has news: the full path
             # In ESTABLISHED our SYN is acked and no FIN is sent: every
             # acknowledged number is a byte of the send buffer.
             del self._sndbuf[:acked]
@@ -1152,10 +1184,16 @@ class Connection:
         if _lt(ack, _add(una, -self.max_snd_wnd)):
             self._challenge_ack(seg, now, "ack_too_old")
             return False
+        newly = 0
+        if self.sack_ok and (seg.options.sack_blocks or self._sb):
+            sb = self._sb
+            if sb is None:
+                sb = self._sb = Scoreboard(self.config.max_ooo_segments)
+            newly = sb.update(seg.options.sack_blocks, ack if _lt(una, ack) else una, self.snd_max)
         if _lt(una, ack):
             self._on_new_ack(seg, ack, now)
         elif ack == una and not ack_only:
-            self._maybe_dupack(seg, now)
+            self._maybe_dupack(seg, now, newly)
         # Window update (SA-4.5): only from a segment newer than the last one used.
         if _lt(self.snd_wl1, seg.seq) or (self.snd_wl1 == seg.seq and _le(self.snd_wl2, ack)):
             wnd = seg.window << self.snd_wscale
@@ -1188,7 +1226,10 @@ class Connection:
         if cc.in_recovery:
             if _lt(ack, cc.recover):
                 cc.on_partial_ack(acked)  # RFC 6582: stay, resend the next hole
-                self._retransmit_first(now)
+                if not self._sb or _le(self._high_rxt, ack):
+                    self._retransmit_first(now)  # SND.UNA not resent yet in this recovery
+                else:
+                    self._retransmit_hole(now)  # it was (RFC 6675): the next lost hole
             else:
                 cc.on_full_ack(seqnum.sub(self.snd_max, ack))
         else:
@@ -1210,25 +1251,37 @@ class Connection:
             self.rtt.sample(now - self._rtt_start)
             self._rtt_seq = None
 
-    def _maybe_dupack(self, seg: Segment, now: float) -> None:
-        """RFC 5681 §2 duplicate ACK (CC-6): data outstanding, no data and no
-        SYN/FIN on the segment, and the window unchanged — so a FIN is never
-        a duplicate ACK."""
-        if (
-            self.snd_una == self.snd_max
-            or seg.payload
-            or seg.flags & (SYN | FIN)
-            or (seg.window << self.snd_wscale) != self.snd_wnd
-        ):
+    def _maybe_dupack(self, seg: Segment, now: float, newly_sacked: int = 0) -> None:
+        """A duplicate ACK sets off fast retransmit on the third, and in
+        recovery lets one segment out.  Without SACK, RFC 5681 §2 (CC-6):
+        data outstanding, no data and no SYN/FIN on the segment, the window
+        unchanged — so a FIN is never a duplicate ACK.  With SACK, RFC 6675
+        §2: the ACK must also SACK bytes not SACKed before, so repeated ACKs
+        that tell nothing new (an answer to an injected segment, say) do
+        not count; and the loss of SND.UNA is also inferred from the SACKed
+        bytes above it (IsLost, §5)."""
+        if self.snd_una == self.snd_max or seg.flags & (SYN | FIN):
+            return
+        sack = self.sack_ok
+        if sack:
+            if not newly_sacked:
+                return
+        elif seg.payload or (seg.window << self.snd_wscale) != self.snd_wnd:
             return
         cc = self.cc
         cc.dupacks += 1
         self._count("dupack")
+        una = self.snd_una
         if cc.in_recovery:
-            cc.on_dupack_in_recovery()
-        elif cc.dupacks == 3 and _le(cc.recover, self.snd_una):
+            # One segment out per DupAck: a lost hole if there is one (RFC 6675
+            # NextSeg rule 1), else the inflated window lets new data go.
+            if not (sack and self._retransmit_hole(now)):
+                cc.on_dupack_in_recovery()
+        elif (
+            cc.dupacks >= 3 or (sack and self._sb is not None and self._sb.is_lost(una, self.smss))
+        ) and _le(cc.recover, una):
             # RFC 6582 §3.2: not again for losses of the window already recovered.
-            cc.enter_recovery(seqnum.sub(self.snd_max, self.snd_una))
+            cc.enter_recovery(seqnum.sub(self.snd_max, una))
             cc.recover = self.snd_max
             self._retransmit_first(now)
             self.rexmit_at = now + self.rtt.rto
