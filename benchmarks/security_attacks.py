@@ -63,7 +63,7 @@ def main() -> None:
             )
             print(
                 f"blind {kind:4} {'in-window' if in_window else 'random   '}: {b.tries} tries, "
-                f"{b.in_window} in window, {b.successes} successes "
+                f"{b.in_window} in window, {b.exact} at RCV.NXT, {b.successes} successes "
                 f"(rate {b.successes / b.tries:.2e}; RFC 5961 bound {b.rfc5961_bound:.2e}), "
                 f"{b.challenge_acks - b.ratelimited} ACKs sent / {b.ratelimited} rate-limited, "
                 f"{b.stream_bytes} stream bytes checked, sender fast retransmits "

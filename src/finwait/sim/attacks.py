@@ -370,6 +370,7 @@ class BlindReport:
     kind: str
     tries: int
     in_window: int  # tries whose sequence number fell in B's receive window
+    exact: int  # tries whose sequence number was exactly RCV.NXT (RFC 5961 §3: a RST resets)
     successes: int  # connections reset, or bytes of the attacker in B's stream
     connections: int  # connections used (one more after each success)
     receive_window: int
@@ -413,7 +414,7 @@ def blind_attack(
     cfg = config or Config()
     s = _stream(seed, cfg)
     rng = Rng(seed).derive("blind " + kind)
-    hits_window = 0
+    hits_window = exact = 0
     per_write = max(int(rate * s.interval), 1)
     flags = {"rst": RST, "syn": SYN, "data": ACK}[kind]
     evil = bytes(range(100)) if kind == "data" else b""
@@ -434,6 +435,7 @@ def blind_attack(
             seq = rng.next_u64() & seqnum.MASK
         if seqnum.in_window(seq, cb.rcv_nxt, wnd):
             hits_window += 1
+            exact += seq == cb.rcv_nxt
         ack = rng.next_u64() & seqnum.MASK if flags & ACK else 0
         s.lab.inject(Segment(CLIENT, SERVER, s.port, PORT, seq, ack, flags, 65535, evil))
     s.write()
@@ -443,6 +445,7 @@ def blind_attack(
         kind=kind,
         tries=tries,
         in_window=hits_window,
+        exact=exact,
         successes=s.connections - 1,
         connections=s.connections,
         receive_window=cfg.recv_buffer,
