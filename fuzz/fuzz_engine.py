@@ -4,15 +4,17 @@ Each input picks a starting state, reached by driving real packets through a
 ``Host`` (LISTEN, SYN-SENT, SYN-RECEIVED, ESTABLISHED with data both ways,
 FIN-WAIT-1/2, CLOSE-WAIT, LAST-ACK, CLOSING, TIME-WAIT), then plays up to 24
 steps: a decoded segment (any flags, options and payload; sequence and
-acknowledgment numbers either raw or near RCV.NXT / SND.UNA, where the
-interesting checks are), a clock advance, or a user call.  Nothing may escape
+acknowledgment numbers and SACK block edges either raw or near RCV.NXT /
+SND.UNA, where the interesting checks are), a clock advance, or a user call.  Nothing may escape
 ``Host.receive``/``on_timer`` but a user call's ``TcpError``, and after every
-step SND.UNA <= SND.NXT <= SND.MAX, every buffer is within its bound, and a
+step SND.UNA <= SND.NXT <= SND.MAX, every buffer is within its bound, the
+SACK scoreboard is bounded and lies in [SND.UNA, SND.MAX], and a
 CLOSED connection has left the Host's table.  Run: see fuzz/README.md.
 """
 
 from __future__ import annotations
 
+import itertools
 import sys
 
 import atheris
@@ -89,6 +91,13 @@ def reach(start: str, ts: bool) -> tuple[Host, Connection | None, float]:
     return host, conn, now
 
 
+def edge(fdp: atheris.FuzzedDataProvider, base: int) -> int:
+    """A SACK block edge: raw, or near SND.UNA where the scoreboard takes it."""
+    if fdp.ConsumeBool():
+        return fdp.ConsumeUInt(4)
+    return (base + fdp.ConsumeIntInRange(-3000, 9000)) & seqnum.MASK
+
+
 def check(host: Host, conn: Connection | None) -> None:
     host.take_segments()
     host.take_events()
@@ -99,6 +108,11 @@ def check(host: Host, conn: Connection | None) -> None:
         assert len(c._rcvbuf) <= CFG.recv_buffer
         assert len(c._ooo) <= CFG.max_ooo_segments
         assert c._ooo.held_bytes <= CFG.recv_buffer
+        if c._sb:  # the scoreboard: bounded, inside [SND.UNA, SND.MAX], sorted, disjoint
+            assert len(c._sb) <= CFG.max_ooo_segments
+            edges = [x for r in c._sb.ranges() for x in r]
+            assert seqnum.le(c.snd_una, edges[0]) and seqnum.le(edges[-1], c.snd_max)
+            assert all(seqnum.lt(a, b) for a, b in itertools.pairwise(edges))
     for c in host.conns.values():
         assert c.state is not State.CLOSED, c
 
@@ -127,7 +141,7 @@ def test_one_input(data: bytes) -> None:
                     sack_permitted=fdp.ConsumeBool(),
                     timestamps=(fdp.ConsumeUInt(4), fdp.ConsumeUInt(4))
                     if fdp.ConsumeBool() else None,
-                    sack_blocks=tuple((fdp.ConsumeUInt(4), fdp.ConsumeUInt(4))
+                    sack_blocks=tuple((edge(fdp, base_ack), edge(fdp, base_ack))
                                       for _ in range(fdp.ConsumeIntInRange(0, 4))),
                 )  # fmt: skip
             payload = fdp.ConsumeBytes(fdp.ConsumeIntInRange(0, 1500))
