@@ -201,3 +201,55 @@ def test_send_buffer_is_bounded() -> None:
     assert x.conn is not None
     assert x.conn.send(bytes(5000), x.now) == 1000
     assert x.conn.send(b"x", x.now) == 0
+
+
+def test_limited_transmit_sends_new_data_on_the_first_two_dupacks() -> None:
+    """RFC 3042: with cwnd at two segments, the first two DupAcks each let one
+    new segment out (cwnd itself unchanged), so the third DupAck can come."""
+    x = Exchange()
+    x.established(snd_nxt=1, rcv_nxt=1)
+    assert x.conn is not None
+    x.conn.cc.cwnd = 2 * MSS
+    x.conn.send(bytes(6 * MSS), x.now)
+    assert [s.seq for s in x.take_segments_sent()] == [1, 1 + MSS]
+    x.deliver(seq=1, ack=1)
+    x.expect(ACK, seq=1 + 2 * MSS, ack=1, length=MSS)
+    x.deliver(seq=1, ack=1)
+    x.expect(ACK, seq=1 + 3 * MSS, ack=1, length=MSS)
+    assert x.conn.cc.cwnd == 2 * MSS and not x.conn.cc.in_recovery
+    x.deliver(seq=1, ack=1)
+    x.expect(ACK, seq=1, ack=1, length=MSS)  # the third: fast retransmit
+    assert x.conn.cc.in_recovery
+
+
+@pytest.mark.parametrize(("segments", "dupacks"), [(2, 1), (3, 2)])
+def test_early_retransmit_for_a_small_flight_with_nothing_more_to_send(
+    segments: int, dupacks: int
+) -> None:
+    """RFC 5827: fewer than four segments outstanding and no new data, the
+    threshold is (outstanding segments - 1) DupAcks, not three and an RTO."""
+    x = Exchange()
+    x.established(snd_nxt=1, rcv_nxt=1)
+    assert x.conn is not None
+    x.conn.send(bytes(segments * MSS), x.now)
+    assert len(x.take_segments_sent()) == segments
+    for _ in range(dupacks - 1):
+        x.deliver(seq=1, ack=1)
+    x.expect_nothing()
+    x.deliver(seq=1, ack=1)
+    x.expect(ACK, seq=1, ack=1, length=MSS)
+    assert x.conn.cc.in_recovery and x.counters["fast_retransmit"] == 1
+
+
+def test_no_early_retransmit_for_one_segment() -> None:
+    """One segment outstanding draws no DupAck from a receiver: a repeated
+    ACK then is something else, and does not set off a retransmission."""
+    x = Exchange()
+    x.established(snd_nxt=1, rcv_nxt=1)
+    assert x.conn is not None
+    x.conn.send(bytes(MSS), x.now)
+    x.take_segments_sent()
+    x.deliver(seq=1, ack=1)
+    x.deliver(seq=1, ack=1)
+    x.expect_nothing()
+    assert "fast_retransmit" not in x.counters

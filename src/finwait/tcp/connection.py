@@ -725,7 +725,14 @@ class Connection:
         base = self._snd_base
         data_end = (base + len(buf)) & MASK
         una = self.snd_una
-        wnd = min(self.snd_wnd, self.cc.cwnd)
+        cc = self.cc
+        cwnd = cc.cwnd
+        if cc.dupacks and not cc.in_recovery:
+            # Limited transmit (RFC 3042): a new segment for each of the first
+            # two DupAcks, cwnd itself unchanged, so a small flight can still
+            # draw the third.
+            cwnd += min(cc.dupacks, 2) * smss
+        wnd = min(self.snd_wnd, cwnd)
         nagle = self.config.nagle
         nxt = self.snd_nxt
         out = self._out
@@ -1278,13 +1285,27 @@ class Connection:
             if not (sack and self._retransmit_hole(now)):
                 cc.on_dupack_in_recovery()
         elif (
-            cc.dupacks >= 3 or (sack and self._sb is not None and self._sb.is_lost(una, self.smss))
+            cc.dupacks >= self._dupthresh()
+            or (sack and self._sb is not None and self._sb.is_lost(una, self.smss))
         ) and _le(cc.recover, una):
             # RFC 6582 §3.2: not again for losses of the window already recovered.
             cc.enter_recovery(seqnum.sub(self.snd_max, una))
             cc.recover = self.snd_max
             self._retransmit_first(now)
             self.rexmit_at = now + self.rtt.rto
+
+    def _dupthresh(self) -> int:
+        """3 (RFC 5681), or fewer for a small flight with nothing new to send
+        (early retransmit, RFC 5827 §3.1: outstanding segments - 1), which
+        would otherwise wait for the retransmission timer."""
+        flight = seqnum.sub(self.snd_max, self.snd_una)
+        oseg = -(-flight // self.smss)
+        if not 2 <= oseg <= 3:
+            return 3  # one segment outstanding draws no DupAck; four and more are RFC 5681's
+        unsent = seqnum.sub(_add(self._snd_base, len(self._sndbuf)), self.snd_max)
+        if unsent > 0 and self.snd_wnd > flight:
+            return 3  # new data can go out: limited transmit draws the DupAcks
+        return max(oseg - 1, 1)
 
     def _ack_state_step(self, seg: Segment, now: float) -> bool:
         """The per-state part of step five (SA-4.6 .. SA-4.11)."""
