@@ -33,6 +33,7 @@ PORTS = {
     "probe_closed": 7011,  # nobody listens
     "simultaneous": 7012,
     "reuse": 7013,
+    "blind": 7014,
 }
 LINGER0 = struct.pack("ii", 1, 0)
 SETTLE = 0.3  # longer than Linux's delayed ACK (40-200 ms): four segments
@@ -75,7 +76,7 @@ def serve(name: str, conn: socket.socket, flagdir: str) -> None:
             return
         recv_n(conn, 100)
         conn.sendall(b"s" * 50)
-        if name == "client_first" or name == "bare_fin":
+        if name in ("client_first", "bare_fin", "blind"):
             recv_all(conn)
             time.sleep(SETTLE)
         elif name == "server_first" or name == "reuse":
@@ -240,6 +241,24 @@ def client(caddr: str, saddr: str, server_ns: str, flagdir: str) -> None:
     send_raw(caddr, saddr, s.getsockname()[1], P["bare_fin"], sn.nxt, 0, 0x01)
     time.sleep(SETTLE)
     s.close()
+
+    # Blind attacks on an established connection, forged from the client's
+    # address: a SYN, an RST in the window but not at RCV.NXT, an RST far
+    # outside the window.  Linux answers the first two with challenge ACKs
+    # (RFC 5961) and the connection closes normally afterwards.
+    sn = Sniffer(P["blind"])
+    s = exchange(saddr, P["blind"])
+    time.sleep(0.2)
+    sn.drain()
+    sport = s.getsockname()[1]
+    send_raw(caddr, saddr, sport, P["blind"], (sn.nxt + 77777) & 0xFFFFFFFF, 0, 0x02)
+    time.sleep(0.6)  # past Linux's per-socket challenge-ACK limit
+    send_raw(caddr, saddr, sport, P["blind"], (sn.nxt + 1000) & 0xFFFFFFFF, 0, 0x04)
+    time.sleep(0.6)
+    send_raw(caddr, saddr, sport, P["blind"], (sn.nxt + (1 << 31)) & 0xFFFFFFFF, 0, 0x04)
+    time.sleep(0.1)
+    s.close()
+    time.sleep(SETTLE)
 
     for i, (port, flags) in enumerate(
         (

@@ -128,6 +128,32 @@ def test_bare_fin_flagged_not_a_close(records: list[dict[str, Any]]) -> None:
     assert r["fins"]["client"]["seq"] == 101
 
 
+def test_blind_attacks_flagged_and_survived(records: list[dict[str, Any]]) -> None:
+    """A forged SYN and two forged RSTs (one in the window, one far out) on an
+    established connection: all flagged with their frames; the close is still
+    the ordinary four-way one, not a reset."""
+    r = one(records, 7014)
+    assert (r["handshake"], r["close"], r["first_fin"], r["reset_by"]) == (
+        "complete",
+        "four_way",
+        "client",
+        None,
+    )
+    names = {a["name"]: a for a in r["anomalies"]}
+    assert set(names) == {"rst_seq_unexpected", "syn_in_connection"}
+    assert names["rst_seq_unexpected"]["count"] == 2
+    assert names["syn_in_connection"]["count"] == 1
+    syn = names["syn_in_connection"]["frames"][0]
+    assert syn < names["rst_seq_unexpected"]["frames"][0]
+
+
+def test_ordinary_resets_are_not_flagged(records: list[dict[str, Any]]) -> None:
+    """Stacks reset at SND.NXT: SO_LINGER-0 closes and refusals are not
+    suspicious."""
+    for port in (7005, 7006, 7007):
+        assert one(records, port)["anomalies"] == [], port
+
+
 def test_simultaneous_close_fins_cross(records: list[dict[str, Any]]) -> None:
     r = one(records, 7012)
     fc, fs = r["fins"]["client"], r["fins"]["server"]

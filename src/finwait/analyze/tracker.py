@@ -59,6 +59,8 @@ ANOMALIES = (
     "fin_seq_changed",
     "rst_after_close",
     "ack_of_unsent_data",
+    "rst_seq_unexpected",
+    "syn_in_connection",
 )
 (
     A_FIN_NO_ACK,
@@ -70,6 +72,8 @@ ANOMALIES = (
     A_FIN_SEQ,
     A_RST_AFTER,
     A_ACK_UNSENT,
+    A_RST_SEQ,
+    A_SYN_IN_CONN,
 ) = range(len(ANOMALIES))
 
 # Per-direction ("slot" = 2 * conn + dir) columns and their initial values.
@@ -513,13 +517,18 @@ class Tracker:
         np.add.at(s["hc_bytes"], slot[hc], newb[hc])
 
         rm = (fl & RST) != 0
-        q = set_first(rm, "rst_first")
+        # An RST from a side that has sent before, not at its next sequence
+        # number: stacks reset at SND.NXT, an off-path attacker guesses (RFC
+        # 5961 §3: ignored out of the window, a challenge ACK inside it).  It
+        # is an anomaly, not the reset that ended the connection.
+        odd_rst = rm & (prev_same >= 0) & (rel != prev_same)
+        q = set_first(rm & ~odd_rst, "rst_first")
         s["rst_first"][slot[q]] = frame[q]
         np.maximum.at(s["rst_last"], slot[rm], frame[rm])
         np.add.at(s["rst_count"], slot[rm], 1)
         self.rsts.add(conn[rm], frame[rm], 0, d[rm])
 
-        self._anomalies(conn, d, slot, other, p, fl, rel, max_other)
+        self._anomalies(conn, d, slot, other, p, fl, rel, max_other, odd_rst)
         self._history(conn, d, slot, p, fl, retrans, dirpos)
 
     def _anomalies(
@@ -532,6 +541,7 @@ class Tracker:
         fl: I64,
         rel: I64,
         max_other: I64,
+        odd_rst: Mask,
     ) -> None:
         s, add = self.s, self.anomalies.add
         xmas = (fl & (FIN | PSH | URG)) == FIN | PSH | URG
@@ -559,6 +569,19 @@ class Tracker:
         m = ((fl & (ACK | RST)) == ACK) & known & (max_other >= 0) & (ahead > 0) & (ahead < HALF)
         q = np.flatnonzero(m)
         add(conn[q], p.frame[q], A_ACK_UNSENT, d[q])
+        q = np.flatnonzero(odd_rst)
+        add(conn[q], p.frame[q], A_RST_SEQ, d[q])
+        # A SYN once the handshake is done that is not the original SYN again:
+        # a blind SYN, or a peer that lost its state (RFC 5961 §4: challenge ACK).
+        done = (s["hs_frame"][slot] < p.frame) | (s["hs_frame"][other] < p.frame)
+        m = (
+            ((fl & (SYN | RST)) == SYN)
+            & done
+            & (p.seq != s["syn_seq"][slot])
+            & (p.seq != s["sa_seq"][slot])
+        )
+        q = np.flatnonzero(m)
+        add(conn[q], p.frame[q], A_SYN_IN_CONN, d[q])
 
     def _history(
         self,
