@@ -90,7 +90,7 @@ def analyze_cmd(
             _run(f, show_bar and os.path.exists(f) and os.path.getsize(f) > PROGRESS_BYTES)
             for f in files
         ]
-    out = click.get_text_stream("stdout")
+    out = sys.stdout  # (CliRunner swaps it in tests)
     if html_out is not None:
         from ..render.html import render_html
 
