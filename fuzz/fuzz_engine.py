@@ -3,13 +3,14 @@
 Each input picks a starting state, reached by driving real packets through a
 ``Host`` (LISTEN, SYN-SENT, SYN-RECEIVED, ESTABLISHED with data both ways,
 FIN-WAIT-1/2, CLOSE-WAIT, LAST-ACK, CLOSING, TIME-WAIT, and ESTABLISHED with
-four segments unacknowledged), then plays up to 24 steps: a decoded segment (any flags, options and payload; sequence and
-acknowledgment numbers and SACK block edges either raw or near RCV.NXT /
-SND.UNA, where the interesting checks are), a clock advance, or a user call.  Nothing may escape
-``Host.receive``/``on_timer`` but a user call's ``TcpError``, and after every
-step SND.UNA <= SND.NXT <= SND.MAX, every buffer is within its bound, the
-SACK scoreboard is bounded and lies in [SND.UNA, SND.MAX], and a
-CLOSED connection has left the Host's table.  Run: see fuzz/README.md.
+four segments unacknowledged), then plays up to 24 steps: a decoded segment
+(any flags, options and payload; sequence and acknowledgment numbers and
+SACK block edges raw, near RCV.NXT / SND.UNA, or the ACK exactly SND.UNA), a
+clock advance, or a user call.  Nothing may escape ``Host.receive`` /
+``on_timer`` but a user call's ``TcpError``, and after every step SND.UNA <=
+SND.NXT <= SND.MAX, every buffer is within its bound, the SACK scoreboard is
+bounded and lies in [SND.UNA, SND.MAX], and a CLOSED connection has left the
+Host's table.  Run: see fuzz/README.md.
 """
 
 from __future__ import annotations
