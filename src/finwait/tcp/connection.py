@@ -2,8 +2,10 @@
 
 Read RFC 9293 §3.10 (event processing) with §3.3.2 (states), RFC 5961
 (blind-attack defences), RFC 7323 (window scale, timestamps, PAWS), RFC 6298
-(RTO), RFC 5681/6582 (congestion control), RFC 1337 (TIME-WAIT
-assassination) and RFC 1122 §4.2.3.2 (delayed ACK).
+(RTO), RFC 5681/6582 (congestion control) with RFC 6675 (SACK-based loss
+recovery, scoreboard in ``scoreboard.py``), RFC 3042 and RFC 5827 (limited
+transmit, early retransmit), RFC 1337 (TIME-WAIT assassination) and RFC 1122
+§4.2.3.2 (delayed ACK).
 
 The connection is sans-IO: every input takes ``now`` (seconds), nothing reads
 a clock or touches a socket.  Inputs: ``receive(segment, now)``, the user
