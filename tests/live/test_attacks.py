@@ -19,10 +19,10 @@ from finwait.live.lab import Lab
 from finwait.live.streams import open_connection
 from finwait.tcp import seqnum
 from finwait.wire.ip import encode_packet
-from finwait.wire.segment import ACK, RST, SYN, Segment
+from finwait.wire.segment import ACK, FIN, RST, SYN, Segment
 
 from .harness import run, stack_on
-from .peers import Capture, in_thread, kernel_listener, recv_all
+from .peers import Capture, in_thread, kernel_listener, recv_all, relative
 
 pytestmark = pytest.mark.live
 
@@ -89,10 +89,18 @@ def test_blind_attacks_across_the_tun_get_challenge_acks_and_change_nothing(lab:
         pkts = cap.stop()
         ours = [p for p in pkts if not p.out and p.dport == PORT]
         assert not any(p.flags & RST for p in ours)  # finwait never reset
+        # Nor did the kernel, up to the release.  After it, an RST can be the
+        # kernel's answer to a segment reaching a socket it has already closed
+        # (its app closes at once after shutdown), which is not the attack's
+        # doing; one full-suite run saw a kernel RST, not reproduced since, so
+        # the message below prints the packets if it comes back before a FIN.
+        first_fin = next(i for i, p in enumerate(pkts) if p.flags & FIN)
         from_kernel = [
-            p for p in pkts if p.out and p.sport == PORT and (p.seq, p.ack) not in forged
+            p
+            for p in pkts[:first_fin]
+            if p.out and p.sport == PORT and (p.seq, p.ack) not in forged
         ]
-        assert not any(p.flags & RST for p in from_kernel)  # nor did the kernel
+        assert not any(p.flags & RST for p in from_kernel), relative(pkts)[-12:]
         # The challenge ACKs on the wire: after the in-window RST and after the
         # SYN, a pure ACK from finwait acknowledging RCV.NXT (the RST's seq - 1000).
         attacks = [p for p in pkts if p.out and (p.seq, p.ack) in forged]
