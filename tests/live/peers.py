@@ -21,6 +21,7 @@ from finwait.live.lab import Lab
 T = TypeVar("T")
 ETH_P_ALL = 0x0003
 PACKET_OUTGOING = 4  # linux/if_packet.h: sent by the kernel (towards finwait)
+SO_RCVBUFFORCE = getattr(socket, "SO_RCVBUFFORCE", 33)  # asm-generic/socket.h; needs root
 
 FIN, SYN, RST, PSH, ACK = 0x01, 0x02, 0x04, 0x08, 0x10
 
@@ -113,6 +114,8 @@ class Capture:
         with lab.inside():
             self._sock = socket.socket(socket.AF_PACKET, socket.SOCK_DGRAM, socket.htons(ETH_P_ALL))
             self._sock.bind((lab.cfg.tun, ETH_P_ALL))
+        # 16 MB so that a loaded machine's slow capture thread loses nothing.
+        self._sock.setsockopt(socket.SOL_SOCKET, SO_RCVBUFFORCE, 16 << 20)
         self._sock.settimeout(0.02)
         self.raw: list[tuple[float, bool, bytes]] = []
         self._stop = threading.Event()
