@@ -45,9 +45,6 @@ class Scoreboard:
     def ranges(self) -> list[tuple[int, int]]:
         return list(self._ranges)
 
-    def sacked_bytes(self) -> int:
-        return sum((e - s) & MASK for s, e in self._ranges)
-
     def update(self, blocks: tuple[tuple[int, int], ...], una: int, snd_max: int) -> int:
         """Forget what is below ``una`` (the cumulative ACK), then add the valid
         ``blocks``.  Returns the number of bytes newly SACKed."""
