@@ -846,13 +846,13 @@ class Connection:
         """Process one arriving segment; peer input never raises."""
         st = self.state
         self._last_recv = now
-        if st is ESTABLISHED and self._predicted(seg, now):
-            self._changed()
-            return
         if st is State.SYN_SENT:
             self._arrive_syn_sent(seg, now)
         elif st.synchronized:
-            self._arrive_synchronized(seg, now)
+            if st is ESTABLISHED and self.config.header_prediction and self._predicted(seg, now):
+                self._steps_five_to_eight(seg, now)
+            else:
+                self._arrive_synchronized(seg, now)
             if self.state.sending:
                 self._push(now)
         else:
@@ -871,83 +871,31 @@ class Connection:
         self._changed()
 
     def _predicted(self, seg: Segment, now: float) -> bool:
-        """Header prediction (Jacobson; RFC 7323 Appendix D): the two common
-        segments of an established connection — a pure ACK of new data, and
-        the next in-order data carrying no new ACK — when nothing unusual is
-        going on.  It does exactly what the §3.10.7.4 steps would do, only
-        without the detours; anything else returns False and takes them."""
-        if seg.flags & 0x37 != ACK or seg.seq != self.rcv_nxt:  # 0x37: FIN SYN RST ACK URG
+        """Header prediction (Jacobson; RFC 7323 Appendix D), reduced to a
+        decision: True when §3.10.7.4 steps one to four would pass ``seg``
+        through unchanged — in ESTABLISHED, only ACK (and PSH) set,
+        SEG.SEQ = RCV.NXT, the text within RCV.WND, PAWS passed — so the
+        caller may go straight to steps five to eight, the same code the
+        full path runs.  The one effect of step one that such a segment has,
+        the TS.Recent update, is made by the same helper."""
+        if seg.flags & 0x37 != ACK or seg.seq != self.rcv_nxt:  # 0x37: URG ACK RST SYN FIN
             return False
-        wnd = seg.window << self.snd_wscale
-        if not wnd or not self.snd_wnd or self.snd_nxt != self.snd_max:
-            return False  # zero windows and persist probing take the full path
-        cc = self.cc
-        if cc.in_recovery:
-            return False
-        ts = None
+        if len(seg.payload) > self.config.recv_buffer - len(self._rcvbuf):
+            return False  # beyond RCV.WND: step one trims
         if self.ts_ok:
             ts = seg.options.timestamps
-            if ts is None or ((ts[0] - self.ts_recent) & MASK) >= HALF:
-                return False  # no TSopt, or PAWS would reject: the full path decides
-        payload = seg.payload
-        ack = seg.ack
-        una = self.snd_una
-        if not payload:
-            acked = (ack - una) & MASK
-            if acked == 0 or acked > ((self.snd_max - una) & MASK):
-                return False
-            if self._sb or seg.options.sack_blocks:
-                return False  # the scoreboard has news: the full path
-            # In ESTABLISHED our SYN is acked and no FIN is sent: every
-            # acknowledged number is a byte of the send buffer.
-            del self._sndbuf[:acked]
-            self._snd_base = self.snd_una = ack
-            self._retries = 0
-            # SA-4.5 always holds here (SEG.SEQ = RCV.NXT >= SND.WL1, and
-            # SEG.ACK > SND.UNA >= SND.WL2): take the window.
-            self.snd_wnd = wnd
-            if wnd > self.max_snd_wnd:
-                self.max_snd_wnd = wnd
-            self.snd_wl1 = seg.seq
-            self.snd_wl2 = ack
-            self._sample_rtt(ts, ack, now)
-            cc.on_new_ack(acked)
-            self.rexmit_at = None if ack == self.snd_max else now + self.rtt.rto
-            self._events.append((self, SendAcknowledged(acked)))
-            if ts is not None and seg.seq == self.last_ack_sent:
-                self.ts_recent = ts[0]
-                self.ts_recent_age = now
-            self._push(now)
-            return True
-        n = len(payload)
-        if ack != una or self._ooo or self._ooo_fin is not None or self.read_closed:
-            return False
-        if n > self.rcv_wnd or (wnd != self.snd_wnd and una != self.snd_max):
-            return False  # a window change with data in flight: dupack rules apply
-        self.snd_wnd = wnd
-        if wnd > self.max_snd_wnd:
-            self.max_snd_wnd = wnd
-        self.snd_wl1 = seg.seq
-        self.snd_wl2 = ack
-        if ts is not None and seg.seq == self.last_ack_sent:
-            self.ts_recent = ts[0]
-            self.ts_recent_age = now
-        self._rcvbuf += payload
-        self.rcv_nxt = (self.rcv_nxt + n) & MASK
-        self._data_event(n)
-        if not self.config.delayed_ack:
-            self._send_ack(now)
-            return True
-        self._delack_pending = True
-        if n >= self.smss:
-            self._full_unacked += 1
-        if self._full_unacked >= 2 or self.rcv_wnd < self.smss:
-            self._send_ack(now)  # every second full-sized segment (RFC 1122 §4.2.3.2)
-        elif self.delack_at is None:
-            self.delack_at = now + self.config.delayed_ack_timeout
-        if self.snd_nxt != (self._snd_base + len(self._sndbuf)) & MASK:
-            self._push(now)
+            if ts is not None:
+                if ((ts[0] - self.ts_recent) & MASK) >= HALF:
+                    return False  # PAWS would reject: step one decides
+                self._take_ts_recent(seg.seq, ts[0], now)
         return True
+
+    def _take_ts_recent(self, seq: int, tsval: int, now: float) -> None:
+        """RFC 7323 §4.3: TS.Recent follows the segment that covers
+        Last.ACK.sent (the caller has checked TSval against TS.Recent)."""
+        if _le(seq, self.last_ack_sent):
+            self.ts_recent = tsval
+            self.ts_recent_age = now
 
     def _take_syn(self, syn: Segment, now: float) -> None:
         """Record the peer's SYN: IRS, RCV.NXT and its options (§3.10.7.2,
@@ -1073,9 +1021,14 @@ class Connection:
         if not flags & ACK:  # fifth: SA-4.1, where the bare FIN dies
             self._count("fin_without_ack" if flags & FIN else "no_ack")
             return False
+        return self._steps_five_to_eight(seg, now)
+
+    def _steps_five_to_eight(self, seg: Segment, now: float) -> bool:
+        """§3.10.7.4 fifth (ACK) to eighth (FIN) for a segment that passed
+        steps one to four; header prediction comes straight here."""
         if not self._step_ack(seg, now):
             return False
-        if flags & URG and self.state in (ESTABLISHED, State.FIN_WAIT_1, State.FIN_WAIT_2):
+        if seg.flags & URG and self.state in (ESTABLISHED, State.FIN_WAIT_1, State.FIN_WAIT_2):
             up = _add(seg.seq, seg.urgent)  # sixth (RFC 6093: pointer to after the data)
             if _lt(self.rcv_up, up):
                 self.rcv_up = up
@@ -1124,9 +1077,8 @@ class Connection:
         # Timestamps: TS.Recent follows the segment that covers Last.ACK.sent (§4.3).
         if self.ts_ok:
             ts = seg.options.timestamps
-            if ts is not None and _le(seq, self.last_ack_sent) and not _lt(ts[0], self.ts_recent):
-                self.ts_recent = ts[0]
-                self.ts_recent_age = now
+            if ts is not None and not _lt(ts[0], self.ts_recent):
+                self._take_ts_recent(seq, ts[0], now)
         # Trim what lies before RCV.NXT (SA-1.5) and beyond the window.
         if seg_len and _lt(seq, nxt):
             cut = seqnum.sub(nxt, seq)
