@@ -88,6 +88,12 @@ class ScenarioSpec:
     server_name: str = "B"
     mss: int = 1460
     msl: float = 30.0
+    sack: bool = True  # RFC 2018 SACK-permitted offered by both hosts
+    timestamps: bool = True  # RFC 7323 §3
+    window_scaling: bool = True  # RFC 7323 §2
+    delayed_ack: bool = True  # RFC 1122 §4.2.3.2
+    header_prediction: bool = True  # Config.header_prediction (the differential test turns it off)
+    recv_buffer: int = 262_144  # each host's receive buffer (Config.recv_buffer)
 
     def __post_init__(self) -> None:
         for name in ("client_bytes", "server_bytes", "half_close_bytes"):
@@ -113,6 +119,8 @@ class ScenarioSpec:
             raise ValueError(f"mss {self.mss} is too small (at least 64)")
         if self.msl <= 0:
             raise ValueError("msl must be positive")
+        if self.recv_buffer < 1:
+            raise ValueError("recv_buffer must be positive")
         # Probabilities, bandwidth and queue are checked by LinkConfig.
         self.link_config()
 
@@ -278,7 +286,16 @@ class ScenarioResult:
 
 
 def build_hosts(spec: ScenarioSpec, rng: Rng) -> tuple[Host, Host]:
-    config = Config(mss=spec.mss, msl=spec.msl)
+    config = Config(
+        mss=spec.mss,
+        msl=spec.msl,
+        sack_permitted=spec.sack,
+        timestamps=spec.timestamps,
+        window_scaling=spec.window_scaling,
+        delayed_ack=spec.delayed_ack,
+        header_prediction=spec.header_prediction,
+        recv_buffer=spec.recv_buffer,
+    )
     # RFC 6528's secret comes from the run's seed: same seed, same ISNs.
     client = Host(
         [spec.client_addr],

@@ -13,7 +13,7 @@ class Config:
     send_buffer: int = 262_144  # bytes the user may queue ahead of SND.UNA
     window_scaling: bool = True  # RFC 7323 §2
     timestamps: bool = True  # RFC 7323 §3
-    sack_permitted: bool = True  # RFC 2018: we send SACK blocks, ignore received ones
+    sack_permitted: bool = True  # RFC 2018 SACK; received blocks drive RFC 6675 recovery
     nagle: bool = False
     delayed_ack: bool = True  # RFC 9293 §3.8.6.3, RFC 1122 §4.2.3.2
     delayed_ack_timeout: float = 0.040  # Linux TCP_DELACK_MIN; RFC bound is 0.5 s
@@ -31,3 +31,7 @@ class Config:
     challenge_ack_interval: float = 0.5  # per-connection limit, Linux tcp_invalid_ratelimit
     abort_on_close_with_unread: bool = True  # Linux tcp_close(): RFC 2525 §2.17
     rfc1337: bool = True  # ignore RST in TIME-WAIT
+    # Header prediction (RFC 7323 Appendix D): a shortcut past §3.10.7.4 steps
+    # one to four for the common in-order segment.  Off gives the same
+    # segments, states and counters, only slower (tests/tcp/test_differential.py).
+    header_prediction: bool = True
