@@ -31,6 +31,7 @@ from .wire.segment import ACK, FIN, RST, SYN, Segment
 
 EPHEMERAL_LOW = 32768  # Linux ip_local_port_range
 EPHEMERAL_HIGH = 60999
+SOMAXCONN = 4096  # Linux net.core.somaxconn since 5.4: the backlog nobody chose
 
 _ESTABLISHED = State.ESTABLISHED
 _TIME_WAIT = State.TIME_WAIT
@@ -94,8 +95,10 @@ class Host:
     # ------------------------------------------------------------------
     # User side
 
-    def listen(self, port: int, addr: str = "", backlog: int = 128) -> Listener:
-        """Passive OPEN (§3.10.1).  ``addr`` "" accepts on every local address."""
+    def listen(self, port: int, addr: str = "", backlog: int = SOMAXCONN) -> Listener:
+        """Passive OPEN (§3.10.1).  ``addr`` "" accepts on every local address.
+        ``backlog`` bounds both the SYN queue and the accept queue, as Linux's
+        listen() does (beyond it: SYN cookies, RFC 4987 §3.6)."""
         key = (addr, port)
         if key in self.listeners and not self.listeners[key].closed:
             raise OSError(f"port {port} already has a listener")

@@ -30,6 +30,10 @@ def test_lab_up_is_idempotent_and_complete(lab: Lab) -> None:
     assert st.ready
     assert sorted(st.addresses) == ["198.18.0.1/24", "2001:db8::1/64"]
     assert "198.18.0.2/32" in st.routes and "2001:db8::2/128" in st.routes
+    # The queue towards finwait holds a burst (Linux's default 500 does not),
+    # and its drops are reported.
+    assert st.txqlen == 16384 and st.tx_dropped == 0
+    assert st.to_json()["tx_dropped"] == 0
     again = lab_up(lab.cfg)  # second time: nothing changes, nothing fails
     assert sorted(again.addresses) == sorted(st.addresses)
     assert again.routes == st.routes

@@ -33,6 +33,8 @@ def _print_status(st: LabStatus, as_json: bool) -> None:
     click.echo(f"TUN {st.tun}: {'up' if st.tun_up else 'down'}, mtu {st.mtu}")
     click.echo(f"  addresses: {', '.join(st.addresses) or 'none'}")
     click.echo(f"  routes:    {', '.join(st.routes) or 'none'}")
+    click.echo(f"  queue:     txqlen {st.txqlen}, tx_dropped {st.tx_dropped} "
+               "(packets the kernel could not queue for finwait)")  # fmt: skip
     click.echo("ready" if st.ready else "not ready: run `finwait lab up`")
 
 
@@ -45,12 +47,15 @@ def lab() -> None:
 @_netns_opt
 @_tun_opt
 @click.option("--mtu", default=1500, show_default=True, type=click.IntRange(68, 65535))
+@click.option("--txqlen", default=16384, show_default=True, type=click.IntRange(1, 1_000_000),
+              help="the TUN's queue towards finwait, in packets (Linux's default 500 "
+                   "overflows under a burst of connections)")  # fmt: skip
 @click.option("--json", "as_json", is_flag=True, help="print the status as JSON")
-def lab_up_cmd(netns: str, tun: str, mtu: int, as_json: bool) -> None:
+def lab_up_cmd(netns: str, tun: str, mtu: int, txqlen: int, as_json: bool) -> None:
     """Create the lab (idempotent): kernel side 198.18.0.1/24 and 2001:db8::1/64,
     finwait's 198.18.0.2 and 2001:db8::2 behind the TUN."""
     try:
-        st = lab_up(LabConfig(netns=netns, tun=tun, mtu=mtu))
+        st = lab_up(LabConfig(netns=netns, tun=tun, mtu=mtu, txqlen=txqlen))
     except LabError as exc:
         raise click.ClickException(str(exc)) from exc
     _print_status(st, as_json)
@@ -111,7 +116,35 @@ def _config(msl: float | None) -> Any:
     return Config() if msl is None else Config(msl=msl)
 
 
-def _report(outcomes: list[Any], stack: Any, as_json: bool, ladder: bool) -> None:
+async def _tun_counters(netns: str, tun: str) -> dict[str, int] | None:
+    """The TUN's counters (netlink, in a thread: pyroute2 does not run inside
+    a running event loop); None when they cannot be read."""
+    from ..live.lab import tun_counters
+
+    try:
+        return await asyncio.to_thread(tun_counters, LabConfig(netns=netns, tun=tun))
+    except (LabError, OSError):
+        return None
+
+
+def _tun_delta(
+    before: dict[str, int] | None, after: dict[str, int] | None
+) -> dict[str, int] | None:
+    """What this run added to the TUN's counters (txqlen as it is)."""
+    if before is None or after is None:
+        return None
+    out = {k: after[k] - before[k] for k in after if k != "txqlen"}
+    out["txqlen"] = after["txqlen"]
+    return out
+
+
+def _report(
+    outcomes: list[Any],
+    stack: Any,
+    as_json: bool,
+    ladder: bool,
+    tun: dict[str, int] | None = None,
+) -> None:
     from ..render.ladder import render_text
 
     if as_json:
@@ -119,6 +152,8 @@ def _report(outcomes: list[Any], stack: Any, as_json: bool, ladder: bool) -> Non
             "connections": [o.to_json() for o in outcomes],
             "host_counters": dict(stack.host.counters),
             "driver_counters": dict(stack.driver.counters),
+            # tx_dropped: packets the kernel could not queue for finwait
+            "tun": tun,
         }
         click.echo(json.dumps(doc, indent=2))
     else:
@@ -146,10 +181,14 @@ def _report(outcomes: list[Any], stack: Any, as_json: bool, ladder: bool) -> Non
 )
 @click.option("--reply-bytes", type=click.IntRange(0), default=0, show_default=True)
 @click.option("--echo", is_flag=True, help="echo until EOF, then close")
+@click.option("--backlog", type=click.IntRange(1), default=4096, show_default=True,
+              help="bound of the SYN queue and of the accept queue (Linux somaxconn); "
+                   "SYNs beyond a full SYN queue get SYN cookies")  # fmt: skip
 @_peer_options
 def serve(
     port: int,
     count: int,
+    backlog: int,
     expect_bytes: int | None,
     reply_bytes: int,
     echo: bool,
@@ -186,17 +225,19 @@ def serve(
             if len(outcomes) >= count:
                 done.set()
 
+        tun_before = await _tun_counters(netns, tun)
         async with Stack.open(
             netns, tun, addr, config=_config(msl), pcap=pcap, offload=offload
         ) as stack:
-            server = await start_server(handler, port, stack=stack)
+            server = await start_server(handler, port, stack=stack, backlog=backlog)
             if not as_json:
                 click.echo(f"finwait serving port {port} on {', '.join(sorted(stack.host.addrs))} "
                            f"(netns {netns}, tun {tun})", err=True)  # fmt: skip
             await done.wait()
             server.close()
             if as_json or ladder:
-                _report(outcomes, stack, as_json, ladder)
+                tun_used = _tun_delta(tun_before, await _tun_counters(netns, tun))
+                _report(outcomes, stack, as_json, ladder, tun_used)
 
     _run(main())
 
@@ -244,6 +285,7 @@ def connect(
         raise click.ClickException(str(exc)) from exc
 
     async def main() -> None:
+        tun_before = await _tun_counters(netns, tun)
         async with Stack.open(
             netns, tun, addr, config=_config(msl), pcap=pcap, offload=offload
         ) as stack:
@@ -252,7 +294,8 @@ def connect(
                 reader, writer, send_bytes=send_bytes, expect_bytes=expect_bytes, close=close,
                 half_close_bytes=half_close_bytes, abort=abort,
             )  # fmt: skip
-            _report([outcome], stack, as_json, ladder)
+            tun_used = _tun_delta(tun_before, await _tun_counters(netns, tun))
+            _report([outcome], stack, as_json, ladder, tun_used)
 
     _run(main())
 

@@ -1,8 +1,10 @@
 """The asyncio driver: the sans-IO Host on a TUN file descriptor.
 
 Owns the one drive loop of the live stack (STYLE §5): read packets from the
-TUN (non-blocking, up to ``batch`` per wake-up, until EAGAIN), hand each to
-``Host.receive_packet(pkt, now)``, then drain the Host — write every segment
+TUN (non-blocking, up to ``batch`` at a time, until EAGAIN) — on every wake-up
+*and* at the start of every drain, so input is never left queued in the
+kernel while the event loop runs other tasks —, hand each to
+``Host.receive(seg, now)``, then drain the Host — write every segment
 of ``take_segments()`` to the TUN, dispatch ``take_events()`` to whoever
 listens — and re-arm the one timer from ``next_deadline()``.  The same drain
 follows every timer expiry and every user call (:meth:`Driver.pump`), so
@@ -124,6 +126,12 @@ class Driver:
     # -- input ------------------------------------------------------------
 
     def _on_readable(self) -> None:
+        self.pump()  # which reads first
+
+    def _read_some(self) -> None:
+        """Read up to ``batch`` packets (until EAGAIN) and hand them to the Host."""
+        if self._closed:
+            return
         now = self.loop.time()
         receive = self.host.receive
         counters = self.host.counters
@@ -178,7 +186,6 @@ class Driver:
         self.counters["packets in"] += n
         if supers:
             self.counters["super-packets in"] += supers
-        self.pump()
 
     def _on_timer(self) -> None:
         self._timer = None
@@ -196,6 +203,13 @@ class Driver:
             return  # re-entered from an event handler: the outer loop drains
         self._pumping = True
         try:
+            # Input first: whatever the kernel queued since the last read is
+            # taken now, not after every ready task of the event loop has run
+            # (a burst of connections wakes thousands of them, and the TUN's
+            # queue overflows meanwhile: docs/live.md, "Under load").
+            self._read_some()
+            if self._closed:
+                return  # the device went away while reading
             for _ in range(64):  # bounded: handlers cannot make us spin
                 segs = self.host.take_segments()
                 if segs:

@@ -74,6 +74,12 @@ class LabConfig:
     finwait_v4: str = "198.18.0.2"
     finwait_v6: str = "2001:db8::2"
     mtu: int = 1500
+    # The TUN's transmit queue (packets towards finwait).  Linux's default,
+    # 500, overflows under a burst of connections while the engine works
+    # through the first packets (1,500 connections: ~20,000 drops); 16,384
+    # holds the 10,000-connection burst of benchmarks/live_burst.py.  Only
+    # queued packets take memory.
+    txqlen: int = 16384
 
     def __post_init__(self) -> None:
         # The live rules: never any address outside the two lab ranges.
@@ -83,6 +89,8 @@ class LabConfig:
             raise LabError(f"TUN name {self.tun!r} must be 1 to 15 characters")
         if not 68 <= self.mtu <= 65535:
             raise LabError(f"MTU {self.mtu} out of range 68..65535")
+        if not 1 <= self.txqlen <= 1_000_000:
+            raise LabError(f"txqlen {self.txqlen} out of range 1..1000000")
 
 
 _LAB_V4 = ipaddress.ip_network("198.18.0.0/15")
@@ -110,6 +118,10 @@ class LabStatus:
     tun_exists: bool = False
     tun_up: bool = False
     mtu: int | None = None
+    txqlen: int | None = None
+    # Packets the kernel could not queue for finwait (the TUN's transmit
+    # queue was full): each is a loss the kernel's TCP must recover from.
+    tx_dropped: int | None = None
     addresses: list[str] = field(default_factory=list)
     routes: list[str] = field(default_factory=list)
     pids: list[int] = field(default_factory=list)
@@ -126,6 +138,8 @@ class LabStatus:
             "tun_exists": self.tun_exists,
             "tun_up": self.tun_up,
             "mtu": self.mtu,
+            "txqlen": self.txqlen,
+            "tx_dropped": self.tx_dropped,
             "addresses": self.addresses,
             "routes": self.routes,
             "pids": self.pids,
@@ -313,7 +327,7 @@ def lab_up(cfg: LabConfig | None = None, *, exclusive: bool = False) -> LabStatu
         lo = ipr.link_lookup(ifname="lo")[0]
         ipr.link("set", index=lo, state="up")
         idx = ipr.link_lookup(ifname=cfg.tun)[0]
-        ipr.link("set", index=idx, mtu=cfg.mtu)
+        ipr.link("set", index=idx, mtu=cfg.mtu, txqlen=cfg.txqlen)
         have = {(a.get("address"), a["prefixlen"]) for a in ipr.get_addr(index=idx)}
         if (cfg.kernel_v4, cfg.prefix_v4) not in have:
             ipr.addr("add", index=idx, address=cfg.kernel_v4, prefixlen=cfg.prefix_v4)
@@ -348,12 +362,32 @@ def lab_status(cfg: LabConfig | None = None) -> LabStatus:
         st.tun_exists = True
         st.tun_up = bool(link["flags"] & 1)  # IFF_UP
         st.mtu = link.get("mtu")
+        st.txqlen = link.get("IFLA_TXQLEN")
+        stats = link.get("IFLA_STATS64")
+        st.tx_dropped = stats["tx_dropped"] if stats else None
         st.addresses = [f"{a.get('address')}/{a['prefixlen']}" for a in ipr.get_addr(index=idx)]
         for family in (2, 10):
             for r in ipr.get_routes(family=family, oif=idx, table=254):
                 if r.get("dst"):
                     st.routes.append(f"{r.get('dst')}/{r['dst_len']}")
     return st
+
+
+def tun_counters(cfg: LabConfig) -> dict[str, int]:
+    """The TUN's packet counters, seen from the kernel: ``tx_*`` is towards
+    finwait (``tx_dropped``: the transmit queue was full, finwait did not read
+    fast enough), ``rx_*`` from finwait."""
+    with _netlink(cfg.netns) as ipr:
+        found = ipr.link_lookup(ifname=cfg.tun)
+        if not found:
+            raise LabError(f"TUN device {cfg.tun!r} does not exist in {cfg.netns!r}")
+        link = ipr.get_links(found[0])[0]
+    stats = link.get("IFLA_STATS64") or {}
+    out = {
+        k: int(stats.get(k, 0)) for k in ("tx_packets", "tx_dropped", "rx_packets", "rx_dropped")
+    }
+    out["txqlen"] = int(link.get("IFLA_TXQLEN") or 0)
+    return out
 
 
 def netns_pids(name: str) -> list[int]:
@@ -425,12 +459,14 @@ class Lab:
     addresses.
     """
 
-    def __init__(self, name: str | None = None, tun: str = "fw0", mtu: int = 1500) -> None:
+    def __init__(
+        self, name: str | None = None, tun: str = "fw0", mtu: int = 1500, txqlen: int = 16384
+    ) -> None:
         if name is None:
             # The pid alone is not enough: pids are reused (pid_max may be
             # 32768), and a killed run leaves its namespace behind.
             name = f"fwt-{os.getpid()}-{next(_lab_counter)}-{os.urandom(3).hex()}"
-        self.cfg = LabConfig(netns=name, tun=tun, mtu=mtu)
+        self.cfg = LabConfig(netns=name, tun=tun, mtu=mtu, txqlen=txqlen)
 
     @property
     def name(self) -> str:

@@ -30,7 +30,7 @@ from collections import OrderedDict
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
-from ..host import Host
+from ..host import SOMAXCONN, Host
 from ..tcp.config import Config
 from ..tcp.connection import Connection, TcpError
 from ..tcp.events import (
@@ -658,9 +658,10 @@ async def start_server(
     port: int,
     *,
     stack: Stack,
-    backlog: int = 128,
+    backlog: int = SOMAXCONN,
 ) -> Server:
-    """Passive OPEN on ``port`` (all of the stack's addresses)."""
+    """Passive OPEN on ``port`` (all of the stack's addresses).  ``backlog``
+    bounds the SYN queue and the accept queue (default: Linux's somaxconn)."""
     server = Server(stack, port, handler, backlog)
     stack._servers.append(server)
     return server
