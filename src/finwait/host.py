@@ -369,7 +369,7 @@ class Host:
         self.counters["time_wait_reopened"] += 1
         iss = seqnum.add(conn.snd_max, 65537)  # Linux: old snd_nxt + 65535 + 2
         self._remove(conn)
-        conn.timewait_at = None
+        conn.timers.clear()
         self._accept_syn(lst, seg, now, iss)
         return True
 

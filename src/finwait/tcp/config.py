@@ -25,6 +25,7 @@ class Config:
     data_retries: int = 15  # Linux tcp_retries2 (R2)
     fin_wait_2_timeout: float | None = 60.0  # after close(discard=True): Linux tcp_fin_timeout
     user_timeout: float | None = None  # RFC 9293 §3.8.3 USER TIMEOUT
+    congestion_control: str = "newreno"  # a name in congestion.ALGORITHMS
     initial_window_segments: int | None = None  # None: RFC 5681 §3.1 formula; Linux: 10
     max_ooo_segments: int = 256  # bound on held out-of-order segments (SHLD-31)
     keepalive: float | None = None  # idle seconds before a keep-alive probe

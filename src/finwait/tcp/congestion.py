@@ -1,13 +1,50 @@
-"""Congestion control: RFC 5681 with NewReno fast recovery (RFC 6582).
+"""Congestion control: the interface the sender drives, and NewReno.
 
-Byte-counted slow start and congestion avoidance, fast retransmit on the
+:class:`CongestionControl` is what ``sender.py`` calls: on each ACK of new
+data, on entering and leaving fast recovery, on a DupAck in recovery, on a
+retransmission timeout and after an idle period; it keeps ``cwnd`` and
+``ssthresh`` and the loss-recovery bookkeeping the sender reads
+(``dupacks``, ``in_recovery``, ``recover``).  The sender decides what counts
+as a duplicate ACK (RFC 5681 §2, RFC 6675 §2; never a FIN) and does the
+retransmitting; an algorithm only keeps the numbers.  ``ALGORITHMS`` maps
+``Config.congestion_control`` names to implementations; another algorithm
+(CUBIC, say) is one more class with the same methods.
+
+:class:`NewReno` is RFC 5681 with NewReno fast recovery (RFC 6582):
+byte-counted slow start and congestion avoidance, fast retransmit on the
 third duplicate ACK, recovery until the ACK of everything outstanding when
-loss was detected, and the loss window after an RTO.  The connection decides
-what counts as a duplicate ACK (RFC 5681 §2, CC-6: never a FIN) and does the
-retransmitting; this module only keeps the numbers.
+loss was detected, and the loss window after an RTO.
 """
 
 from __future__ import annotations
+
+from typing import Protocol
+
+
+class CongestionControl(Protocol):
+    """What the sender needs of a congestion-control algorithm."""
+
+    smss: int
+    iw: int  # the initial window, bytes
+    cwnd: int
+    ssthresh: int
+    dupacks: int  # DupAcks counted since the last ACK of new data
+    in_recovery: bool
+    recover: int  # RFC 6582 "recover": SND.MAX when recovery began
+
+    def on_new_ack(self, acked: int) -> None: ...
+
+    def enter_recovery(self, flight: int) -> None: ...
+
+    def on_dupack_in_recovery(self) -> None: ...
+
+    def on_partial_ack(self, acked: int) -> None: ...
+
+    def on_full_ack(self, flight: int) -> None: ...
+
+    def on_timeout(self, flight: int) -> None: ...
+
+    def on_idle(self) -> None: ...
 
 
 def initial_window(smss: int, segments: int | None = None) -> int:
@@ -70,3 +107,15 @@ class NewReno:
     def on_idle(self) -> None:
         """§4.1: restart window after an idle period longer than the RTO."""
         self.cwnd = min(self.cwnd, self.iw)
+
+
+ALGORITHMS: dict[str, type[NewReno]] = {"newreno": NewReno}
+
+
+def make(name: str, smss: int, iw_segments: int | None) -> CongestionControl:
+    """The algorithm ``name`` (a key of ``ALGORITHMS``) for a new connection."""
+    try:
+        cls = ALGORITHMS[name]
+    except KeyError:
+        raise ValueError(f"unknown congestion control {name!r}") from None
+    return cls(smss, iw_segments)

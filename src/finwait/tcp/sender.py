@@ -1,0 +1,454 @@
+"""How finwait sends: the send half of the TCB.
+
+Read RFC 9293 §3.8 (retransmission, window management), §3.10.7.4 fifth
+(the ACK field), RFC 5681 / RFC 6582 (congestion control, NewReno; the
+numbers are in ``congestion.py``), RFC 6675 (SACK-based loss recovery; the
+scoreboard is ``scoreboard.py``), RFC 3042 and RFC 5827 (limited transmit,
+early retransmit), RFC 6298 (RTO; the estimator is ``rto.py``) and RFC 7323
+(timestamps for RTT).
+
+The path of a byte: ``Connection.send`` appends it to the send buffer
+(``_sndbuf``, the bytes from ``_snd_base`` = SND.UNA on, acknowledged bytes
+cut from the front) and calls :meth:`Sender._push`, which cuts segments of at
+most SMSS from SND.NXT while the usable window (min(SND.WND, cwnd)) allows,
+with sender SWS avoidance and Nagle, and places our FIN after the last byte
+(``_fin_seq``, set by CLOSE).  Every burst arms the retransmission timer.
+ACKs come back through :meth:`Sender._step_ack`: a new ACK releases bytes,
+samples the RTT, grows cwnd and restarts the timer (``_on_new_ack``); a
+duplicate ACK counts towards fast retransmit and, in recovery, resends the
+next hole (``_maybe_dupack``); the window update obeys SND.WL1/SND.WL2.  A
+timeout goes back to SND.UNA (go-back-N, SND.MAX kept) and collapses cwnd
+(``_on_rexmit_timeout``); a zero window is probed (``_on_persist``).
+
+Sequence numbers are plain ints compared only through ``seqnum``.  SND.MAX
+(the highest sequence sent) is kept besides SND.NXT: after a retransmission
+timeout SND.NXT goes back to SND.UNA and ACKs up to SND.MAX stay acceptable.
+Our FIN is located by sequence number: it has been sent when SND.MAX is past
+it, and acknowledged when SND.UNA is.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from ..wire.segment import ACK, FIN, PSH, SYN, Segment, TcpOptions
+from . import congestion, seqnum
+from .config import Config
+from .events import Connected, SendAcknowledged
+from .rto import RttEstimator
+from .scoreboard import Scoreboard
+from .state import State
+from .tcb import HALF, MASK, TcbCore
+from .timers import DELAYED_ACK, KEEPALIVE, PERSIST, RETRANSMIT
+
+_add = seqnum.add
+_lt = seqnum.lt
+_le = seqnum.le
+
+
+class Sender(TcbCore):
+    """The send half; see the module docstring."""
+
+    if not TYPE_CHECKING:  # the slots are Connection's; mypy checks the annotations
+        __slots__ = ()
+
+    def _init_send(self, cfg: Config, iss: int, ts_offset: int) -> None:
+        """Send sequence variables (§3.3.1) and the sender's machinery."""
+        self.iss = iss & MASK
+        self.snd_una = self.snd_nxt = self.snd_max = self.iss
+        self.snd_wnd = self.snd_wl1 = self.snd_wl2 = self.snd_up = 0
+        self.max_snd_wnd = 0
+        self.smss = self.peer_mss = cfg.default_peer_mss
+        self.snd_wscale = 0
+        self.snd_wscale_offered = False
+        self._sndbuf = bytearray()
+        self._snd_base = _add(self.iss, 1)
+        self._fin_seq = None
+        self.cc = congestion.make(cfg.congestion_control, self.smss, cfg.initial_window_segments)
+        self.rtt = RttEstimator(cfg.rto_initial, cfg.rto_min, cfg.rto_max)
+        self._rtt_seq = None
+        self._rtt_start = 0.0
+        self._sb = None
+        self._high_rxt = 0
+        self._retries = 0
+        self._last_send = 0.0
+        self._persist_backoff = 0
+        self._ts_offset = ts_offset & MASK
+
+    def _emit_syn(self, now: float, ack: bool) -> None:
+        """SYN or SYN,ACK at ISS with our options (§3.7.1, RFC 7323, RFC 2018).
+        In a SYN,ACK we offer only what the peer's SYN offered."""
+        cfg = self.config
+        if ack:
+            wscale = self._offer_wscale if self.snd_wscale_offered else None
+            ts = (self._ts_now(now), self.ts_recent) if self.ts_ok else None
+            sack_perm = self.sack_ok
+        else:
+            wscale = self._offer_wscale
+            ts = (self._ts_now(now), 0) if cfg.timestamps else None
+            sack_perm = cfg.sack_permitted
+        opts = TcpOptions(mss=cfg.mss, wscale=wscale, sack_permitted=sack_perm, timestamps=ts)
+        window = min(self.rcv_wnd, 0xFFFF)  # never scaled on a SYN (RFC 7323 §2.2)
+        flags = SYN | ACK if ack else SYN
+        self._out.append(
+            Segment(
+                self.local[0],
+                self.remote[0],
+                self.local[1],
+                self.remote[1],
+                self.iss,
+                self.rcv_nxt if ack else 0,
+                flags,
+                window,
+                b"",
+                opts,
+                0,
+            )
+        )
+        if ack:
+            self.last_ack_sent = self.rcv_nxt
+            self._rcv_adv = _add(self.rcv_nxt, window)
+            self._ack_now = False
+            self.timers.cancel(DELAYED_ACK)
+        self._last_send = now
+
+    def _ack_syn(self, ack: int, now: float) -> None:
+        self.snd_una = ack
+        if _lt(self.snd_nxt, ack):
+            self.snd_nxt = ack
+        self._retries = 0
+        self.timers.cancel(RETRANSMIT)
+        if self._rtt_seq is not None and not _lt(ack, self._rtt_seq):
+            self.rtt.sample(now - self._rtt_start)
+            self._rtt_seq = None
+        self.rtt.backoff = 0
+
+    def _push(self, now: float) -> None:
+        """Send what the windows allow: data from SND.NXT, then our FIN
+        (piggybacked on the last data segment when it fits, LX-4).  The
+        segments of one burst share their ACK, window and options, which are
+        computed once."""
+        if not self.state.sending:
+            return
+        buf = self._sndbuf
+        smss = self.smss
+        fin_seq = self._fin_seq
+        base = self._snd_base
+        data_end = (base + len(buf)) & MASK
+        una = self.snd_una
+        wnd = self._usable_window()
+        nagle = self.config.nagle
+        nxt = self.snd_nxt
+        out = self._out
+        header: tuple[int, int, TcpOptions] | None = None  # (ack, window, options)
+        while True:
+            unsent = (data_end - nxt) & MASK
+            if unsent >= HALF:
+                unsent -= MASK + 1  # past the data: our FIN was sent
+            fin_due = nxt == fin_seq
+            if unsent <= 0 and not fin_due:
+                break
+            flight = (nxt - una) & MASK
+            n = 0
+            if unsent > 0:
+                n = min(unsent, smss, wnd - flight)
+                if n <= 0:
+                    if self.snd_wnd == 0 and una == self.snd_max:
+                        self._arm_persist(now)
+                    break
+                if n < smss and n < unsent and flight > 0:
+                    break  # sender SWS avoidance (§3.8.6.2.1): wait for a full segment
+                if nagle and n < smss and flight > 0 and fin_seq is None:
+                    break  # Nagle (RFC 896, §3.7.4)
+            if header is None:
+                header = self._ack_header(now)
+            off = (nxt - base) & MASK
+            end = (nxt + n) & MASK
+            flags = ACK
+            if n and end == data_end:
+                flags |= PSH
+            if end == fin_seq:
+                flags |= FIN
+            out.append(
+                Segment(
+                    self.local[0], self.remote[0], self.local[1], self.remote[1],
+                    nxt, header[0], flags, header[1], bytes(buf[off : off + n]) if n else b"",
+                    header[2], 0,
+                )
+            )  # fmt: skip
+            nxt = (end + (flags & FIN)) & MASK
+            if _lt(self.snd_max, nxt):
+                if self._rtt_seq is None and not self.ts_ok:
+                    self._rtt_seq, self._rtt_start = nxt, now
+                self.snd_max = nxt
+        if header is not None:
+            self._sent_burst(nxt, now)
+
+    def _usable_window(self) -> int:
+        """min(SND.WND, cwnd), plus limited transmit (RFC 3042): a new
+        segment for each of the first two DupAcks, cwnd itself unchanged, so
+        a small flight can still draw the third."""
+        cc = self.cc
+        cwnd = cc.cwnd
+        if cc.dupacks and not cc.in_recovery:
+            cwnd += min(cc.dupacks, 2) * self.smss
+        return min(self.snd_wnd, cwnd)
+
+    def _sent_burst(self, nxt: int, now: float) -> None:
+        """After a burst: SND.NXT, the retransmission timer (RFC 6298 §5.1),
+        and no persist timer while data is in flight."""
+        self.snd_nxt = nxt
+        self._last_send = now
+        self._arm_rexmit(now)
+        self.timers.cancel(PERSIST)
+        self._persist_backoff = 0
+
+    def _arm_rexmit(self, now: float) -> None:
+        self.timers.arm_once(RETRANSMIT, now + self.rtt.rto)
+
+    def _arm_persist(self, now: float) -> None:
+        t = self.timers
+        if not t.armed(PERSIST) and not t.armed(RETRANSMIT):
+            t.arm(PERSIST, now + self.rtt.rto)
+
+    def _on_rexmit_timeout(self, now: float) -> None:
+        """§3.8.1, RFC 6298 §5.4-5.7: retransmit the earliest unacknowledged
+        segment, back off, and give up after a bounded number of tries."""
+        self.timers.cancel(RETRANSMIT)
+        st = self.state
+        self._retries += 1
+        limit = (
+            self.config.syn_retries
+            if st in (State.SYN_SENT, State.SYN_RECEIVED)
+            else (self.config.data_retries)
+        )
+        if self._retries > limit:
+            if st is State.SYN_RECEIVED and self.passive:
+                self._count("synack_timeout")
+                self._set_state(State.LISTEN, now)  # back to the listener, silently
+                self._delete(now)
+                return
+            self._time_out(now, "retransmission_timeout")
+            return
+        self._count("rto")
+        self.rtt.back_off()
+        self._rtt_seq = None  # Karn's algorithm
+        if self._sb is not None:
+            self._sb.clear()  # the peer may have reneged (RFC 2018 §8): resend it all
+        if self.snd_una == self.iss:
+            # Our SYN is unacknowledged: resend it (SYN,ACK once we have the
+            # peer's SYN), then a FIN queued by CLOSE in SYN-RECEIVED (CL-4).
+            self._emit_syn(now, ack=st is not State.SYN_SENT)
+            if st is State.FIN_WAIT_1:
+                self.snd_nxt = _add(self.iss, 1)
+                self._push(now)
+        elif st.sending:
+            flight = seqnum.sub(self.snd_max, self.snd_una)
+            self.cc.on_timeout(flight)
+            self.cc.recover = self.snd_max
+            self.snd_nxt = self.snd_una  # go back N
+            self._push(now)
+        self._arm_rexmit(now)
+
+    def _on_persist(self, now: float) -> None:
+        """Zero-window probe (§3.8.6.1): Linux's form, ``<SEQ=SND.UNA-1>``
+        with no data, which the peer must answer with its current window."""
+        self.timers.cancel(PERSIST)
+        if not self.state.sending or self.snd_wnd > 0:
+            return
+        self._count("window_probe")
+        self._emit(_add(self.snd_una, -1), ACK, now)
+        self._persist_backoff = min(self._persist_backoff + 1, 16)
+        backoff = self.rtt.rto * (1 << self._persist_backoff)
+        self.timers.arm(PERSIST, now + min(backoff, self.config.rto_max))
+
+    def _on_keepalive(self, now: float) -> None:
+        self.timers.cancel(KEEPALIVE)
+        if self.config.keepalive is None or self.state is not State.ESTABLISHED:
+            return
+        if now - self._last_recv >= self.config.keepalive:
+            self._count("keepalive_probe")
+            self._emit(_add(self.snd_una, -1), ACK, now)
+        self.timers.arm(KEEPALIVE, now + self.config.keepalive)
+
+    def _retransmit_first(self, now: float) -> None:
+        """Fast retransmit / partial ACK: resend the segment at SND.UNA."""
+        self._retransmit(self.snd_una, self.smss, now)
+
+    def _retransmit(self, seq: int, limit: int, now: float) -> bool:
+        """Resend up to ``limit`` bytes from ``seq`` (with our FIN when they
+        reach it), stopping short of bytes the peer has SACKed."""
+        off = seqnum.sub(seq, self._snd_base)
+        n = min(limit, max(len(self._sndbuf) - off, 0))
+        sb = self._sb
+        if sb:
+            gap = sb.sacked_from(seq, self.snd_una)
+            if gap is not None and gap < n:
+                n = gap
+        flags = ACK
+        end = _add(seq, n)
+        if self._fin_seq is not None and end == self._fin_seq and _lt(end, self.snd_max):
+            flags |= FIN
+        if n == 0 and not flags & FIN:
+            return False
+        self._count("fast_retransmit")
+        self._rtt_seq = None
+        self._high_rxt = _add(end, flags & FIN)
+        self._emit(seq, flags, now, bytes(self._sndbuf[off : off + n]))
+        return True
+
+    def _retransmit_hole(self, now: float) -> bool:
+        """RFC 6675 NextSeg rule 1: the next lost hole after HighRxt, if any."""
+        sb = self._sb
+        if not sb:
+            return False
+        una = self.snd_una
+        start = self._high_rxt if _lt(una, self._high_rxt) else una
+        hole = sb.next_hole(start, una, self.smss)
+        if hole is None:
+            return False
+        return self._retransmit(hole[0], hole[1], now)
+
+    def _step_ack(self, seg: Segment, now: float, ack_only: bool = False) -> bool:
+        """Step five: the ACK field (§3.10.7.4 fifth, RFC 5961 §5.2)."""
+        st = self.state
+        ack = seg.ack
+        una = self.snd_una
+        if st is State.SYN_RECEIVED:
+            if not (_lt(una, ack) and _le(ack, self.snd_max)):
+                self._emit_rst(ack, now)  # SA-4.3
+                self._count("bad_ack_syn_received")
+                return False
+            self._ack_syn(_add(una, 1), now)
+            self._set_state(State.ESTABLISHED, now)
+            self._event(Connected())
+            self.snd_wnd = seg.window << self.snd_wscale
+            self.max_snd_wnd = max(self.max_snd_wnd, self.snd_wnd)
+            self.snd_wl1, self.snd_wl2 = seg.seq, ack
+            una = self.snd_una
+            if self._close_pending:
+                self._close_pending = False
+                self._queue_fin(State.FIN_WAIT_1, now)
+        # RFC 5961 §5.2: acceptable only in [SND.UNA - MAX.SND.WND, SND.MAX].
+        if _lt(self.snd_max, ack):
+            self._challenge_ack(seg, now, "ack_of_unsent_data")
+            return False
+        if _lt(ack, _add(una, -self.max_snd_wnd)):
+            self._challenge_ack(seg, now, "ack_too_old")
+            return False
+        newly = 0
+        if self.sack_ok and (seg.options.sack_blocks or self._sb):
+            sb = self._sb
+            if sb is None:
+                sb = self._sb = Scoreboard(self.config.max_ooo_segments)
+            newly = sb.update(seg.options.sack_blocks, ack if _lt(una, ack) else una, self.snd_max)
+        if _lt(una, ack):
+            self._on_new_ack(seg, ack, now)
+        elif ack == una and not ack_only:
+            self._maybe_dupack(seg, now, newly)
+        # Window update (SA-4.5): only from a segment newer than the last one used.
+        if _lt(self.snd_wl1, seg.seq) or (self.snd_wl1 == seg.seq and _le(self.snd_wl2, ack)):
+            wnd = seg.window << self.snd_wscale
+            if wnd != self.snd_wnd:
+                self.snd_wnd = wnd
+                if wnd > self.max_snd_wnd:
+                    self.max_snd_wnd = wnd
+                if wnd and self.timers.armed(PERSIST):
+                    self.timers.cancel(PERSIST)
+                    self._persist_backoff = 0
+            self.snd_wl1, self.snd_wl2 = seg.seq, ack
+        return self._ack_state_step(seg, now)
+
+    def _on_new_ack(self, seg: Segment, ack: int, now: float) -> None:
+        """SND.UNA < SEG.ACK <= SND.MAX: release acknowledged bytes, update
+        RTT (Karn, or TSecr), congestion window and the retransmission timer."""
+        acked = seqnum.sub(ack, self.snd_una)
+        base = self._snd_base
+        # Bytes of our stream (not SYN or FIN) covered by this ACK.
+        data_acked = min(max(seqnum.sub(ack, base), 0), len(self._sndbuf))
+        if data_acked:
+            del self._sndbuf[:data_acked]
+            self._snd_base = _add(base, data_acked)
+        self.snd_una = ack
+        if _lt(self.snd_nxt, ack):
+            self.snd_nxt = ack
+        self._retries = 0
+        self._sample_rtt(seg.options.timestamps, ack, now)
+        cc = self.cc
+        if cc.in_recovery:
+            if _lt(ack, cc.recover):
+                cc.on_partial_ack(acked)  # RFC 6582: stay, resend the next hole
+                if not self._sb or _le(self._high_rxt, ack):
+                    self._retransmit_first(now)  # SND.UNA not resent yet in this recovery
+                else:
+                    self._retransmit_hole(now)  # it was (RFC 6675): the next lost hole
+            else:
+                cc.on_full_ack(seqnum.sub(self.snd_max, ack))
+        else:
+            cc.on_new_ack(acked)
+        cc.dupacks = 0
+        # RFC 6298 §5.2/§5.3: stop the timer when all is acked, else restart.
+        if ack == self.snd_max:
+            self.timers.cancel(RETRANSMIT)
+        else:
+            self.timers.arm(RETRANSMIT, now + self.rtt.rto)
+        if data_acked > 0:
+            self._event(SendAcknowledged(data_acked))
+
+    def _sample_rtt(self, ts: tuple[int, int] | None, ack: int, now: float) -> None:
+        """An RTT sample from an ACK of new data: TSecr when timestamps are on
+        (RFC 7323 §4), else the one timed segment (Karn, RFC 6298 §3)."""
+        if self.ts_ok and ts is not None and ts[1]:
+            self.rtt.sample(((self._ts_now(now) - ts[1]) & MASK) / 1000.0)
+        elif self._rtt_seq is not None and not _lt(ack, self._rtt_seq):
+            self.rtt.sample(now - self._rtt_start)
+            self._rtt_seq = None
+
+    def _maybe_dupack(self, seg: Segment, now: float, newly_sacked: int = 0) -> None:
+        """A duplicate ACK sets off fast retransmit on the third, and in
+        recovery lets one segment out.  Without SACK, RFC 5681 §2 (CC-6):
+        data outstanding, no data and no SYN/FIN on the segment, the window
+        unchanged — so a FIN is never a duplicate ACK.  With SACK, RFC 6675
+        §2: the ACK must also SACK bytes not SACKed before, so repeated ACKs
+        that tell nothing new (an answer to an injected segment, say) do
+        not count; and the loss of SND.UNA is also inferred from the SACKed
+        bytes above it (IsLost, §5)."""
+        if self.snd_una == self.snd_max or seg.flags & (SYN | FIN):
+            return
+        sack = self.sack_ok
+        if sack:
+            if not newly_sacked:
+                return
+        elif seg.payload or (seg.window << self.snd_wscale) != self.snd_wnd:
+            return
+        cc = self.cc
+        cc.dupacks += 1
+        self._count("dupack")
+        una = self.snd_una
+        if cc.in_recovery:
+            # One segment out per DupAck: a lost hole if there is one (RFC 6675
+            # NextSeg rule 1), else the inflated window lets new data go.
+            if not (sack and self._retransmit_hole(now)):
+                cc.on_dupack_in_recovery()
+        elif (
+            cc.dupacks >= self._dupthresh()
+            or (sack and self._sb is not None and self._sb.is_lost(una, self.smss))
+        ) and _le(cc.recover, una):
+            # RFC 6582 §3.2: not again for losses of the window already recovered.
+            cc.enter_recovery(seqnum.sub(self.snd_max, una))
+            cc.recover = self.snd_max
+            self._retransmit_first(now)
+            self.timers.arm(RETRANSMIT, now + self.rtt.rto)
+
+    def _dupthresh(self) -> int:
+        """3 (RFC 5681), or fewer for a small flight with nothing new to send
+        (early retransmit, RFC 5827 §3.1: outstanding segments - 1), which
+        would otherwise wait for the retransmission timer."""
+        flight = seqnum.sub(self.snd_max, self.snd_una)
+        oseg = -(-flight // self.smss)
+        if not 2 <= oseg <= 3:
+            return 3  # one segment outstanding draws no DupAck; four and more are RFC 5681's
+        unsent = seqnum.sub(_add(self._snd_base, len(self._sndbuf)), self.snd_max)
+        if unsent > 0 and self.snd_wnd > flight:
+            return 3  # new data can go out: limited transmit draws the DupAcks
+        return max(oseg - 1, 1)

@@ -1,0 +1,226 @@
+"""The TCB's variables (RFC 9293 §3.3.1) and what both halves share.
+
+A connection is one object (``connection.Connection``) made of two halves
+and a core, as gVisor's ``snd.go`` / ``rcv.go``:
+
+* ``sender.Sender`` — SND.*, the send buffer, FIN placement, push and
+  retransmission, congestion control with the SACK scoreboard, RTT/RTO,
+  persist, and step five of §3.10.7.4 (the ACK field);
+* ``receiver.Receiver`` — RCV.*, reassembly, delayed ACK and the window we
+  advertise; steps one (sequence check), seven (text) and eight (FIN);
+* ``connection.Connection`` — the state, the user calls and the §3.10 event
+  dispatch.
+
+The halves are mixins over one slotted object: every variable is a plain
+attribute (``conn.snd_una``, ``conn.rcv_nxt``), which keeps the hot paths
+as fast as a single class.  This module lists the variables, grouped by the
+half that owns them (the owner initialises and changes them; the other half
+only reads them), and holds the helpers both halves use to emit segments,
+events and counts.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+from ..wire.segment import ACK, RST, Segment, TcpOptions
+from . import seqnum
+from .buffers import Reassembly
+from .config import Config
+from .congestion import CongestionControl
+from .events import DataReceived, Event, StateChanged
+from .rto import RttEstimator
+from .scoreboard import Scoreboard
+from .state import State
+from .timers import Timers
+
+if TYPE_CHECKING:
+    from .connection import Connection
+
+MASK = seqnum.MASK
+HALF = seqnum.HALF
+NO_OPTIONS = TcpOptions()
+
+CONNECTION_SLOTS = (
+    "__weakref__", "config", "local", "remote", "state", "passive", "reset_received",
+    "timers", "counters", "_host_counters", "_on_change", "_out", "_events",
+    "_last_recv", "_close_pending", "read_closed",
+)  # fmt: skip
+SENDER_SLOTS = (
+    "iss", "snd_una", "snd_nxt", "snd_max", "snd_wnd", "snd_wl1", "snd_wl2", "snd_up",
+    "max_snd_wnd", "smss", "peer_mss", "snd_wscale", "snd_wscale_offered", "_sndbuf",
+    "_snd_base", "_fin_seq", "cc", "rtt", "_rtt_seq", "_rtt_start", "_sb", "_high_rxt",
+    "_retries", "_last_send", "_persist_backoff", "_ts_offset",
+)  # fmt: skip
+RECEIVER_SLOTS = (
+    "irs", "rcv_nxt", "rcv_up", "_rcv_adv", "rcv_wscale", "_offer_wscale", "_sws_step",
+    "ts_ok", "sack_ok", "ts_recent", "ts_recent_age", "last_ack_sent", "_rcvbuf", "_ooo",
+    "_ooo_fin", "peer_fin", "_ack_now", "_delack_pending", "_full_unacked",
+    "_last_challenge",
+)  # fmt: skip
+TCB_SLOTS = CONNECTION_SLOTS + SENDER_SLOTS + RECEIVER_SLOTS
+
+
+class TcbCore:
+    """The variables of a TCB (annotations only: ``Connection`` holds the
+    slots) and the helpers shared by the sender and the receiver."""
+
+    if not TYPE_CHECKING:  # the slots are Connection's; mypy checks the annotations
+        __slots__ = ()
+
+    # -- the connection's own (connection.py) --------------------------
+    config: Config
+    local: tuple[str, int]
+    remote: tuple[str, int]
+    state: State
+    passive: bool  # MUST-11: reached SYN-RECEIVED from LISTEN
+    reset_received: bool
+    timers: Timers  # the seven named deadlines (timers.py)
+    counters: dict[str, int]
+    _host_counters: Counter[str] | None
+    _on_change: Callable[[Connection], None] | None
+    _out: list[Segment]  # segments to send (the Host's queue, shared)
+    _events: list[tuple[Connection, Event]]  # events for the user (shared)
+    _last_recv: float  # time of the latest segment received
+    _close_pending: bool  # CLOSE in SYN-RECEIVED with data queued (CL-4)
+    read_closed: bool  # close(discard=True): we will read no more (LX-5/LX-7)
+
+    # -- the send half (sender.py) ---------------------------------------
+    iss: int
+    snd_una: int
+    snd_nxt: int
+    snd_max: int  # the highest sequence number sent (SND.NXT goes back on RTO)
+    snd_wnd: int
+    snd_wl1: int
+    snd_wl2: int
+    snd_up: int
+    max_snd_wnd: int  # RFC 5961 §5.2 MAX.SND.WND
+    smss: int  # the segment size we send (RFC 5681 SMSS)
+    peer_mss: int
+    snd_wscale: int  # applied to windows we receive
+    snd_wscale_offered: bool  # the peer's SYN carried Window Scale
+    _sndbuf: bytearray  # the bytes from _snd_base on (unacked + unsent)
+    _snd_base: int
+    _fin_seq: int | None  # our FIN's sequence number, once CLOSE was called
+    cc: CongestionControl
+    rtt: RttEstimator
+    _rtt_seq: int | None  # Karn: one timed segment at a time
+    _rtt_start: float
+    _sb: Scoreboard | None  # what the peer SACKed (made on first use)
+    _high_rxt: int  # RFC 6675 HighRxt: the end of the last retransmission in recovery
+    _retries: int
+    _last_send: float
+    _persist_backoff: int
+    _ts_offset: int  # RFC 7323 §5.4 per-connection TSval offset
+
+    # -- the receive half (receiver.py) ----------------------------------
+    irs: int
+    rcv_nxt: int
+    rcv_up: int
+    _rcv_adv: int  # right edge of the window last advertised
+    rcv_wscale: int  # applied to windows we send
+    _offer_wscale: int | None
+    _sws_step: int  # receiver SWS avoidance: open the window by this much at least
+    ts_ok: bool
+    sack_ok: bool
+    ts_recent: int
+    ts_recent_age: float
+    last_ack_sent: int
+    _rcvbuf: bytearray  # delivered, not yet read
+    _ooo: Reassembly  # held beyond a gap
+    _ooo_fin: int | None  # a peer FIN held beyond a gap
+    peer_fin: bool
+    _ack_now: bool  # an ACK is owed now (sent at the end of the input)
+    _delack_pending: bool  # an ACK is owed within the delayed-ACK time
+    _full_unacked: int  # full-sized segments received since our last ACK
+    _last_challenge: float
+
+    if TYPE_CHECKING:
+        # What each part calls in another (defined in sender.py,
+        # receiver.py, connection.py).
+        def _push(self, now: float) -> None: ...
+        def _arm_rexmit(self, now: float) -> None: ...
+        def _emit_syn(self, now: float, ack: bool) -> None: ...
+        def _ack_header(self, now: float) -> tuple[int, int, TcpOptions]: ...
+        def _options(self, now: float) -> TcpOptions: ...
+        def _window_field(self) -> int: ...
+        def _send_ack(self, now: float) -> None: ...
+        def _challenge_ack(self, seg: Segment, now: float, reason: str) -> None: ...
+        def _step_ack(self, seg: Segment, now: float, ack_only: bool = False) -> bool: ...
+        def _ack_state_step(self, seg: Segment, now: float) -> bool: ...
+        def _delete(self, now: float) -> None: ...
+        def _time_out(self, now: float, reason: str) -> None: ...
+        def _enter_time_wait(self, now: float) -> None: ...
+        def _queue_fin(self, state: State, now: float) -> None: ...
+        def _arm_fin_wait_2(self, now: float) -> None: ...
+        @property
+        def rcv_wnd(self) -> int: ...
+
+    # -- shared helpers ------------------------------------------------
+
+    def _changed(self) -> None:
+        if self._on_change is not None:
+            self._on_change(self)  # type: ignore[arg-type]
+
+    def _count(self, reason: str) -> None:
+        self.counters[reason] = self.counters.get(reason, 0) + 1
+        if self._host_counters is not None:
+            self._host_counters[reason] += 1
+
+    def _event(self, ev: Event) -> None:
+        self._events.append((self, ev))  # type: ignore[arg-type]
+
+    def _data_event(self, n: int) -> None:
+        """DataReceived, merged with the previous event when that was one
+        too, so a burst of segments is one wake-up for the user."""
+        evs = self._events
+        if evs:
+            conn, last = evs[-1]
+            if conn is self and type(last) is DataReceived:
+                evs[-1] = (self, DataReceived(last.length + n))
+                return
+        evs.append((self, DataReceived(n)))  # type: ignore[arg-type]
+
+    def _set_state(self, new: State, now: float) -> None:
+        old = self.state
+        if old is new:
+            return
+        self.state = new
+        self._event(StateChanged(old, new, now))
+
+    def _ts_now(self, now: float) -> int:
+        return (int(now * 1000) + self._ts_offset) & MASK
+
+    def _emit(self, seq: int, flags: int, now: float, payload: bytes = b"") -> None:
+        """Queue one segment; every segment with ACK carries RCV.NXT and
+        settles any pending or delayed ACK."""
+        if flags & ACK:
+            ack, window, opts = self._ack_header(now)
+        else:
+            ack, window, opts = 0, 0 if flags & RST else self._window_field(), self._options(now)
+        self._out.append(
+            Segment(
+                self.local[0], self.remote[0], self.local[1], self.remote[1],
+                seq, ack, flags, window, payload, opts, 0,
+            )
+        )  # fmt: skip
+        self._last_send = now
+
+    def _emit_rst(self, seq: int, now: float) -> None:
+        self._out.append(
+            Segment(
+                self.local[0],
+                self.remote[0],
+                self.local[1],
+                self.remote[1],
+                seq,
+                0,
+                RST,
+                0,
+                b"",
+                self._options(now) if self.ts_ok else NO_OPTIONS,
+                0,
+            )
+        )
