@@ -22,6 +22,16 @@ _COMMANDS: dict[str, tuple[str, str]] = {
 }
 
 
+# third-party module -> the extra that brings it, by command module
+# (pyproject.toml's [project.optional-dependencies]).
+_EXTRA_OF: dict[str, dict[str, str]] = {
+    "click": {"sim": "sim", "analyze": "analyze", "live": "live"},
+    "rich": {"sim": "analyze", "analyze": "analyze", "live": "analyze"},
+    "numpy": {"sim": "analyze", "analyze": "analyze", "live": "analyze"},
+    "pyroute2": {"sim": "live", "analyze": "live", "live": "live"},
+}
+
+
 class _LazyGroup(click.Group):
     def list_commands(self, ctx: click.Context) -> list[str]:
         return list(_COMMANDS)
@@ -30,7 +40,16 @@ class _LazyGroup(click.Group):
         entry = _COMMANDS.get(cmd_name)
         if entry is None:
             return None
-        module = importlib.import_module(f"{__name__}.{entry[0]}")
+        try:
+            module = importlib.import_module(f"{__name__}.{entry[0]}")
+        except ModuleNotFoundError as err:
+            top = (err.name or "").split(".")[0]
+            if top not in _EXTRA_OF:
+                raise
+            raise click.ClickException(
+                f"finwait {cmd_name} needs {top}, which is not installed: "
+                f"pip install 'finwait[{_EXTRA_OF[top][entry[0]]}]'"
+            ) from None
         commands: list[click.Command] = module.commands
         return next((cmd for cmd in commands if cmd.name == cmd_name), None)
 
