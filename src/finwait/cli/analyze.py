@@ -15,6 +15,7 @@ import click
 from ..analyze import Analysis, analyze_file, connection_trace
 from ..analyze.classify import CLOSES
 from ..analyze.jsonl import write_jsonl
+from .files import INPUT, OUTPUT, write_text
 
 CSV_FIELDS = (
     "file", "id", "client_addr", "client_port", "server_addr", "server_port", "start", "end",
@@ -46,7 +47,7 @@ def _console(stderr: bool = False) -> Any:
 
 
 @click.command("analyze")
-@click.argument("files", nargs=-1, required=True, type=click.Path(dir_okay=False))
+@click.argument("files", nargs=-1, required=True, type=INPUT)
 @click.option(
     "--json", "as_json", is_flag=True, help="One JSON object per connection (JSON Lines)."
 )
@@ -55,9 +56,9 @@ def _console(stderr: bool = False) -> Any:
     "--explain", "explain", type=int, metavar="ID", help="Explain connection ID's release."
 )
 @click.option("--ladder", "ladder", type=int, metavar="ID", help="Text ladder of connection ID.")
-@click.option("--svg", "svg", type=(int, click.Path(dir_okay=False)), metavar="ID OUT.svg",
+@click.option("--svg", "svg", type=(int, OUTPUT), metavar="ID OUT.svg",
               help="SVG ladder of connection ID.")  # fmt: skip
-@click.option("--html", "html_out", type=click.Path(dir_okay=False), metavar="OUT.html",
+@click.option("--html", "html_out", type=OUTPUT, metavar="OUT.html",
               help="Self-contained HTML report: summary, sortable table, ladders.")  # fmt: skip
 @click.option("--workers", type=click.IntRange(1, 64), default=1, show_default=True,
               help="Analyze several files in parallel processes.")  # fmt: skip
@@ -94,7 +95,7 @@ def analyze_cmd(
     if html_out is not None:
         from ..render.html import render_html
 
-        Path(html_out).write_text(render_html(results[0]), encoding="utf-8")
+        write_text(html_out, render_html(results[0]))
     if one_conn:
         _one(results[0], explain, ladder, svg)
     elif as_json:
@@ -161,9 +162,7 @@ def _one(
     if ladder is not None:
         click.echo(render_text(connection_trace(res.path, res, ladder)), nl=False)
     if svg is not None:
-        Path(svg[1]).write_text(
-            render_svg(connection_trace(res.path, res, svg[0])), encoding="utf-8"
-        )
+        write_text(svg[1], render_svg(connection_trace(res.path, res, svg[0])))
 
 
 def _summary(res: Analysis) -> None:

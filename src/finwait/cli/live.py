@@ -14,6 +14,7 @@ from typing import Any
 import click
 
 from ..live.lab import LabConfig, LabError, LabStatus, lab_down, lab_status, lab_up
+from .files import OUTPUT
 
 _netns_opt = click.option("--netns", default="finwait", show_default=True, help="namespace name")
 _tun_opt = click.option("--tun", default="fw0", show_default=True, help="TUN device name")
@@ -97,7 +98,7 @@ def _peer_options(f: Any) -> Any:
                          show_default=True, help="close first (half-close, read on) or after the peer's EOF"),
             click.option("--abort", is_flag=True, help="reset (RST) instead of closing"),
             click.option("--msl", type=float, default=None, help="MSL in seconds (TIME-WAIT = 2 MSL)"),
-            click.option("--pcap", type=click.Path(dir_okay=False), default=None,
+            click.option("--pcap", type=OUTPUT, default=None,
                          help="record every packet in and out (LINKTYPE_RAW)"),
             click.option("--offload/--no-offload", default=True, show_default=True,
                          help="TUN segmentation offload: up to 64 KB per read/write "

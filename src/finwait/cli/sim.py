@@ -17,6 +17,7 @@ from typing import Any, TypeVar
 import click
 
 from ..sim.scenario import ScenarioResult, ScenarioSpec, run_scenario
+from .files import OUTPUT, write_text, writing
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -30,8 +31,8 @@ def _output_options(f: F) -> F:
     for option in reversed(
         [
             click.option("--json", "as_json", is_flag=True, help="Print the trace and summary as JSON."),
-            click.option("--pcap", type=click.Path(dir_okay=False, path_type=Path), help="Also write the exchange as a pcap file."),
-            click.option("--svg", type=click.Path(dir_okay=False, path_type=Path), help="Also write the ladder as an SVG file."),
+            click.option("--pcap", type=OUTPUT, help="Also write the exchange as a pcap file."),
+            click.option("--svg", type=OUTPUT, help="Also write the ladder as an SVG file."),
             click.option("--absolute", is_flag=True, help="Raw sequence numbers instead of relative ones."),
             click.option("--ascii", "ascii_only", is_flag=True, help="ASCII-only ladder."),
         ]
@@ -54,11 +55,12 @@ def _write_files(
     if pcap is not None:
         from ..capture.writer import write_trace
 
-        write_trace(result.trace, pcap)
+        with writing(pcap):
+            write_trace(result.trace, pcap)
     if svg is not None:
         from ..render.svg import render_svg
 
-        svg.write_text(render_svg(result.trace, relative=not absolute), encoding="utf-8")
+        write_text(svg, render_svg(result.trace, relative=not absolute))
 
 
 def _json_out(result: ScenarioResult, absolute: bool) -> str:

@@ -1,0 +1,112 @@
+"""File arguments, shared by every command: a file that cannot be read or
+written ends the command with one line naming the file and the reason, and
+exit status 2 — never a traceback.
+
+``INPUT`` (gives a str) and ``OUTPUT`` (a Path) are click parameter types that check when the
+command line is parsed (an output file is opened for appending and closed,
+and removed again if it did not exist, so the checks are the system's own:
+root's too); :func:`writing` and :func:`write_text` catch what still goes
+wrong while writing (a full disk)."""
+
+from __future__ import annotations
+
+import errno
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import click
+
+
+class FileArgError(click.ClickException):
+    """``Error: FILE: reason`` on one line, exit status 2."""
+
+    exit_code = 2
+
+    def __init__(self, path: str | os.PathLike[str], reason: str) -> None:
+        super().__init__(f"{os.fspath(path)}: {reason}")
+
+
+def reason(err: OSError, path: str | os.PathLike[str], *, reading: bool = False) -> str:
+    """The reason in words: which part of the path is at fault."""
+    p = Path(path)
+    if err.errno == errno.ENOENT:
+        parent = p.parent
+        if not reading or not parent.is_dir():
+            while not parent.exists() and parent != parent.parent:
+                parent = parent.parent
+            missing = next(a for a in [p, *p.parents] if a.parent == parent)
+            if missing != p:
+                return f"no such directory {missing}"
+        return "no such file"
+    if err.errno == errno.ENOTDIR:
+        return "a part of the path is not a directory"
+    if err.errno == errno.EISDIR:
+        return "is a directory, not a file"
+    if err.errno in (errno.EACCES, errno.EPERM):
+        return "permission denied"
+    if err.errno == errno.EROFS:
+        return "read-only file system"
+    return (err.strerror or str(err)).lower()
+
+
+def check_input(path: str | os.PathLike[str]) -> None:
+    """Raise :class:`FileArgError` unless ``path`` is a readable file."""
+    if os.path.isdir(path):
+        raise FileArgError(path, "is a directory, not a file")
+    try:
+        with open(path, "rb"):
+            pass
+    except OSError as err:
+        raise FileArgError(path, reason(err, path, reading=True)) from None
+
+
+def check_output(path: str | os.PathLike[str]) -> None:
+    """Raise :class:`FileArgError` unless ``path`` can be written."""
+    if os.path.isdir(path):
+        raise FileArgError(path, "is a directory, not a file")
+    existed = os.path.lexists(path)
+    try:
+        with open(path, "ab"):
+            pass
+    except OSError as err:
+        raise FileArgError(path, reason(err, path)) from None
+    if not existed:
+        os.unlink(path)
+
+
+class _FileType(click.ParamType):
+    def __init__(self, output: bool) -> None:
+        self.output = output
+        self.name = "file"
+
+    def convert(
+        self, value: Any, param: click.Parameter | None, ctx: click.Context | None
+    ) -> Path | str:
+        if str(value) == "":
+            self.fail("an empty file name", param, ctx)
+        if self.output:
+            check_output(value)
+            return Path(value)
+        check_input(value)
+        return str(value)
+
+
+INPUT = _FileType(output=False)
+OUTPUT = _FileType(output=True)
+
+
+@contextmanager
+def writing(path: str | os.PathLike[str]) -> Iterator[None]:
+    """Turn an OSError while writing ``path`` into :class:`FileArgError`."""
+    try:
+        yield
+    except OSError as err:
+        raise FileArgError(path, reason(err, path)) from None
+
+
+def write_text(path: str | os.PathLike[str], text: str) -> None:
+    with writing(path):
+        Path(path).write_text(text, encoding="utf-8")
