@@ -77,7 +77,7 @@ def check_output(path: str | os.PathLike[str]) -> None:
         os.unlink(path)
 
 
-class _FileType(click.ParamType):
+class _FileType(click.ParamType):  # type: ignore[type-arg]  # generic from Click 8.2
     def __init__(self, output: bool) -> None:
         self.output = output
         self.name = "file"
