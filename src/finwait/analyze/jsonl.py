@@ -108,7 +108,7 @@ def _block(res: Analysis, lo: int, hi: int, tail: str) -> str:
     columns: list[list[Any]] = [
         list(range(lo + 1, hi + 1)),
         c_addr, c_port, s_addr, s_port,
-        start.tolist(), end.tolist(), (end - start).tolist(),
+        _us(start), _us(end), _us(end - start),
         col("first_frame"), col("last_frame"), lookup(_BOOL, "partial"),
         col("pkts_c"), col("pkts_s"), col("bytes_c"), col("bytes_s"), col("retr_c"), col("retr_s"),
         lookup(_HANDSHAKE, "handshake", 1), lookup(_CLOSE, "close", 1),
@@ -138,6 +138,12 @@ def _addresses(res: Analysis, words: npt.NDArray[np.int64]) -> npt.NDArray[Any]:
     return out
 
 
+def _us(times: npt.NDArray[Any]) -> list[float]:
+    """Seconds rounded to the microsecond (0.14, not 0.13999999999999999)."""
+    out: list[float] = np.round(times, 6).tolist()
+    return out
+
+
 def _fins(c: dict[str, Any], sl: slice, side: str) -> list[str]:
     """Each connection's ``fins.<side>`` object text, or ``null``."""
     has = c["fin_has_" + side][sl]
@@ -163,7 +169,7 @@ def _fins(c: dict[str, Any], sl: slice, side: str) -> list[str]:
                 _ACKED.__mod__,
                 zip(
                     c["fack_frame_" + side][sl][qa].tolist(),
-                    c["fack_ts_" + side][sl][qa].tolist(),
+                    _us(c["fack_ts_" + side][sl][qa]),
                     c["fack_seq_" + side][sl][qa].tolist(),
                     c["fack_ack_" + side][sl][qa].tolist(),
                     carried.tolist(),
@@ -175,7 +181,7 @@ def _fins(c: dict[str, Any], sl: slice, side: str) -> list[str]:
         map(
             _FIN.__mod__,
             zip(
-                take("fin_frame"), take("fin_ts"), take("fin_seq"), take("fin_ack"),
+                take("fin_frame"), _us(c["fin_ts_" + side][sl][q]), take("fin_seq"), take("fin_ack"),
                 take("fin_plen"), take("fin_retr"), acked.tolist(), strict=True,
             ),
         )

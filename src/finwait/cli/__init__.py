@@ -13,7 +13,7 @@ from .. import __version__
 
 # command name -> (module, one-line help shown in `finwait --help`)
 _COMMANDS: dict[str, tuple[str, str]] = {
-    "demo": ("sim", "Replay the seed's release (simulated) and explain it."),
+    "demo": ("sim", "Replay the textbook release (simulated) and explain it."),
     "simulate": ("sim", "Run any open/transfer/close scenario on a simulated path."),
     "lab": ("live", "Create, remove or inspect the live lab (netns + TUN)."),
     "serve": ("live", "Serve TCP on the lab's TUN with finwait's engine."),

@@ -15,6 +15,7 @@ import click
 from ..analyze import Analysis, analyze_file, connection_trace
 from ..analyze.classify import CLOSES
 from ..analyze.jsonl import write_jsonl
+from ..render.rows import count, hostport
 from .files import INPUT, OUTPUT, write_text
 
 CSV_FIELDS = (
@@ -116,7 +117,7 @@ def analyze_cmd(
         click.echo(f"finwait analyze: {bad.error}", err=True)
         if not bad.empty:
             click.echo(
-                f"  {bad.n} connection(s) from {bad.records_read} packet(s) before the damage "
+                f"  {count(bad.n, 'connection')} from {count(bad.records_read, 'packet')} before the damage "
                 "are reported above",
                 err=True,
             )
@@ -150,13 +151,14 @@ def _one(
         rec = res.record(explain)
         tr = connection_trace(res.path, res, explain)
         click.echo(
-            f"Connection {explain}: {rec['client']['addr']}:{rec['client']['port']} (client) -> "
-            f"{rec['server']['addr']}:{rec['server']['port']} (server); "
+            f"Connection {explain}: {_hp(rec['client'])} (client) -> "
+            f"{_hp(rec['server'])} (server); "
             f"handshake {rec['handshake']}, close {rec['close']}, first FIN {rec['first_fin']}"
         )
         click.echo(explain_release(tr))
         if rec["half_close_bytes"]:
-            click.echo(f"Half-close: {rec['half_close_bytes']} byte(s) flowed after the first FIN.")
+            n = rec["half_close_bytes"]
+            click.echo(f"Half-close: {count(n, 'byte')} flowed after the first FIN.")
         for a in rec["anomalies"]:
             click.echo(f"Anomaly {a['name']}: frames {', '.join(map(str, a['frames']))}")
     if ladder is not None:
@@ -165,13 +167,17 @@ def _one(
         write_text(svg[1], render_svg(connection_trace(res.path, res, svg[0])))
 
 
+def _hp(end: dict[str, Any]) -> str:
+    return hostport(end["addr"], end["port"])
+
+
 def _summary(res: Analysis) -> None:
     from rich.table import Table
 
     con = _console()
     con.print(
-        f"[bold]{res.path}[/]: {res.records_read} packets, {res.tcp_packets} TCP, "
-        f"{res.n} connections"
+        f"[bold]{res.path}[/]: {count(res.records_read, 'packet')}, {res.tcp_packets:,} TCP, "
+        f"{count(res.n, 'connection')}"
     )
     if not res.n:
         return
@@ -202,8 +208,8 @@ def _summary(res: Analysis) -> None:
         tl.add_column(col)
     for i in longest:
         r = res.record(i + 1)
-        tl.add_row(str(r["id"]), f"{r['client']['addr']}:{r['client']['port']}",
-                   f"{r['server']['addr']}:{r['server']['port']}", f"{r['duration']:.3f}", r["close"])  # fmt: skip
+        tl.add_row(str(r["id"]), _hp(r["client"]), _hp(r["server"]), f"{r['duration']:.3f}",
+                   r["close"])  # fmt: skip
     con.print(tl)
     unclosed = [i for i in (res.cols["close"] == CLOSES.index("open")).nonzero()[0].tolist()]
     unclosed += (res.cols["close"] == CLOSES.index("half_closed")).nonzero()[0].tolist()
@@ -213,8 +219,7 @@ def _summary(res: Analysis) -> None:
             tu.add_column(col)
         for i in sorted(unclosed)[:10]:
             r = res.record(i + 1)
-            tu.add_row(str(r["id"]), f"{r['client']['addr']}:{r['client']['port']}",
-                       f"{r['server']['addr']}:{r['server']['port']}", r["close"],
+            tu.add_row(str(r["id"]), _hp(r["client"]), _hp(r["server"]), r["close"],
                        r["first_fin"] or "-")  # fmt: skip
         con.print(tu)
     if res.drops:

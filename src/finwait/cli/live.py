@@ -31,7 +31,13 @@ def _print_status(st: LabStatus, as_json: bool) -> None:
     if not st.tun_exists:
         click.echo(f"TUN {st.tun}: absent")
         return
-    click.echo(f"TUN {st.tun}: {'up' if st.tun_up else 'down'}, mtu {st.mtu}")
+    if not st.tun_up:
+        link = "down (administratively)"
+    elif st.carrier:
+        link = "up, carrier on (a finwait process holds it)"
+    else:
+        link = "enabled, no carrier (no process holds it; serve/connect will)"
+    click.echo(f"TUN {st.tun}: {link}, mtu {st.mtu}")
     click.echo(f"  addresses: {', '.join(st.addresses) or 'none'}")
     click.echo(f"  routes:    {', '.join(st.routes) or 'none'}")
     click.echo(f"  queue:     txqlen {st.txqlen}, tx_dropped {st.tx_dropped} "
@@ -47,7 +53,8 @@ def lab() -> None:
 @lab.command("up")
 @_netns_opt
 @_tun_opt
-@click.option("--mtu", default=1500, show_default=True, type=click.IntRange(68, 65535))
+@click.option("--mtu", default=1500, show_default=True, type=click.IntRange(68, 65535),
+              help="MTU of the TUN device")  # fmt: skip
 @click.option("--txqlen", default=16384, show_default=True, type=click.IntRange(1, 1_000_000),
               help="the TUN's queue towards finwait, in packets (Linux's default 500 "
                    "overflows under a burst of connections)")  # fmt: skip
@@ -77,7 +84,7 @@ def lab_down_cmd(netns: str, tun: str) -> None:
 @lab.command("status")
 @_netns_opt
 @_tun_opt
-@click.option("--json", "as_json", is_flag=True)
+@click.option("--json", "as_json", is_flag=True, help="print the status as JSON")
 def lab_status_cmd(netns: str, tun: str, as_json: bool) -> None:
     """Say what exists of the lab; exit status 0 when it is ready, 1 otherwise."""
     try:
@@ -180,7 +187,8 @@ def _report(
 @click.option(
     "--expect-bytes", type=click.IntRange(0), default=None, help="bytes to read before replying"
 )
-@click.option("--reply-bytes", type=click.IntRange(0), default=0, show_default=True)
+@click.option("--reply-bytes", type=click.IntRange(0), default=0, show_default=True,
+              help="bytes to send the client after reading --expect-bytes")  # fmt: skip
 @click.option("--echo", is_flag=True, help="echo until EOF, then close")
 @click.option("--backlog", type=click.IntRange(1), default=4096, show_default=True,
               help="bound of the SYN queue and of the accept queue (Linux somaxconn); "
@@ -207,7 +215,7 @@ def serve(
     """Serve PORT on the lab's TUN with the engine; the kernel is the client.
 
     With --close first: read --expect-bytes, send --reply-bytes, half-close,
-    read until the peer's FIN (the seed's server B)."""
+    read until the peer's FIN (the textbook example's server B)."""
     from ..live.apps import serve_script
     from ..live.streams import Stack, start_server
 
@@ -246,7 +254,8 @@ def serve(
 @click.command("connect")
 @click.argument("host")
 @click.argument("port", type=click.IntRange(1, 65535))
-@click.option("--send-bytes", type=click.IntRange(0), default=0, show_default=True)
+@click.option("--send-bytes", type=click.IntRange(0), default=0, show_default=True,
+              help="bytes to send the server once connected")  # fmt: skip
 @click.option(
     "--expect-bytes",
     type=click.IntRange(0),

@@ -10,13 +10,17 @@ Both draw the text ladder and can write JSON, pcap and SVG.
 from __future__ import annotations
 
 import json
+import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
 import click
 
+from ..render.rows import count
 from ..sim.scenario import ScenarioResult, ScenarioSpec, run_scenario
+from ..tcp.state import State
+from ..trace import StateEvent
 from .files import OUTPUT, write_text, writing
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -75,6 +79,26 @@ def _ladder(result: ScenarioResult, absolute: bool, ascii_only: bool) -> str:
     return render_text(result.trace, relative=not absolute, ascii=ascii_only)
 
 
+def failures(result: ScenarioResult) -> list[str]:
+    """Why the run failed, in words; empty when it did what was asked (an
+    abort the scenario asked for is not a failure, a timeout always is)."""
+    s = result.summary
+    a, b = result.spec.client_name, result.spec.server_name
+    out = []
+    for name in (a, b):
+        outcome = s[name]["outcome"]
+        if outcome.startswith("timed out") or outcome == "never connected":
+            out.append(f"{name} {outcome}")
+        elif outcome in ("aborted", "reset") and result.spec.abort is None:
+            out.append(f"{name}'s connection was {outcome}")
+    for src, dst in ((a, b), (b, a)):
+        if s[src]["sent_sha256"] != s[dst]["received_sha256"]:
+            out.append(f"stream {src}→{dst} differs")
+        elif s[src]["sent_bytes"] != s[src]["planned_bytes"] and result.spec.abort is None:
+            out.append(f"stream {src}→{dst} incomplete")
+    return out
+
+
 def format_summary(result: ScenarioResult, *, ascii_only: bool = False) -> str:
     """Each side's bytes, digests, final state and counters, then the verdict."""
     s = result.summary
@@ -84,24 +108,39 @@ def format_summary(result: ScenarioResult, *, ascii_only: bool = False) -> str:
     for name in (a, b):
         side = s[name]
         lines.append(
-            f"{name}: sent {side['sent_bytes']:,} bytes (sha256 {side['sent_sha256'][:16]}), "
-            f"received {side['received_bytes']:,} bytes (sha256 {side['received_sha256'][:16]}); "
+            f"{name}: sent {count(side['sent_bytes'], 'byte')} "
+            f"(sha256 {side['sent_sha256'][:16]}), "
+            f"received {count(side['received_bytes'], 'byte')} "
+            f"(sha256 {side['received_sha256'][:16]}); "
             f"final state {side['final_state']} ({side['outcome']})"
         )
     for src, dst in ((a, b), (b, a)):
         planned, sent = s[src]["planned_bytes"], s[src]["sent_bytes"]
         if s[src]["sent_sha256"] != s[dst]["received_sha256"]:
             verdict = "DIFFERS (sent and received digests differ)"
+        elif sent != planned and not sent:
+            verdict = f"INCOMPLETE (none of the {count(planned, 'byte')} sent)"
         elif sent != planned:
-            verdict = f"INCOMPLETE ({sent:,} of {planned:,} bytes sent, all of them received)"
+            verdict = (
+                f"INCOMPLETE ({sent:,} of {count(planned, 'byte')} sent; "
+                f"{'that one' if sent == 1 else 'those'} arrived intact)"
+            )
         else:
-            verdict = f"byte-exact ({sent:,} bytes)"
+            verdict = f"byte-exact ({count(sent, 'byte')})"
         lines.append(f"stream {src}{arrow}{dst}: {verdict}")
     for name in (a, b):
         counters = s["counters"][name]
-        text = ", ".join(f"{k}={v}" for k, v in counters.items() if v) or "none"
+        text = ", ".join(f"{k}={v:,}" for k, v in counters.items() if v) or "none"
         lines.append(f"counters {name}: {text}")
-    lines.append(f"simulated time: {result.end_time:.3f} s (TIME-WAIT included)")
+    time_wait = any(
+        isinstance(ev, StateEvent) and ev.state is State.TIME_WAIT for ev in result.trace.events
+    )
+    lines.append(
+        f"simulated time: {result.end_time:,.3f} s" + (" (TIME-WAIT included)" if time_wait else "")
+    )
+    failed = failures(result)
+    if failed:
+        lines.append(f"FAILED: {'; '.join(failed)}".replace("→", arrow))
     return "\n".join(lines) + "\n"
 
 
@@ -137,9 +176,9 @@ def demo(
     absolute: bool,
     ascii_only: bool,
 ) -> None:
-    """The seed: B (119.75.218.70:80) releases its connection with A
-    (192.168.1.100) in four steps, FIN,ACK 50/248 - ACK 248/51 - FIN,ACK
-    248/51 - ACK 51/249, simulated and explained."""
+    """The textbook example: B (119.75.218.70:80) releases its connection
+    with A (192.168.1.100) in four steps, FIN,ACK 50/248 - ACK 248/51 -
+    FIN,ACK 248/51 - ACK 51/249, simulated and explained."""
     result = _run(
         {
             "client_bytes": 247,
@@ -323,7 +362,10 @@ def simulate(
     ascii_only: bool,
 ) -> None:
     """Run a two-host exchange between A (client) and B (server) on a
-    simulated path and draw it: open, transfer, release."""
+    simulated path and draw it: open, transfer, release.
+
+    Exit status 1 when the connection failed (a timeout, an unexpected reset,
+    a stream incomplete or damaged), with a last line saying why."""
     if closer == "both" and half_close_bytes:
         raise click.BadParameter(
             "needs a passive closer; with --closer both nobody is half-closed",
@@ -359,10 +401,12 @@ def simulate(
     _write_files(result, pcap, svg, absolute)
     if as_json:
         click.echo(_json_out(result, absolute))
-        return
-    click.echo(_ladder(result, absolute, ascii_only), nl=False)
-    click.echo()
-    click.echo(format_summary(result, ascii_only=ascii_only), nl=False)
+    else:
+        click.echo(_ladder(result, absolute, ascii_only), nl=False)
+        click.echo()
+        click.echo(format_summary(result, ascii_only=ascii_only), nl=False)
+    if failures(result):
+        sys.exit(1)
 
 
 commands: list[click.Command] = [demo, simulate]

@@ -116,7 +116,8 @@ class LabStatus:
     tun: str
     netns_exists: bool = False
     tun_exists: bool = False
-    tun_up: bool = False
+    tun_up: bool = False  # administratively up (IFF_UP)
+    carrier: bool = False  # a process holds the TUN open (IFLA_CARRIER)
     mtu: int | None = None
     txqlen: int | None = None
     # Packets the kernel could not queue for finwait (the TUN's transmit
@@ -137,6 +138,7 @@ class LabStatus:
             "netns_exists": self.netns_exists,
             "tun_exists": self.tun_exists,
             "tun_up": self.tun_up,
+            "carrier": self.carrier,
             "mtu": self.mtu,
             "txqlen": self.txqlen,
             "tx_dropped": self.tx_dropped,
@@ -361,6 +363,7 @@ def lab_status(cfg: LabConfig | None = None) -> LabStatus:
         link = ipr.get_links(idx)[0]
         st.tun_exists = True
         st.tun_up = bool(link["flags"] & 1)  # IFF_UP
+        st.carrier = bool(link.get_attr("IFLA_CARRIER"))
         st.mtu = link.get("mtu")
         st.txqlen = link.get("IFLA_TXQLEN")
         stats = link.get("IFLA_STATS64")

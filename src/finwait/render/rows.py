@@ -60,13 +60,23 @@ def sides(trace: Trace) -> tuple[str, str]:
     return names[0], names[1]
 
 
+def hostport(addr: str, port: int) -> str:
+    """``192.168.1.100:51234``, ``[2001:db8::1]:51234`` (RFC 3986 brackets)."""
+    return f"[{addr}]:{port}" if ":" in addr else f"{addr}:{port}"
+
+
+def count(n: int, word: str, plural: str | None = None) -> str:
+    """``1 connection``, ``12,345 connections``: thousands separated, the
+    noun agreeing."""
+    return f"{n:,} {word if n == 1 else plural or word + 's'}"
+
+
 def endpoint_text(trace: Trace, name: str) -> str:
     """``A 192.168.1.100:51234`` (IPv6 addresses in brackets)."""
     ep = trace.endpoints.get(name)
     if ep is None:
         return name
-    addr = f"[{ep.addr}]" if ":" in ep.addr else ep.addr
-    return f"{name} {addr}:{ep.port}"
+    return f"{name} {hostport(ep.addr, ep.port)}"
 
 
 def numbers(trace: Trace, ev: SegmentEvent, relative: bool) -> tuple[int, int]:

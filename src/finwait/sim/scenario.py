@@ -35,7 +35,7 @@ from ..tcp.events import (
     TimedOut,
 )
 from ..tcp.state import State
-from ..trace import Trace
+from ..trace import StateEvent, Trace
 from ..wire.segment import FIN, Segment
 from .link import LinkConfig
 from .network import Network
@@ -343,6 +343,9 @@ def run_scenario(spec: ScenarioSpec, *, until: float | None = None) -> ScenarioR
     net.connect(a_name, b_name, spec.link_config())
     trace.add_endpoint(b_name, spec.server_addr, spec.server_port)
     listener = server_host.listen(spec.server_port)
+    # B listens from the start; the connection the SYN creates begins in
+    # LISTEN too, but that is not B *entering* LISTEN (dropped below).
+    trace.add_state(0.0, b_name, State.LISTEN)
 
     def server_event(conn: Connection, ev: Event, now: float) -> None:
         if isinstance(ev, Connected) and b.conn is None:
@@ -379,6 +382,11 @@ def run_scenario(spec: ScenarioSpec, *, until: float | None = None) -> ScenarioR
 
     net.call(a_name, 0.0, open_connection)
     end = net.run(until)
+    trace.events = [
+        ev
+        for ev in trace.events
+        if not (isinstance(ev, StateEvent) and ev.state is State.LISTEN and ev.t > 0.0)
+    ]
     summary: dict[str, Any] = {name: app.summary() for name, app in apps.items()}
     summary["counters"] = {
         a_name: dict(sorted(client_host.counters.items())),
