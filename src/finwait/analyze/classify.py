@@ -162,9 +162,10 @@ class Analysis:
                 "id": i + 1,
                 "client": {"addr": cli[0], "port": cli[1]},
                 "server": {"addr": srv[0], "port": srv[1]},
-                "start": L["start"][j],
-                "end": L["end"][j],
-                "duration": L["end"][j] - L["start"][j],
+                # Seconds to the microsecond (0.14, not 0.13999999999999999).
+                "start": round(L["start"][j], 6),
+                "end": round(L["end"][j], 6),
+                "duration": round(L["end"][j] - L["start"][j], 6),
                 "first_frame": L["first_frame"][j],
                 "last_frame": L["last_frame"][j],
                 "partial": L["partial"][j],
@@ -196,14 +197,14 @@ class Analysis:
             fl, pl = L["fack_flags_" + side][j], L["fack_plen_" + side][j]
             acked = {
                 "frame": L["fack_frame_" + side][j],
-                "time": L["fack_ts_" + side][j],
+                "time": round(L["fack_ts_" + side][j], 6),
                 "seq": L["fack_seq_" + side][j],
                 "ack": L["fack_ack_" + side][j],
                 "carried_on": "fin" if fl & 1 else ("data" if pl else "pure_ack"),
             }
         return {
             "frame": L["fin_frame_" + side][j],
-            "time": L["fin_ts_" + side][j],
+            "time": round(L["fin_ts_" + side][j], 6),
             "seq": L["fin_seq_" + side][j],
             "ack": L["fin_ack_" + side][j],
             "len": L["fin_plen_" + side][j],

@@ -140,8 +140,8 @@ def _addresses(res: Analysis, words: npt.NDArray[np.int64]) -> npt.NDArray[Any]:
 
 def _us(times: npt.NDArray[Any]) -> list[float]:
     """Seconds rounded to the microsecond (0.14, not 0.13999999999999999)."""
-    out: list[float] = np.round(times, 6).tolist()
-    return out
+    # Python's round, as Analysis.records (numpy's differs in rare halves).
+    return [round(t, 6) for t in times.tolist()]
 
 
 def _fins(c: dict[str, Any], sl: slice, side: str) -> list[str]:

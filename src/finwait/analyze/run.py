@@ -117,7 +117,8 @@ def connection_traces(
                     )
                     if seg.flags & 0x02 and name not in isn[cid]:
                         isn[cid][name] = seg.seq
-                    traces[cid].add_segment(float(cols.ts[k]) - rec["start"], seg)
+                    # (start is rounded to the µs: never let that make a time negative)
+                    traces[cid].add_segment(max(0.0, float(cols.ts[k]) - rec["start"]), seg)
                     count[cid] += 1
     except CaptureError:
         pass  # the analysis already reported it; keep what was read
