@@ -6,6 +6,7 @@ from __future__ import annotations
 import csv
 import os
 import sys
+import time
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -24,21 +25,47 @@ CSV_FIELDS = (
     "first_fin", "reset_by", "reset_after_fin", "half_close_bytes", "anomalies", "conn_state",
     "history",
 )  # fmt: skip
-PROGRESS_BYTES = 32 << 20  # show a progress bar above this file size
+PROGRESS_AFTER = 1.0  # seconds: a run that takes longer shows a progress bar
 
 
 def _run(path: str, progress: bool) -> Analysis:
     if not progress:
         return analyze_file(path)
-    from rich.progress import BarColumn, DownloadColumn, Progress, TimeRemainingColumn
+    bar = _LateBar(path)
+    try:
+        return analyze_file(path, progress=bar.update)
+    finally:
+        bar.stop()
 
-    size = os.path.getsize(path)
-    with Progress(
-        "[progress.description]{task.description}", BarColumn(), DownloadColumn(),
-        TimeRemainingColumn(), console=_console(stderr=True), transient=True,
-    ) as bar:  # fmt: skip
-        task = bar.add_task(Path(path).name, total=size)
-        return analyze_file(path, progress=lambda done: bar.update(task, completed=done))
+
+class _LateBar:
+    """A progress bar on stderr that appears only once the run has taken
+    more than PROGRESS_AFTER seconds (env FINWAIT_PROGRESS_AFTER)."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self.start = time.monotonic()
+        env = os.environ.get("FINWAIT_PROGRESS_AFTER")
+        self.after = float(env) if env else PROGRESS_AFTER
+        self.bar: Any = None
+
+    def update(self, done: int) -> None:
+        if self.bar is None:
+            if time.monotonic() - self.start < self.after:
+                return
+            from rich.progress import BarColumn, DownloadColumn, Progress, TimeRemainingColumn
+
+            self.bar = Progress(
+                "[progress.description]{task.description}", BarColumn(), DownloadColumn(),
+                TimeRemainingColumn(), console=_console(stderr=True), transient=True,
+            )  # fmt: skip
+            self.bar.start()
+            self.task = self.bar.add_task(Path(self.path).name, total=os.path.getsize(self.path))
+        self.bar.update(self.task, completed=done)
+
+    def stop(self) -> None:
+        if self.bar is not None:
+            self.bar.stop()
 
 
 def _console(stderr: bool = False) -> Any:
@@ -88,10 +115,7 @@ def analyze_cmd(
         with ProcessPoolExecutor(min(workers, len(files))) as pool:
             results = list(pool.map(_run, files, [False] * len(files)))
     else:
-        results = [
-            _run(f, show_bar and os.path.exists(f) and os.path.getsize(f) > PROGRESS_BYTES)
-            for f in files
-        ]
+        results = [_run(f, show_bar) for f in files]
     out = sys.stdout  # (CliRunner swaps it in tests)
     if html_out is not None:
         from ..render.html import render_html

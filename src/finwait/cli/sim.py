@@ -10,7 +10,9 @@ Both draw the text ladder and can write JSON, pcap and SVG.
 from __future__ import annotations
 
 import json
+import os
 import sys
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
@@ -45,12 +47,51 @@ def _output_options(f: F) -> F:
     return f
 
 
-def _run(spec_args: dict[str, Any]) -> ScenarioResult:
+def _run(spec_args: dict[str, Any], progress: bool = False) -> ScenarioResult:
     try:
         spec = ScenarioSpec(**spec_args)
     except ValueError as err:
         raise click.BadParameter(str(err)) from err
-    return run_scenario(spec)
+    if not progress or not sys.stderr.isatty():
+        return run_scenario(spec)
+    line = _ProgressLine(sys.stderr)
+    try:
+        return run_scenario(spec, progress=line.update)
+    finally:
+        line.clear()
+
+
+class _ProgressLine:
+    """``simulating: 12.345 s simulated, 1,234,567 of 300,000,000 bytes
+    delivered (0 %)`` on one terminal line, redrawn at most 10 times a second
+    once the run has taken more than a quarter of a second."""
+
+    def __init__(self, stream: Any, after: float | None = None) -> None:
+        self.stream = stream
+        self.start = time.monotonic()
+        env = os.environ.get("FINWAIT_PROGRESS_AFTER")
+        self.after = after if after is not None else float(env) if env else 0.25
+        self.last = 0.0
+        self.shown = False
+
+    def update(self, now: float, delivered: int, planned: int) -> None:
+        wall = time.monotonic()
+        if wall - self.start < self.after or wall - self.last < 0.1:
+            return
+        self.last = wall
+        share = f" ({100 * delivered // planned} %)" if planned else ""
+        text = (
+            f"simulating: {now:,.3f} s simulated, {delivered:,} of {planned:,} bytes "
+            f"delivered{share}"
+        )
+        self.stream.write("\r" + text + "\x1b[K")
+        self.stream.flush()
+        self.shown = True
+
+    def clear(self) -> None:
+        if self.shown:
+            self.stream.write("\r\x1b[K")
+            self.stream.flush()
 
 
 def _write_files(
@@ -335,6 +376,12 @@ def demo(
     show_default=True,
     help="MSL in seconds; TIME-WAIT lasts 2*MSL.",
 )
+@click.option(
+    "--summary",
+    "summary_only",
+    is_flag=True,
+    help="Print only the outcome (bytes, digests, states, counters), no ladder.",
+)
 @_output_options
 def simulate(
     closer: str,
@@ -355,6 +402,7 @@ def simulate(
     request_response: bool,
     mss: int,
     msl: float,
+    summary_only: bool,
     as_json: bool,
     pcap: Path | None,
     svg: Path | None,
@@ -363,6 +411,11 @@ def simulate(
 ) -> None:
     """Run a two-host exchange between A (client) and B (server) on a
     simulated path and draw it: open, transfer, release.
+
+    Long runs show their progress on a terminal (stderr), and long ladders
+    fold runs of data segments into one line that counts them (lost and
+    retransmitted ones too); the handshake and the release are always drawn
+    in full.
 
     Exit status 1 when the connection failed (a timeout, an unexpected reset,
     a stream incomplete or damaged), with a last line saying why."""
@@ -396,11 +449,14 @@ def simulate(
             "seed": seed,
             "mss": mss,
             "msl": msl,
-        }
+        },
+        progress=True,
     )
     _write_files(result, pcap, svg, absolute)
     if as_json:
         click.echo(_json_out(result, absolute))
+    elif summary_only:
+        click.echo(format_summary(result, ascii_only=ascii_only), nl=False)
     else:
         click.echo(_ladder(result, absolute, ascii_only), nl=False)
         click.echo()

@@ -5,7 +5,8 @@ rows: a ``Trace``'s events in order, with long runs of ordinary segments
 replaced by one ``Gap``.  The elision rule is shared so both views agree on
 what a user may never miss: the handshake (RFC 9293 §3.5), the release
 (§3.6) with the segments that acknowledge each FIN, anything carrying SYN,
-FIN or RST, and anything lost or dropped.  Retransmissions are recognised by
+FIN or RST, and anything lost or dropped outside the data transfer (inside
+it, a folded run counts its lost, dropped and retransmitted segments).  Retransmissions are recognised by
 sequence arithmetic (RFC 9293 §3.4; comparisons modulo 2**32).
 """
 
@@ -14,7 +15,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ..tcp import seqnum
-from ..trace import DELIVERED, SegmentEvent, StateEvent, Trace
+from ..trace import DELIVERED, LOST, SegmentEvent, StateEvent, Trace
 from ..wire.segment import ACK, FIN, RST, SYN, format_flags
 
 # Below this many segment rows nothing is elided.
@@ -33,13 +34,27 @@ class Gap:
     t_last: float
     # (src, dst, segments) for each direction present in the run.
     directions: tuple[tuple[str, str, int], ...]
+    lost: int = 0  # on the link
+    dropped: int = 0  # by the receiver
+    retransmitted: int = 0
 
     def describe(self, *, ascii: bool = False) -> str:
-        """``… 1,234 segments (A→B 1,200, B→A 34; 1,638,400 bytes) …``."""
+        """``… 1,234 segments (A→B 1,200, B→A 34; 1,638,400 bytes) …``, with
+        ``; 12 lost, 13 retransmitted`` when some were."""
         dots, arrow = ("...", "->") if ascii else ("…", "→")
         noun = "segment" if self.count == 1 else "segments"
         dirs = ", ".join(f"{s}{arrow}{d} {n:,}" for s, d, n in self.directions)
-        return f"{dots} {self.count:,} {noun} ({dirs}; {self.payload_bytes:,} bytes) {dots}"
+        fates = ", ".join(
+            f"{n:,} {what}"
+            for n, what in (
+                (self.lost, "lost"),
+                (self.dropped, "dropped"),
+                (self.retransmitted, "retransmitted"),
+            )
+            if n
+        )
+        extra = f"; {fates}" if fates else ""
+        return f"{dots} {self.count:,} {noun} ({dirs}; {self.payload_bytes:,} bytes{extra}) {dots}"
 
 
 Row = SegmentEvent | StateEvent | Gap
@@ -127,20 +142,27 @@ def retransmissions(trace: Trace) -> set[int]:
 def protected(trace: Trace) -> set[int]:
     """Indices of segments no ladder may elide.
 
-    SYN, FIN, RST, lost or dropped segments; the first segment each side sends
-    after the SYNs (the handshake's third ACK); and the first segment that
-    acknowledges each FIN, including each retransmitted one.
+    SYN, FIN, RST; the first segment each side sends after the SYNs (the
+    handshake's third ACK); the first segment that acknowledges each FIN,
+    including each retransmitted one; and lost or dropped segments except in
+    the data transfer (after both sides have sent past the handshake, before
+    the first FIN or RST), where a long lossy run folds into one row that
+    counts them.
     """
     keep: set[int] = set()
     saw_syn = False
     after_syn: set[str] = set()
+    releasing = False
     # Receiver -> the ack number that acknowledges the FIN it is waiting on.
     fin_ack_due: dict[str, int] = {}
     for i, ev in enumerate(trace.events):
         if not isinstance(ev, SegmentEvent):
             continue
         seg = ev.segment
-        if seg.flags & (SYN | FIN | RST) or ev.fate != DELIVERED:
+        if seg.flags & (FIN | RST):
+            releasing = True
+        in_transfer = len(after_syn) == 2 and not releasing
+        if seg.flags & (SYN | FIN | RST) or (ev.fate != DELIVERED and not in_transfer):
             keep.add(i)
         if seg.flags & SYN:
             saw_syn = True
@@ -168,6 +190,7 @@ def layout_rows(trace: Trace, *, elide: bool = True, max_rows: int = DEFAULT_MAX
     if not elide or n_segments <= max_rows:
         return list(events)
     keep = protected(trace)
+    retx = retransmissions(trace)
     runs = _ordinary_runs(events, keep)
     context = 0
     for ctx in _CONTEXTS:
@@ -180,7 +203,7 @@ def layout_rows(trace: Trace, *, elide: bool = True, max_rows: int = DEFAULT_MAX
         if len(run) <= 2 * context + 1:
             continue
         hidden = run[context : len(run) - context]
-        folded[hidden[0]] = (hidden[-1], _gap(trace, hidden))
+        folded[hidden[0]] = (hidden[-1], _gap(trace, hidden, retx))
     rows: list[Row] = []
     i = 0
     while i < len(events):
@@ -211,20 +234,27 @@ def _ordinary_runs(events: list[SegmentEvent | StateEvent], keep: set[int]) -> l
     return runs
 
 
-def _gap(trace: Trace, indices: list[int]) -> Gap:
+def _gap(trace: Trace, indices: list[int], retx: set[int]) -> Gap:
     segs = [trace.events[i] for i in indices]
     counts: dict[tuple[str, str], int] = {}
-    payload = 0
+    payload = lost = dropped = 0
     for ev in segs:
         assert isinstance(ev, SegmentEvent)
         counts[(ev.src, ev.dst)] = counts.get((ev.src, ev.dst), 0) + 1
         payload += len(ev.segment.payload)
+        if ev.fate == LOST:
+            lost += 1
+        elif ev.fate != DELIVERED:
+            dropped += 1
     return Gap(
         count=len(segs),
         payload_bytes=payload,
         t_first=segs[0].t,
         t_last=segs[-1].t,
         directions=tuple((s, d, n) for (s, d), n in counts.items()),
+        lost=lost,
+        dropped=dropped,
+        retransmitted=sum(1 for i in indices if i in retx),
     )
 
 

@@ -157,12 +157,24 @@ class Network:
 
         self.queue.schedule(at, run)
 
-    def run(self, until: float | None = None) -> float:
+    def run(
+        self,
+        until: float | None = None,
+        *,
+        progress: Callable[[float], None] | None = None,
+        every: int = 2048,
+    ) -> float:
         """Run until no event remains (every timer, TIME-WAIT included, has
-        expired) or until simulated time ``until``; returns the time reached."""
+        expired) or until simulated time ``until``; returns the time reached.
+        ``progress(now)`` is called every ``every`` events (a display's hook:
+        the simulation itself reads no clock)."""
         q = self.queue
         budget = q.processed + self.max_events
+        next_report = q.processed + every
         while True:
+            if progress is not None and q.processed >= next_report:
+                next_report = q.processed + every
+                progress(q.now)
             t = q.next_time()
             if t is None or (until is not None and t > until):
                 break

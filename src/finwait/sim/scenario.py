@@ -312,8 +312,17 @@ def build_hosts(spec: ScenarioSpec, rng: Rng) -> tuple[Host, Host]:
     return client, server
 
 
-def run_scenario(spec: ScenarioSpec, *, until: float | None = None) -> ScenarioResult:
-    """Play ``spec`` to the end (or to simulated time ``until``)."""
+def run_scenario(
+    spec: ScenarioSpec,
+    *,
+    until: float | None = None,
+    progress: Callable[[float, int, int], None] | None = None,
+) -> ScenarioResult:
+    """Play ``spec`` to the end (or to simulated time ``until``).
+
+    ``progress(now, delivered, planned)`` is called now and then during the
+    run: simulated seconds, bytes the applications have received so far, and
+    the bytes the scenario means to deliver."""
     rng = Rng(spec.seed)
     trace = Trace()
     net = Network(rng.derive("network"), trace)
@@ -381,7 +390,15 @@ def run_scenario(spec: ScenarioSpec, *, until: float | None = None) -> ScenarioR
         trace.add_endpoint(a_name, spec.client_addr, conn.local[1], conn.iss)
 
     net.call(a_name, 0.0, open_connection)
-    end = net.run(until)
+    report = None
+    if progress is not None:
+        planned = spec.client_bytes + spec.server_bytes + spec.half_close_bytes
+        sink = progress
+
+        def report(now: float) -> None:
+            sink(now, a.received + b.received, planned)
+
+    end = net.run(until, progress=report)
     trace.events = [
         ev
         for ev in trace.events
