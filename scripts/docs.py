@@ -10,7 +10,7 @@ The command is run (``finwait`` means ``python -m finwait`` with this
 interpreter, from the repository root, COLUMNS=100) and its output, passed
 through the filters after ``|``, replaces the block:
 
-    python scripts/docs.py           # rewrite every sample in place
+    python scripts/docs.py           # rewrite every sample (and GENERATED file) in place
     python scripts/docs.py --check   # exit 1 and show what differs
 
 tests/test_docs.py runs the check, so a change to the output fails the suite
@@ -33,6 +33,7 @@ import os
 import re
 import subprocess
 import sys
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -152,9 +153,38 @@ def events_per_line(data: dict[str, object]) -> str:
     return "\n".join(out) + "\n"
 
 
+# Whole files made from the code: path -> the command that prints them.
+GENERATED = {
+    "docs/states.svg": "python -c from finwait.render.states import state_diagram_svg as f; "
+    "print(f(), end='')",
+    "docs/demo.html": "finwait demo --html {out}",
+}
+
+
+def generated(rel: str) -> str:
+    """The content ``rel`` (a GENERATED path) should have now."""
+    command = GENERATED[rel]
+    with tempfile.TemporaryDirectory() as tmp:
+        out = Path(tmp) / Path(rel).name
+        if command.startswith("python -c "):
+            argv = [sys.executable, "-c", command.removeprefix("python -c ")]
+        else:
+            argv = [sys.executable, "-m", "finwait", *command.format(out=out).split()[1:]]
+        proc = subprocess.run(argv, capture_output=True, text=True, cwd=REPO, env=_env())
+        if proc.returncode:
+            raise RuntimeError(f"{command!r} failed: {proc.stderr.strip()}")
+        # A command that writes {out} makes the file; one that prints, its output.
+        return out.read_text(encoding="utf-8") if "{out}" in command else proc.stdout
+
+
 def check() -> list[str]:
-    """One message per stale sample (with a diff)."""
+    """One message per stale sample or generated file (with a diff)."""
     problems = []
+    for rel in GENERATED:
+        path = REPO / rel
+        have = path.read_text(encoding="utf-8") if path.exists() else ""
+        if have != generated(rel):
+            problems.append(f"{rel}: out of date (made by `{GENERATED[rel]}`)")
     for path in DOCS:
         for s in samples(path):
             want = run(s.command)
@@ -173,6 +203,12 @@ def check() -> list[str]:
 
 def regenerate() -> int:
     changed = 0
+    for rel in GENERATED:
+        path = REPO / rel
+        want = generated(rel)
+        if not path.exists() or path.read_text(encoding="utf-8") != want:
+            path.write_text(want, encoding="utf-8")
+            changed += 1
     for path in DOCS:
         text = path.read_text(encoding="utf-8")
         for s in reversed(samples(path)):

@@ -57,10 +57,13 @@ def test_a_stale_sample_is_caught(tmp_path: Path, monkeypatch: pytest.MonkeyPatc
     doc.write_text("<!-- sample: finwait demo | section 2 -->\n```text\nold\n```\n")
     monkeypatch.setattr(docs, "DOCS", [doc])
     monkeypatch.setattr(docs, "REPO", tmp_path)
-    assert len(docs.check()) == 1
-    assert docs.regenerate() == 1
+    monkeypatch.setattr(docs, "GENERATED", {"states.svg": docs.GENERATED["docs/states.svg"]})
+    (tmp_path / "states.svg").write_text("<svg/>")
+    assert len(docs.check()) == 2
+    assert docs.regenerate() == 2
     assert docs.check() == []
     assert "SYN-SENT" in doc.read_text()
+    assert 'data-from="TIME-WAIT"' in (tmp_path / "states.svg").read_text()
 
 
 @pytest.mark.parametrize("path", DOCS, ids=_ids)

@@ -39,6 +39,9 @@ def _output_options(f: F) -> F:
             click.option("--json", "as_json", is_flag=True, help="Print the trace and summary as JSON."),
             click.option("--pcap", type=OUTPUT, help="Also write the exchange as a pcap file."),
             click.option("--svg", type=OUTPUT, help="Also write the ladder as an SVG file."),
+            click.option("--html", "html", type=OUTPUT, metavar="FILE",
+                         help="Also write a page to learn from: step through the exchange "
+                              "segment by segment on the ladder and the state diagram."),
             click.option("--absolute", is_flag=True, help="Raw sequence numbers instead of relative ones."),
             click.option("--ascii", "ascii_only", is_flag=True, help="ASCII-only ladder."),
         ]
@@ -95,8 +98,20 @@ class _ProgressLine:
 
 
 def _write_files(
-    result: ScenarioResult, pcap: Path | None, svg: Path | None, absolute: bool
+    result: ScenarioResult,
+    pcap: Path | None,
+    svg: Path | None,
+    absolute: bool,
+    html: Path | None = None,
+    title: str | None = None,
 ) -> None:
+    if html is not None:
+        from ..render.learn import render_learning_page
+
+        page = render_learning_page(
+            result.trace, relative=not absolute, title=title, outcome=format_summary(result)
+        )
+        write_text(html, page)
     if pcap is not None:
         from ..capture.writer import write_trace
 
@@ -216,6 +231,7 @@ def demo(
     svg: Path | None,
     absolute: bool,
     ascii_only: bool,
+    html: Path | None,
 ) -> None:
     """The textbook example: B (119.75.218.70:80) releases its connection
     with A (192.168.1.100) in four steps, FIN,ACK 50/248 - ACK 248/51 -
@@ -240,7 +256,9 @@ def demo(
             "seed": 1,
         }
     )
-    _write_files(result, pcap, svg, absolute)
+    _write_files(
+        result, pcap, svg, absolute, html, "The textbook release: B closes first (simulated)"
+    )
     if as_json:
         click.echo(_json_out(result, absolute))
         return
@@ -408,6 +426,7 @@ def simulate(
     svg: Path | None,
     absolute: bool,
     ascii_only: bool,
+    html: Path | None,
 ) -> None:
     """Run a two-host exchange between A (client) and B (server) on a
     simulated path and draw it: open, transfer, release.
@@ -452,7 +471,7 @@ def simulate(
         },
         progress=True,
     )
-    _write_files(result, pcap, svg, absolute)
+    _write_files(result, pcap, svg, absolute, html)
     if as_json:
         click.echo(_json_out(result, absolute))
     elif summary_only:

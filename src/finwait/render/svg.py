@@ -9,7 +9,8 @@ legend.  The vertical axis is by event, not linear time (a 60 s TIME-WAIT
 would flatten everything else): arrival times are placed by interpolating
 between the rows around them.  Each arrow is a ``<g class="segment">`` with
 ``data-flags``, ``data-seq``, ``data-ack``, ``data-len``, ``data-fate``,
-``data-from`` and ``data-to``, so tests and browsers can count them.  Each
+``data-from`` and ``data-to``, so tests and browsers can count them; every
+row's elements carry ``data-row`` (the learning page reveals them in turn).  Each
 label runs along its arrow where it overlaps no other label, arrow, cross,
 state box or timeline; rows too crowded for that get more room, and a label
 that still fits nowhere goes to a column right of the ladder.  All
@@ -169,26 +170,27 @@ def _draw(
     last_time = ""
     for i, (row, y) in enumerate(zip(rows, ys, strict=True)):
         if isinstance(row, Gap):
-            body.append(_gap(row, y))
+            body.append(_gap(row, y, i))
             obstacles.append(_Box.rect(X_LEFT - 3, y + 6, X_RIGHT + 3, y + ROW_GAP - 6))
             last_time = ""
             continue
         stamp = format_ms(row.t)
         if stamp != last_time:
             body.append(
-                f'<text class="time" x="{X_TIME}" y="{y + 4:.1f}" text-anchor="end">{stamp}</text>'
+                f'<text class="time" data-row="{i}" x="{X_TIME}" y="{y + 4:.1f}" '
+                f'text-anchor="end">{stamp}</text>'
             )
             last_time = stamp
         if isinstance(row, StateEvent):
             x = X_LEFT if row.who == left else X_RIGHT
-            body.append(_state(row, x, y))
+            body.append(_state(row, x, y, i))
             w = _state_width(row)
             obstacles.append(_Box.rect(x - w / 2, y - 9, x + w / 2, y + 9))
             continue
         y_arr = _arrival_y(row, i, y, anchors)
         y_end = max(y_end, y_arr + 16)
         label = segment_label(trace, row, relative, id(row) in retx)
-        arrow = _segment(trace, row, relative, row.src == left, y, y_arr)
+        arrow = _segment(trace, row, relative, row.src == left, y, y_arr, i)
         arrows.append((arrow, label))
         row_of.append(i)
         obstacles.extend(arrow.obstacles)
@@ -303,6 +305,7 @@ def _segment(
     rightward: bool,
     y1: float,
     y2: float,
+    row: int,
 ) -> _Arrow:
     seg = ev.segment
     seq, ack = numbers(trace, ev, relative)
@@ -319,7 +322,7 @@ def _segment(
         f'class="segment" data-flags="{format_flags(seg.flags)}" data-seq="{seq}" '
         f'data-ack="{ack if seg.flags & ACK else ""}" data-len="{len(seg.payload)}" '
         f'data-fate="{_esc(ev.fate)}" data-from="{_esc(ev.src)}" data-to="{_esc(ev.dst)}" '
-        f'data-t="{ev.t:.9g}" data-kind="{_kind(seg.flags)}"'
+        f'data-t="{ev.t:.9g}" data-kind="{_kind(seg.flags)}" data-row="{row}"'
     )
     tip = f"{seg.describe()} [{ev.fate}{': ' + ev.reason if ev.reason else ''}]"
     parts = [f"<title>{_esc(tip)}</title>"]
@@ -499,24 +502,24 @@ def _state_width(ev: StateEvent) -> float:
     return 7.3 * len(str(ev.state)) + 12
 
 
-def _state(ev: StateEvent, x: float, y: float) -> str:
+def _state(ev: StateEvent, x: float, y: float, row: int) -> str:
     text = str(ev.state)
     w = _state_width(ev)
     return (
-        f'<g class="state" data-who="{_esc(ev.who)}" data-state="{text}">'
+        f'<g class="state" data-who="{_esc(ev.who)}" data-state="{text}" data-row="{row}">'
         f'<rect x="{x - w / 2:.1f}" y="{y - 9:.1f}" width="{w:.1f}" height="18" rx="4"/>'
         f'<text x="{x}" y="{y + 4:.1f}" text-anchor="middle">{text}</text></g>'
     )
 
 
-def _gap(gap: Gap, y: float) -> str:
+def _gap(gap: Gap, y: float, row: int) -> str:
     mid = y + ROW_GAP / 2
     lines = "".join(
         f'<line x1="{x}" y1="{y + 6:.1f}" x2="{x}" y2="{y + ROW_GAP - 6:.1f}"/>'
         for x in (X_LEFT, X_RIGHT)
     )
     return (
-        f'<g class="gap" data-count="{gap.count}">'
+        f'<g class="gap" data-count="{gap.count}" data-row="{row}">'
         f'<rect x="{X_LEFT - 3}" y="{y + 6:.1f}" width="{X_RIGHT - X_LEFT + 6}" '
         f'height="{ROW_GAP - 12}"/>{lines}'
         f'<text x="{(X_LEFT + X_RIGHT) / 2}" y="{mid + 4:.1f}" text-anchor="middle">'
