@@ -53,7 +53,9 @@ def test_steps_follow_the_trace() -> None:
     steps = learning_steps(trace)
     segments = [e for e in trace.events if isinstance(e, SegmentEvent)]
     assert len(steps) == len(segments) + 1  # short: nothing folded
-    assert steps[0]["states"] == {"A": "SYN-SENT", "B": "LISTEN"}
+    assert steps[0]["states"] == {"A": "CLOSED", "B": "LISTEN"}
+    assert steps[1]["states"] == {"A": "SYN-SENT", "B": "LISTEN"}  # the SYN's own step
+    assert steps[1]["moves"] == [["A", "CLOSED", "SYN-SENT"]]
     assert steps[-1]["states"] == {"A": "CLOSED", "B": "CLOSED"}
     lost = [s for s in steps if s["fate"] == "lost"]
     assert len(lost) == sum(1 for e in segments if e.fate == "lost") > 3

@@ -97,7 +97,18 @@ def learning_steps(trace: Trace, *, relative: bool = True) -> list[dict[str, Any
     release = {id(s.event): (s.role, s.sentence) for s in release_steps(trace, relative=relative)}
     states = {left: str(State.CLOSED), right: str(State.CLOSED)}
     seg_rows = [i for i, r in enumerate(rows) if not isinstance(r, StateEvent)]
-    bounds = [*seg_rows, len(rows)]
+    # A step starts at its segment's row, or earlier at the sender's state
+    # change of the same instant (B's CLOSE: FIN-WAIT-1, then its FIN).
+    starts = []
+    for k, i in enumerate(seg_rows):
+        row, lo = rows[i], seg_rows[k - 1] + 1 if k else 0
+        while isinstance(row, SegmentEvent) and i > lo:
+            before = rows[i - 1]
+            if not (isinstance(before, StateEvent) and before.who == row.src and before.t == row.t):
+                break
+            i -= 1
+        starts.append(i)
+    bounds = [*starts, len(rows)]
     steps: list[dict[str, Any]] = []
 
     def apply(lo: int, hi: int) -> list[list[str]]:
@@ -129,7 +140,7 @@ def learning_steps(trace: Trace, *, relative: bool = True) -> list[dict[str, Any
     )
     for k, i in enumerate(seg_rows):
         row = rows[i]
-        moves = apply(i, bounds[k + 1])
+        moves = apply(bounds[k], bounds[k + 1])
         if isinstance(row, Gap):
             head = row.describe()
             text = (
