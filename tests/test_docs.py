@@ -156,3 +156,9 @@ def test_nothing_points_outside_the_repository(path: Path) -> None:
 def test_the_source_does_not_point_outside_either() -> None:
     for f in (REPO / "src").rglob("*.py"):
         assert not OUTSIDE.findall(f.read_text(encoding="utf-8")), f
+
+
+def test_the_live_test_table_lists_every_live_test() -> None:
+    table = (REPO / "docs" / "live.md").read_text(encoding="utf-8")
+    for f in sorted((REPO / "tests" / "live").glob("test_*.py")):
+        assert f"| {f.stem} |" in table, f"docs/live.md's test table omits {f.name}"
