@@ -214,7 +214,7 @@ def _summary(res: Analysis) -> None:
     for close in CLOSES:
         row = [grid.get((close, s), 0) for s in ("client", "server", "both", "-")]
         if sum(row):
-            t.add_row(close, *map(str, row), str(sum(row)))
+            t.add_row(close, *(f"{x:,}" for x in row), f"{sum(row):,}")
     con.print(t)
     an = res.anomaly_counts()
     if an:
@@ -223,7 +223,7 @@ def _summary(res: Analysis) -> None:
         ta.add_column("connections", justify="right")
         ta.add_column("segments", justify="right")
         for name, (nc, ns) in sorted(an.items(), key=lambda kv: -kv[1][0]):
-            ta.add_row(name, str(nc), str(ns))
+            ta.add_row(name, f"{nc:,}", f"{ns:,}")
         con.print(ta)
     dur = res.cols["end"] - res.cols["start"]
     longest = dur.argsort()[::-1][:5].tolist()
