@@ -1,7 +1,8 @@
 """Engine behaviour found through the simulator, kept as regression tests.
 
-Fixed: a half-closed FIN-WAIT-2 timed out while the peer was alive; it now
-waits for the FIN as Linux does after shutdown(SHUT_WR) (LX-8)."""
+Each test names the defect it found; all are fixed.  The first: a half-closed
+FIN-WAIT-2 timed out while the peer was alive; it now waits for the FIN as
+Linux does after shutdown(SHUT_WR) (LX-8, docs/conformance.md)."""
 
 from __future__ import annotations
 
@@ -16,13 +17,12 @@ from .release import states_of
 def test_fin_wait_2_wait_restarts_on_a_retransmission_from_the_peer() -> None:
     """A closes; B (CLOSE-WAIT) is alive and retransmits data A already has,
     because A's ACKs were lost (seen in a 30 %-loss run, seed 333).  The
-    engine's own rule (``_arm_fin_wait_2``: "any segment from it restarts the
-    wait, so a long half-close transfer is not cut") says A must still be
-    waiting 60 s after entering FIN-WAIT-2; it times out instead, because a
-    duplicate fails the acceptability test (§3.10.7.4 first) before the
-    timer is re-armed.  Linux would not time out at all: a socket that only
-    half-closed (shutdown(SHUT_WR)) waits for the peer's FIN indefinitely
-    (CONFORMANCE LX-8)."""
+    engine used to time A out 60 s after it entered FIN-WAIT-2, because the
+    duplicate failed the acceptability test (§3.10.7.4 first) before the
+    timer was re-armed.  Now, as Linux, a connection that only half-closed
+    (shutdown(SHUT_WR)) waits for the peer's FIN as long as it takes; the
+    timer runs only once the user said it will read no more (LX-8,
+    docs/conformance.md), so A is still there when B's FIN comes."""
     spec = ScenarioSpec(client_bytes=100, server_bytes=100, closer="client", close_delay=80.0)
     first = run_scenario(spec, until=30.0)
     net, trace = first.network, first.trace

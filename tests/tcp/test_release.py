@@ -1,4 +1,4 @@
-"""The release in all its shapes, as packet exchanges (CONFORMANCE §6).
+"""The release in all its shapes, as packet exchanges (RFC 9293 §3.6, Figures 12 and 13).
 
 Numbers are relative (ISS = IRS = 0) and follow the seed: the engine is host
 A with SND.NXT = 248 (247 bytes sent) and RCV.NXT = 50 (49 bytes received).
