@@ -26,6 +26,7 @@ from .tcp.connection import Connection, scale_for
 from .tcp.cookies import MAX_AGE, PERIOD, SynCookies
 from .tcp.events import Event
 from .tcp.state import State
+from .tcp.verdict import Verdict
 from .wire.errors import ParseError
 from .wire.segment import ACK, FIN, RST, SYN, Segment
 
@@ -130,7 +131,7 @@ class Host:
         if key in self.conns:
             raise OSError(f"connection {src}:{sport} -> {dst}:{dport} already exists")
         if len(self.conns) >= self.max_connections:
-            self.counters["connection_table_full"] += 1
+            self._drop(Verdict.CONNECTION_TABLE_FULL)
             raise OSError("connection table full")
         conn = Connection.open_active(
             (src, sport),
@@ -197,7 +198,7 @@ class Host:
     # ------------------------------------------------------------------
     # Input
 
-    def receive_packet(self, data: bytes, now: float) -> None:
+    def receive_packet(self, data: bytes, now: float) -> Verdict:
         """Raw IPv4/IPv6 bytes: parse, count and drop what is malformed."""
         from .wire.ip import decode_packet  # the codec is optional for pure-Segment use
 
@@ -206,19 +207,22 @@ class Host:
         except ParseError as exc:
             self.counters["parse_error"] += 1
             self.counters["parse_error:" + exc.reason] += 1
-            return
-        self.receive(seg, now)
+            return Verdict.PARSE_ERROR
+        return self.receive(seg, now)
 
-    def receive(self, seg: Segment, now: float) -> None:
-        """A segment arrives (§3.10.7)."""
+    def _drop(self, verdict: Verdict) -> Verdict:
+        self.counters[verdict.value] += 1
+        return verdict
+
+    def receive(self, seg: Segment, now: float) -> Verdict:
+        """A segment arrives (§3.10.7); returns what became of it."""
         conn = self.conns.get((seg.dst, seg.dport, seg.src, seg.sport))
         if conn is not None:
             st = conn.state
             if st is _ESTABLISHED:
-                conn.receive(seg, now)
-                return
+                return conn.receive(seg, now)
             if st is _TIME_WAIT and self._reopen_time_wait(conn, seg, now):
-                return
+                return Verdict.ACCEPTED
             lst = self._listener_of.get(conn)
             if (
                 lst is not None
@@ -228,60 +232,56 @@ class Host:
             ):
                 # Linux tcp_check_req(): with the accept queue full, the final
                 # ACK is dropped and the SYN,ACK retransmitted later.
-                self.counters["accept_queue_full"] += 1
-                return
-            conn.receive(seg, now)
-            return
+                return self._drop(Verdict.ACCEPT_QUEUE_FULL)
+            return conn.receive(seg, now)
         if seg.dst not in self.addrs:
-            self.counters["not_for_us"] += 1
-            return
+            return self._drop(Verdict.NOT_FOR_US)
         listener = self.listeners.get((seg.dst, seg.dport)) or self.listeners.get(("", seg.dport))
         if listener is not None:
-            self._arrive_listen(listener, seg, now)
-        else:
-            self._arrive_closed(seg, now)
+            return self._arrive_listen(listener, seg, now)
+        return self._arrive_closed(seg, now)
 
-    def _arrive_closed(self, seg: Segment, now: float) -> None:
+    def _arrive_closed(self, seg: Segment, now: float) -> Verdict:
         """§3.10.7.1: no TCB.  Never answer a RST (SA-CL-2)."""
         flags = seg.flags
         if flags & RST:
-            self.counters["rst_for_no_connection"] += 1
-            return
-        self.counters["no_matching_connection"] += 1
+            return self._drop(Verdict.RST_FOR_NO_CONNECTION)
         if flags & ACK:
             self._send_rst(seg, seg.ack, 0, RST)  # SA-CL-3
         else:
             self._send_rst(seg, 0, seqnum.add(seg.seq, seg.seg_len), RST | ACK)  # SA-CL-4
+        return self._drop(Verdict.NO_MATCHING_CONNECTION)
 
     def _send_rst(self, seg: Segment, seq: int, ack: int, flags: int) -> None:
         self._out.append(Segment(seg.dst, seg.src, seg.dport, seg.sport, seq, ack, flags, 0))
 
-    def _arrive_listen(self, lst: Listener, seg: Segment, now: float) -> None:
+    def _arrive_listen(self, lst: Listener, seg: Segment, now: float) -> Verdict:
         """§3.10.7.2."""
         flags = seg.flags
         if flags & RST:
-            self.counters["rst_to_listener"] += 1  # SA-LI-1
-            return
+            return self._drop(Verdict.RST_TO_LISTENER)  # SA-LI-1
         if flags & ACK:
-            if not flags & (SYN | RST) and self._cookie_ack(lst, seg, now):
-                return
-            self.counters["ack_to_listener"] += 1  # SA-LI-2
+            if not flags & (SYN | RST):
+                verdict = self._cookie_ack(lst, seg, now)
+                if verdict is not None:
+                    return verdict
             self._send_rst(seg, seg.ack, 0, RST)
-            return
+            return self._drop(Verdict.ACK_TO_LISTENER)  # SA-LI-2
         if not flags & SYN:
-            self.counters["fin_without_ack" if flags & FIN else "no_syn_to_listener"] += 1
-            return  # SA-LI-4: a bare FIN to a listener is dropped silently
-        self._accept_syn(lst, seg, now, None)
+            # SA-LI-4: a bare FIN to a listener is dropped silently
+            return self._drop(
+                Verdict.FIN_WITHOUT_ACK if flags & FIN else Verdict.NO_SYN_TO_LISTENER
+            )
+        return self._accept_syn(lst, seg, now, None)
 
-    def _accept_syn(self, lst: Listener, seg: Segment, now: float, iss: int | None) -> None:
+    def _accept_syn(self, lst: Listener, seg: Segment, now: float, iss: int | None) -> Verdict:
         if len(lst.syn_queue) >= lst.backlog:
             self.counters["syn_queue_full"] += 1
             if self._cookies is not None and iss is None:
                 self._cookie_syn_ack(lst, seg, now)
-            return
+            return Verdict.SYN_QUEUE_FULL
         if len(self.conns) >= self.max_connections:
-            self.counters["connection_table_full"] += 1
-            return
+            return self._drop(Verdict.CONNECTION_TABLE_FULL)
         src, sport, dst, dport = seg.dst, seg.dport, seg.src, seg.sport
         isn = self._isn(src, sport, dst, dport, now)
         if iss is None:
@@ -294,6 +294,7 @@ class Host:
         lst.syn_queue.add(conn)
         self._listener_of[conn] = lst
         self._touch(conn)
+        return Verdict.ACCEPTED
 
     def _cookie_syn_ack(self, lst: Listener, seg: Segment, now: float) -> None:
         """Answer a SYN the full queue cannot hold with a cookie (RFC 4987 §3.6)."""
@@ -317,21 +318,21 @@ class Host:
         lst.cookies_until = now + MAX_AGE * PERIOD
         self.counters["syncookies_sent"] += 1
 
-    def _cookie_ack(self, lst: Listener, seg: Segment, now: float) -> bool:
+    def _cookie_ack(self, lst: Listener, seg: Segment, now: float) -> Verdict | None:
         """An ACK to a listener that recently sent cookies: when it returns a
-        valid one, the connection is made now, as Linux cookie_v4_check()."""
+        valid one, the connection is made now, as Linux cookie_v4_check().
+        None: not a cookie (the ACK is an ordinary one to a listener)."""
         if self._cookies is None or now > lst.cookies_until:
-            return False
+            return None
         syn = self._cookies.syn_from_ack(seg, now)
         if syn is None:
             self.counters["syncookies_failed"] += 1
-            return False
+            return None
         if len(lst.accept_queue) >= lst.backlog:
-            self.counters["accept_queue_full"] += 1
-            return True  # dropped; the peer retransmits (Linux tcp_check_req)
+            # dropped; the peer retransmits (Linux tcp_check_req)
+            return self._drop(Verdict.ACCEPT_QUEUE_FULL)
         if len(self.conns) >= self.max_connections:
-            self.counters["connection_table_full"] += 1
-            return True
+            return self._drop(Verdict.CONNECTION_TABLE_FULL)
         src, sport, dst, dport = seg.dst, seg.dport, seg.src, seg.sport
         self._isn(src, sport, dst, dport, now)
         mark = len(self._out)
@@ -349,9 +350,9 @@ class Host:
         self.conns[(src, sport, dst, dport)] = conn
         lst.syn_queue.add(conn)
         self._listener_of[conn] = lst
-        conn.receive(seg, now)
+        verdict = conn.receive(seg, now)
         self._touch(conn)
-        return True
+        return verdict
 
     def _reopen_time_wait(self, conn: Connection, seg: Segment, now: float) -> bool:
         """MAY-2 / SA-3.3, as Linux tcp_timewait_state_process(): a new SYN

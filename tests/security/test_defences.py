@@ -23,6 +23,7 @@ from finwait.host import Host
 from finwait.tcp.config import Config
 from finwait.tcp.connection import Connection
 from finwait.tcp.state import State
+from finwait.tcp.verdict import Verdict
 from finwait.wire.segment import ACK, FIN, PSH, RST, SYN, Segment
 from tcp.harness import E_ADDR, E_PORT, P_ADDR, TEST_CONFIG, Exchange
 
@@ -189,11 +190,11 @@ def _rfc793_rst(mp: pytest.MonkeyPatch) -> None:
 def _rfc793_syn(mp: pytest.MonkeyPatch) -> None:
     orig = Connection._challenge_ack
 
-    def syn_resets(self: Connection, seg: Segment, now: float, reason: str) -> None:
-        if reason == "challenge_ack_syn":
+    def syn_resets(self: Connection, seg: Segment, now: float, verdict: Verdict) -> None:
+        if verdict is Verdict.CHALLENGE_ACK_SYN:
             self.abort(now)  # RFC 793: a SYN in the window is an error, reset
         else:
-            orig(self, seg, now, reason)
+            orig(self, seg, now, verdict)
 
     mp.setattr(Connection, "_challenge_ack", syn_resets)
 

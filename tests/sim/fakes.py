@@ -7,6 +7,7 @@ from typing import Any
 
 from finwait.tcp.events import Event, StateChanged
 from finwait.tcp.state import State
+from finwait.tcp.verdict import Verdict
 from finwait.wire.segment import ACK, FIN, Segment
 
 
@@ -34,11 +35,12 @@ class FakeNode:
 
     # -- the Host interface ----------------------------------------------
 
-    def receive(self, segment: Segment, now: float) -> None:
+    def receive(self, segment: Segment, now: float) -> Verdict:
         if segment.flags & FIN and not segment.flags & ACK:
             self.counters["fin_without_ack"] += 1
-            return
+            return Verdict.FIN_WITHOUT_ACK
         self.arrivals.append((now, segment))
+        return Verdict.ACCEPTED
 
     def receive_packet(self, packet: bytes, now: float) -> None:
         self.packets.append((now, packet))

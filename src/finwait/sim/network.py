@@ -24,6 +24,7 @@ from functools import partial
 from typing import Any, Protocol
 
 from ..tcp.events import Event, StateChanged
+from ..tcp.verdict import Verdict
 from ..trace import DELIVERED, DROPPED, LOST, SegmentEvent, Trace
 from ..wire.errors import ParseError
 from ..wire.segment import Segment
@@ -33,17 +34,6 @@ from .rng import Rng
 
 NO_ROUTE = "no route"
 
-# Host counters that mean "the receiver discarded this segment unprocessed",
-# and the reason the trace gives.  A delivered segment that bumps one is
-# re-recorded as dropped: the seed's FIN without ACK above all (RFC 9293
-# §3.10.7.4 fifth), and RSTs that fail RFC 5961 §3.2 or hit TIME-WAIT (RFC 1337).
-DROP_COUNTERS: dict[str, str] = {
-    "fin_without_ack": "fin without ack",
-    "no_ack": "no ack",
-    "rst_out_of_window": "rst out of window",
-    "rst_in_time_wait_ignored": "rst in time-wait",
-}
-
 
 class Node(Protocol):
     """What the network needs of a node: the sans-IO ``Host`` interface."""
@@ -51,7 +41,7 @@ class Node(Protocol):
     @property
     def counters(self) -> Counter[str]: ...
 
-    def receive(self, segment: Segment, now: float) -> Any: ...
+    def receive(self, segment: Segment, now: float) -> Verdict | None: ...
 
     def receive_packet(self, packet: bytes, now: float) -> Any: ...
 
@@ -266,15 +256,13 @@ class Network:
         self.queue.schedule(d.arrive, lambda t: self._deliver_packet(target, damaged, t))
 
     def _deliver(self, st: _Attached, seg: Segment, index: int, now: float) -> None:
-        counters = st.node.counters
-        before = [counters[name] for name in DROP_COUNTERS]
-        st.node.receive(seg, now)
-        for (name, reason), old in zip(DROP_COUNTERS.items(), before, strict=True):
-            if counters[name] != old:
-                ev = self.trace.events[index]
-                if isinstance(ev, SegmentEvent):
-                    self.trace.events[index] = replace(ev, fate=DROPPED, reason=reason)
-                break
+        # The receiver's verdict (tcp/verdict.py) gives the segment's fate: a
+        # discarded segment is re-recorded as dropped, with the reason.
+        verdict = st.node.receive(seg, now)
+        if verdict is not None and verdict.dropped:
+            ev = self.trace.events[index]
+            if isinstance(ev, SegmentEvent):
+                self.trace.events[index] = replace(ev, fate=DROPPED, reason=verdict.reason)
         self._drive(st, now)
 
     def _deliver_packet(self, st: _Attached, packet: bytes, now: float) -> None:

@@ -51,6 +51,7 @@ from .timers import (
     USER_TIMEOUT,
     Timers,
 )
+from .verdict import Verdict
 
 __all__ = [
     "Connection",
@@ -66,6 +67,7 @@ _lt = seqnum.lt
 _le = seqnum.le
 
 ESTABLISHED = State.ESTABLISHED
+ACCEPTED = Verdict.ACCEPTED
 _MAX_WSCALE = 14  # RFC 7323 §2.3
 
 
@@ -115,6 +117,7 @@ class Connection(Sender, Receiver):
         self._close_pending = False
         self.read_closed = False
         self._last_recv = 0.0
+        self._verdict = ACCEPTED
         self.timers = Timers()
         self._init_send(cfg, iss, ts_offset)
         self._init_receive(cfg)
@@ -338,10 +341,12 @@ class Connection(Sender, Receiver):
         self._event(TimedOut(state))
         self._changed()
 
-    def receive(self, seg: Segment, now: float) -> None:
-        """Process one arriving segment; peer input never raises."""
+    def receive(self, seg: Segment, now: float) -> Verdict:
+        """Process one arriving segment and say what became of it
+        (``verdict.py``); peer input never raises."""
         st = self.state
         self._last_recv = now
+        self._verdict = ACCEPTED
         if st is State.SYN_SENT:
             self._arrive_syn_sent(seg, now)
         elif st.synchronized:
@@ -352,8 +357,10 @@ class Connection(Sender, Receiver):
             if self.state.sending:
                 self._push(now)
         else:
-            self._count("segment_in_" + st.name.lower())
-            return
+            self._judge(
+                Verdict.SEGMENT_IN_CLOSED if st is State.CLOSED else Verdict.SEGMENT_IN_LISTEN
+            )
+            return self._verdict
         if self._ack_now:
             self._send_ack(now)
         elif self._delack_pending:
@@ -362,6 +369,7 @@ class Connection(Sender, Receiver):
         if keepalive is not None and self.state is ESTABLISHED:
             self.timers.arm_once(KEEPALIVE, now + keepalive)
         self._changed()
+        return self._verdict
 
     def _predicted(self, seg: Segment, now: float) -> bool:
         """Header prediction (Jacobson; RFC 7323 Appendix D), reduced to a
@@ -430,7 +438,7 @@ class Connection(Sender, Receiver):
         if flags & ACK and (_le(seg.ack, self.iss) or _lt(self.snd_max, seg.ack)):
             if not flags & RST:
                 self._emit_rst(seg.ack, now)
-            self._count("bad_ack_syn_sent")
+            self._judge(Verdict.BAD_ACK_SYN_SENT)
             return
         if flags & RST:
             if flags & ACK:  # SA-SS-3: acceptable ACK, refused
@@ -438,13 +446,13 @@ class Connection(Sender, Receiver):
                 self._delete(now)
                 self._event(Reset(refused=True))
             else:
-                self._count("rst_without_ack_syn_sent")
+                self._judge(Verdict.RST_WITHOUT_ACK_SYN_SENT)
             return
         if not flags & SYN:
             if flags & FIN and not flags & ACK:
                 self._count("fin_without_ack")
             else:
-                self._count("no_syn_in_syn_sent")  # SA-SS-6
+                self._judge(Verdict.NO_SYN_IN_SYN_SENT)  # SA-SS-6
             return
         self._take_syn(seg, now)
         if flags & ACK:
@@ -476,7 +484,7 @@ class Connection(Sender, Receiver):
             and (seg.seq == self.irs)
         ):
             # A retransmitted SYN: our SYN,ACK was lost (Linux tcp_check_req).
-            self._count("syn_retransmitted")
+            self._judge(Verdict.SYN_RETRANSMITTED)
             self._emit_syn(now, ack=True)
             return False
         checked = self._check_sequence(seg, now)  # first
@@ -488,14 +496,14 @@ class Connection(Sender, Receiver):
             return False
         if flags & SYN:  # fourth (third, security, is not implemented)
             if self.state is State.SYN_RECEIVED and self.passive:
-                self._count("syn_in_syn_received")
+                self._judge(Verdict.SYN_IN_SYN_RECEIVED)
                 self._set_state(State.LISTEN, now)  # SA-3.1
                 self._delete(now)
                 return False
-            self._challenge_ack(seg, now, "challenge_ack_syn")  # SA-3.2, RFC 5961 §4
+            self._challenge_ack(seg, now, Verdict.CHALLENGE_ACK_SYN)  # SA-3.2, RFC 5961 §4
             return False
         if not flags & ACK:  # fifth: SA-4.1, where the bare FIN dies
-            self._count("fin_without_ack" if flags & FIN else "no_ack")
+            self._judge(Verdict.FIN_WITHOUT_ACK if flags & FIN else Verdict.NO_ACK)
             return False
         return self._steps_five_to_eight(seg, now)
 
@@ -515,12 +523,12 @@ class Connection(Sender, Receiver):
         """Step two: RFC 5961 §3.2 and the per-state resets (SA-2.x)."""
         st = self.state
         if st is State.TIME_WAIT and self.config.rfc1337:
-            self._count("rst_in_time_wait_ignored")  # RFC 1337, TW-4
+            self._judge(Verdict.RST_IN_TIME_WAIT_IGNORED)  # RFC 1337, TW-4
             return
         if seg.seq != self.rcv_nxt:
-            self._challenge_ack(seg, now, "challenge_ack_rst")  # SA-2.3
+            self._challenge_ack(seg, now, Verdict.CHALLENGE_ACK_RST)  # SA-2.3
             return
-        self._count("rst_received")
+        self._judge(Verdict.RESET)
         self.reset_received = True
         if st is State.SYN_RECEIVED and self.passive:
             self._set_state(State.LISTEN, now)  # SA-2.4: back to the listener

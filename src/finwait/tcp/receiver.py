@@ -29,6 +29,7 @@ from .events import EndOfStream, Reset
 from .state import State
 from .tcb import HALF, MASK, NO_OPTIONS, TcbCore
 from .timers import DELAYED_ACK, TIME_WAIT
+from .verdict import Verdict
 
 _add = seqnum.add
 _lt = seqnum.lt
@@ -123,12 +124,12 @@ class Receiver(TcbCore):
         # a sequence number behind the peer's RCV.NXT would make it unacceptable.
         self._emit(self.snd_max, ACK, now)
 
-    def _challenge_ack(self, seg: Segment, now: float, reason: str) -> None:
+    def _challenge_ack(self, seg: Segment, now: float, verdict: Verdict) -> None:
         """RFC 5961 §3.2/§4.2/§5.2 challenge ACK (and the §3.10.7.4 step-1
         ACK), rate-limited per connection as Linux's tcp_oow_rate_limited():
         only zero-length segments and SYNs count toward the limit, so a
         retransmitted FIN is always answered (SA-1.4)."""
-        self._count(reason)
+        self._judge(verdict)
         limited = not seg.payload and (not seg.flags & FIN or seg.flags & SYN)
         if limited and now - self._last_challenge < self.config.challenge_ack_interval:
             self._count("ack_ratelimited")
@@ -148,7 +149,7 @@ class Receiver(TcbCore):
                 if now - self.ts_recent_age > 24 * 86400:
                     self.ts_recent = ts[0]  # TS.Recent is stale after 24 days idle
                 else:
-                    self._challenge_ack(seg, now, "paws_rejected")
+                    self._challenge_ack(seg, now, Verdict.PAWS_REJECTED)
                     return None
         seq = seg.seq
         plen = len(seg.payload)
@@ -195,7 +196,7 @@ class Receiver(TcbCore):
         nxt = self.rcv_nxt
         wnd = self.rcv_wnd
         if flags & RST:
-            self._count("rst_out_of_window")  # SA-2.1
+            self._judge(Verdict.RST_OUT_OF_WINDOW)  # SA-2.1
             return
         if wnd == 0 and flags & ACK and seg_len:
             self._step_ack(seg, now, ack_only=True)  # MUST-66
@@ -206,7 +207,7 @@ class Receiver(TcbCore):
         if self.state is State.TIME_WAIT and flags & FIN and _add(seq, seg_len) == nxt:
             self.timers.arm(TIME_WAIT, now + 2 * self.config.msl)  # SA-1.4, TW-3
             self._count("time_wait_fin_retransmitted")
-        self._challenge_ack(seg, now, "unacceptable_segment")  # SA-1.2
+        self._challenge_ack(seg, now, Verdict.UNACCEPTABLE_SEGMENT)  # SA-1.2
         return
 
     def _take_ts_recent(self, seq: int, tsval: int, now: float) -> None:

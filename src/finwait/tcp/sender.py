@@ -40,6 +40,7 @@ from .scoreboard import Scoreboard
 from .state import State
 from .tcb import HALF, MASK, TcbCore
 from .timers import DELAYED_ACK, KEEPALIVE, PERSIST, RETRANSMIT
+from .verdict import Verdict
 
 _add = seqnum.add
 _lt = seqnum.lt
@@ -317,7 +318,7 @@ class Sender(TcbCore):
         if st is State.SYN_RECEIVED:
             if not (_lt(una, ack) and _le(ack, self.snd_max)):
                 self._emit_rst(ack, now)  # SA-4.3
-                self._count("bad_ack_syn_received")
+                self._judge(Verdict.BAD_ACK_SYN_RECEIVED)
                 return False
             self._ack_syn(_add(una, 1), now)
             self._set_state(State.ESTABLISHED, now)
@@ -331,10 +332,10 @@ class Sender(TcbCore):
                 self._queue_fin(State.FIN_WAIT_1, now)
         # RFC 5961 §5.2: acceptable only in [SND.UNA - MAX.SND.WND, SND.MAX].
         if _lt(self.snd_max, ack):
-            self._challenge_ack(seg, now, "ack_of_unsent_data")
+            self._challenge_ack(seg, now, Verdict.ACK_OF_UNSENT_DATA)
             return False
         if _lt(ack, _add(una, -self.max_snd_wnd)):
-            self._challenge_ack(seg, now, "ack_too_old")
+            self._challenge_ack(seg, now, Verdict.ACK_TOO_OLD)
             return False
         newly = 0
         if self.sack_ok and (seg.options.sack_blocks or self._sb):

@@ -35,6 +35,7 @@ from .rto import RttEstimator
 from .scoreboard import Scoreboard
 from .state import State
 from .timers import Timers
+from .verdict import Verdict
 
 if TYPE_CHECKING:
     from .connection import Connection
@@ -46,7 +47,7 @@ NO_OPTIONS = TcpOptions()
 CONNECTION_SLOTS = (
     "__weakref__", "config", "local", "remote", "state", "passive", "reset_received",
     "timers", "counters", "_host_counters", "_on_change", "_out", "_events",
-    "_last_recv", "_close_pending", "read_closed",
+    "_last_recv", "_close_pending", "read_closed", "_verdict",
 )  # fmt: skip
 SENDER_SLOTS = (
     "iss", "snd_una", "snd_nxt", "snd_max", "snd_wnd", "snd_wl1", "snd_wl2", "snd_up",
@@ -86,6 +87,7 @@ class TcbCore:
     _last_recv: float  # time of the latest segment received
     _close_pending: bool  # CLOSE in SYN-RECEIVED with data queued (CL-4)
     read_closed: bool  # close(discard=True): we will read no more (LX-5/LX-7)
+    _verdict: Verdict  # what receive() is making of the segment in hand
 
     # -- the send half (sender.py) ---------------------------------------
     iss: int
@@ -147,7 +149,7 @@ class TcbCore:
         def _options(self, now: float) -> TcpOptions: ...
         def _window_field(self) -> int: ...
         def _send_ack(self, now: float) -> None: ...
-        def _challenge_ack(self, seg: Segment, now: float, reason: str) -> None: ...
+        def _challenge_ack(self, seg: Segment, now: float, verdict: Verdict) -> None: ...
         def _step_ack(self, seg: Segment, now: float, ack_only: bool = False) -> bool: ...
         def _ack_state_step(self, seg: Segment, now: float) -> bool: ...
         def _delete(self, now: float) -> None: ...
@@ -182,6 +184,12 @@ class TcbCore:
                 evs[-1] = (self, DataReceived(last.length + n))
                 return
         evs.append((self, DataReceived(n)))  # type: ignore[arg-type]
+
+    def _judge(self, verdict: Verdict) -> None:
+        """The segment in hand was discarded (or reset us): ``receive``
+        returns ``verdict``, and it is counted under its name."""
+        self._verdict = verdict
+        self._count(verdict.value)
 
     def _set_state(self, new: State, now: float) -> None:
         old = self.state
