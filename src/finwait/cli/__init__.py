@@ -19,6 +19,7 @@ _COMMANDS: dict[str, tuple[str, str]] = {
     "serve": ("live", "Serve TCP on the lab's TUN with finwait's engine."),
     "connect": ("live", "Connect through the lab's TUN with finwait's engine."),
     "analyze": ("analyze", "Explain how every connection in a capture opened and closed."),
+    "script": ("script", "Run packetdrill-dialect scripts on the engine or the Linux kernel."),
 }
 
 

@@ -1,0 +1,57 @@
+"""``finwait script``: run packetdrill-dialect scripts on the engine or the kernel."""
+
+from __future__ import annotations
+
+import sys
+
+import click
+
+
+@click.command("script")
+@click.argument("files", nargs=-1, required=True, type=click.Path(dir_okay=False))
+@click.option(
+    "--target",
+    type=click.Choice(["engine", "kernel"]),
+    default="engine",
+    show_default=True,
+    help="engine: finwait's Host in virtual time; kernel: Linux through a TUN in a private netns.",
+)
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per script.")
+@click.option("--pcap", type=click.Path(dir_okay=False), help="Write every segment to a pcap.")
+@click.option("-v", "--verbose", is_flag=True, help="Print each event as it runs.")
+def script(files: tuple[str, ...], target: str, as_json: bool, pcap: str | None,
+           verbose: bool) -> None:  # fmt: skip
+    """Run packetdrill-dialect scripts; exit 0 only when every one passes."""
+    from ..script import run_script
+
+    packets: list[tuple[float, bytes]] | None = [] if pcap else None
+    failed = 0
+    offset = 0.0
+    for path in files:
+        log = (lambda text, p=path: click.echo(f"  {p}:{text}")) if verbose else None
+        mark = len(packets) if packets is not None else 0
+        outcome = run_script(path, target, log=log, pcap=packets)
+        if packets is not None:
+            # Scripts one after another in the capture, each from its own start.
+            packets[mark:] = [(offset + t, pkt) for t, pkt in packets[mark:]]
+            if len(packets) > mark:
+                offset = packets[-1][0] + 1.0
+        if outcome.status != "PASS":
+            failed += 1
+        click.echo(outcome.json_line() if as_json else outcome.summary())
+    if not as_json and len(files) > 1:
+        click.echo(f"{len(files) - failed} of {len(files)} passed [{target}]")
+    if pcap and packets is not None:
+        from ..capture.writer import PcapWriter
+
+        try:
+            with PcapWriter(pcap) as w:
+                for t, pkt in packets:
+                    w.write(pkt, max(t, 0.0))
+        except OSError as exc:
+            click.echo(f"error: cannot write {pcap}: {exc.strerror}", err=True)
+            sys.exit(2)
+    sys.exit(1 if failed else 0)
+
+
+commands = [script]

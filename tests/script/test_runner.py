@@ -1,0 +1,109 @@
+"""The runner and the ``finwait script`` command: PASS/FAIL with the first
+mismatching line, errors as one line, both targets."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from finwait.cli import main
+from finwait.script import run_script
+
+from .conftest import SCRIPTS
+
+BASE = SCRIPTS / "close-remote-fin-then-close.pkt"
+
+
+def _flip(tmp_path: Path, pattern: str, replacement: str) -> tuple[Path, int]:
+    """A copy of BASE with one number changed on the first line matching
+    ``pattern``; returns the copy and that line's number."""
+    lines = BASE.read_text().splitlines(keepends=True)
+    for i, line in enumerate(lines):
+        if re.search(pattern, line):
+            lines[i] = re.sub(pattern, replacement, line)
+            out = tmp_path / "flipped.pkt"
+            out.write_text("".join(lines))
+            return out, i + 1
+    raise AssertionError(f"{pattern!r} not in {BASE}")
+
+
+@pytest.mark.parametrize("target", ["engine", pytest.param("kernel", marks=pytest.mark.live)])
+def test_flipped_number_fails_on_that_line(
+    tmp_path: Path, target: str, request: pytest.FixtureRequest
+) -> None:
+    if target == "kernel":
+        request.getfixturevalue("live")
+    assert run_script(str(BASE), target).status == "PASS"
+    # The FIN,ACK's ack field: 2 -> 3.
+    flipped, line = _flip(tmp_path, r"> F\. 1:1\(0\) ack 2", "> F. 1:1(0) ack 3")
+    out = run_script(str(flipped), target)
+    assert out.status == "FAIL"
+    assert out.line == line
+    assert out.message == "ack differs"
+    assert "ack 3" in out.expected and "ack 2" in out.got
+    # The final RST's sequence number: 2 -> 1.
+    flipped, line = _flip(tmp_path, r"> R 2:2\(0\)", "> R 1:1(0)")
+    out = run_script(str(flipped), target)
+    assert (out.status, out.line, out.message) == ("FAIL", line, "sequence number differs")
+
+
+def test_engine_timing_is_checked(tmp_path: Path) -> None:
+    flipped, line = _flip(tmp_path, r"//@engine \+\.04 ", "//@engine +.2 ")
+    out = run_script(str(flipped), "engine")
+    assert (out.status, out.line) == ("FAIL", line)
+    assert "early" in out.message
+
+
+def test_cli_pass_fail_and_exit_status(tmp_path: Path) -> None:
+    runner = CliRunner()
+    ok = runner.invoke(main, ["script", str(BASE)])
+    assert ok.exit_code == 0, ok.output
+    assert ok.output.startswith("PASS ")
+    flipped, line = _flip(tmp_path, r"> F\. 1:1\(0\) ack 2", "> F. 1:1(0) ack 3")
+    bad = runner.invoke(main, ["script", str(BASE), str(flipped)])
+    assert bad.exit_code == 1
+    assert f"FAIL {flipped}:{line} [engine]: ack differs" in bad.output
+    assert "1 of 2 passed [engine]" in bad.output
+    js = runner.invoke(main, ["script", "--json", str(flipped)])
+    doc = json.loads(js.output.splitlines()[0])
+    assert doc["status"] == "FAIL" and doc["line"] == line and doc["target"] == "engine"
+
+
+def test_cli_malformed_script_is_one_line(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.pkt"
+    bad.write_text("0 socket(..., SOCK_STREAM, IPPROTO_TCP) = 3\n+0 < S 0:10(3) win 1\n")
+    res = CliRunner().invoke(main, ["script", str(bad)])
+    assert res.exit_code == 1
+    assert res.output == f"ERROR {bad}:2 [engine]: '0:10(3)': end - start is 10, not 3\n"
+    assert res.exception is None or isinstance(res.exception, SystemExit)
+
+
+def test_unsupported_call_names_the_line(tmp_path: Path) -> None:
+    bad = tmp_path / "call.pkt"
+    bad.write_text("0 socket(..., SOCK_STREAM, IPPROTO_TCP) = 3\n+0 sendfile(3, 4, 0, 9) = 9\n")
+    out = run_script(str(bad), "engine")
+    assert (out.status, out.line) == ("ERROR", 2)
+    assert "sendfile() is not supported" in out.message
+
+
+def test_code_block_reported_as_skipped(tmp_path: Path) -> None:
+    p = tmp_path / "code.pkt"
+    p.write_text("0 socket(..., SOCK_STREAM, IPPROTO_TCP) = 3\n+0 %{ assert tcpi_rto > 0 }%\n")
+    out = run_script(str(p), "engine")
+    assert out.status == "PASS" and out.skipped == [2]
+    assert "1 code block(s) skipped" in out.summary()
+
+
+def test_pcap_written(tmp_path: Path) -> None:
+    import dpkt
+
+    pcap = tmp_path / "out.pcap"
+    res = CliRunner().invoke(main, ["script", "--pcap", str(pcap), str(BASE)])
+    assert res.exit_code == 0, res.output
+    with pcap.open("rb") as f:
+        records = list(dpkt.pcap.Reader(f))
+    assert len(records) == 9  # 5 injected, 4 sent by the engine

@@ -1,0 +1,32 @@
+"""Every script of the project's suite (tests/scripts/*.pkt) on both targets."""
+
+from __future__ import annotations
+
+import pytest
+
+from finwait.script import run_script
+
+from .conftest import SCRIPTS, require_live
+
+ALL = sorted(SCRIPTS.glob("*.pkt"))
+
+
+def test_suite_is_there() -> None:
+    assert ALL, "no scripts in tests/scripts"
+
+
+@pytest.mark.parametrize("path", ALL, ids=[p.stem for p in ALL])
+def test_engine(path: object) -> None:
+    out = run_script(str(path), "engine")
+    assert out.status == "PASS", out.summary()
+
+
+@pytest.mark.live
+@pytest.mark.parametrize("path", ALL, ids=[p.stem for p in ALL])
+def test_kernel(path: object) -> None:
+    require_live()
+    out = run_script(str(path), "kernel")
+    if out.status == "FAIL" and ("late" in out.message or "nothing by" in out.got):
+        # A loaded machine may be late by more than the tolerance: once more.
+        out = run_script(str(path), "kernel")
+    assert out.status == "PASS", out.summary()
