@@ -63,6 +63,8 @@ def run_script(
         return runner.run()
     except ScriptError as exc:
         return Outcome(path, target, "ERROR", exc.line, exc.message)
+    except Exception as exc:  # a runner defect: still one line, never a traceback
+        return Outcome(path, target, "ERROR", None, f"internal error: {type(exc).__name__}: {exc}")
     finally:
         if pcap is not None:
             _record(tgt, pcap)

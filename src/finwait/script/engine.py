@@ -49,6 +49,8 @@ CONSTANTS: dict[str, int] = {
     "POLLNVAL": 0x20, "POLLRDNORM": 0x40, "POLLRDBAND": 0x80, "POLLWRNORM": 0x100,
     "POLLRDHUP": 0x2000,
     "MSG_DONTWAIT": 0x40, "MSG_PEEK": 0x2, "MSG_WAITALL": 0x100,
+    "EPIPE": 32, "EAGAIN": 11, "EINPROGRESS": 115, "ECONNRESET": 104, "ENOTCONN": 107,
+    "ECONNREFUSED": 111, "ETIMEDOUT": 110, "EALREADY": 114, "EISCONN": 106,
 }  # fmt: skip
 
 
@@ -196,12 +198,13 @@ class EngineTarget:
     def _poll_pending(self) -> None:
         if self.pending is None:
             return
-        attempt = self.pending[0]
+        pending, self.pending = self.pending, None  # no re-entry from the call's own drain
         try:
-            res = attempt()
+            res = pending[0]()
         except _Blocked:
+            if self.done is None:
+                self.pending = pending
             return
-        self.pending = None
         self.done = (self.t, res)
         self._drain()
 
@@ -343,7 +346,7 @@ class EngineTarget:
         name = const(call.args[2], line, self.path)
         if (level, name) == (1, 4):  # SO_ERROR
             err, sock.error = sock.error, None
-            value = _ERRNO.get(err, 0) if err else 0
+            value = CONSTANTS.get(err, 0) if err else 0
         elif (level, name) in sock.opts:
             value = sock.opts[(level, name)]
         elif (level, name) == (6, 2) and sock.conn is not None:
@@ -469,8 +472,8 @@ class EngineTarget:
         sock = self._sock(call, line)
         how = const(call.args[1], line, self.path)
         conn = sock.conn
-        if conn is None or conn.state in (State.CLOSED, State.SYN_SENT):
-            raise _Fail("ENOTCONN")
+        if conn is None or conn.state in (State.CLOSED, State.SYN_SENT, State.TIME_WAIT):
+            raise _Fail("ENOTCONN")  # Linux: a socket in TIME-WAIT is detached (CLOSE)
         if how in (0, 2):
             sock.shut_rd = True
         if how in (1, 2) and not sock.shut_wr:
@@ -486,7 +489,8 @@ class EngineTarget:
         if sock.listener is not None:
             self.host.unlisten(sock.listener)
         conn = sock.conn
-        if conn is not None and conn.state is not State.CLOSED:
+        # TIME-WAIT outlives the socket (Linux's timewait sock): left alone.
+        if conn is not None and conn.state not in (State.CLOSED, State.TIME_WAIT):
             try:
                 if sock.linger is not None and sock.linger[1] == 0:
                     conn.abort(self.t)  # SO_LINGER {1, 0}: RST (Linux tcp_close)
@@ -554,9 +558,6 @@ class _Fail(Exception):
         self.errno = errno
 
 
-_ERRNO = {
-    "ECONNRESET": 104, "ECONNREFUSED": 111, "ETIMEDOUT": 110, "EPIPE": 32,
-}  # fmt: skip
 
 
 def _wrap(fn: Callable[[EngineTarget, Syscall, int], CallResult]) -> Callable[..., CallResult]:

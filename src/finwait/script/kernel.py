@@ -9,9 +9,14 @@ all afterwards.  The script's socket calls run on real kernel sockets made
 by a worker thread that has entered the namespace with ``setns`` (a socket
 stays in the namespace it was made in); a blocking call (``a...b``) keeps
 the worker busy while the main thread goes on writing inbound segments to
-the TUN at their scripted times and reading the kernel's segments from it,
-each stamped with the time it was read.  Backquoted shell commands run
-inside the namespace (``ip netns exec``).
+the TUN at their scripted times.  The kernel's segments are read from an
+AF_PACKET socket on the TUN, each with the kernel's own transmit time
+(SO_TIMESTAMPNS), so a segment that Python reads late is still judged by
+when it left.  Script time runs from the first event, and is held back
+whenever the runner is late for an event it makes itself (an injected
+segment, a call): Python is slower to act than packetdrill's C, and only
+the kernel's timing is under test.  Backquoted shell commands run inside
+the namespace (``ip netns exec``).
 """
 
 from __future__ import annotations
@@ -35,6 +40,11 @@ from ..wire.segment import Segment
 from .engine import CONSTANTS, const
 from .model import Array, ScriptError, Struct, Syscall
 from .runner import DEFAULT_BIND_PORT, LOCAL_V4, LOCAL_V6, REMOTE_V4, REMOTE_V6, CallResult
+
+ETH_P_ALL = 0x0003  # linux/if_ether.h
+SO_TIMESTAMPNS = 35  # asm-generic/socket.h
+PACKET_OUTGOING = 4  # linux/if_packet.h
+READ_GRACE = 0.2  # seconds a segment may take to reach Python after it left
 
 # packetdrill's gtests/net/common/defaults.sh, the ones a namespace has.
 SYSCTLS: tuple[tuple[str, str], ...] = (
@@ -86,12 +96,13 @@ class KernelTarget:
         self.socks: dict[int, socket.socket] = {}
         self._closed = False
         self._stop = threading.Event()
-        self._out: queue.Queue[tuple[float, Segment]] = queue.Queue()
+        self._out: queue.Queue[tuple[float, Segment]] = queue.Queue()  # (monotonic, seg)
         self._calls: queue.Queue[Callable[[], None] | None] = queue.Queue()
         self._results: queue.Queue[tuple[float, CallResult | BaseException]] = queue.Queue()
         self._busy = False
         try:
             self.tun = self.lab.open_tun()
+            self.cap = self._capture()
             self._worker = threading.Thread(target=self._work, name="script-syscalls", daemon=True)
             self._ready = threading.Event()
             self._setup_error: BaseException | None = None
@@ -128,30 +139,56 @@ class KernelTarget:
                 return
             job()
 
+    def _capture(self) -> socket.socket:
+        """An AF_PACKET socket on the TUN, in the namespace, that sees what
+        the kernel sends with the kernel's own transmit time (SO_TIMESTAMPNS):
+        the time a segment left is then not the time Python got round to
+        reading it."""
+        with self.lab.inside():
+            cap = socket.socket(socket.AF_PACKET, socket.SOCK_DGRAM, socket.htons(ETH_P_ALL))
+        try:
+            cap.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMPNS, 1)
+            cap.bind(("pd0", ETH_P_ALL))
+            cap.setblocking(False)
+        except OSError:
+            cap.close()
+            raise
+        return cap
+
     def _read_tun(self) -> None:
-        fd = self.tun
+        fd, cap = self.tun, self.cap
+        offset = time.time() - time.monotonic()  # CLOCK_REALTIME -> monotonic
         while not self._stop.is_set():
             try:
-                r, _, _ = select.select([fd], [], [], 0.05)
+                r, _, _ = select.select([fd, cap], [], [], 0.05)
             except (OSError, ValueError):
                 return
-            if not r:
+            if fd in r:
+                with contextlib.suppress(OSError):
+                    os.read(fd, 65536)  # the same packets; the TUN queue must not fill
+            if cap not in r:
                 continue
             try:
-                data = os.read(fd, 65536)
+                data, anc, _flags, addr = cap.recvmsg(65536, 64)
             except BlockingIOError:
                 continue
             except OSError:
                 return
-            t = time.monotonic() - self.t0
+            if addr[2] != PACKET_OUTGOING:
+                continue
+            mono = time.monotonic()
+            for level, kind, raw in anc:
+                if level == socket.SOL_SOCKET and kind == SO_TIMESTAMPNS and len(raw) >= 16:
+                    sec, nsec = struct.unpack("qq", raw[:16])
+                    mono = min(mono, sec + nsec / 1e9 - offset)
             try:
                 seg = decode_packet(data)
             except ParseError:
                 continue  # not TCP (IPv6 neighbour discovery, ...)
             if seg.dst != self.remote_addr:
                 continue
-            self.record.append((t, seg, False))
-            self._out.put((t, seg))
+            self.record.append((mono - self.t0, seg, False))
+            self._out.put((mono, seg))
 
     # ------------------------------------------------------------------
     # Time and segments
@@ -160,19 +197,29 @@ class KernelTarget:
         return time.monotonic() - self.t0
 
     def advance(self, t: float) -> None:
+        """Wait until script time ``t``.  When the runner itself is late (a
+        loaded machine, the worker thread slow to wake), the clock is moved
+        back so that this event happens at ``t``: the lateness is ours, not
+        the kernel's, and must not count against the kernel's own timing.
+        Outbound segments are still timed from when they were read."""
         delay = t - self.now()
         if delay > 0:
             time.sleep(delay)
+        elif delay < -0.001:
+            self.t0 -= delay
 
     def inject(self, seg: Segment) -> None:
         self.record.append((self.now(), seg, True))
         os.write(self.tun, encode_packet(seg))
 
     def next_outbound(self, deadline: float) -> tuple[float, Segment] | None:
+        # Segments carry the kernel's transmit time, so one read late is
+        # still judged by when it left: wait a little past the deadline.
         try:
-            return self._out.get(timeout=max(deadline - self.now(), 0.0))
+            mono, seg = self._out.get(timeout=max(deadline - self.now(), 0.0) + READ_GRACE)
         except queue.Empty:
             return None
+        return mono - self.t0, seg
 
     def run_command(self, text: str, line: int) -> None:
         proc = subprocess.run(
@@ -204,6 +251,8 @@ class KernelTarget:
                 self._worker.join(5)
         if hasattr(self, "_reader"):
             self._reader.join(2)
+        if hasattr(self, "cap"):
+            self.cap.close()
         if hasattr(self, "tun"):
             with contextlib.suppress(OSError):
                 os.close(self.tun)

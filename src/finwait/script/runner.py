@@ -342,6 +342,7 @@ class Runner:
         if seg.flags & SYN:
             self.local_isn = seg.seq
             self.local_port = seg.sport
+            self.remote_port = seg.dport  # an active open chose the peer's port
         if seg.options.timestamps is not None:
             self.last_tsval = seg.options.timestamps[0]
         isn = self.local_isn or 0
