@@ -107,10 +107,27 @@ class Host:
         self.listeners[key] = lst
         return lst
 
-    def unlisten(self, listener: Listener) -> None:
-        """CLOSE on a listener (CL-2): no segment; queued connections stay."""
+    def unlisten(self, listener: Listener, now: float) -> None:
+        """CLOSE on a listener (CL-2), as Linux inet_csk_listen_stop(): the
+        listener sends nothing; its half-open connections (SYN-RECEIVED) go
+        silently, so a handshake's last ACK finds no connection and is
+        answered with a RST (§3.10.7.1) instead of completing into a
+        connection nobody can accept; established connections nobody
+        accepted are aborted (RST), as they too can never be accepted."""
         listener.closed = True
         self.listeners.pop((listener.addr, listener.port), None)
+        for conn in list(listener.syn_queue):
+            if conn.state is _SYN_RECEIVED:
+                mark = len(self._out)
+                conn.abort(now)
+                del self._out[mark:]  # dropped silently: no RST for a half-open one
+            self._touch(conn)
+        while listener.accept_queue:
+            conn = listener.accept_queue.popleft()
+            if conn.state is not State.CLOSED:
+                conn.abort(now)
+            self._touch(conn)
+        self._settle()
 
     def connect(
         self,

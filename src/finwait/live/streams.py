@@ -629,10 +629,10 @@ class Server:
 
     def close(self) -> None:
         """Stop listening (RFC 9293 §3.10.4 CLOSE in LISTEN); accepted
-        connections carry on."""
+        connections carry on, those not yet accepted are reset."""
         if self._closed.done():
             return
-        self.stack.host.unlisten(self.listener)
+        self.stack.host.unlisten(self.listener, self.stack.now())
         if self in self.stack._servers:
             self.stack._servers.remove(self)
         _resolve(self._closed)

@@ -487,7 +487,7 @@ class EngineTarget:
         sock = self._sock(call, line)
         del self.socks[sock.fd]
         if sock.listener is not None:
-            self.host.unlisten(sock.listener)
+            self.host.unlisten(sock.listener, self.t)
         conn = sock.conn
         # TIME-WAIT outlives the socket (Linux's timewait sock): left alone.
         if conn is not None and conn.state not in (State.CLOSED, State.TIME_WAIT):
@@ -556,8 +556,6 @@ class _Fail(Exception):
     def __init__(self, errno: str) -> None:
         super().__init__(errno)
         self.errno = errno
-
-
 
 
 def _wrap(fn: Callable[[EngineTarget, Syscall, int], CallResult]) -> Callable[..., CallResult]:

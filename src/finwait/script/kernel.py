@@ -157,16 +157,17 @@ class KernelTarget:
 
     def _read_tun(self) -> None:
         fd, cap = self.tun, self.cap
+        cfd = cap.fileno()
         offset = time.time() - time.monotonic()  # CLOCK_REALTIME -> monotonic
         while not self._stop.is_set():
             try:
-                r, _, _ = select.select([fd, cap], [], [], 0.05)
+                r, _, _ = select.select([fd, cfd], [], [], 0.05)
             except (OSError, ValueError):
                 return
             if fd in r:
                 with contextlib.suppress(OSError):
                     os.read(fd, 65536)  # the same packets; the TUN queue must not fill
-            if cap not in r:
+            if cfd not in r:
                 continue
             try:
                 data, anc, _flags, addr = cap.recvmsg(65536, 64)
