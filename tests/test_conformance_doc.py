@@ -8,7 +8,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 CODE = re.compile(
-    r"\b(?:(?:CL|AB|SA|TW|TS|CC|LX)(?:-[A-Z]{2})?-\d+[a-z]?(?:\.\d+)?|(?:MUST|SHLD|MAY)-\d+)\b"
+    r"\b(?:(?:CL|AB|SA|TW|TS|TO|CC|LX)(?:-[A-Z]{2})?-\d+[a-z]?(?:\.\d+)?|(?:MUST|SHLD|MAY)-\d+)\b"
 )
 DEFINED = re.compile(r"\*\*((?:[A-Z]{2,4})(?:-[A-Z]{2})?-\d+[a-z]?(?:\.\d+)?)\*\*")
 

@@ -378,7 +378,8 @@ class Connection(Sender, Receiver):
         SEG.SEQ = RCV.NXT, the text within RCV.WND, PAWS passed — so the
         caller may go straight to steps five to eight, the same code the
         full path runs.  The one effect of step one that such a segment has,
-        the TS.Recent update, is made by the same helper."""
+        the TS.Recent update, is left to step five as on the full path."""
+        self._ts_pending = None
         if seg.flags & 0x37 != ACK or seg.seq != self.rcv_nxt:  # 0x37: URG ACK RST SYN FIN
             return False
         if len(seg.payload) > self.config.recv_buffer - len(self._rcvbuf):
@@ -388,7 +389,7 @@ class Connection(Sender, Receiver):
             if ts is not None:
                 if ((ts[0] - self.ts_recent) & MASK) >= HALF:
                     return False  # PAWS would reject: step one decides
-                self._take_ts_recent(seg.seq, ts[0], now)
+                self._ts_pending = (seg.seq, ts[0])
         return True
 
     def _take_syn(self, syn: Segment, now: float) -> None:
@@ -510,8 +511,16 @@ class Connection(Sender, Receiver):
     def _steps_five_to_eight(self, seg: Segment, now: float) -> bool:
         """§3.10.7.4 fifth (ACK) to eighth (FIN) for a segment that passed
         steps one to four; header prediction comes straight here."""
+        pending, self._ts_pending = self._ts_pending, None
+        prior_una = self.snd_una
         if not self._step_ack(seg, now):
             return False
+        if pending is not None and not _lt(seg.ack, prior_una):
+            # TS-6, in Linux's order (tcp_ack() before tcp_replace_ts_recent()):
+            # a segment whose ACK is not acceptable (beyond SND.NXT, or older
+            # than SND.UNA) does not move TS.Recent, or one spoofed segment
+            # with a huge TSval would make PAWS drop every valid one after it.
+            self._take_ts_recent(pending[0], pending[1], now)
         if seg.flags & URG and self.state in (ESTABLISHED, State.FIN_WAIT_1, State.FIN_WAIT_2):
             up = _add(seg.seq, seg.urgent)  # sixth (RFC 6093: pointer to after the data)
             if _lt(self.rcv_up, up):

@@ -62,6 +62,9 @@ class Receiver(TcbCore):
         self.ts_ok = self.sack_ok = False
         self.ts_recent = 0
         self.ts_recent_age = 0.0
+        # (SEG.SEQ, SEG.TSval) of a segment that passed step one, taken into
+        # TS.Recent only once step five has validated its ACK (TS-6).
+        self._ts_pending = None
         self.last_ack_sent = 0
         self._rcvbuf = bytearray()
         self._ooo = Reassembly(cfg.max_ooo_segments)
@@ -143,6 +146,7 @@ class Receiver(TcbCore):
         and trimming to the window (SA-1.5).  Returns the (trimmed) segment,
         or None when it was dropped."""
         flags = seg.flags
+        self._ts_pending = None
         if self.ts_ok and not flags & RST:
             ts = seg.options.timestamps
             if ts is not None and _lt(ts[0], self.ts_recent):
@@ -165,11 +169,12 @@ class Receiver(TcbCore):
         if not ok:
             self._unacceptable(seg, seg_len, now)
             return None
-        # Timestamps: TS.Recent follows the segment that covers Last.ACK.sent (§4.3).
+        # Timestamps: TS.Recent follows the segment that covers Last.ACK.sent
+        # (§4.3), once step five has validated its ACK (TS-6).
         if self.ts_ok:
             ts = seg.options.timestamps
             if ts is not None and not _lt(ts[0], self.ts_recent):
-                self._take_ts_recent(seq, ts[0], now)
+                self._ts_pending = (seq, ts[0])
         # Trim what lies before RCV.NXT (SA-1.5) and beyond the window.
         if seg_len and _lt(seq, nxt):
             cut = seqnum.sub(nxt, seq)

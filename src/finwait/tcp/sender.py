@@ -39,7 +39,7 @@ from .rto import RttEstimator
 from .scoreboard import Scoreboard
 from .state import State
 from .tcb import HALF, MASK, TcbCore
-from .timers import DELAYED_ACK, KEEPALIVE, PERSIST, RETRANSMIT
+from .timers import DELAYED_ACK, KEEPALIVE, PERSIST, RETRANSMIT, USER_TIMEOUT
 from .verdict import Verdict
 
 _add = seqnum.add
@@ -119,16 +119,19 @@ class Sender(TcbCore):
             self.snd_nxt = ack
         self._retries = 0
         self.timers.cancel(RETRANSMIT)
+        self.timers.cancel(USER_TIMEOUT)
         if self._rtt_seq is not None and not _lt(ack, self._rtt_seq):
             self.rtt.sample(now - self._rtt_start)
             self._rtt_seq = None
         self.rtt.backoff = 0
 
-    def _push(self, now: float) -> None:
+    def _push(self, now: float, override: bool = False) -> None:
         """Send what the windows allow: data from SND.NXT, then our FIN
         (piggybacked on the last data segment when it fits, LX-4).  The
         segments of one burst share their ACK, window and options, which are
-        computed once."""
+        computed once.  ``override``: the SWS override timeout fired (or a
+        retransmission), so a segment smaller than sender SWS avoidance
+        allows may go."""
         if not self.state.sending:
             return
         buf = self._sndbuf
@@ -157,8 +160,17 @@ class Sender(TcbCore):
                     if self.snd_wnd == 0 and una == self.snd_max:
                         self._arm_persist(now)
                     break
-                if n < smss and n < unsent and flight > 0:
-                    break  # sender SWS avoidance (§3.8.6.2.1): wait for a full segment
+                if n < smss and n < unsent and not override:
+                    # Sender SWS avoidance (§3.8.6.2.1, MUST-38): less than a
+                    # segment, and not all that is queued, goes only when
+                    # nothing is in flight and it is at least half the largest
+                    # window the peer offered; otherwise wait for the window to
+                    # open, or for the override timeout (the persist timer).
+                    if flight > 0:
+                        break
+                    if n < self.max_snd_wnd // 2:
+                        self._arm_persist(now)
+                        break
                 if nagle and n < smss and flight > 0 and fin_seq is None:
                     break  # Nagle (RFC 896, §3.7.4)
             if header is None:
@@ -206,6 +218,15 @@ class Sender(TcbCore):
 
     def _arm_rexmit(self, now: float) -> None:
         self.timers.arm_once(RETRANSMIT, now + self.rtt.rto)
+        self._arm_user_timeout(now)
+
+    def _arm_user_timeout(self, now: float) -> None:
+        """USER TIMEOUT (TO-1; RFC 9293 §3.8.3, Linux TCP_USER_TIMEOUT): sent
+        data, SYN or FIN may stay unacknowledged this long, counted from when
+        the oldest of it was sent; then the connection is aborted (TimedOut)."""
+        ut = self.config.user_timeout
+        if ut is not None:
+            self.timers.arm_once(USER_TIMEOUT, now + ut)
 
     def _arm_persist(self, now: float) -> None:
         t = self.timers
@@ -248,14 +269,21 @@ class Sender(TcbCore):
             self.cc.on_timeout(flight)
             self.cc.recover = self.snd_max
             self.snd_nxt = self.snd_una  # go back N
-            self._push(now)
+            self._push(now, override=True)  # what was sent is resent, small or not
         self._arm_rexmit(now)
 
     def _on_persist(self, now: float) -> None:
         """Zero-window probe (§3.8.6.1): Linux's form, ``<SEQ=SND.UNA-1>``
         with no data, which the peer must answer with its current window."""
         self.timers.cancel(PERSIST)
-        if not self.state.sending or self.snd_wnd > 0:
+        if not self.state.sending:
+            return
+        if self.snd_wnd > 0:
+            # The window is open but too small for sender SWS avoidance: this
+            # is its override timeout; send what the window takes (as Linux's
+            # tcp_write_wakeup()).
+            self._count("sws_override")
+            self._push(now, override=True)
             return
         self._count("window_probe")
         self._emit(_add(self.snd_una, -1), ACK, now)
@@ -389,10 +417,13 @@ class Sender(TcbCore):
             cc.on_new_ack(acked)
         cc.dupacks = 0
         # RFC 6298 §5.2/§5.3: stop the timer when all is acked, else restart.
+        # The user timeout counts again from the oldest unacknowledged (TO-1).
+        self.timers.cancel(USER_TIMEOUT)
         if ack == self.snd_max:
             self.timers.cancel(RETRANSMIT)
         else:
             self.timers.arm(RETRANSMIT, now + self.rtt.rto)
+            self._arm_user_timeout(now)
         if data_acked > 0:
             self._event(SendAcknowledged(data_acked))
 

@@ -57,7 +57,8 @@ SENDER_SLOTS = (
 )  # fmt: skip
 RECEIVER_SLOTS = (
     "irs", "rcv_nxt", "rcv_up", "_rcv_adv", "rcv_wscale", "_offer_wscale", "_sws_step",
-    "ts_ok", "sack_ok", "ts_recent", "ts_recent_age", "last_ack_sent", "_rcvbuf", "_ooo",
+    "ts_ok", "sack_ok", "ts_recent", "ts_recent_age", "_ts_pending", "last_ack_sent",
+    "_rcvbuf", "_ooo",
     "_ooo_fin", "peer_fin", "_ack_now", "_delack_pending", "_full_unacked",
     "_last_challenge",
 )  # fmt: skip
@@ -129,6 +130,7 @@ class TcbCore:
     sack_ok: bool
     ts_recent: int
     ts_recent_age: float
+    _ts_pending: tuple[int, int] | None  # (SEG.SEQ, TSval) waiting for step five (TS-6)
     last_ack_sent: int
     _rcvbuf: bytearray  # delivered, not yet read
     _ooo: Reassembly  # held beyond a gap
