@@ -39,6 +39,8 @@ PARTS: dict[str, str | None] = {
     "cli/analyze.py": "analyze",
     "live": "live",
     "cli/live.py": "live",
+    "script": "live",  # the kernel target needs pyroute2 (the engine target nothing)
+    "cli/script.py": "live",
 }
 
 

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 
 import click
 
+from .files import INPUT, OUTPUT, writing
+
 
 @click.command("script")
-@click.argument("files", nargs=-1, required=True, type=click.Path(dir_okay=False))
+@click.argument("files", nargs=-1, required=True, type=INPUT)
 @click.option(
     "--target",
     type=click.Choice(["engine", "kernel"]),
@@ -17,9 +20,9 @@ import click
     help="engine: finwait's Host in virtual time; kernel: Linux through a TUN in a private netns.",
 )
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per script.")
-@click.option("--pcap", type=click.Path(dir_okay=False), help="Write every segment to a pcap.")
+@click.option("--pcap", type=OUTPUT, help="Write every segment to a pcap.")
 @click.option("-v", "--verbose", is_flag=True, help="Print each event as it runs.")
-def script(files: tuple[str, ...], target: str, as_json: bool, pcap: str | None,
+def script(files: tuple[str, ...], target: str, as_json: bool, pcap: Path | None,
            verbose: bool) -> None:  # fmt: skip
     """Run packetdrill-dialect scripts; exit 0 only when every one passes."""
     from ..script import run_script
@@ -28,7 +31,7 @@ def script(files: tuple[str, ...], target: str, as_json: bool, pcap: str | None,
     failed = 0
     offset = 0.0
     for path in files:
-        log = (lambda text, p=path: click.echo(f"  {p}:{text}")) if verbose else None
+        log = click.echo if verbose else None
         mark = len(packets) if packets is not None else 0
         outcome = run_script(path, target, log=log, pcap=packets)
         if packets is not None:
@@ -44,13 +47,9 @@ def script(files: tuple[str, ...], target: str, as_json: bool, pcap: str | None,
     if pcap and packets is not None:
         from ..capture.writer import PcapWriter
 
-        try:
-            with PcapWriter(pcap) as w:
-                for t, pkt in packets:
-                    w.write(pkt, max(t, 0.0))
-        except OSError as exc:
-            click.echo(f"error: cannot write {pcap}: {exc.strerror}", err=True)
-            sys.exit(2)
+        with writing(pcap), PcapWriter(pcap) as w:
+            for t, pkt in packets:
+                w.write(pkt, max(t, 0.0))
     sys.exit(1 if failed else 0)
 
 

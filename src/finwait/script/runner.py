@@ -214,7 +214,10 @@ class Runner:
                 return line
         return 0
 
-    def log(self, text: str) -> None:
+    def log(self, line: int, t: float | None, text: str) -> None:
+        """One event for ``-v``: script line, time (seconds), what happened."""
+        when = "" if t is None else f"{t:.3f}"
+        text = f"{line:>4} {when:>8}  {text}"
         self.outcome.log.append(text)
         if self._log is not None:
             self._log(text)
@@ -262,7 +265,7 @@ class Runner:
         lo, hi = self._when(ev)
         if isinstance(act, Code):
             self.outcome.skipped.append(ev.line)
-            self.log(f"{ev.line}: skipped %{{ }}% block")
+            self.log(ev.line, None, "%{ }% block skipped")
             return
         if isinstance(act, Packet) and act.direction == ">":
             self._outbound(ev, act, lo, hi)
@@ -295,7 +298,7 @@ class Runner:
             pkt.start, ack, pkt.flags, 65535 if pkt.win is None else pkt.win,
             bytes(pkt.length), opts, pkt.urg or 0,
         )  # fmt: skip
-        self.log(f"{ev.line}: {tg.now():.6f} < {script_packet_text(pkt)}")
+        self.log(ev.line, tg.now(), "< " + script_packet_text(pkt))
         tg.inject(seg)
 
     def _inbound_options(self, ev: Event, pkt: Packet) -> TcpOptions:
@@ -350,7 +353,7 @@ class Runner:
         got_text = "> " + describe(
             seg.flags, rel_seq, len(seg.payload), seg.ack, seg.window, seg.options
         ) + f" at {t:.6f}"  # fmt: skip
-        self.log(f"{ev.line}: {got_text}")
+        self.log(ev.line, t, got_text.rsplit(" at ", 1)[0])
         problem = self._compare(pkt, seg, rel_seq)
         if problem is None and lo is not None and hi is not None:
             if t < lo - tol:
@@ -384,7 +387,6 @@ class Runner:
 
     def _syscall(self, ev: Event, call: Syscall, t: float) -> None:
         may_block = ev.time.block_end is not None
-        self.log(f"{ev.line}: {t:.6f} {call.name}(...)")
         self.target.start_call(call, ev.line, may_block)
         if may_block:
             bend = ev.time.block_end
@@ -395,7 +397,7 @@ class Runner:
         res = self.target.call_result(t + max(self.tol, 0.05))
         if res is None:
             raise Mismatch(ev.line, f"{call.name}() blocked", f"{ev.text}", "no return")
-        self._check_call(ev, call, res[1])
+        self._check_call(ev, call, res[1], res[0])
 
     def _finish_pending(self, before: Event | None) -> None:
         if self.pending is None:
@@ -410,16 +412,16 @@ class Runner:
             raise Mismatch(ev.line, f"{call.name}() still blocked at {end + tol:.6f}",
                            ev.text, "no return")  # fmt: skip
         t, result = res
-        self._check_call(ev, call, result)
+        self._check_call(ev, call, result, t)
         if abs(t - end) > tol:
             raise Mismatch(ev.line, f"{call.name}() returned at {t:.6f}, not {end:.6f}",
                            ev.text, f"returned at {t:.6f}")  # fmt: skip
 
-    def _check_call(self, ev: Event, call: Syscall, res: CallResult) -> None:
+    def _check_call(self, ev: Event, call: Syscall, res: CallResult, t: float) -> None:
         got = f"= {res.ret}" + (f" {res.errno}" if res.errno else "")
         want_ret = call.ret
         want = f"= {want_ret}" + (f" {call.errno}" if call.errno else "")
-        self.log(f"{ev.line}: {call.name}() {got}")
+        self.log(ev.line, t, f"{call.name}() {got}")
         if isinstance(want_ret, int) and (res.ret != want_ret or (call.errno or None) != res.errno):
             raise Mismatch(ev.line, f"{call.name}() returned differently", want, got)
         if res.out_mismatch:
