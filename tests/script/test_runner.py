@@ -52,7 +52,7 @@ def test_flipped_number_fails_on_that_line(
 
 
 def test_engine_timing_is_checked(tmp_path: Path) -> None:
-    flipped, line = _flip(tmp_path, r"//@engine \+\.04 ", "//@engine +.2 ")
+    flipped, line = _flip(tmp_path, r"^   \+0 > R 2:2\(0\)", "  +.2 > R 2:2(0)")
     out = run_script(str(flipped), "engine")
     assert (out.status, out.line) == ("FAIL", line)
     assert "early" in out.message

@@ -19,11 +19,24 @@ from .files import INPUT, OUTPUT, writing
     show_default=True,
     help="engine: finwait's Host in virtual time; kernel: Linux through a TUN in a private netns.",
 )
+@click.option(
+    "--profile",
+    type=click.Choice(["linux", "rfc"]),
+    default="linux",
+    show_default=True,
+    help="Engine target: the Linux profile (quick ACKs, IW10) or finwait's RFC defaults.",
+)
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per script.")
 @click.option("--pcap", type=OUTPUT, help="Write every segment to a pcap.")
+@click.option(
+    "--tolerance-usecs",
+    type=click.IntRange(min=0),
+    default=0,
+    help="Timing tolerance floor (the script's own, if larger, applies): for a loaded machine.",
+)
 @click.option("-v", "--verbose", is_flag=True, help="Print each event as it runs.")
-def script(files: tuple[str, ...], target: str, as_json: bool, pcap: Path | None,
-           verbose: bool) -> None:  # fmt: skip
+def script(files: tuple[str, ...], target: str, profile: str, as_json: bool,
+           pcap: Path | None, tolerance_usecs: int, verbose: bool) -> None:  # fmt: skip
     """Run packetdrill-dialect scripts; exit 0 only when every one passes."""
     from ..script import run_script
 
@@ -33,7 +46,10 @@ def script(files: tuple[str, ...], target: str, as_json: bool, pcap: Path | None
     for path in files:
         log = click.echo if verbose else None
         mark = len(packets) if packets is not None else 0
-        outcome = run_script(path, target, log=log, pcap=packets)
+        outcome = run_script(
+            path, target, log=log, pcap=packets, min_tolerance=tolerance_usecs / 1e6,
+            profile=profile,
+        )  # fmt: skip
         if packets is not None:
             # Scripts one after another in the capture, each from its own start.
             packets[mark:] = [(offset + t, pkt) for t, pkt in packets[mark:]]

@@ -30,6 +30,8 @@ def run_script(
     text: str | None = None,
     log: Callable[[str], None] | None = None,
     pcap: list[tuple[float, bytes]] | None = None,
+    min_tolerance: float = 0.0,
+    profile: str = "linux",
 ) -> Outcome:
     """Parse and run one script on ``target`` ("engine" or "kernel").  A
     script that cannot be parsed or run is an ERROR outcome, never an
@@ -49,7 +51,9 @@ def run_script(
         if target == "engine":
             from .engine import EngineTarget
 
-            tgt = EngineTarget(path, ipv6=ipv6)
+            if profile not in ("linux", "rfc"):
+                return Outcome(path, target, "ERROR", None, f"unknown profile {profile!r}")
+            tgt = EngineTarget(path, ipv6=ipv6, profile=profile)
         elif target == "kernel":
             from .kernel import KernelTarget
 
@@ -59,7 +63,7 @@ def run_script(
     except ScriptError as exc:
         return Outcome(path, target, "ERROR", exc.line, exc.message)
     try:
-        runner = Runner(script, tgt, log)
+        runner = Runner(script, tgt, log, min_tolerance)
         return runner.run()
     except ScriptError as exc:
         return Outcome(path, target, "ERROR", exc.line, exc.message)

@@ -74,9 +74,16 @@ def const(expr: Expr, line: int, path: str) -> int:
     raise ScriptError(f"expected a number, got {expr!r}", line, path)
 
 
-def script_config() -> Config:
-    """The engine configuration scripts run with: finwait's defaults."""
-    return Config()
+def script_config(profile: str = "linux") -> Config:
+    """The engine configuration scripts run with.  ``linux`` (the default):
+    the Linux profile, offering the window scale Linux picks for
+    packetdrill's tcp_rmem maximum of 15 MB (8); ``rfc``: finwait's
+    defaults."""
+    if profile == "rfc":
+        return Config()
+    if profile == "linux":
+        return Config.linux(window_scale=8)
+    raise ValueError(f"unknown profile {profile!r}")
 
 
 @dataclass(eq=False)
@@ -102,11 +109,14 @@ class _Blocked(Exception):
 class EngineTarget:
     name = "engine"
 
-    def __init__(self, path: str = "", ipv6: bool = False, config: Config | None = None) -> None:
+    def __init__(
+        self, path: str = "", ipv6: bool = False, config: Config | None = None,
+        profile: str = "linux",
+    ) -> None:  # fmt: skip
         self.path = path
         self.local_addr = LOCAL_V6 if ipv6 else LOCAL_V4
         self.remote_addr = REMOTE_V6 if ipv6 else REMOTE_V4
-        self.base_config = config or script_config()
+        self.base_config = config or script_config(profile)
         self.host = Host([self.local_addr], self.base_config, syncookies=True)
         self.t = 0.0
         self.out: deque[tuple[float, Segment]] = deque()

@@ -267,8 +267,14 @@ class KernelTarget:
         if handler is None:
             raise ScriptError(f"socket call {call.name}() is not supported", line, self.path)
         args = self._prepare(call, line)
+        scheduled = time.monotonic()
 
         def job() -> None:
+            # A worker slow to wake is the runner's lateness, not the kernel's:
+            # hold script time back by it, as advance() does.
+            late = time.monotonic() - scheduled
+            if late > 0.001:
+                self.t0 += late
             self._busy = True
             try:
                 res: CallResult | BaseException = handler(call, line, args)

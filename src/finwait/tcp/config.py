@@ -36,3 +36,19 @@ class Config:
     # one to four for the common in-order segment.  Off gives the same
     # segments, states and counters, only slower (tests/tcp/test_differential.py).
     header_prediction: bool = True
+    # Linux's quick-ACK mode (tcp_in_quickack_mode(), TCP_MAX_QUICKACKS = 16):
+    # the first N data segments, and a FIN, are ACKed at once unless the
+    # connection is interactive ("pingpong": we sent data within the delayed-
+    # ACK time of receiving some).  0: the RFC's delayed ACK from the start.
+    quick_acks: int = 0
+    window_scale: int | None = None  # shift offered on SYN; None: the least that covers recv_buffer
+
+    @classmethod
+    def linux(cls, **changes: object) -> Config:
+        """The Linux profile: what a Linux peer does where the RFCs leave a
+        choice — quick ACKs at connection start and an initial window of ten
+        segments (RFC 6928).  Used by ``finwait script`` unless
+        ``--profile rfc``."""
+        base: dict[str, object] = {"quick_acks": 16, "initial_window_segments": 10}
+        base.update(changes)
+        return cls(**base)  # type: ignore[arg-type]

@@ -332,6 +332,7 @@ class Connection(Sender, Receiver):
         st = self.state
         if timers.fire(DELAYED_ACK, now) and st.synchronized and st is not State.TIME_WAIT:
             self._send_ack(now)
+            self._pingpong = False  # no data to carry the ACK: not interactive (Linux)
         self._changed()
 
     def _time_out(self, now: float, reason: str) -> None:

@@ -57,7 +57,8 @@ class Receiver(TcbCore):
         self.irs = self.rcv_nxt = self.rcv_up = 0
         self._rcv_adv = 0
         self.rcv_wscale = 0
-        self._offer_wscale = scale_for(cfg.recv_buffer) if cfg.window_scaling else None
+        shift = scale_for(cfg.recv_buffer) if cfg.window_scale is None else cfg.window_scale
+        self._offer_wscale = min(shift, 14) if cfg.window_scaling else None
         self._sws_step = min(cfg.recv_buffer // 2, cfg.mss)
         self.ts_ok = self.sack_ok = False
         self.ts_recent = 0
@@ -72,6 +73,9 @@ class Receiver(TcbCore):
         self.peer_fin = False
         self._ack_now = self._delack_pending = False
         self._full_unacked = 0
+        self._quick = cfg.quick_acks
+        self._pingpong = False
+        self._last_data_rcv = float("-inf")
         self._last_challenge = -1e18
 
     @property
@@ -240,7 +244,7 @@ class Receiver(TcbCore):
             if seq == nxt:
                 self._deliver(payload, now)
                 if seg.flags & FIN:
-                    self._on_fin(now)
+                    self._on_fin(now, with_data=True)
                     return
                 if self._ooo or self._ooo_fin is not None:
                     self._pull_ooo(now)
@@ -274,6 +278,11 @@ class Receiver(TcbCore):
             self._ack_now = True
             return
         self._delack_pending = True
+        self._last_data_rcv = now
+        if self._quick > 0 and not self._pingpong:
+            self._quick -= 1  # Linux quick-ACK mode (Config.quick_acks)
+            self._ack_now = True
+            return
         if n >= self.smss:
             self._full_unacked += 1
         if self._full_unacked >= 2 or self.rcv_wnd < self.smss:
@@ -288,8 +297,9 @@ class Receiver(TcbCore):
             self._ooo_fin = None
             self._on_fin(now)
 
-    def _on_fin(self, now: float) -> None:
-        """Step eight: the peer's FIN consumes one sequence number."""
+    def _on_fin(self, now: float, with_data: bool = False) -> None:
+        """Step eight: the peer's FIN consumes one sequence number.
+        ``with_data``: the segment that carried it carried data too."""
         st = self.state
         if self.peer_fin:
             return
@@ -302,11 +312,18 @@ class Receiver(TcbCore):
             self._set_state(State.CLOSE_WAIT, now)
             # Linux tcp_fin(): the ACK of a FIN is delayed (pingpong), so an
             # application that closes promptly sends one FIN,ACK: the
-            # three-segment close (LX-1).
-            if self.config.delayed_ack:
+            # three-segment close (LX-1).  In quick-ACK mode (Linux profile)
+            # a bare FIN is ACKed at once; one that came with data enters
+            # pingpong first, so the data's quick ACK is delayed with it.
+            quick = self._quick > 0 and not self._pingpong and not with_data
+            if self.config.delayed_ack and not quick:
                 self._delack_pending = True
+                if with_data and self.config.quick_acks and self._full_unacked < 2:
+                    self._ack_now = False  # the data's quick ACK waits with the FIN's
             else:
                 self._ack_now = True
+            if self.config.quick_acks:
+                self._pingpong = True
         elif st is State.FIN_WAIT_1:
             self._set_state(State.CLOSING, now)  # simultaneous close (LX-2)
             self._ack_now = True

@@ -145,6 +145,7 @@ class Sender(TcbCore):
         nxt = self.snd_nxt
         out = self._out
         header: tuple[int, int, TcpOptions] | None = None  # (ack, window, options)
+        sent_data = False
         while True:
             unsent = (data_end - nxt) & MASK
             if unsent >= HALF:
@@ -177,6 +178,7 @@ class Sender(TcbCore):
                 header = self._ack_header(now)
             off = (nxt - base) & MASK
             end = (nxt + n) & MASK
+            sent_data = sent_data or n > 0
             flags = ACK
             if n and end == data_end:
                 flags |= PSH
@@ -196,6 +198,10 @@ class Sender(TcbCore):
                 self.snd_max = nxt
         if header is not None:
             self._sent_burst(nxt, now)
+            if sent_data and now - self._last_data_rcv < self.config.delayed_ack_timeout:
+                # Data sent soon after data arrived: an interactive exchange
+                # (Linux tcp_event_data_sent(), pingpong); only quick ACKs care.
+                self._pingpong = True
 
     def _usable_window(self) -> int:
         """min(SND.WND, cwnd), plus limited transmit (RFC 3042): a new

@@ -59,7 +59,8 @@ RECEIVER_SLOTS = (
     "irs", "rcv_nxt", "rcv_up", "_rcv_adv", "rcv_wscale", "_offer_wscale", "_sws_step",
     "ts_ok", "sack_ok", "ts_recent", "ts_recent_age", "_ts_pending", "last_ack_sent",
     "_rcvbuf", "_ooo",
-    "_ooo_fin", "peer_fin", "_ack_now", "_delack_pending", "_full_unacked",
+    "_ooo_fin", "peer_fin", "_ack_now", "_delack_pending", "_full_unacked", "_quick",
+    "_pingpong", "_last_data_rcv",
     "_last_challenge",
 )  # fmt: skip
 TCB_SLOTS = CONNECTION_SLOTS + SENDER_SLOTS + RECEIVER_SLOTS
@@ -131,6 +132,9 @@ class TcbCore:
     ts_recent: int
     ts_recent_age: float
     _ts_pending: tuple[int, int] | None  # (SEG.SEQ, TSval) waiting for step five (TS-6)
+    _quick: int  # quick ACKs left (Config.quick_acks)
+    _pingpong: bool  # interactive: delayed ACKs even in quick-ACK mode (Linux)
+    _last_data_rcv: float  # when in-order data last arrived
     last_ack_sent: int
     _rcvbuf: bytearray  # delivered, not yet read
     _ooo: Reassembly  # held beyond a gap

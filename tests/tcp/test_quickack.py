@@ -1,0 +1,81 @@
+"""The Linux profile's quick ACKs (Config.quick_acks, Linux quick-ACK mode):
+at the start of a connection data is ACKed at once, not after the delayed-ACK
+timer; an interactive exchange (we answer within the delay) falls back to
+delayed ACKs; a bare FIN is ACKed at once, a FIN carrying data with the
+delay.  The RFC profile delays from the first segment (RFC 1122 §4.2.3.2)."""
+
+from __future__ import annotations
+
+from finwait.tcp.config import Config
+from finwait.wire.segment import ACK, FIN, PSH
+
+from .harness import Exchange
+
+LINUX = Config.linux()
+RFC = Config()
+
+
+def _open(config: Config) -> Exchange:
+    x = Exchange(config=config)
+    x.passive_open()
+    return x
+
+
+def test_first_data_acked_at_once_in_the_linux_profile() -> None:
+    x = _open(LINUX)
+    x.deliver(seq=1, ack=1, flags=PSH | ACK, payload=b"a" * 100)
+    x.expect(ACK, seq=1, ack=101)
+    x.deliver(seq=101, ack=1, flags=PSH | ACK, payload=b"b" * 100)
+    x.expect(ACK, seq=1, ack=201)
+
+
+def test_rfc_profile_delays_the_first_ack() -> None:
+    x = _open(RFC)
+    x.deliver(seq=1, ack=1, flags=PSH | ACK, payload=b"a" * 100)
+    x.expect_nothing()
+    x.advance(RFC.delayed_ack_timeout)
+    x.expect(ACK, seq=1, ack=101)
+
+
+def test_quick_acks_run_out() -> None:
+    x = _open(Config.linux(quick_acks=2))
+    for i in range(2):
+        x.deliver(seq=1 + 10 * i, ack=1, flags=PSH | ACK, payload=b"a" * 10)
+        x.expect(ACK, seq=1, ack=11 + 10 * i)
+    x.deliver(seq=21, ack=1, flags=PSH | ACK, payload=b"a" * 10)
+    x.expect_nothing()  # the third waits for the delayed-ACK timer
+    x.advance(LINUX.delayed_ack_timeout)
+    x.expect(ACK, seq=1, ack=31)
+
+
+def test_interactive_exchange_delays_acks_until_the_timer_fires_alone() -> None:
+    x = _open(LINUX)
+    assert x.conn is not None
+    x.deliver(seq=1, ack=1, flags=PSH | ACK, payload=b"q" * 10)
+    x.expect(ACK, seq=1, ack=11)
+    x.advance(0.005)
+    x.conn.send(b"r" * 10, x.now)  # a reply within the delay: pingpong
+    x.expect(PSH | ACK, seq=1, ack=11, length=10)
+    x.deliver(seq=11, ack=11, flags=PSH | ACK, payload=b"q" * 10)
+    x.expect_nothing()
+    x.advance(LINUX.delayed_ack_timeout)
+    x.expect(ACK, seq=11, ack=21)  # the timer fired with nothing to carry it
+    x.deliver(seq=21, ack=11, flags=PSH | ACK, payload=b"q" * 10)
+    x.expect(ACK, seq=11, ack=31)  # so quick ACKs again
+
+
+def test_bare_fin_acked_at_once_fin_with_data_delayed() -> None:
+    x = _open(LINUX)
+    x.deliver(seq=1, ack=1, flags=FIN | ACK)
+    x.expect(ACK, seq=1, ack=2)
+    y = _open(LINUX)
+    y.deliver(seq=1, ack=1, flags=FIN | PSH | ACK, payload=b"a" * 100)
+    y.expect_nothing()
+    y.advance(LINUX.delayed_ack_timeout)
+    y.expect(ACK, seq=1, ack=102)
+
+
+def test_linux_profile_values() -> None:
+    assert LINUX.quick_acks == 16 and LINUX.initial_window_segments == 10
+    assert RFC.quick_acks == 0
+    assert Config.linux(quick_acks=3).quick_acks == 3
