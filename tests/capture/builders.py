@@ -107,16 +107,31 @@ def link(linktype: int, pkt: bytes, v6: bool = False) -> bytes:
 
 
 def pcap(
-    packets: Sequence[tuple[float, bytes]], linktype: int, big: bool = False, ns: bool = False
+    packets: Sequence[tuple[float, bytes]],
+    linktype: int,
+    big: bool = False,
+    ns: bool = False,
+    snap: int | None = None,
 ) -> bytes:
+    """A pcap file; with ``snap``, records keep that many bytes at most (the
+    original length stays the packet's)."""
     e = ">" if big else "<"
     magic = 0xA1B23C4D if ns else 0xA1B2C3D4
-    out = [struct.pack(e + "IHHiIII", magic, 2, 4, 0, 0, 262144, linktype)]
+    out = [struct.pack(e + "IHHiIII", magic, 2, 4, 0, 0, snap or 262144, linktype)]
     for t, data in packets:
         sec = int(t)
         frac = round((t - sec) * (1e9 if ns else 1e6))
-        out.append(struct.pack(e + "IIII", sec, frac, len(data), len(data)) + data)
+        kept = data if snap is None else data[:snap]
+        out.append(struct.pack(e + "IIII", sec, frac, len(kept), len(data)) + kept)
     return b"".join(out)
+
+
+def zero_length(pkt: bytes) -> bytes:
+    """The IP packet as a host doing TSO hands it to the capture: IPv4
+    total length (or IPv6 payload length) 0."""
+    if pkt[0] >> 4 == 4:
+        return pkt[:2] + b"\0\0" + pkt[4:]
+    return pkt[:4] + b"\0\0" + pkt[6:]
 
 
 def _block(e: str, btype: int, body: bytes) -> bytes:

@@ -16,7 +16,20 @@ from finwait.analyze import analyze_file
 from finwait.capture.reader import CaptureError, EmptyCaptureError, iter_batches
 from finwait.cli import main
 
-from .builders import FIN, ip4, link, pcap, pcapng, seed_exchange, tcp
+from .builders import (
+    ACK,
+    FIN,
+    PSH,
+    RST,
+    SYN,
+    ip4,
+    link,
+    pcap,
+    pcapng,
+    seed_exchange,
+    tcp,
+    zero_length,
+)
 
 LINKTYPES = [1, -1, 113, 276, 0, 108, 101, 12, 14]
 
@@ -92,6 +105,45 @@ def test_fin_without_ack_is_not_a_close(tmp_path: Path) -> None:
     rec = res.record(1)
     assert rec["close"] == "open" and rec["fins"]["client"] is None
     assert rec["anomalies"] == [{"name": "fin_without_ack", "count": 1, "frames": [8]}]
+
+
+URG = 0x20
+
+
+@pytest.mark.parametrize(
+    ("flags", "flagged"),
+    [
+        (FIN, True),
+        (FIN | PSH | URG, True),  # XMAS
+        (SYN | FIN, True),
+        (FIN | RST, True),
+        (FIN | PSH, True),
+        (FIN | ACK, False),
+        (FIN | ACK | PSH | URG, False),
+    ],
+)
+def test_fin_without_ack_whatever_else_is_set(tmp_path: Path, flags: int, flagged: bool) -> None:
+    """Every segment with FIN set and ACK clear is flagged, whatever other
+    flags it carries; a FIN with ACK never is."""
+    probe = ip4("198.18.0.1", "198.18.0.2", tcp(41000, 80, 5000, 0, flags, 0))
+    res = analyze_bytes(tmp_path, pcap([(1.0, probe)], 101))
+    names = {a["name"] for a in res.record(1)["anomalies"]}
+    assert ("fin_without_ack" in names) == flagged
+
+
+@pytest.mark.parametrize("v6", [False, True])
+@pytest.mark.parametrize("snap", [None, 80])
+def test_ip_length_zero_taken_from_the_capture(tmp_path: Path, v6: bool, snap: int | None) -> None:
+    """A host doing TSO captures its own segments before the IP length is
+    filled in: every packet of the seed's exchange with length 0 still gives
+    the seed's numbers, also when the capture kept only the headers."""
+    pk = [(t, link(1, zero_length(p), v6)) for t, p in seed_exchange(v6)]
+    res = analyze_bytes(tmp_path, pcap(pk, 1, snap=snap))
+    assert res.error is None and res.n == 1 and res.tcp_packets == 11
+    check_seed(res.record(1))
+    key = "ipv6_length_from_capture" if v6 else "ipv4_length_from_capture"
+    assert res.drops[key] == 11
+    assert not [k for k in res.drops if "bad" in k or "truncated" in k]
 
 
 # -- damaged files -------------------------------------------------------------

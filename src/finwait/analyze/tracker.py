@@ -546,7 +546,8 @@ class Tracker:
         s, add = self.s, self.anomalies.add
         xmas = (fl & (FIN | PSH | URG)) == FIN | PSH | URG
         masks = (
-            (A_FIN_NO_ACK, ((fl & (FIN | ACK | SYN | RST)) == FIN) & ~xmas),
+            # Every FIN without ACK, whatever else it carries (XMAS, SYN+FIN...).
+            (A_FIN_NO_ACK, (fl & (FIN | ACK)) == FIN),
             (A_NULL, (fl & 0x3F) == 0),
             (A_XMAS, xmas),
             (A_SYN_FIN, (fl & (SYN | FIN)) == SYN | FIN),

@@ -192,8 +192,9 @@ def decode(batch: RawBatch, counts: Counter[str]) -> TcpColumns:
         net[m], ver[m], ok[m] = _link(by, int(lt), off[m], end[m], counts)
     idx4 = np.flatnonzero(ok & (ver == 4))
     idx6 = np.flatnonzero(ok & (ver == 6))
-    parts = [p for p in (_ipv4(by, net[idx4], end[idx4], idx4, counts),
-                         _ipv6(by, net[idx6], end[idx6], idx6, counts)) if p[0].size]  # fmt: skip
+    wire = end if batch.wirelen is None else off + batch.wirelen
+    parts = [p for p in (_ipv4(by, net[idx4], end[idx4], wire[idx4], idx4, counts),
+                         _ipv6(by, net[idx6], end[idx6], wire[idx6], idx6, counts)) if p[0].size]  # fmt: skip
     if not parts:
         e = np.zeros(0, dtype=np.int64)
         return TcpColumns(e, np.zeros(0), np.zeros((0, 4), np.int64), np.zeros((0, 4), np.int64),
@@ -242,8 +243,14 @@ def decode(batch: RawBatch, counts: Counter[str]) -> TcpColumns:
 _Part = tuple[I64, I64, I64, I64, I64]
 
 
-def _ipv4(by: _Bytes, ip: I64, end: I64, rows: I64, counts: Counter[str]) -> _Part:
-    """(rows, tcp offset, tcp length, src, dst) for the IPv4 packets carrying TCP."""
+def _ipv4(by: _Bytes, ip: I64, end: I64, wire: I64, rows: I64, counts: Counter[str]) -> _Part:
+    """(rows, tcp offset, tcp length, src, dst) for the IPv4 packets carrying TCP.
+
+    A total length of 0 is what a host doing TCP segmentation offload (or
+    Linux's BIG TCP, over 64 KiB) hands to the capture before the length is
+    filled in: the length is then taken from the packet's length on the wire
+    (the record's original length), as Zeek and Wireshark take it from the
+    capture, and counted as ``ipv4_length_from_capture``."""
     ok = end - ip >= 20
     short = int((~ok).sum())
     if short:
@@ -251,6 +258,10 @@ def _ipv4(by: _Bytes, ip: I64, end: I64, rows: I64, counts: Counter[str]) -> _Pa
     h = by.rows(ip, _IPV4_HDR)
     ihl = (h["vihl"] & 0x0F).astype(np.int64) * 4
     total = h["total"].astype(np.int64)
+    zero = ok & (total == 0)
+    if zero.any():
+        total = np.where(zero, wire - ip, total)
+        counts["ipv4_length_from_capture"] += int((zero & (total >= ihl) & (ihl >= 20)).sum())
     ok &= (ihl >= 20) & (total >= ihl)
     bad = int((~ok).sum()) - short
     if bad:
@@ -273,12 +284,19 @@ def _ipv4(by: _Bytes, ip: I64, end: I64, rows: I64, counts: Counter[str]) -> _Pa
     return rows[keep], ip + ihl, total - ihl, src, words
 
 
-def _ipv6(by: _Bytes, ip: I64, end: I64, rows: I64, counts: Counter[str]) -> _Part:
+def _ipv6(by: _Bytes, ip: I64, end: I64, wire: I64, rows: I64, counts: Counter[str]) -> _Part:
+    """As :func:`_ipv4`; a payload length of 0 (a jumbogram, RFC 2675, or
+    Linux's BIG TCP) is taken from the packet's length on the wire, counted
+    as ``ipv6_length_from_capture``."""
     ok = end - ip >= 40
     short = int((~ok).sum())
     if short:
         counts["truncated ipv6 header"] += short
     plen = by.u16(ip + 4)
+    zero = ok & (plen == 0) & (wire - ip > 40)
+    if zero.any():
+        plen = np.where(zero, wire - ip - 40, plen)
+        counts["ipv6_length_from_capture"] += int(zero.sum())
     nh = by.u8(ip + 6)
     cur = ip + 40
     frag = np.zeros(ip.size, dtype=bool)

@@ -76,9 +76,11 @@ class RawBatch:
     """Complete records located in one chunk.
 
     ``buf`` is the chunk; ``data_off``/``caplen`` locate each record's packet
-    bytes in it; ``frame`` numbers records 1-based over the whole file (as
-    Wireshark does, counting every record, TCP or not); ``linktype`` is per
-    record because pcapng interfaces may differ.
+    bytes in it; ``wirelen`` is each packet's length on the wire (the
+    record's original length, at least ``caplen``); ``frame`` numbers records
+    1-based over the whole file (as Wireshark does, counting every record,
+    TCP or not); ``linktype`` is per record because pcapng interfaces may
+    differ.
     """
 
     buf: npt.NDArray[np.uint8]
@@ -88,6 +90,7 @@ class RawBatch:
     linktype: npt.NDArray[np.int64]
     frame: npt.NDArray[np.int64]
     file_offset: int  # file offset of buf[0]
+    wirelen: npt.NDArray[np.int64] | None = None  # None: same as caplen
 
     def __len__(self) -> int:
         return int(self.data_off.size)
@@ -213,10 +216,12 @@ def _pcap(name: str, ch: _Chunker) -> Iterator[RawBatch]:
             o = np.concatenate(parts) if len(parts) > 1 else parts[0]
             sec = _u32(arr, o, big)
             frac = _u32(arr, o + 4, big)
+            cap = _u32(arr, o + 8, big)
             yield RawBatch(
                 buf=arr,
                 data_off=o + 16,
-                caplen=_u32(arr, o + 8, big),
+                caplen=cap,
+                wirelen=np.maximum(_u32(arr, o + 12, big), cap),
                 ts=sec + frac * scale,
                 linktype=np.full(o.size, linktype, dtype=np.int64),
                 frame=np.arange(frame, frame + o.size, dtype=np.int64),
@@ -331,8 +336,8 @@ def _pcapng(name: str, ch: _Chunker) -> Iterator[RawBatch]:
         epb: list[int] = []
         # Packet blocks other than EPB (SPB/OPB) are rare; decode them here.
         other: list[
-            tuple[int, int, int, float, int]
-        ] = []  # frame order: (pos, data_off, caplen, ts, linktype)
+            tuple[int, int, int, float, int, int]
+        ] = []  # frame order: (pos, data_off, caplen, ts, linktype, wirelen)
         order: list[int] = []  # 0 = next EPB, 1 = next "other"
         bad: str | None = None
         flush = False
@@ -411,7 +416,7 @@ def _pcapng(name: str, ch: _Chunker) -> Iterator[RawBatch]:
 
 def _other_packet(
     name: str, at: int, buf: bytes, off: int, blen: int, btype: int, sec: _Section
-) -> tuple[int, int, int, float, int]:
+) -> tuple[int, int, int, float, int, int]:
     e = ">" if sec.big else "<"
     if btype == BT_SPB:
         # SPB: interface 0, no timestamp; captured length from snaplen and block length.
@@ -420,10 +425,10 @@ def _other_packet(
         iface = sec.ifaces[0]
         origlen = struct.unpack_from(e + "I", buf, off + 8)[0]
         cap = min(origlen, blen - 16, iface.snaplen or origlen)
-        return (off, off + 12, cap, float("nan"), iface.linktype)
+        return (off, off + 12, cap, float("nan"), iface.linktype, max(origlen, cap))
     if blen < 32:
         raise CaptureError(name, at, "corrupt pcapng packet block: too short")
-    ifid, _drops, hi, lo, cap, _olen = struct.unpack_from(e + "HHIIII", buf, off + 8)
+    ifid, _drops, hi, lo, cap, olen = struct.unpack_from(e + "HHIIII", buf, off + 8)
     if ifid >= len(sec.ifaces):
         raise CaptureError(name, at, f"pcapng packet block names unknown interface {ifid}")
     if cap > blen - 32:
@@ -431,13 +436,13 @@ def _other_packet(
     iface = sec.ifaces[ifid]
     units = (hi << 32) | lo
     ts = units // iface.div + (units % iface.div) / iface.div + iface.offset
-    return (off, off + 28, cap, ts, iface.linktype)
+    return (off, off + 28, cap, ts, iface.linktype, max(olen, cap))
 
 
 def _ng_batch(
     buf: bytes,
     epb: list[int],
-    other: list[tuple[int, int, int, float, int]],
+    other: list[tuple[int, int, int, float, int, int]],
     order: list[int],
     sec: _Section,
     frame: int,
@@ -451,6 +456,7 @@ def _ng_batch(
     ifid = _u32(arr, o + 8, big)
     units = (_u32(arr, o + 12, big) << 32) | _u32(arr, o + 16, big)
     cap = _u32(arr, o + 20, big)
+    olen = np.maximum(_u32(arr, o + 24, big), cap)
     blen = _u32(arr, o + 4, big)
     nif = len(sec.ifaces)
     known = ifid < nif
@@ -472,19 +478,22 @@ def _ng_batch(
     d_cap = np.empty(n, dtype=np.int64)
     d_ts = np.empty(n, dtype=np.float64)
     d_lt = np.empty(n, dtype=np.int64)
+    d_wire = np.empty(n, dtype=np.int64)
     blk = np.empty(n, dtype=np.int64)
     d_off[is_epb], d_cap[is_epb], d_ts[is_epb], d_lt[is_epb] = o + 28, cap, ts, lt
+    d_wire[is_epb] = olen
     blk[is_epb] = o
     ok = np.ones(n, dtype=bool)
     reasons = np.zeros(n, dtype=np.int8)
     ok[is_epb] = known & (cap <= blen - 32)
     reasons[is_epb] = np.where(known, 2, 1)
     if other:
-        ot = np.array([r[1:] for r in other], dtype=np.float64).reshape(-1, 4)
+        ot = np.array([r[1:] for r in other], dtype=np.float64).reshape(-1, 5)
         d_off[~is_epb] = ot[:, 0].astype(np.int64)
         d_cap[~is_epb] = ot[:, 1].astype(np.int64)
         d_ts[~is_epb] = ot[:, 2]
         d_lt[~is_epb] = ot[:, 3].astype(np.int64)
+        d_wire[~is_epb] = ot[:, 4].astype(np.int64)
         blk[~is_epb] = np.array([r[0] for r in other], dtype=np.int64)
         # Simple Packet Blocks carry no timestamp: take the previous packet's.
         nan = np.isnan(d_ts)
@@ -511,5 +520,6 @@ def _ng_batch(
         d_lt[:n],
         np.arange(frame, frame + n, dtype=np.int64),
         base,
+        d_wire[:n],
     )
     return batch, bad_at

@@ -247,7 +247,9 @@ def _summary(res: Analysis) -> None:
                        r["first_fin"] or "-")  # fmt: skip
         con.print(tu)
     if res.drops:
-        skipped = {k: v for k, v in res.drops.items() if k != "tcp"}
+        skipped = {
+            k: v for k, v in res.drops.items() if k != "tcp" and not k.endswith("_from_capture")
+        }
         if skipped:
             con.print("Not analyzed: " + ", ".join(f"{k} {v}" for k, v in sorted(skipped.items())))
 
