@@ -105,7 +105,7 @@ def test_big_tcp_capture_analysed_without_loss(tmp_path: Path) -> None:
     assert zero > 0, "the kernel made no segment with IPv4 total length 0"
     res = analyze_file(out)
     assert res.error is None and res.n == 1
-    assert res.drops["ipv4_length_from_capture"] == zero
+    assert res.notes["ipv4_length_from_capture"] == zero
     assert res.tcp_packets == res.records_read  # nothing dropped
     rec = res.record(1)
     assert rec["bytes"] == {"client_to_server": SIZE, "server_to_client": 0}

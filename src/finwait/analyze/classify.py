@@ -83,7 +83,9 @@ class Analysis:
     path: str
     records_read: int = 0
     tcp_packets: int = 0
-    drops: Counter[str] = field(default_factory=Counter)
+    drops: Counter[str] = field(default_factory=Counter)  # skip reasons, and "tcp"
+    notes: Counter[str] = field(default_factory=Counter)  # e.g. ipv4_length_from_capture
+    tunnels: list[tuple[tuple[str, str, str], ...]] = field(default_factory=lambda: [()])
     error: str | None = None
     error_offset: int | None = None
     empty: bool = False
@@ -94,6 +96,37 @@ class Analysis:
 
     def __len__(self) -> int:
         return self.n
+
+    def tunnel_objects(self) -> list[list[dict[str, str]]]:
+        """Each tunnel stack as the ``tunnel`` field shows it: outer layers
+        first, each with its type and outer endpoints."""
+        return [[{"type": t, "src": a, "dst": b} for t, a, b in st] for st in self.tunnels]
+
+    def skipped(self) -> dict[str, dict[str, int]]:
+        """Packets not analysed: reason -> detail -> count."""
+        out: dict[str, dict[str, int]] = {}
+        for key, v in sorted(self.drops.items()):
+            if key == "tcp":
+                continue
+            reason, _, detail = key.partition(": ")
+            out.setdefault(reason, {})[detail or reason] = v
+        return out
+
+    def stats(self) -> dict[str, Any]:
+        """What ``--stats`` prints: packets read, TCP analysed, skipped by
+        reason, notes, connections, tunnels."""
+        sk = self.skipped()
+        return {
+            "file": self.path,
+            "packets_read": self.records_read,
+            "tcp_packets": self.tcp_packets,
+            "skipped": sum(sum(d.values()) for d in sk.values()),
+            "skipped_by_reason": sk,
+            "notes": dict(sorted(self.notes.items())),
+            "connections": self.n,
+            "tunnelled_connections": int((self.cols["tunnel"] > 0).sum()) if self.n else 0,
+            "error": self.error,
+        }
 
     # -- summary -------------------------------------------------------------
 
@@ -144,6 +177,7 @@ class Analysis:
              for k, v in c.items()}  # fmt: skip
         hist, hist_at = c["hist_str"], c["hist_at"]
         an = c["an_by_conn"]
+        tun = self.tunnel_objects()
         for j in range(hi - lo):
             i = lo + j
             ep = self._endpoints(L["flow"][j])
@@ -185,6 +219,7 @@ class Analysis:
                 "anomalies": an.get(i, []),
                 "conn_state": ZEEK_STATES[zs],
                 "history": h,
+                "tunnel": tun[L["tunnel"][j]],
             }
             yield rec
 
@@ -316,6 +351,7 @@ def classify(tr: Tracker, path: str) -> Analysis:
 
     res.cols = cols = {
         "flow": c["flow"],
+        "tunnel": c["tunnel"],
         "client": client,
         "start": c["first_ts"],
         "end": c["last_ts"],

@@ -36,7 +36,7 @@ _LINE = (
     '"first_frame":%d,"last_frame":%d,"partial":%s,"packets":' + _PAIR + ',"bytes":' + _PAIR
     + ',"retransmissions":' + _PAIR + ',"handshake":%s,"close":%s,"first_fin":%s,'
     '"reset_by":%s,"reset_after_fin":%s,"half_close_bytes":%d,'
-    '"fins":{"client":%s,"server":%s},"anomalies":%s,"conn_state":"%s","history":"%s"%s}\n'
+    '"fins":{"client":%s,"server":%s},"anomalies":%s,"conn_state":"%s","history":"%s","tunnel":%s%s}\n'
 )  # fmt: skip
 _FIN = '{"frame":%d,"time":%r,"seq":%d,"ack":%d,"len":%d,"retransmissions":%d,"acked_by":%s}'
 _ACKED = '{"frame":%d,"time":%r,"seq":%d,"ack":%d,"carried_on":"%s"}'
@@ -115,9 +115,16 @@ def _block(res: Analysis, lo: int, hi: int, tail: str) -> str:
         lookup(_SIDE, "first_fin", 1), lookup(_SIDE, "reset_by", 1),
         lookup(_BOOL, "reset_after_fin"), col("half_close_bytes"),
         _fins(c, sl, "c"), _fins(c, sl, "s"),
-        anomalies, state.tolist(), history, [tail] * m,
+        anomalies, state.tolist(), history, _tunnels(res, sl), [tail] * m,
     ]  # fmt: skip
     return "".join(map(_LINE.__mod__, zip(*columns, strict=True)))
+
+
+def _tunnels(res: Analysis, sl: slice) -> list[str]:
+    """Each connection's ``tunnel`` list as JSON text (one text per stack)."""
+    text = [json.dumps(t, separators=(",", ":")) for t in res.tunnel_objects()]
+    out: list[str] = [text[k] for k in res.cols["tunnel"][sl].tolist()]
+    return out
 
 
 def _addresses(res: Analysis, words: npt.NDArray[np.int64]) -> npt.NDArray[Any]:

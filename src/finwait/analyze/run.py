@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from ..capture.decode import TcpColumns, decode
+from ..capture.decode import NOTES, TcpColumns, Tunnels, decode
 from ..capture.reader import CaptureError, EmptyCaptureError, iter_batches
 from ..trace import Trace
 from ..wire.segment import Segment
@@ -32,20 +32,23 @@ def analyze_file(
     """Classify every TCP connection in ``path``.  ``progress`` is called
     with the number of bytes read so far."""
     tracker = Tracker()
+    tunnels = Tunnels()
     drops: Counter[str] = Counter()
     records = 0
     error: CaptureError | None = None
     try:
         for batch in iter_batches(path, chunk_size):
             records += len(batch)
-            tracker.add(decode(batch, drops))
+            tracker.add(decode(batch, drops, tunnels))
             if progress is not None:
                 progress(batch.file_offset + int(batch.buf.size))
     except CaptureError as exc:
         error = exc
     res = classify(tracker, str(path))
     res.records_read = records
+    res.notes = Counter({k: drops.pop(k) for k in NOTES if k in drops})
     res.drops = drops
+    res.tunnels = tunnels.stacks
     if error is not None:
         res.error = str(error)
         res.error_offset = None if isinstance(error, EmptyCaptureError) else error.offset
@@ -89,6 +92,7 @@ def connection_traces(
     first = min(r["first_frame"] for r in recs.values())
     last = max(r["last_frame"] for r in recs.values())
     isn: dict[int, dict[str, int]] = {cid: {} for cid in recs}
+    tunnels = Tunnels()
     count = dict.fromkeys(recs, 0)
     try:
         for batch in iter_batches(path):
@@ -96,7 +100,7 @@ def connection_traces(
                 continue
             if int(batch.frame[0]) > last:
                 break
-            cols = decode(batch, Counter())
+            cols = decode(batch, Counter(), tunnels)
             # Cheap filter first (frame range, both ports wanted), exact match after.
             m = (cols.frame >= first) & (cols.frame <= last)
             m &= np.isin(cols.sport, ports) & np.isin(cols.dport, ports)

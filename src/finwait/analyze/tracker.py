@@ -112,6 +112,7 @@ _CONN_COLS: dict[str, int] = {
     "last_frame": 0,
     "first_dir": 0,
     "first_flags": 0,
+    "tunnel": 0,  # tunnel stack of the first packet (capture.decode.Tunnels id)
 }
 _CONN_FLOAT = ("first_ts", "last_ts")
 
@@ -339,7 +340,7 @@ class Tracker:
         e = np.zeros(0, dtype=np.int64)
         p = TcpColumns(
             cols.frame[o], cols.ts[o], e, e, e, e, cols.seq[o], cols.ack[o], cols.flags[o],
-            cols.window[o], cols.plen[o],
+            cols.window[o], cols.plen[o], cols.tunnel[o],
         )  # fmt: skip
         f, d = fid[o], d[o]
         fl = p.flags
@@ -398,6 +399,7 @@ class Tracker:
             c["first_ts"][newid] = p.ts[spos]
             c["first_dir"][newid] = d[spos]
             c["first_flags"][newid] = fl[spos]
+            c["tunnel"][newid] = p.tunnel[spos]
         last_start = np.maximum.accumulate(np.where(start, pos, -1))
         valid = last_start >= gpos0[gidx]
         conn = np.where(valid, ids[np.maximum(last_start, 0)], self.flow_conn[f])

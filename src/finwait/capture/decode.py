@@ -14,6 +14,19 @@ from the IP length fields, so a short snaplen still counts the right bytes.
 
 Addresses are four 32-bit words; IPv4 is mapped into ``::ffff:a.b.c.d`` so
 one key type serves both families.
+
+Everything else — other link types, other EtherTypes (MPLS, PPPoE, PBB,
+VN-Tag, FabricPath, LLC/SNAP, a third VLAN tag) and IP packets whose
+protocol is a tunnel (IP-in-IP, GRE, UDP to a tunnel port) — is handed to
+:mod:`finwait.capture.decap`, which walks it layer by layer in Python and
+returns the inner IP packet and its tunnels; the inner packets then go
+through the same bulk IP/TCP decoding.  Plain captures never leave the bulk
+path.
+
+Packets not decoded are counted as ``"<reason>: <detail>"`` (see
+:data:`REASONS`); ``tcp`` counts the segments decoded, and
+``ipv4_length_from_capture``/``ipv6_length_from_capture``/``decapsulated``
+are notes, not skips.
 """
 
 from __future__ import annotations
@@ -24,6 +37,7 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
+from . import decap
 from .reader import RawBatch
 
 I64 = npt.NDArray[np.int64]
@@ -48,6 +62,40 @@ _IPV6_EXT_6LEN = (0, 43, 60)  # hop-by-hop, routing, destination options: (len +
 _IPV6_FRAG = 44
 _IPV6_AH = 51  # (len + 2) * 4
 _V4_MAPPED = 0xFFFF
+_TUNNEL_PROTOS = (4, 41, 47)
+_UDP_TUNNEL_PORTS = np.array(sorted(decap.UDP_TUNNELS), dtype=np.int64)
+
+# Why a packet was not analysed: the first word of every skip counter.
+REASONS = (
+    "unsupported link type",
+    "unsupported encapsulation",
+    "truncated",
+    "not ip",
+    "not tcp",
+    "bad header",
+    "fragment",
+    "tunnel depth exceeded",
+)
+NOTES = ("ipv4_length_from_capture", "ipv6_length_from_capture", "decapsulated")
+FAST_LINKTYPES = (0, 1, 12, 14, 101, 108, 113, 228, 229, 276)
+
+
+class Tunnels:
+    """Tunnel stacks seen in a capture, numbered: 0 is "no tunnel"; each
+    stack is a tuple of (type, outer source, outer destination) layers,
+    outermost first."""
+
+    def __init__(self) -> None:
+        self.stacks: list[tuple[tuple[str, str, str], ...]] = [()]
+        self._ids: dict[tuple[tuple[str, str, str], ...], int] = {(): 0}
+
+    def id(self, stack: tuple[tuple[str, str, str], ...]) -> int:
+        got = self._ids.get(stack)
+        if got is None:
+            got = self._ids[stack] = len(self.stacks)
+            self.stacks.append(stack)
+        return got
+
 
 # Fixed header fields in network byte order (RFC 791 §3.1, RFC 9293 §3.1).
 _IPV4_HDR = np.dtype(
@@ -75,6 +123,7 @@ class TcpColumns:
     flags: I64
     window: I64
     plen: I64
+    tunnel: I64  # id in the decoder's :class:`Tunnels` (0: none)
 
     def __len__(self) -> int:
         return int(self.frame.size)
@@ -83,7 +132,7 @@ class TcpColumns:
         return TcpColumns(
             self.frame[idx], self.ts[idx], self.src[idx], self.dst[idx], self.sport[idx],
             self.dport[idx], self.seq[idx], self.ack[idx], self.flags[idx], self.window[idx],
-            self.plen[idx],
+            self.plen[idx], self.tunnel[idx],
         )  # fmt: skip
 
 
@@ -123,11 +172,28 @@ class _Bytes:
         return r
 
 
+def _count_values(
+    counts: Counter[str],
+    prefix: str,
+    values: I64,
+    fmt: str = "{}",
+    names: dict[int, str] | None = None,
+) -> None:
+    """Count ``values`` under ``prefix: <value>``, one key per distinct value."""
+    if values.size:
+        u, c = np.unique(values, return_counts=True)
+        for v, k in zip(u.tolist(), c.tolist(), strict=True):
+            text = names.get(v) if names else None
+            counts[f"{prefix}: {text or fmt.format(v)}"] += k
+
+
 def _link(
     by: _Bytes, linktype: int, off: I64, end: I64, counts: Counter[str]
-) -> tuple[I64, I64, npt.NDArray[np.bool_]]:
-    """Network-layer offset, IP version (4/6/0) and validity for one link type."""
+) -> tuple[I64, I64, npt.NDArray[np.bool_], npt.NDArray[np.bool_]]:
+    """Network-layer offset, IP version (4/6/0), validity, and which packets
+    the general path (:mod:`decap`) must walk, for one link type."""
     n = off.size
+    slow = np.zeros(n, dtype=bool)
     if linktype == LINKTYPE_ETHERNET:
         net = off + 14
         et = by.u16(off + 12)
@@ -138,16 +204,24 @@ def _link(
             et = np.where(tagged, by.u16(net + 2), et)
             net = np.where(tagged, net + 4, net)
         ver = np.where(et == ETH_IPV4, 4, np.where(et == ETH_IPV6, 6, 0))
+        # Other EtherTypes the general path decodes (MPLS, PPPoE, PBB, VN-Tag,
+        # FabricPath, a third tag) and 802.3 frames with LLC/SNAP.
+        other = ver == 0
+        if other.any():
+            slow = other & (np.isin(et, _SLOW_ETHERTYPES) | (et <= 1500))
     elif linktype == LINKTYPE_LINUX_SLL:
         net = off + 16
         et = by.u16(off + 14)
         ver = np.where(et == ETH_IPV4, 4, np.where(et == ETH_IPV6, 6, 0))
+        slow = (ver == 0) & (np.isin(et, _SLOW_ETHERTYPES) | (et == 4))
     elif linktype == LINKTYPE_LINUX_SLL2:
         net = off + 20
         et = by.u16(off)
         ver = np.where(et == ETH_IPV4, 4, np.where(et == ETH_IPV6, 6, 0))
+        slow = (ver == 0) & (np.isin(et, _SLOW_ETHERTYPES) | (et == 4))
     elif linktype in (LINKTYPE_NULL, LINKTYPE_LOOP):
         net = off + 4
+        et = np.zeros(n, dtype=np.int64)
         # NULL: AF_ value in the capturing host's byte order; LOOP: network order.
         # AF_INET is 2 everywhere; AF_INET6 is 10 (Linux), 24, 28 or 30 (BSDs).
         w = by.u32(off)
@@ -162,23 +236,39 @@ def _link(
         LINKTYPE_IPV6,
     ):
         net = off.copy()
+        et = np.zeros(n, dtype=np.int64)
         ver = by.u8(off) >> 4
         ver = np.where((ver == 4) | (ver == 6), ver, 0)
+    elif linktype in decap.LINKTYPES:
+        return off, np.zeros(n, dtype=np.int64), np.zeros(n, dtype=bool), np.ones(n, dtype=bool)
     else:
-        counts[f"unsupported link type {linktype}"] += n
-        return off, np.zeros(n, dtype=np.int64), np.zeros(n, dtype=bool)
+        counts[f"unsupported link type: {linktype}"] += n
+        z = np.zeros(n, dtype=bool)
+        return off, np.zeros(n, dtype=np.int64), z, z
     ok = net < end
-    short = int((~ok).sum())
+    short = int((~ok & ~slow).sum())
     if short:
-        counts["truncated link header"] += short
-    other = int((ok & (ver == 0)).sum())
-    if other:
-        counts["not ip"] += other
-    return net, ver, ok & (ver != 0)
+        counts["truncated: link header"] += short
+    other = ok & (ver == 0) & ~slow
+    if other.any():
+        if linktype in (LINKTYPE_ETHERNET, LINKTYPE_LINUX_SLL, LINKTYPE_LINUX_SLL2):
+            _count_values(counts, "not ip", et[other], "ethertype 0x{:04x}")
+        else:
+            counts["not ip: link header"] += int(other.sum())
+    return net, ver, ok & (ver != 0) & ~slow, slow
 
 
-def decode(batch: RawBatch, counts: Counter[str]) -> TcpColumns:
-    """TCP segments of ``batch``; every packet not decoded is counted by reason."""
+_SLOW_ETHERTYPES = np.array(
+    sorted({*decap.ETHERTYPES, 0x8903} - {ETH_IPV4, ETH_IPV6}), dtype=np.int64
+)
+
+
+def decode(batch: RawBatch, counts: Counter[str], tunnels: Tunnels | None = None) -> TcpColumns:
+    """TCP segments of ``batch``; every packet not decoded is counted by
+    reason.  ``tunnels`` numbers the tunnel stacks (pass the same one for
+    every batch of a capture)."""
+    if tunnels is None:
+        tunnels = Tunnels()
     by = _Bytes(batch.buf)
     off = batch.data_off
     end = off + batch.caplen
@@ -186,27 +276,32 @@ def decode(batch: RawBatch, counts: Counter[str]) -> TcpColumns:
     net = np.zeros(n, dtype=np.int64)
     ver = np.zeros(n, dtype=np.int64)
     ok = np.zeros(n, dtype=bool)
+    slow = np.zeros(n, dtype=bool)
     lts = np.unique(batch.linktype)
     for lt in lts.tolist():
         m = batch.linktype == lt if lts.size > 1 else slice(None)
-        net[m], ver[m], ok[m] = _link(by, int(lt), off[m], end[m], counts)
+        net[m], ver[m], ok[m], slow[m] = _link(by, int(lt), off[m], end[m], counts)
     idx4 = np.flatnonzero(ok & (ver == 4))
     idx6 = np.flatnonzero(ok & (ver == 6))
     wire = end if batch.wirelen is None else off + batch.wirelen
-    parts = [p for p in (_ipv4(by, net[idx4], end[idx4], wire[idx4], idx4, counts),
-                         _ipv6(by, net[idx6], end[idx6], wire[idx6], idx6, counts)) if p[0].size]  # fmt: skip
+    zero = np.zeros(0, dtype=np.int64)
+    p4, s4 = _ipv4(by, net[idx4], end[idx4], wire[idx4], idx4, counts, True)
+    p6, s6 = _ipv6(by, net[idx6], end[idx6], wire[idx6], idx6, counts, True)
+    parts = [p4, p6]
+    more = np.flatnonzero(slow)
+    if more.size or s4.size or s6.size:
+        parts += _general(batch, by, np.concatenate([more, s4, s6]), wire, counts, tunnels)
+    parts = [p for p in parts if p[0].size]
     if not parts:
-        e = np.zeros(0, dtype=np.int64)
+        e = zero
         return TcpColumns(e, np.zeros(0), np.zeros((0, 4), np.int64), np.zeros((0, 4), np.int64),
-                          e, e, e, e, e, e, e)  # fmt: skip
-    rows = np.concatenate([p[0] for p in parts])
-    tcp = np.concatenate([p[1] for p in parts])
-    tcplen = np.concatenate([p[2] for p in parts])
-    src = np.concatenate([p[3] for p in parts])
-    dst = np.concatenate([p[4] for p in parts])
-    if len(parts) > 1:  # keep capture order across families
+                          e, e, e, e, e, e, e, e)  # fmt: skip
+    rows, tcp, tcplen, src, dst, tun = (
+        np.concatenate([p[k] for p in parts]) if len(parts) > 1 else parts[0][k] for k in range(6)
+    )
+    if len(parts) > 1:  # keep capture order across families and paths
         o = np.argsort(rows, kind="stable")
-        rows, tcp, tcplen, src, dst = rows[o], tcp[o], tcplen[o], src[o], dst[o]
+        rows, tcp, tcplen, src, dst, tun = rows[o], tcp[o], tcplen[o], src[o], dst[o], tun[o]
     # TCP header (RFC 9293 §3.1): 20 bytes captured at least, data offset sane.
     have = end[rows] - tcp
     hdr_ok = have >= 20
@@ -217,12 +312,12 @@ def decode(batch: RawBatch, counts: Counter[str]) -> TcpColumns:
     if bad:
         short = int((have < 20).sum())
         if short:
-            counts["truncated tcp header"] += short
+            counts["truncated: tcp header"] += short
         if bad - short:
-            counts["bad tcp data offset"] += bad - short
+            counts["bad header: tcp data offset"] += bad - short
         keep = np.flatnonzero(hdr_ok)
-        rows, th, tcplen, src, dst, doff = (
-            rows[keep], th[keep], tcplen[keep], src[keep], dst[keep], doff[keep],
+        rows, th, tcplen, src, dst, doff, tun = (
+            rows[keep], th[keep], tcplen[keep], src[keep], dst[keep], doff[keep], tun[keep],
         )  # fmt: skip
     counts["tcp"] += rows.size
     return TcpColumns(
@@ -237,14 +332,70 @@ def decode(batch: RawBatch, counts: Counter[str]) -> TcpColumns:
         flags=th["flags"].astype(np.int64),
         window=th["window"].astype(np.int64),
         plen=tcplen - doff,
+        tunnel=tun,
     )
 
 
-_Part = tuple[I64, I64, I64, I64, I64]
+_Part = tuple[I64, I64, I64, I64, I64, I64]
 
 
-def _ipv4(by: _Bytes, ip: I64, end: I64, wire: I64, rows: I64, counts: Counter[str]) -> _Part:
-    """(rows, tcp offset, tcp length, src, dst) for the IPv4 packets carrying TCP.
+def _general(
+    batch: RawBatch, by: _Bytes, rows: I64, wire: I64, counts: Counter[str], tunnels: Tunnels
+) -> list[_Part]:
+    """The packets the bulk path could not finish, walked one at a time by
+    :func:`decap.walk`; their inner IP packets decoded in bulk."""
+    buf = memoryview(by.b.data)
+    off, cap, lts = batch.data_off, batch.caplen, batch.linktype
+    r_out: list[int] = []
+    ip_out: list[int] = []
+    t_out: list[int] = []
+    for r in np.sort(rows).tolist():
+        o = int(off[r])
+        found, why = decap.walk(buf, o, o + int(cap[r]), int(lts[r]))
+        if why is not None:
+            counts[why] += 1
+        for inner in found:
+            r_out.append(r)
+            ip_out.append(inner.ip)
+            t_out.append(tunnels.id(inner.tunnels))
+    if not r_out:
+        return []
+    rr = np.array(r_out, dtype=np.int64)
+    ip = np.array(ip_out, dtype=np.int64)
+    tid = np.array(t_out, dtype=np.int64)
+    ndec = int((tid > 0).sum())
+    if ndec:
+        counts["decapsulated"] += ndec
+    end = off[rr] + cap[rr]
+    v = by.u8(ip) >> 4
+    parts: list[_Part] = []
+    for want, fn in ((4, _ipv4), (6, _ipv6)):
+        sel = np.flatnonzero((v == want) & (ip < end))
+        if sel.size:
+            p, _ = fn(by, ip[sel], end[sel], wire[rr[sel]], sel, counts, False)
+            parts.append((rr[p[0]], *p[1:5], tid[p[0]]))
+    bad = int(((v != 4) & (v != 6) | (ip >= end)).sum())
+    if bad:
+        counts["not ip: inner ip version"] += bad
+    return parts
+
+
+def _tunnel_carriers(by: _Bytes, proto: I64, l4: I64, end: I64) -> npt.NDArray[np.bool_]:
+    """IP packets whose payload is a tunnel: IP-in-IP, GRE, or UDP to or
+    from a tunnel port."""
+    carrier = np.isin(proto, _TUNNEL_PROTOS)
+    udp = (proto == 17) & (l4 + 4 <= end)
+    if udp.any():
+        ports = np.isin(by.u16(l4), _UDP_TUNNEL_PORTS) | np.isin(by.u16(l4 + 2), _UDP_TUNNEL_PORTS)
+        carrier |= udp & ports
+    return carrier
+
+
+def _ipv4(
+    by: _Bytes, ip: I64, end: I64, wire: I64, rows: I64, counts: Counter[str], handoff: bool
+) -> tuple[_Part, I64]:
+    """(rows, tcp offset, tcp length, src, dst, 0) for the IPv4 packets
+    carrying TCP, and (with ``handoff``) the rows that carry a tunnel.
 
     A total length of 0 is what a host doing TCP segmentation offload (or
     Linux's BIG TCP, over 64 KiB) hands to the capture before the length is
@@ -254,7 +405,7 @@ def _ipv4(by: _Bytes, ip: I64, end: I64, wire: I64, rows: I64, counts: Counter[s
     ok = end - ip >= 20
     short = int((~ok).sum())
     if short:
-        counts["truncated ipv4 header"] += short
+        counts["truncated: ipv4 header"] += short
     h = by.rows(ip, _IPV4_HDR)
     ihl = (h["vihl"] & 0x0F).astype(np.int64) * 4
     total = h["total"].astype(np.int64)
@@ -265,33 +416,42 @@ def _ipv4(by: _Bytes, ip: I64, end: I64, wire: I64, rows: I64, counts: Counter[s
     ok &= (ihl >= 20) & (total >= ihl)
     bad = int((~ok).sum()) - short
     if bad:
-        counts["bad ipv4 header"] += bad
+        counts["bad header: ipv4"] += bad
     frag = (h["frag"] & 0x3FFF) != 0  # MF or fragment offset (RFC 791)
-    proto = h["proto"]
-    nfrag = int((ok & frag & (proto == 6)).sum())
+    proto = h["proto"].astype(np.int64)
+    tcp = proto == 6
+    slow = np.zeros(0, dtype=np.int64)
+    if handoff:
+        carrier = ok & ~tcp & _tunnel_carriers(by, proto, ip + ihl, end)
+        if carrier.any():
+            slow = rows[carrier]
+            ok &= ~carrier
+    nfrag = int((ok & frag & tcp).sum())
     if nfrag:
-        counts["ipv4 fragment"] += nfrag
-    nontcp = int((ok & (proto != 6)).sum())
-    if nontcp:
-        counts["not tcp"] += nontcp
-    keep = np.flatnonzero(ok & ~frag & (proto == 6))
+        counts["fragment: ipv4"] += nfrag
+    nontcp = ok & ~tcp
+    if nontcp.any():
+        _count_values(counts, "not tcp", proto[nontcp], "protocol {}", decap.IPPROTO_NAMES)
+    keep = np.flatnonzero(ok & ~frag & tcp)
     ip, ihl, total, h = ip[keep], ihl[keep], total[keep], h[keep]
     words = np.zeros((keep.size, 4), dtype=np.int64)
     words[:, 2] = _V4_MAPPED
     src = words.copy()
     src[:, 3] = h["src"]
     words[:, 3] = h["dst"]
-    return rows[keep], ip + ihl, total - ihl, src, words
+    return (rows[keep], ip + ihl, total - ihl, src, words, np.zeros(keep.size, np.int64)), slow
 
 
-def _ipv6(by: _Bytes, ip: I64, end: I64, wire: I64, rows: I64, counts: Counter[str]) -> _Part:
+def _ipv6(
+    by: _Bytes, ip: I64, end: I64, wire: I64, rows: I64, counts: Counter[str], handoff: bool
+) -> tuple[_Part, I64]:
     """As :func:`_ipv4`; a payload length of 0 (a jumbogram, RFC 2675, or
     Linux's BIG TCP) is taken from the packet's length on the wire, counted
     as ``ipv6_length_from_capture``."""
     ok = end - ip >= 40
     short = int((~ok).sum())
     if short:
-        counts["truncated ipv6 header"] += short
+        counts["truncated: ipv6 header"] += short
     plen = by.u16(ip + 4)
     zero = ok & (plen == 0) & (wire - ip > 40)
     if zero.any():
@@ -312,22 +472,32 @@ def _ipv6(by: _Bytes, ip: I64, end: I64, wire: I64, rows: I64, counts: Counter[s
             np.where(nh == _IPV6_AH, (by.u8(cur + 1) + 2) * 4, (by.u8(cur + 1) + 1) * 8),
         )
         # A fragment header with offset 0 and M clear is an atomic fragment (RFC 6946).
-        frag |= ext & (nh == _IPV6_FRAG) & (by.u16(cur + 2) != 0)
+        frag |= ext & (nh == _IPV6_FRAG) & (by.u16(cur + 2) & 0xFFF9 != 0)
         nh = np.where(ext, by.u8(cur), nh)
         cur = np.where(ext, cur + hlen, cur)
     tcplen = plen - (cur - ip - 40)
     ok &= tcplen >= 0
     bad = int((~ok).sum()) - short
     if bad:
-        counts["bad ipv6 header"] += bad
+        counts["bad header: ipv6"] += bad
+    tcp = nh == 6
+    slow = np.zeros(0, dtype=np.int64)
+    if handoff:
+        carrier = ok & ~frag & ~tcp & _tunnel_carriers(by, nh, cur, end)
+        if carrier.any():
+            slow = rows[carrier]
+            ok &= ~carrier
     nfrag = int((ok & frag).sum())
     if nfrag:
-        counts["ipv6 fragment"] += nfrag
-    nontcp = int((ok & ~frag & (nh != 6)).sum())
-    if nontcp:
-        counts["not tcp"] += nontcp
-    keep = np.flatnonzero(ok & ~frag & (nh == 6))
+        counts["fragment: ipv6"] += nfrag
+    nontcp = ok & ~frag & ~tcp
+    if nontcp.any():
+        _count_values(counts, "not tcp", nh[nontcp], "protocol {}", decap.IPPROTO_NAMES)
+    keep = np.flatnonzero(ok & ~frag & tcp)
     ip = ip[keep]
     src = np.stack([by.u32(ip + 8 + 4 * k) for k in range(4)], axis=1)
     dst = np.stack([by.u32(ip + 24 + 4 * k) for k in range(4)], axis=1)
-    return rows[keep], cur[keep], tcplen[keep], src.reshape(-1, 4), dst.reshape(-1, 4)
+    return (
+        rows[keep], cur[keep], tcplen[keep], src.reshape(-1, 4), dst.reshape(-1, 4),
+        np.zeros(keep.size, np.int64),
+    ), slow  # fmt: skip

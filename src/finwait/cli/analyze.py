@@ -90,6 +90,8 @@ def _console(stderr: bool = False) -> Any:
               help="Self-contained HTML report: summary, sortable table, ladders.")  # fmt: skip
 @click.option("--workers", type=click.IntRange(1, 64), default=1, show_default=True,
               help="Analyze several files in parallel processes.")  # fmt: skip
+@click.option("--stats", "as_stats", is_flag=True,
+              help="Print packets read, TCP analysed and skipped by reason as JSON (one object per file).")  # fmt: skip
 def analyze_cmd(
     files: tuple[str, ...],
     as_json: bool,
@@ -99,6 +101,7 @@ def analyze_cmd(
     svg: tuple[int, str] | None,
     html_out: str | None,
     workers: int,
+    as_stats: bool,
 ) -> None:
     """Explain how every TCP connection in FILE... opened and was released.
 
@@ -108,7 +111,7 @@ def analyze_cmd(
     one_conn = explain is not None or ladder is not None or svg is not None
     if (one_conn or html_out is not None) and len(files) != 1:
         raise click.UsageError("--explain, --ladder, --svg and --html take exactly one FILE")
-    quiet = as_json or as_csv or one_conn
+    quiet = as_json or as_csv or one_conn or as_stats
     show_bar = not quiet and sys.stderr.isatty()
     results: list[Analysis]
     if workers > 1 and len(files) > 1:
@@ -121,7 +124,14 @@ def analyze_cmd(
         from ..render.html import render_html
 
         write_text(html_out, render_html(results[0]))
-    if one_conn:
+    for res in results:
+        _warn_if_no_tcp(res)
+    if as_stats:
+        import json
+
+        for res in results:
+            out.write(json.dumps(res.stats()) + "\n")
+    elif one_conn:
         _one(results[0], explain, ladder, svg)
     elif as_json:
         multi = len(results) > 1
@@ -147,6 +157,29 @@ def analyze_cmd(
             )
     if failed:
         sys.exit(2)
+
+
+def _skip_text(res: Analysis) -> str:
+    """``reason N (detail N, ...)`` for every skip reason, most first."""
+    parts = []
+    for reason, details in sorted(res.skipped().items(), key=lambda kv: -sum(kv[1].values())):
+        total = sum(details.values())
+        inner = ", ".join(
+            f"{d} {n}" for d, n in sorted(details.items(), key=lambda kv: -kv[1]) if d != reason
+        )
+        parts.append(f"{reason} {total}" + (f" ({inner})" if inner else ""))
+    return "; ".join(parts)
+
+
+def _warn_if_no_tcp(res: Analysis) -> None:
+    """A file with packets but no TCP connection says why on stderr."""
+    if res.records_read and not res.n:
+        why = _skip_text(res) or "no packet was decoded"
+        click.echo(
+            f"finwait analyze: warning: {res.path}: {res.records_read} packet(s), "
+            f"no TCP connection: {why}",
+            err=True,
+        )
 
 
 def _csv_row(path: str, r: dict[str, Any]) -> list[Any]:
@@ -199,10 +232,16 @@ def _summary(res: Analysis) -> None:
     from rich.table import Table
 
     con = _console()
-    con.print(
-        f"[bold]{res.path}[/]: {count(res.records_read, 'packet')}, {res.tcp_packets:,} TCP, "
-        f"{count(res.n, 'connection')}"
+    skipped = res.stats()["skipped"]
+    # Plain lines (not wrapped to the terminal): scripts grep them.
+    click.echo(
+        f"{res.path}: {count(res.records_read, 'packet')} read, {res.tcp_packets:,} TCP "
+        f"analysed, {skipped:,} skipped, {count(res.n, 'connection')}"
     )
+    if skipped:
+        click.echo(f"Skipped: {_skip_text(res)}")
+    if res.notes:
+        click.echo("Notes: " + ", ".join(f"{k} {v}" for k, v in sorted(res.notes.items())))
     if not res.n:
         return
     t = Table(title="Connections by close type and first closer")
@@ -246,12 +285,6 @@ def _summary(res: Analysis) -> None:
             tu.add_row(str(r["id"]), _hp(r["client"]), _hp(r["server"]), r["close"],
                        r["first_fin"] or "-")  # fmt: skip
         con.print(tu)
-    if res.drops:
-        skipped = {
-            k: v for k, v in res.drops.items() if k != "tcp" and not k.endswith("_from_capture")
-        }
-        if skipped:
-            con.print("Not analyzed: " + ", ".join(f"{k} {v}" for k, v in sorted(skipped.items())))
 
 
 commands: list[click.Command] = [analyze_cmd]
