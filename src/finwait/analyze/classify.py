@@ -27,6 +27,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from ..wire.segment import ACK, SYN
 from .tracker import (
     A_NO_HS,
     A_RST_AFTER,
@@ -203,6 +204,7 @@ class Analysis:
                 "first_frame": L["first_frame"][j],
                 "last_frame": L["last_frame"][j],
                 "partial": L["partial"][j],
+                "flipped": L["flipped"][j],
                 "packets": {"client_to_server": L["pkts_c"][j], "server_to_client": L["pkts_s"][j]},
                 "bytes": {"client_to_server": L["bytes_c"][j], "server_to_client": L["bytes_s"][j]},
                 "retransmissions": {
@@ -283,10 +285,11 @@ def classify(tr: Tracker, path: str) -> Analysis:
     # Client: the SYN sender; else the receiver of a SYN-ACK; else the first sender.
     syn_any = has["syn_frame"].any(axis=1)
     sa_any = has["sa_frame"].any(axis=1)
+    flip = _zeek_flip(tr, c["flow"], c["first_dir"], c["first_flags"])
     client = np.where(
         syn_any,
         np.argmin(s["syn_frame"], axis=1),
-        np.where(sa_any, 1 - np.argmin(s["sa_frame"], axis=1), c["first_dir"]),
+        np.where(sa_any, 1 - np.argmin(s["sa_frame"], axis=1), c["first_dir"] ^ flip),
     )
     server = 1 - client
 
@@ -351,6 +354,7 @@ def classify(tr: Tracker, path: str) -> Analysis:
 
     res.cols = cols = {
         "flow": c["flow"],
+        "flipped": flip & ~syn_any,
         "tunnel": c["tunnel"],
         "client": client,
         "start": c["first_ts"],
@@ -399,15 +403,22 @@ def _zeek(tr: Tracker, s: dict[str, I64], client: I64, server: I64, idx: I64) ->
     fcount = tr.hist_count[: 2 * n, H_F].reshape(n, 2)
 
     def state(me: I64, peer: I64, orig: bool) -> I64:
-        rst = s["rst_count"][idx, me] > 0
         fin = fcount[idx, me] > 0
+        # A RST from a side that sent its FIN after the peer had (or before
+        # the peer's FIN, which turns it back) leaves it CLOSED: Zeek keeps
+        # a FIN exchange over a later RST (UpdateClosedState,
+        # UpdateEstablishedState).
+        after_fins = (s["anyfin_frame"][idx, me] < s["anyrst_frame"][idx, me]) & (
+            s["anyfin_frame"][idx, peer] != NONE
+        )
+        rst = (s["rst_count"][idx, me] > 0) & ~after_fins
         syn = s["syn_count"][idx, me] > 0
         sa = s["sa_frame"][idx, me] != NONE
-        est = (
-            (syn & (s["hs_frame"][idx, me] != NONE))
-            if orig
-            else (sa & (s["syn_count"][idx, peer] > 0))
-        )
+        peer_sa = s["sa_frame"][idx, peer] != NONE
+        # Zeek: the responder's SYN-ACK establishes both its side and an
+        # originator that sent a SYN; an originator whose SYN was not
+        # captured is established by its ACK of that SYN-ACK.
+        est = (syn & peer_sa) | (~syn & peer_sa & (s["hs_frame"][idx, me] != NONE)) if orig else sa
         first, second = (syn, sa) if orig else (sa, syn)
         return np.select(
             [rst, fin, est, first, second, s["pkts"][idx, me] > 0],
@@ -444,13 +455,46 @@ def _zeek(tr: Tracker, s: dict[str, I64], client: I64, server: I64, idx: I64) ->
     )  # fmt: skip
 
 
+# Ports Zeek takes for a server's when a connection does not start with a
+# SYN (``likely_server_ports``, filled by the protocol analyzers a default
+# Zeek loads): the sender of the first packet is made the responder when its
+# port is one of these and the peer's is not (TCPAnalyzer::WantConnection).
+LIKELY_SERVER_PORTS = np.array(sorted({
+    21, 22, 23, 25, 53, 80, 81, 88, 110, 135, 139, 143, 389, 443, 445, 502, 563, 585, 587,
+    614, 631, 636, 989, 990, 992, 993, 995, 1080, 1433, 3128, 3306, 5223, 5432, 6379, 6666,
+    6667, 6668, 6669, 8000, 8080, 8443, 8888, 20000,
+}), dtype=np.int64)  # fmt: skip
+
+
+def _zeek_flip(tr: Tracker, flow: I64, first_dir: I64, first_flags: I64) -> I64:
+    """1 where Zeek would swap originator and responder (its ``^``): the
+    first packet is not a bare SYN and its source port looks like a server's
+    (when both do, only a non-SYN to a higher port is flipped)."""
+    key = tr.flow_key[flow]
+    sport = np.where(first_dir == 0, key[:, 4], key[:, 9])
+    dport = np.where(first_dir == 0, key[:, 9], key[:, 4])
+    bare_syn = (first_flags & (SYN | ACK)) == SYN
+    ls = np.isin(sport, LIKELY_SERVER_PORTS)
+    ld = np.isin(dport, LIKELY_SERVER_PORTS)
+    flip = ~bare_syn & ls & (~ld | (((first_flags & SYN) == 0) & (sport < dport)))
+    out: I64 = flip.astype(np.int64)
+    return out
+
+
 def _history(tr: Tracker, cols: dict[str, Any], client: I64, n: int) -> None:
     conn, frame, code, d = tr.history.arrays()
+    # Zeek's ``^`` comes first in a flipped connection's history.
+    fl = np.flatnonzero(cols["flipped"])
+    conn = np.concatenate([conn, fl])
+    frame = np.concatenate([frame, np.full(fl.size, -1, dtype=np.int64)])
+    code = np.concatenate([code, np.full(fl.size, len(HISTORY), dtype=np.int64)])
+    d = np.concatenate([d, client[fl]])
     o = np.lexsort((code, frame, conn))
     conn, code, d = conn[o], code[o], d[o]
-    letters = np.frombuffer(HISTORY.encode(), dtype=np.uint8)[code]
+    letters = np.frombuffer((HISTORY + "^").encode(), dtype=np.uint8)[code]
     # Upper case for the originator (the client), lower case for the responder.
-    letters = np.where(d == client[conn], letters, letters + 32).astype(np.uint8)
+    letters = np.where((d == client[conn]) | (code == len(HISTORY)), letters, letters + 32)
+    letters = letters.astype(np.uint8)
     cols["hist_str"] = letters.tobytes().decode("ascii")
     cols["hist_at"] = np.searchsorted(conn, np.arange(n + 1))
 

@@ -33,7 +33,7 @@ _EP = '{"addr":"%s","port":%d}'
 _PAIR = '{"client_to_server":%d,"server_to_client":%d}'
 _LINE = (
     '{"id":%d,"client":' + _EP + ',"server":' + _EP + ',"start":%r,"end":%r,"duration":%r,'
-    '"first_frame":%d,"last_frame":%d,"partial":%s,"packets":' + _PAIR + ',"bytes":' + _PAIR
+    '"first_frame":%d,"last_frame":%d,"partial":%s,"flipped":%s,"packets":' + _PAIR + ',"bytes":' + _PAIR
     + ',"retransmissions":' + _PAIR + ',"handshake":%s,"close":%s,"first_fin":%s,'
     '"reset_by":%s,"reset_after_fin":%s,"half_close_bytes":%d,'
     '"fins":{"client":%s,"server":%s},"anomalies":%s,"conn_state":"%s","history":"%s","tunnel":%s%s}\n'
@@ -109,7 +109,7 @@ def _block(res: Analysis, lo: int, hi: int, tail: str) -> str:
         list(range(lo + 1, hi + 1)),
         c_addr, c_port, s_addr, s_port,
         _us(start), _us(end), _us(end - start),
-        col("first_frame"), col("last_frame"), lookup(_BOOL, "partial"),
+        col("first_frame"), col("last_frame"), lookup(_BOOL, "partial"), lookup(_BOOL, "flipped"),
         col("pkts_c"), col("pkts_s"), col("bytes_c"), col("bytes_s"), col("retr_c"), col("retr_s"),
         lookup(_HANDSHAKE, "handshake", 1), lookup(_CLOSE, "close", 1),
         lookup(_SIDE, "first_fin", 1), lookup(_SIDE, "reset_by", 1),

@@ -27,11 +27,15 @@ Progress = Callable[[int], None]
 
 
 def analyze_file(
-    path: str | Path, progress: Progress | None = None, chunk_size: int = 8 << 20
+    path: str | Path,
+    progress: Progress | None = None,
+    chunk_size: int = 8 << 20,
+    zeek_timeouts: bool = False,
 ) -> Analysis:
     """Classify every TCP connection in ``path``.  ``progress`` is called
-    with the number of bytes read so far."""
-    tracker = Tracker()
+    with the number of bytes read so far; ``zeek_timeouts`` splits
+    connections where Zeek's timers would."""
+    tracker = Tracker(zeek_timeouts)
     tunnels = Tunnels()
     drops: Counter[str] = Counter()
     records = 0

@@ -103,6 +103,8 @@ _SLOT_COLS: dict[str, int] = {
     "rst_first": int(NONE),
     "rst_last": -1,
     "rst_count": 0,
+    "anyrst_frame": int(NONE),  # first RST, whatever else it carries
+    "anyfin_frame": int(NONE),  # first FIN, with or without ACK
     "hc_bytes": 0,  # new payload sent after the peer's FIN
 }
 _SLOT_FLOAT = ("fin_ts", "fack_ts")
@@ -169,10 +171,26 @@ class Events:
         return tuple(np.concatenate([p[k] for p in self.parts]) for k in range(4))  # type: ignore[return-value]
 
 
-class Tracker:
-    """Feed :class:`TcpColumns` batches in capture order with :meth:`add`."""
+# Zeek's TCP timers (base/init-bare.zeek defaults), seconds: a connection is
+# removed this long after its close completed (a RST, or a FIN once the peer
+# has closed or never sent), after an unanswered first SYN, or when idle.
+ZEEK_CLOSE_DELAY = 5.0  # tcp_close_delay, tcp_reset_delay
+ZEEK_ATTEMPT_DELAY = 5.0  # tcp_attempt_delay
+ZEEK_INACTIVITY = 300.0  # tcp_inactivity_timeout
+_NEVER = float("inf")
 
-    def __init__(self) -> None:
+
+class Tracker:
+    """Feed :class:`TcpColumns` batches in capture order with :meth:`add`.
+
+    With ``zeek_timeouts``, a 4-tuple's packets are also split where Zeek's
+    timers would have removed the connection (:meth:`_timer_starts`)."""
+
+    def __init__(self, zeek_timeouts: bool = False) -> None:
+        self.zeek_timeouts = zeek_timeouts
+        # flow -> [last time, delete at, attempt expires at, originator
+        # direction, directions seen (bits), directions closed (bits)]
+        self._timers: dict[int, list[float]] = {}
         self.flow_ids: dict[bytes, int] = {}  # exact path only
         self._exact = False
         self._known_h = np.zeros(0, dtype=np.uint64)  # sorted flow hashes
@@ -379,6 +397,8 @@ class Tracker:
             lastP = np.full(gpos0.size, -1, dtype=np.int64)
         new_flow = self.flow_conn[flows] < 0
         start[gpos0[new_flow]] = True
+        if self.zeek_timeouts:
+            start = self._timer_starts(f, d, p, start)
         has_p = lastP >= 0
         self.flow_fr[flows] = np.where(
             has_p,
@@ -405,6 +425,39 @@ class Tracker:
         conn = np.where(valid, ids[np.maximum(last_start, 0)], self.flow_conn[f])
         self.flow_conn[flows] = conn[gend]
         return conn
+
+    def _timer_starts(self, f: I64, d: I64, p: TcpColumns, start: Mask) -> Mask:
+        """``start`` plus the packets that come after Zeek would have removed
+        their 4-tuple's connection (TCPSessionAdapter's ConnDeleteTimer,
+        AttemptTimer and inactivity timer; timers fire when the capture's
+        time passes them).  One Python step per packet: only with
+        ``--zeek-timeouts``."""
+        out = start.copy()
+        timers = self._timers
+        ts, fl, fs, ds = p.ts.tolist(), p.flags.tolist(), f.tolist(), d.tolist()
+        begins = start.tolist()
+        for i, flow in enumerate(fs):
+            t, flags, di = ts[i], fl[i], ds[i]
+            st = None if begins[i] else timers.get(flow)
+            if st is not None:
+                peer_seen = int(st[4]) & (1 << (1 - int(st[3])))
+                if t > st[1] or t - st[0] > ZEEK_INACTIVITY or (t > st[2] and not peer_seen):
+                    out[i] = True
+                    st = None
+            if st is None:
+                # Zeek makes the sender of a first SYN-ACK the responder.
+                orig = 1 - di if flags & (SYN | ACK) == SYN | ACK else di
+                st = timers[flow] = [t, _NEVER, _NEVER, orig, 0, 0]
+            seen, closed = int(st[4]), int(st[5])
+            me, peer = 1 << di, 1 << (1 - di)
+            if di == st[3] and not seen & me and flags & (SYN | ACK) == SYN:
+                st[2] = t + ZEEK_ATTEMPT_DELAY
+            if flags & RST or (flags & FIN and (closed & peer or not seen & peer)):
+                st[1] = min(st[1], t + ZEEK_CLOSE_DELAY)
+            if flags & (FIN | RST):
+                closed |= me
+            st[0], st[4], st[5] = t, seen | me, closed
+        return out
 
     def _update(self, conn: I64, d: I64, p: TcpColumns, fl: I64) -> None:
         s = self.s
@@ -528,6 +581,10 @@ class Tracker:
         s["rst_first"][slot[q]] = frame[q]
         np.maximum.at(s["rst_last"], slot[rm], frame[rm])
         np.add.at(s["rst_count"], slot[rm], 1)
+        q = set_first(rm, "anyrst_frame")
+        s["anyrst_frame"][slot[q]] = frame[q]
+        q = set_first((fl & FIN) != 0, "anyfin_frame")
+        s["anyfin_frame"][slot[q]] = frame[q]
         self.rsts.add(conn[rm], frame[rm], 0, d[rm])
 
         self._anomalies(conn, d, slot, other, p, fl, rel, max_other, odd_rst)

@@ -28,12 +28,12 @@ CSV_FIELDS = (
 PROGRESS_AFTER = 1.0  # seconds: a run that takes longer shows a progress bar
 
 
-def _run(path: str, progress: bool) -> Analysis:
+def _run(path: str, progress: bool, zeek_timeouts: bool = False) -> Analysis:
     if not progress:
-        return analyze_file(path)
+        return analyze_file(path, zeek_timeouts=zeek_timeouts)
     bar = _LateBar(path)
     try:
-        return analyze_file(path, progress=bar.update)
+        return analyze_file(path, progress=bar.update, zeek_timeouts=zeek_timeouts)
     finally:
         bar.stop()
 
@@ -90,6 +90,8 @@ def _console(stderr: bool = False) -> Any:
               help="Self-contained HTML report: summary, sortable table, ladders.")  # fmt: skip
 @click.option("--workers", type=click.IntRange(1, 64), default=1, show_default=True,
               help="Analyze several files in parallel processes.")  # fmt: skip
+@click.option("--zeek-timeouts", is_flag=True,
+              help="Split connections where Zeek's TCP timers would (close/reset delay, attempt, inactivity).")  # fmt: skip
 @click.option("--stats", "as_stats", is_flag=True,
               help="Print packets read, TCP analysed and skipped by reason as JSON (one object per file).")  # fmt: skip
 def analyze_cmd(
@@ -101,6 +103,7 @@ def analyze_cmd(
     svg: tuple[int, str] | None,
     html_out: str | None,
     workers: int,
+    zeek_timeouts: bool,
     as_stats: bool,
 ) -> None:
     """Explain how every TCP connection in FILE... opened and was released.
@@ -116,9 +119,10 @@ def analyze_cmd(
     results: list[Analysis]
     if workers > 1 and len(files) > 1:
         with ProcessPoolExecutor(min(workers, len(files))) as pool:
-            results = list(pool.map(_run, files, [False] * len(files)))
+            n = len(files)
+            results = list(pool.map(_run, files, [False] * n, [zeek_timeouts] * n))
     else:
-        results = [_run(f, show_bar) for f in files]
+        results = [_run(f, show_bar, zeek_timeouts) for f in files]
     out = sys.stdout  # (CliRunner swaps it in tests)
     if html_out is not None:
         from ..render.html import render_html
