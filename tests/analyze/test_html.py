@@ -22,8 +22,8 @@ from click.testing import CliRunner
 from analyze.test_jsonl import zoo
 from finwait.analyze import analyze_file
 from finwait.analyze.classify import Analysis
+from finwait.analyze.html import ReportLimits, render_html
 from finwait.cli import main
-from finwait.render.html import ReportLimits, render_html
 
 
 @pytest.fixture(scope="module")

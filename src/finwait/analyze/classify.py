@@ -22,12 +22,14 @@ import re
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from enum import IntEnum
 from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 
-from ..wire.segment import ACK, SYN
+from ..wire.segment import ACK, FIN, SYN
+from .columns import DirColumns
 from .tracker import (
     A_NO_HS,
     A_RST_AFTER,
@@ -42,36 +44,75 @@ from .tracker import (
 
 I64 = npt.NDArray[np.int64]
 
-HANDSHAKES = ("complete", "refused", "unanswered", "partial", "none")
-CLOSES = (
-    "four_way",
-    "three_way",
-    "simultaneous",
-    "reset",
-    "refused",
-    "unanswered",
-    "half_closed",
-    "open",
-    "probe",
-)
-SIDES = ("client", "server", "both")
-# Zeek endpoint states (TCP_Endpoint.h), in the order used below.
-Z_INACTIVE, Z_SYN_SENT, Z_SYN_ACK_SENT, Z_PARTIAL, Z_ESTABLISHED, Z_CLOSED, Z_RESET = range(7)
-ZEEK_STATES = (
-    "S0",
-    "S1",
-    "SF",
-    "REJ",
-    "S2",
-    "S3",
-    "RSTO",
-    "RSTR",
-    "RSTOS0",
-    "RSTRH",
-    "SH",
-    "SHR",
-    "OTH",
-)
+
+class Handshake(IntEnum):
+    """How the connection opened (docs/analyze.md, ``handshake``)."""
+
+    complete = 0
+    refused = 1
+    unanswered = 2
+    partial = 3
+    none = 4
+
+
+class Close(IntEnum):
+    """How the connection was released (docs/analyze.md, ``close``)."""
+
+    four_way = 0
+    three_way = 1
+    simultaneous = 2
+    reset = 3
+    refused = 4
+    unanswered = 5
+    half_closed = 6
+    open = 7
+    probe = 8
+
+
+class Side(IntEnum):
+    """``first_fin`` / ``reset_by`` (-1 in the columns: null)."""
+
+    client = 0
+    server = 1
+    both = 2
+
+
+class ZeekEndpoint(IntEnum):
+    """Zeek's TCP endpoint states (TCP_Endpoint.h)."""
+
+    INACTIVE = 0
+    SYN_SENT = 1
+    SYN_ACK_SENT = 2
+    PARTIAL = 3
+    ESTABLISHED = 4
+    CLOSED = 5
+    RESET = 6
+
+
+class ZeekState(IntEnum):
+    """Zeek's ``conn_state`` values (base/protocols/conn/main.zeek)."""
+
+    S0 = 0
+    S1 = 1
+    SF = 2
+    REJ = 3
+    S2 = 4
+    S3 = 5
+    RSTO = 6
+    RSTR = 7
+    RSTOS0 = 8
+    RSTRH = 9
+    SH = 10
+    SHR = 11
+    OTH = 12
+
+
+HANDSHAKES = tuple(h.name for h in Handshake)
+CLOSES = tuple(c.name for c in Close)
+SIDES = tuple(x.name for x in Side)
+ZEEK_STATES = tuple(z.name for z in ZeekState)
+Z_INACTIVE, Z_SYN_SENT, Z_SYN_ACK_SENT, Z_PARTIAL, Z_ESTABLISHED, Z_CLOSED, Z_RESET = ZeekEndpoint
+RSTOS0_OR_OTH = -1  # conn_state decided on the history string
 _RSTOS0 = re.compile(r"\^?S[^HAFGIQ]*R")
 RECORD_BLOCK = 4096
 MAX_FRAMES = 20  # frames listed per anomaly; ``count`` has the total
@@ -191,8 +232,8 @@ class Analysis:
             rb = L["reset_by"][j]
             zs = L["zeek"][j]
             h = hist[hist_at[i] : hist_at[i + 1]]
-            if zs < 0:  # RSTOS0 needs the history: S, nothing from the responder, R
-                zs = 8 if _RSTOS0.match(h) else 12
+            if zs == RSTOS0_OR_OTH:  # needs the history: S, nothing from the responder, R
+                zs = ZeekState.RSTOS0 if _RSTOS0.match(h) else ZeekState.OTH
             rec: dict[str, Any] = {
                 "id": i + 1,
                 "client": {"addr": cli[0], "port": cli[1]},
@@ -237,7 +278,7 @@ class Analysis:
                 "time": round(L["fack_ts_" + side][j], 6),
                 "seq": L["fack_seq_" + side][j],
                 "ack": L["fack_ack_" + side][j],
-                "carried_on": "fin" if fl & 1 else ("data" if pl else "pure_ack"),
+                "carried_on": "fin" if fl & FIN else ("data" if pl else "pure_ack"),
             }
         return {
             "frame": L["fin_frame_" + side][j],
@@ -275,26 +316,28 @@ def classify(tr: Tracker, path: str) -> Analysis:
         res.cols = {"hist_str": "", "hist_at": np.zeros(1, dtype=np.int64), "an_by_conn": {}}
         return res
     idx = np.arange(n)
-    s = {k: v[: 2 * n].reshape(n, 2) for k, v in tr.s.items()}
-    c = {k: v[:n] for k, v in tr.c.items()}
+    s = tr.s.pairs(n)  # (n, 2): [connection, direction]
+    c = tr.c.head(n)
+    # Whether each frame column was written ("has a SYN", "has a FIN" ...).
     has = {
-        k: s[k] != NONE
+        k: getattr(s, k) != NONE
         for k in ("syn_frame", "sa_frame", "hs_frame", "fin_frame", "fack_frame", "rst_first")
     }
 
     # Client: the SYN sender; else the receiver of a SYN-ACK; else the first sender.
     syn_any = has["syn_frame"].any(axis=1)
     sa_any = has["sa_frame"].any(axis=1)
-    flip = _zeek_flip(tr, c["flow"], c["first_dir"], c["first_flags"])
+    flip = _zeek_flip(tr, c.flow, c.first_dir, c.first_flags)
     client = np.where(
         syn_any,
-        np.argmin(s["syn_frame"], axis=1),
-        np.where(sa_any, 1 - np.argmin(s["sa_frame"], axis=1), c["first_dir"] ^ flip),
+        np.argmin(s.syn_frame, axis=1),
+        np.where(sa_any, 1 - np.argmin(s.sa_frame, axis=1), c.first_dir ^ flip),
     )
     server = 1 - client
 
     def cs(name: str) -> tuple[npt.NDArray[Any], npt.NDArray[Any]]:
-        a = s[name] if name in s else has[name]
+        """Column ``name`` for the client and for the server."""
+        a = getattr(s, name)
         return a[idx, client], a[idx, server]
 
     syn_c, _ = cs("syn_frame")
@@ -311,56 +354,61 @@ def classify(tr: Tracker, path: str) -> Analysis:
             has_syn_c & ~has_sa_s & (pk_s == 0),
             syn_any | sa_any,
         ],
-        [0, 1, 2, 3],
-        4,
+        [Handshake.complete, Handshake.refused, Handshake.unanswered, Handshake.partial],
+        Handshake.none,
     )
 
     # FINs: first and second, and whether the second acknowledged the first.
-    fin = s["fin_frame"]
+    fin = s.fin_frame
     both_fin = has["fin_frame"].all(axis=1)
     any_fin = has["fin_frame"].any(axis=1)
     f1 = np.argmin(fin, axis=1)  # side of the first FIN
     f2 = 1 - f1
-    f1_end = (s["fin_seq"][idx, f1] + s["fin_plen"][idx, f1] + 1) & M32
-    f2_acks_f1 = ((s["fin_ack"][idx, f2] - f1_end) & M32) < HALF
-    acked_before_f2 = s["fack_frame"][idx, f1] < fin[idx, f2]
-    fack = s["fack_frame"]
+    f1_end = (s.fin_seq[idx, f1] + s.fin_plen[idx, f1] + 1) & M32
+    f2_acks_f1 = ((s.fin_ack[idx, f2] - f1_end) & M32) < HALF
+    acked_before_f2 = s.fack_frame[idx, f1] < fin[idx, f2]
+    fack = s.fack_frame
     close_done = np.where(both_fin & has["fack_frame"].all(axis=1), fack.max(axis=1), NONE)
-    rst_first = s["rst_first"].min(axis=1)
+    rst_first = s.rst_first.min(axis=1)
     rst_any = rst_first != NONE
     reset = rst_any & (~both_fin | (rst_first < close_done))
-    probe = (handshake == 4) & ((c["first_flags"] & 0x10) == 0)
+    probe = (handshake == Handshake.none) & ((c.first_flags & ACK) == 0)
     close = np.select(
         [
             probe,
-            handshake == 1,
-            handshake == 2,
+            handshake == Handshake.refused,
+            handshake == Handshake.unanswered,
             reset,
             both_fin & f2_acks_f1 & acked_before_f2,
             both_fin & f2_acks_f1,
             both_fin,
             any_fin,
         ],
-        [8, 4, 5, 3, 0, 1, 2, 6],
-        7,
+        [Close.probe, Close.refused, Close.unanswered, Close.reset, Close.four_way,
+         Close.three_way, Close.simultaneous, Close.half_closed],
+        Close.open,
+    )  # fmt: skip
+    side_of = np.where(f1 == client, Side.client, Side.server)
+    first_fin = np.where(
+        close == Close.simultaneous,
+        Side.both,
+        np.where(any_fin & (close != Close.probe), side_of, -1),
     )
-    side_of = np.where(f1 == client, 0, 1)
-    first_fin = np.where(close == 2, 2, np.where(any_fin & (close != 8), side_of, -1))
-    first_rst_dir = np.argmin(s["rst_first"], axis=1)
-    reset_by = np.where(rst_any, np.where(first_rst_dir == client, 0, 1), -1)
+    first_rst_dir = np.argmin(s.rst_first, axis=1)
+    reset_by = np.where(rst_any, np.where(first_rst_dir == client, Side.client, Side.server), -1)
     reset_after_fin = rst_any & (fin.min(axis=1) < rst_first)
-    hc = s["hc_bytes"][idx, f2]
-    half_close_bytes = np.where(any_fin & (close != 2), hc, 0)
+    hc = s.hc_bytes[idx, f2]
+    half_close_bytes = np.where(any_fin & (close != Close.simultaneous), hc, 0)
 
     res.cols = cols = {
-        "flow": c["flow"],
+        "flow": c.flow,
         "flipped": flip & ~syn_any,
-        "tunnel": c["tunnel"],
+        "tunnel": c.tunnel,
         "client": client,
-        "start": c["first_ts"],
-        "end": c["last_ts"],
-        "first_frame": c["first_frame"],
-        "last_frame": c["last_frame"],
+        "start": c.first_ts,
+        "end": c.last_ts,
+        "first_frame": c.first_frame,
+        "last_frame": c.last_frame,
         "partial": ~has_syn_c,
         "handshake": handshake,
         "close": close,
@@ -372,31 +420,31 @@ def classify(tr: Tracker, path: str) -> Analysis:
     for name, key in (("pkts", "pkts"), ("bytes", "bytes"), ("retr", "retrans")):
         cols[name + "_c"], cols[name + "_s"] = cs(key)
     # Relative numbers: each side's own ISN for seq, the peer's for ack.
-    base = s["base"]
+    base = s.base
     for side, me in (("c", client), ("s", server)):
         peer = 1 - me
         cols["fin_has_" + side] = has["fin_frame"][idx, me]
         cols["fin_frame_" + side] = fin[idx, me]
-        cols["fin_ts_" + side] = s["fin_ts"][idx, me]
-        cols["fin_seq_" + side] = (s["fin_seq"][idx, me] - base[idx, me]) & M32
-        cols["fin_ack_" + side] = (s["fin_ack"][idx, me] - base[idx, peer]) & M32
-        cols["fin_plen_" + side] = s["fin_plen"][idx, me]
-        cols["fin_retr_" + side] = np.maximum(s["fin_count"][idx, me] - 1, 0)
+        cols["fin_ts_" + side] = s.fin_ts[idx, me]
+        cols["fin_seq_" + side] = (s.fin_seq[idx, me] - base[idx, me]) & M32
+        cols["fin_ack_" + side] = (s.fin_ack[idx, me] - base[idx, peer]) & M32
+        cols["fin_plen_" + side] = s.fin_plen[idx, me]
+        cols["fin_retr_" + side] = np.maximum(s.fin_count[idx, me] - 1, 0)
         cols["fack_has_" + side] = has["fack_frame"][idx, me]
         cols["fack_frame_" + side] = fack[idx, me]
-        cols["fack_ts_" + side] = s["fack_ts"][idx, me]
-        cols["fack_seq_" + side] = (s["fack_seq"][idx, me] - base[idx, peer]) & M32
-        cols["fack_ack_" + side] = (s["fack_ack"][idx, me] - base[idx, me]) & M32
-        cols["fack_flags_" + side] = s["fack_flags"][idx, me]
-        cols["fack_plen_" + side] = s["fack_plen"][idx, me]
+        cols["fack_ts_" + side] = s.fack_ts[idx, me]
+        cols["fack_seq_" + side] = (s.fack_seq[idx, me] - base[idx, peer]) & M32
+        cols["fack_ack_" + side] = (s.fack_ack[idx, me] - base[idx, me]) & M32
+        cols["fack_flags_" + side] = s.fack_flags[idx, me]
+        cols["fack_plen_" + side] = s.fack_plen[idx, me]
 
     cols["zeek"] = _zeek(tr, s, client, server, idx)
     _history(tr, cols, client, n)
-    _anomalies(tr, cols, handshake, close_done, c["first_frame"], n)
+    _anomalies(tr, cols, handshake, close_done, c.first_frame, n)
     return res
 
 
-def _zeek(tr: Tracker, s: dict[str, I64], client: I64, server: I64, idx: I64) -> I64:
+def _zeek(tr: Tracker, s: DirColumns, client: I64, server: I64, idx: I64) -> I64:
     """Zeek's conn_state (base/protocols/conn/main.zeek, ``conn_state``);
     -1 means RSTOS0 or OTH, decided on the history string."""
     n = idx.size
@@ -408,20 +456,20 @@ def _zeek(tr: Tracker, s: dict[str, I64], client: I64, server: I64, idx: I64) ->
         # the peer's FIN, which turns it back) leaves it CLOSED: Zeek keeps
         # a FIN exchange over a later RST (UpdateClosedState,
         # UpdateEstablishedState).
-        after_fins = (s["anyfin_frame"][idx, me] < s["anyrst_frame"][idx, me]) & (
-            s["anyfin_frame"][idx, peer] != NONE
+        after_fins = (s.anyfin_frame[idx, me] < s.anyrst_frame[idx, me]) & (
+            s.anyfin_frame[idx, peer] != NONE
         )
-        rst = (s["rst_count"][idx, me] > 0) & ~after_fins
-        syn = s["syn_count"][idx, me] > 0
-        sa = s["sa_frame"][idx, me] != NONE
-        peer_sa = s["sa_frame"][idx, peer] != NONE
+        rst = (s.rst_count[idx, me] > 0) & ~after_fins
+        syn = s.syn_count[idx, me] > 0
+        sa = s.sa_frame[idx, me] != NONE
+        peer_sa = s.sa_frame[idx, peer] != NONE
         # Zeek: the responder's SYN-ACK establishes both its side and an
         # originator that sent a SYN; an originator whose SYN was not
         # captured is established by its ACK of that SYN-ACK.
-        est = (syn & peer_sa) | (~syn & peer_sa & (s["hs_frame"][idx, me] != NONE)) if orig else sa
+        est = (syn & peer_sa) | (~syn & peer_sa & (s.hs_frame[idx, me] != NONE)) if orig else sa
         first, second = (syn, sa) if orig else (sa, syn)
         return np.select(
-            [rst, fin, est, first, second, s["pkts"][idx, me] > 0],
+            [rst, fin, est, first, second, s.pkts[idx, me] > 0],
             [Z_RESET, Z_CLOSED, Z_ESTABLISHED,
              Z_SYN_SENT if orig else Z_SYN_ACK_SENT, Z_SYN_ACK_SENT if orig else Z_SYN_SENT,
              Z_PARTIAL],
@@ -432,8 +480,7 @@ def _zeek(tr: Tracker, s: dict[str, I64], client: I64, server: I64, idx: I64) ->
     rs = state(server, client, False)
     o_in = (os_ == Z_INACTIVE) | (os_ == Z_PARTIAL)
     r_in = (rs == Z_INACTIVE) | (rs == Z_PARTIAL)
-    nobytes = (s["bytes"][idx, client] == 0) & (s["bytes"][idx, server] == 0)
-    names = {k: i for i, k in enumerate(ZEEK_STATES)}
+    nobytes = (s.bytes[idx, client] == 0) & (s.bytes[idx, server] == 0)
     return np.select(
         [
             (rs == Z_RESET) & ((os_ == Z_SYN_SENT) | (os_ == Z_SYN_ACK_SENT) | ((os_ == Z_RESET) & nobytes)),
@@ -449,9 +496,10 @@ def _zeek(tr: Tracker, s: dict[str, I64], client: I64, server: I64, idx: I64) ->
             (os_ == Z_SYN_SENT) & (rs == Z_INACTIVE),
             (os_ == Z_ESTABLISHED) & (rs == Z_ESTABLISHED),
         ],
-        [names[k] for k in ("REJ", "RSTRH", "RSTR")] + [-1]
-        + [names[k] for k in ("RSTO", "SF", "SH", "S2", "SHR", "S3", "S0", "S1")],
-        names["OTH"],
+        [ZeekState.REJ, ZeekState.RSTRH, ZeekState.RSTR, RSTOS0_OR_OTH, ZeekState.RSTO,
+         ZeekState.SF, ZeekState.SH, ZeekState.S2, ZeekState.SHR, ZeekState.S3, ZeekState.S0,
+         ZeekState.S1],
+        ZeekState.OTH,
     )  # fmt: skip
 
 
@@ -504,7 +552,7 @@ def _anomalies(
 ) -> None:
     conn, frame, code, _ = tr.anomalies.arrays()
     parts_c, parts_f, parts_k = [conn], [frame], [code]
-    nh = np.flatnonzero(handshake == 4)
+    nh = np.flatnonzero(handshake == Handshake.none)
     parts_c.append(nh)
     parts_f.append(first_frame[nh])
     parts_k.append(np.full(nh.size, A_NO_HS, dtype=np.int64))

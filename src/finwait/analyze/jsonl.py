@@ -23,6 +23,7 @@ from typing import Any, TextIO
 import numpy as np
 import numpy.typing as npt
 
+from ..wire.segment import FIN
 from .classify import _RSTOS0, CLOSES, HANDSHAKES, SIDES, ZEEK_STATES, Analysis
 
 __all__ = ["iter_jsonl", "write_jsonl"]
@@ -170,7 +171,7 @@ def _fins(c: dict[str, Any], sl: slice, side: str) -> list[str]:
         flags = c["fack_flags_" + side][sl][qa]
         plen = c["fack_plen_" + side][sl][qa]
         # The acknowledging segment was itself a FIN, carried data, or neither.
-        carried = np.where(flags & 1, "fin", np.where(plen > 0, "data", "pure_ack"))
+        carried = np.where(flags & FIN, "fin", np.where(plen > 0, "data", "pure_ack"))
         acked[a] = list(
             map(
                 _ACKED.__mod__,

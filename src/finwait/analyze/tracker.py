@@ -34,6 +34,7 @@ import numpy.typing as npt
 
 from ..capture.decode import TcpColumns
 from ..wire.segment import ACK, FIN, PSH, RST, SYN, URG
+from .columns import ConnColumns, DirColumns
 
 I64 = npt.NDArray[np.int64]
 Mask = npt.NDArray[np.bool_]
@@ -75,49 +76,6 @@ ANOMALIES = (
     A_RST_SEQ,
     A_SYN_IN_CONN,
 ) = range(len(ANOMALIES))
-
-# Per-direction ("slot" = 2 * conn + dir) columns and their initial values.
-_SLOT_COLS: dict[str, int] = {
-    "pkts": 0,
-    "bytes": 0,
-    "retrans": 0,
-    "base": -1,  # sequence number that is relative 0 (the ISN)
-    "maxend": -1,  # highest relative sequence end sent so far
-    "syn_frame": int(NONE),
-    "syn_seq": 0,
-    "syn_count": 0,
-    "sa_frame": int(NONE),
-    "sa_seq": 0,
-    "hs_frame": int(NONE),  # first ACK of the peer's SYN-ACK
-    "fin_frame": int(NONE),
-    "fin_seq": 0,
-    "fin_ack": 0,
-    "fin_plen": 0,
-    "fin_pos": 0,  # relative number the FIN occupies
-    "fin_count": 0,
-    "fack_frame": int(NONE),
-    "fack_seq": 0,
-    "fack_ack": 0,
-    "fack_flags": 0,
-    "fack_plen": 0,
-    "rst_first": int(NONE),
-    "rst_last": -1,
-    "rst_count": 0,
-    "anyrst_frame": int(NONE),  # first RST, whatever else it carries
-    "anyfin_frame": int(NONE),  # first FIN, with or without ACK
-    "hc_bytes": 0,  # new payload sent after the peer's FIN
-}
-_SLOT_FLOAT = ("fin_ts", "fack_ts")
-_CONN_COLS: dict[str, int] = {
-    "flow": -1,
-    "first_frame": 0,
-    "last_frame": 0,
-    "first_dir": 0,
-    "first_flags": 0,
-    "tunnel": 0,  # tunnel stack of the first packet (capture.decode.Tunnels id)
-}
-_CONN_FLOAT = ("first_ts", "last_ts")
-
 
 _H = np.array(
     [0x9E3779B97F4A7C15, 0xC2B2AE3D27D4EB4F, 0x165667B19E3779F9, 0xD6E8FEB86659FD93,
@@ -202,16 +160,8 @@ class Tracker:
         self.flow_conn = np.zeros(0, dtype=np.int64)
         self.flow_fr = np.zeros(0, dtype=np.int64)  # FIN/RST seen since the last SYN
         self.nconns = 0
-        self.c: dict[str, npt.NDArray[Any]] = {}
-        for k in _CONN_COLS:
-            self.c[k] = np.zeros(0, dtype=np.int64)
-        for k in _CONN_FLOAT:
-            self.c[k] = np.zeros(0, dtype=np.float64)
-        self.s: dict[str, npt.NDArray[Any]] = {}
-        for k in _SLOT_COLS:
-            self.s[k] = np.zeros(0, dtype=np.int64)
-        for k in _SLOT_FLOAT:
-            self.s[k] = np.zeros(0, dtype=np.float64)
+        self.c = ConnColumns()
+        self.s = DirColumns()  # row 2 * conn + direction
         self.hist_count = np.zeros((0, len(HISTORY)), dtype=np.int64)
         self.history = Events()
         self.anomalies = Events()
@@ -335,14 +285,8 @@ class Tracker:
 
     def _new_conns(self, n: int) -> None:
         total = self.nconns + n
-        for k, v in _CONN_COLS.items():
-            self.c[k] = _grow(self.c[k], total, v)
-        for k in _CONN_FLOAT:
-            self.c[k] = _grow(self.c[k], total, 0.0)
-        for k, v in _SLOT_COLS.items():
-            self.s[k] = _grow(self.s[k], 2 * total, v)
-        for k in _SLOT_FLOAT:
-            self.s[k] = _grow(self.s[k], 2 * total, 0.0)
+        self.c.grow(total)
+        self.s.grow(2 * total)
         self.hist_count = _grow(self.hist_count, 2 * total, 0)
         self.nconns = total
 
@@ -414,12 +358,12 @@ class Tracker:
             ids[spos] = newid
             self._new_conns(spos.size)
             c = self.c
-            c["flow"][newid] = f[spos]
-            c["first_frame"][newid] = p.frame[spos]
-            c["first_ts"][newid] = p.ts[spos]
-            c["first_dir"][newid] = d[spos]
-            c["first_flags"][newid] = fl[spos]
-            c["tunnel"][newid] = p.tunnel[spos]
+            c.flow[newid] = f[spos]
+            c.first_frame[newid] = p.frame[spos]
+            c.first_ts[newid] = p.ts[spos]
+            c.first_dir[newid] = d[spos]
+            c.first_flags[newid] = fl[spos]
+            c.tunnel[newid] = p.tunnel[spos]
         last_start = np.maximum.accumulate(np.where(start, pos, -1))
         valid = last_start >= gpos0[gidx]
         conn = np.where(valid, ids[np.maximum(last_start, 0)], self.flow_conn[f])
@@ -470,8 +414,8 @@ class Tracker:
         g = np.cumsum(cstart) - 1
         cpos0 = np.flatnonzero(cstart)
         cend = np.r_[cpos0[1:] - 1, n - 1]
-        self.c["last_ts"][conn[cend]] = p.ts[cend]
-        self.c["last_frame"][conn[cend]] = frame[cend]
+        self.c.last_ts[conn[cend]] = p.ts[cend]
+        self.c.last_frame[conn[cend]] = frame[cend]
         dirpos = (np.flatnonzero(d == 0), np.flatnonzero(d == 1))
 
         def firsts(mask: Mask) -> I64:
@@ -488,14 +432,14 @@ class Tracker:
             """Positions that fill ``col`` (still unset) for their slot."""
             q = firsts(mask)
             tgt = slot[q] if target is None else target[q]
-            keep: I64 = q[s[col][tgt] == NONE]
+            keep: I64 = q[getattr(s, col)[tgt] == NONE]
             return keep
 
         # Relative sequence numbers (RFC 9293 §3.4): 0 is the ISN.
         q = firsts(np.ones(n, dtype=bool))
-        q = q[s["base"][slot[q]] < 0]
-        s["base"][slot[q]] = (p.seq[q] - np.where(fl[q] & SYN, 0, 1)) & M32
-        rel = (p.seq - s["base"][slot]) & M32
+        q = q[s.base[slot[q]] < 0]
+        s.base[slot[q]] = (p.seq[q] - np.where(fl[q] & SYN, 0, 1)) & M32
+        rel = (p.seq - s.base[slot]) & M32
         end = rel + plen + ((fl & SYN) != 0) + ((fl & FIN) != 0)
 
         # Highest sequence end sent so far, per direction, at every packet.
@@ -507,7 +451,7 @@ class Tracker:
             inc = np.maximum.accumulate(gb + np.where(d == k, end, -1) + 1) - gb - 1
             exc = np.r_[-1, inc[:-1]]
             exc[cpos0] = -1
-            mk = np.maximum(exc, s["maxend"][2 * conn + k])
+            mk = np.maximum(exc, s.maxend[2 * conn + k])
             sel = d == k
             prev_same[sel] = mk[sel]
             max_other[~sel] = mk[~sel]
@@ -515,61 +459,61 @@ class Tracker:
         # only its new bytes (if any) count.
         retrans = (plen > 0) & (rel < prev_same)
         newb = np.clip(rel + plen - np.maximum(rel, prev_same), 0, plen)
-        np.add.at(s["pkts"], slot, 1)
-        np.add.at(s["bytes"], slot, newb)
-        np.add.at(s["retrans"], slot, retrans.astype(np.int64))
-        np.maximum.at(s["maxend"], slot, end)
+        np.add.at(s.pkts, slot, 1)
+        np.add.at(s.bytes, slot, newb)
+        np.add.at(s.retrans, slot, retrans.astype(np.int64))
+        np.maximum.at(s.maxend, slot, end)
 
         ctl = fl & (SYN | ACK | RST | FIN)
         # Handshake (RFC 9293 §3.5).
         psyn = ctl == SYN
         q = set_first(psyn, "syn_frame")
-        s["syn_frame"][slot[q]] = frame[q]
-        s["syn_seq"][slot[q]] = p.seq[q]
-        np.add.at(s["syn_count"], slot[psyn], 1)
+        s.syn_frame[slot[q]] = frame[q]
+        s.syn_seq[slot[q]] = p.seq[q]
+        np.add.at(s.syn_count, slot[psyn], 1)
         q = set_first(ctl == SYN | ACK, "sa_frame")
-        s["sa_frame"][slot[q]] = frame[q]
-        s["sa_seq"][slot[q]] = p.seq[q]
+        s.sa_frame[slot[q]] = frame[q]
+        s.sa_seq[slot[q]] = p.seq[q]
         hs = (
             ((fl & (ACK | SYN | RST)) == ACK)
-            & (s["sa_frame"][other] < frame)
-            & (((p.ack - s["sa_seq"][other] - 1) & M32) < HALF)
+            & (s.sa_frame[other] < frame)
+            & (((p.ack - s.sa_seq[other] - 1) & M32) < HALF)
         )
         q = set_first(hs, "hs_frame")
-        s["hs_frame"][slot[q]] = frame[q]
+        s.hs_frame[slot[q]] = frame[q]
 
         # FINs (§3.6): only with ACK; a bare FIN is dropped by the receiver.
         fm = ctl == FIN | ACK
         q = set_first(fm, "fin_frame")
         ss = slot[q]
-        s["fin_frame"][ss] = frame[q]
-        s["fin_seq"][ss] = p.seq[q]
-        s["fin_ack"][ss] = p.ack[q]
-        s["fin_plen"][ss] = plen[q]
-        s["fin_pos"][ss] = rel[q] + plen[q]
-        s["fin_ts"][ss] = p.ts[q]
+        s.fin_frame[ss] = frame[q]
+        s.fin_seq[ss] = p.seq[q]
+        s.fin_ack[ss] = p.ack[q]
+        s.fin_plen[ss] = plen[q]
+        s.fin_pos[ss] = rel[q] + plen[q]
+        s.fin_ts[ss] = p.ts[q]
         allf = np.flatnonzero(fm)
-        same = rel[allf] + plen[allf] == s["fin_pos"][slot[allf]]
-        np.add.at(s["fin_count"], slot[allf[same]], 1)
+        same = rel[allf] + plen[allf] == s.fin_pos[slot[allf]]
+        np.add.at(s.fin_count, slot[allf[same]], 1)
         ch = allf[~same]
         self.anomalies.add(conn[ch], frame[ch], A_FIN_SEQ, d[ch])
         # The first segment from the peer that acknowledges the FIN.
         am = (
             ((fl & (ACK | RST | SYN)) == ACK)
-            & (s["fin_frame"][other] < frame)
-            & (((p.ack - s["fin_seq"][other] - s["fin_plen"][other] - 1) & M32) < HALF)
+            & (s.fin_frame[other] < frame)
+            & (((p.ack - s.fin_seq[other] - s.fin_plen[other] - 1) & M32) < HALF)
         )
         q = set_first(am, "fack_frame", other)
         t = other[q]
-        s["fack_frame"][t] = frame[q]
-        s["fack_seq"][t] = p.seq[q]
-        s["fack_ack"][t] = p.ack[q]
-        s["fack_flags"][t] = fl[q]
-        s["fack_plen"][t] = plen[q]
-        s["fack_ts"][t] = p.ts[q]
+        s.fack_frame[t] = frame[q]
+        s.fack_seq[t] = p.seq[q]
+        s.fack_ack[t] = p.ack[q]
+        s.fack_flags[t] = fl[q]
+        s.fack_plen[t] = plen[q]
+        s.fack_ts[t] = p.ts[q]
         # Payload sent while the peer has closed its direction (half-close).
-        hc = s["fin_frame"][other] < frame
-        np.add.at(s["hc_bytes"], slot[hc], newb[hc])
+        hc = s.fin_frame[other] < frame
+        np.add.at(s.hc_bytes, slot[hc], newb[hc])
 
         rm = (fl & RST) != 0
         # An RST from a side that has sent before, not at its next sequence
@@ -578,13 +522,13 @@ class Tracker:
         # is an anomaly, not the reset that ended the connection.
         odd_rst = rm & (prev_same >= 0) & (rel != prev_same)
         q = set_first(rm & ~odd_rst, "rst_first")
-        s["rst_first"][slot[q]] = frame[q]
-        np.maximum.at(s["rst_last"], slot[rm], frame[rm])
-        np.add.at(s["rst_count"], slot[rm], 1)
+        s.rst_first[slot[q]] = frame[q]
+        np.maximum.at(s.rst_last, slot[rm], frame[rm])
+        np.add.at(s.rst_count, slot[rm], 1)
         q = set_first(rm, "anyrst_frame")
-        s["anyrst_frame"][slot[q]] = frame[q]
+        s.anyrst_frame[slot[q]] = frame[q]
         q = set_first((fl & FIN) != 0, "anyfin_frame")
-        s["anyfin_frame"][slot[q]] = frame[q]
+        s.anyfin_frame[slot[q]] = frame[q]
         self.rsts.add(conn[rm], frame[rm], 0, d[rm])
 
         self._anomalies(conn, d, slot, other, p, fl, rel, max_other, odd_rst)
@@ -615,8 +559,8 @@ class Tracker:
                 A_DATA_AFTER_FIN,
                 (p.plen > 0)
                 & ((fl & RST) == 0)
-                & (s["fin_frame"][slot] < p.frame)
-                & (rel + p.plen > s["fin_pos"][slot]),
+                & (s.fin_frame[slot] < p.frame)
+                & (rel + p.plen > s.fin_pos[slot]),
             ),
         )
         for code, m in masks:
@@ -624,8 +568,8 @@ class Tracker:
             add(conn[q], p.frame[q], code, d[q])
         # An ACK for sequence numbers the peer has not sent (only checkable
         # when the peer's ISN was captured).
-        known = (s["syn_frame"][other] != NONE) | (s["sa_frame"][other] != NONE)
-        ahead = ((p.ack - s["base"][other]) & M32) - max_other
+        known = (s.syn_frame[other] != NONE) | (s.sa_frame[other] != NONE)
+        ahead = ((p.ack - s.base[other]) & M32) - max_other
         m = ((fl & (ACK | RST)) == ACK) & known & (max_other >= 0) & (ahead > 0) & (ahead < HALF)
         q = np.flatnonzero(m)
         add(conn[q], p.frame[q], A_ACK_UNSENT, d[q])
@@ -633,12 +577,12 @@ class Tracker:
         add(conn[q], p.frame[q], A_RST_SEQ, d[q])
         # A SYN once the handshake is done that is not the original SYN again:
         # a blind SYN, or a peer that lost its state (RFC 5961 §4: challenge ACK).
-        done = (s["hs_frame"][slot] < p.frame) | (s["hs_frame"][other] < p.frame)
+        done = (s.hs_frame[slot] < p.frame) | (s.hs_frame[other] < p.frame)
         m = (
             ((fl & (SYN | RST)) == SYN)
             & done
-            & (p.seq != s["syn_seq"][slot])
-            & (p.seq != s["sa_seq"][slot])
+            & (p.seq != s.syn_seq[slot])
+            & (p.seq != s.sa_seq[slot])
         )
         q = np.flatnonzero(m)
         add(conn[q], p.frame[q], A_SYN_IN_CONN, d[q])

@@ -125,7 +125,7 @@ def analyze_cmd(
         results = [_run(f, show_bar, zeek_timeouts) for f in files]
     out = sys.stdout  # (CliRunner swaps it in tests)
     if html_out is not None:
-        from ..render.html import render_html
+        from ..analyze.html import render_html
 
         write_text(html_out, render_html(results[0]))
     for res in results:
@@ -216,7 +216,7 @@ def _one(
             f"{_hp(rec['server'])} (server); "
             f"handshake {rec['handshake']}, close {rec['close']}, first FIN {rec['first_fin']}"
         )
-        click.echo(explain_release(tr))
+        click.echo(explain_release(tr, release=rec))
         if rec["half_close_bytes"]:
             n = rec["half_close_bytes"]
             click.echo(f"Half-close: {count(n, 'byte')} flowed after the first FIN.")

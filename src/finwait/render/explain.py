@@ -11,12 +11,21 @@ retransmitted and lost FINs, a RST instead of a FIN, a FIN without ACK
 §3.4 (sequence space), §3.6 (closing, Figures 12 and 13), §3.10.4 and
 §3.10.7.4, and RFC 5961 §3 for the RST check.  ``release_steps`` is the
 structured form the analyzer and tests use; ``explain_release`` the text.
+
+Given the analyzer's classification of the connection (``release``: its
+``close``, ``first_fin`` and ``reset_by`` fields, docs/analyze.md), the
+explanation uses it instead of judging the close again: the second FIN is
+labelled by the analyzer's close type and the summary starts with it, so
+``finwait analyze --explain`` and ``--json`` never disagree.  Without it (a
+simulation's trace) the walk judges the close from the segments itself.
 """
 
 from __future__ import annotations
 
 import textwrap
+from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 from ..tcp import seqnum
 from ..trace import DELIVERED, LOST, SegmentEvent, Trace
@@ -34,6 +43,24 @@ REACK = "ACK of retransmitted FIN"
 CONFLICTING_FIN = "conflicting FIN"
 BARE_FIN = "FIN without ACK"
 RESET = "RST"
+
+# The analyzer's close type (docs/analyze.md) -> the role of the second FIN.
+SECOND_FIN_ROLE = {
+    "four_way": SECOND_FIN,
+    "three_way": THREE_WAY_FIN,
+    "simultaneous": SIMULTANEOUS_FIN,
+}
+CLOSE_WORDS = {
+    "four_way": "a four-way close (each FIN acknowledged on its own)",
+    "three_way": "a three-segment close (the second FIN carries the ACK of the first)",
+    "simultaneous": "a simultaneous close (the FINs crossed)",
+    "reset": "a reset",
+    "refused": "a refused connection (the SYN was answered by a RST)",
+    "unanswered": "an unanswered connection attempt",
+    "half_closed": "a half-close (one FIN by the end of the capture)",
+    "open": "an open connection (no FIN and no RST by the end of the capture)",
+    "probe": "a probe (no handshake, a first segment without ACK)",
+}
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,9 +89,12 @@ class _Fin:
 class _Walker:
     """Walks a trace's segments once, keeping what the sentences need."""
 
-    def __init__(self, trace: Trace, relative: bool) -> None:
+    def __init__(
+        self, trace: Trace, relative: bool, release: Mapping[str, Any] | None = None
+    ) -> None:
         self.trace = trace
         self.relative = relative
+        self.second_role = SECOND_FIN_ROLE.get(release["close"]) if release else None
         self.fins: dict[str, _Fin] = {}
         self.last_ack: dict[str, int] = {}  # side -> last ack it sent (its RCV.NXT)
         self.steps: list[ReleaseStep] = []
@@ -151,15 +181,17 @@ class _Walker:
             return
         fin = _Fin(number=number, first=theirs is None, copies=[ev])
         self.fins[ev.src] = fin
+        role = self.second_role  # the analyzer's word, when given
         if theirs is None:
             self.add(ev, FIRST_FIN, self.first_fin_text(ev, number))
-        elif acked is None:
+        elif role == SIMULTANEOUS_FIN or (role is None and acked is None):
             fin.crossed = theirs.crossed = True
             self.add(ev, SIMULTANEOUS_FIN, self.simultaneous_text(ev, theirs, number))
-        elif theirs.acked:
+        elif role == SECOND_FIN or (role is None and theirs.acked):
             self.add(ev, SECOND_FIN, self.second_fin_text(ev, theirs, number))
         else:
-            theirs.acked, theirs.ack_seq = True, seg.seq
+            if not theirs.acked:
+                theirs.acked, theirs.ack_seq = True, seg.seq
             self.add(ev, THREE_WAY_FIN, self.three_way_text(ev, number))
 
     def ack(self, ev: SegmentEvent) -> None:
@@ -362,18 +394,37 @@ def _fate(ev: SegmentEvent) -> str:
     return f" {ev.dst} {ev.fate} it{reason}."
 
 
-def release_steps(trace: Trace, *, relative: bool = True) -> list[ReleaseStep]:
-    """The segments of ``trace`` that make up its release (or abort), in order."""
-    return _Walker(trace, relative).run()
+def release_steps(
+    trace: Trace, *, relative: bool = True, release: Mapping[str, Any] | None = None
+) -> list[ReleaseStep]:
+    """The segments of ``trace`` that make up its release (or abort), in
+    order; ``release`` is the analyzer's classification, when there is one."""
+    return _Walker(trace, relative, release).run()
 
 
-def release_summary(trace: Trace, *, relative: bool = True) -> str:
-    """One paragraph: did the release complete, and if not, what is missing."""
-    walker = _Walker(trace, relative)
+def _classified(release: Mapping[str, Any]) -> str:
+    """The analyzer's verdict as a sentence."""
+    close = release["close"]
+    text = f"The analyzer classifies this as {CLOSE_WORDS.get(close, close)}"
+    if release.get("first_fin") in ("client", "server"):
+        text += f", {release['first_fin']} closing first"
+    if release.get("reset_by"):
+        text += f", reset by the {release['reset_by']}"
+    return text + "."
+
+
+def release_summary(
+    trace: Trace, *, relative: bool = True, release: Mapping[str, Any] | None = None
+) -> str:
+    """One paragraph: did the release complete, and if not, what is missing;
+    with the analyzer's classification first when ``release`` is given."""
+    walker = _Walker(trace, relative, release)
     steps = walker.run()
     final = trace.final_states()
     states = ", ".join(f"{name} {state}" for name, state in final.items())
     tail = f" Final states: {states}." if states else ""
+    if release is not None:
+        tail = " " + _classified(release) + tail
     if any(s.role == RESET for s in steps):
         return "The connection was reset, not released: no orderly close took place." + tail
     if not walker.fins:
@@ -398,8 +449,16 @@ def release_summary(trace: Trace, *, relative: bool = True) -> str:
     return "The release completed: both FINs were sent and acknowledged." + tail
 
 
-def explain_release(trace: Trace, *, relative: bool = True, width: int = 78) -> str:
-    """The release of ``trace`` explained step by step, as the seed does."""
+def explain_release(
+    trace: Trace,
+    *,
+    relative: bool = True,
+    width: int = 78,
+    release: Mapping[str, Any] | None = None,
+) -> str:
+    """The release of ``trace`` explained step by step, as the seed does;
+    ``release`` is the analyzer's classification of the connection (its
+    ``close``, ``first_fin``, ``reset_by``), used instead of judging again."""
     left, right = sides(trace)
     numbering = (
         "relative sequence numbers: ISN = 0, first data byte = 1"
@@ -410,7 +469,7 @@ def explain_release(trace: Trace, *, relative: bool = True, width: int = 78) -> 
         f"Release of {endpoint_text(trace, left)} ⇄ {endpoint_text(trace, right)} ({numbering})"
     )
     out = [textwrap.fill(heading, width=width, break_long_words=False, break_on_hyphens=False), ""]
-    steps = release_steps(trace, relative=relative)
+    steps = release_steps(trace, relative=relative, release=release)
     for i, step in enumerate(steps, 1):
         lead = f"{i}. [{step.role}] "
         out.append(
@@ -427,7 +486,7 @@ def explain_release(trace: Trace, *, relative: bool = True, width: int = 78) -> 
         out.append("")
     out.append(
         textwrap.fill(
-            release_summary(trace, relative=relative),
+            release_summary(trace, relative=relative, release=release),
             width=width,
             break_long_words=False,
             break_on_hyphens=False,

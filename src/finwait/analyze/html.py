@@ -20,10 +20,10 @@ from dataclasses import dataclass
 from html import escape
 from typing import Any
 
-from ..analyze.classify import CLOSES, HANDSHAKES, Analysis
-from ..analyze.run import connection_traces
-from ..analyze.tracker import ANOMALIES
-from .svg import render_svg
+from ..render.svg import render_svg
+from .classify import CLOSES, HANDSHAKES, Analysis
+from .run import connection_traces
+from .tracker import ANOMALIES
 
 __all__ = ["ReportLimits", "render_html"]
 

@@ -1,0 +1,111 @@
+"""The tracker's state, as typed columns.
+
+:class:`DirColumns` holds what the tracker knows per connection *and
+direction*: row ``2 * conn + d`` (``d`` 0: from the flow's first endpoint,
+1: from the other); :meth:`DirColumns.pairs` gives the same columns as
+``(n, 2)`` views, one row per connection, for the classifier.
+:class:`ConnColumns` holds what is per connection.  Each field's default is
+the value of a row nobody has written yet; ``NONE`` ("no frame") is larger
+than any frame number, so ``min``/``argmin`` pick the first real frame.
+"""
+
+# ruff: noqa: RUF009  (`_col` returns a `dataclasses.field` with a default factory)
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, fields
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+I64 = npt.NDArray[np.int64]
+F64 = npt.NDArray[np.float64]
+NONE = 1 << 62  # "no frame"
+
+
+def _col(initial: float, doc: str, dtype: type = np.int64) -> Any:
+    return field(
+        default_factory=lambda: np.zeros(0, dtype=dtype),
+        metadata={"initial": initial, "doc": doc},
+    )
+
+
+def _grow(arr: npt.NDArray[Any], n: int, fill: float) -> npt.NDArray[Any]:
+    if arr.shape[0] >= n:
+        return arr
+    cap = max(n, arr.shape[0] * 2, 1024)
+    out = np.full((cap, *arr.shape[1:]), fill, dtype=arr.dtype)
+    out[: arr.shape[0]] = arr
+    return out
+
+
+class _Columns:
+    """Growth and slicing shared by both tables (dataclasses of arrays)."""
+
+    def grow(self, rows: int) -> None:
+        for f in fields(self):  # type: ignore[arg-type]
+            setattr(self, f.name, _grow(getattr(self, f.name), rows, f.metadata["initial"]))
+
+
+@dataclass
+class DirColumns(_Columns):
+    """Per connection and direction (row ``2 * conn + d``)."""
+
+    pkts: I64 = _col(0, "packets sent")
+    bytes: I64 = _col(0, "new payload bytes sent (retransmissions excluded)")
+    retrans: I64 = _col(0, "segments with payload below the highest sequence sent")
+    base: I64 = _col(-1, "sequence number that is relative 0 (the ISN)")
+    maxend: I64 = _col(-1, "highest relative sequence end sent so far")
+    syn_frame: I64 = _col(NONE, "first SYN without ACK")
+    syn_seq: I64 = _col(0, "its sequence number")
+    syn_count: I64 = _col(0, "SYNs without ACK sent")
+    sa_frame: I64 = _col(NONE, "first SYN-ACK")
+    sa_seq: I64 = _col(0, "its sequence number")
+    hs_frame: I64 = _col(NONE, "first ACK of the peer's SYN-ACK")
+    fin_frame: I64 = _col(NONE, "first FIN with ACK")
+    fin_seq: I64 = _col(0, "its sequence number")
+    fin_ack: I64 = _col(0, "its acknowledgment number")
+    fin_plen: I64 = _col(0, "its payload length")
+    fin_pos: I64 = _col(0, "relative number the FIN occupies")
+    fin_count: I64 = _col(0, "FINs with ACK at that number (1 + retransmissions)")
+    fin_ts: F64 = _col(0.0, "time of the first FIN", np.float64)
+    fack_frame: I64 = _col(NONE, "first segment from the peer acknowledging this side's FIN")
+    fack_seq: I64 = _col(0, "its sequence number")
+    fack_ack: I64 = _col(0, "its acknowledgment number")
+    fack_flags: I64 = _col(0, "its flags")
+    fack_plen: I64 = _col(0, "its payload length")
+    fack_ts: F64 = _col(0.0, "its time", np.float64)
+    rst_first: I64 = _col(NONE, "first RST taken as the reset (at the sender's next number)")
+    rst_last: I64 = _col(-1, "last RST")
+    rst_count: I64 = _col(0, "RSTs sent")
+    anyrst_frame: I64 = _col(NONE, "first RST, whatever else it carries")
+    anyfin_frame: I64 = _col(NONE, "first FIN, with or without ACK")
+    hc_bytes: I64 = _col(0, "new payload sent after the peer's FIN")
+
+    def pairs(self, n: int) -> DirColumns:
+        """The first ``n`` connections' columns as ``(n, 2)`` views."""
+        out = DirColumns()
+        for f in fields(self):
+            setattr(out, f.name, getattr(self, f.name)[: 2 * n].reshape(n, 2))
+        return out
+
+
+@dataclass
+class ConnColumns(_Columns):
+    """Per connection."""
+
+    flow: I64 = _col(-1, "flow (4-tuple) id")
+    first_frame: I64 = _col(0, "frame of the first packet")
+    last_frame: I64 = _col(0, "frame of the last packet")
+    first_ts: F64 = _col(0.0, "time of the first packet", np.float64)
+    last_ts: F64 = _col(0.0, "time of the last packet", np.float64)
+    first_dir: I64 = _col(0, "direction of the first packet")
+    first_flags: I64 = _col(0, "flags of the first packet")
+    tunnel: I64 = _col(0, "tunnel stack of the first packet (capture.decode.Tunnels id)")
+
+    def head(self, n: int) -> ConnColumns:
+        out = ConnColumns()
+        for f in fields(self):
+            setattr(out, f.name, getattr(self, f.name)[:n])
+        return out
