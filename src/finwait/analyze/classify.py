@@ -28,6 +28,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from ..capture.decode import member
 from ..wire.segment import ACK, FIN, SYN
 from .columns import DirColumns
 from .tracker import (
@@ -522,8 +523,8 @@ def _zeek_flip(tr: Tracker, flow: I64, first_dir: I64, first_flags: I64) -> I64:
     sport = np.where(first_dir == 0, key[:, 4], key[:, 9])
     dport = np.where(first_dir == 0, key[:, 9], key[:, 4])
     bare_syn = (first_flags & (SYN | ACK)) == SYN
-    ls = np.isin(sport, LIKELY_SERVER_PORTS)
-    ld = np.isin(dport, LIKELY_SERVER_PORTS)
+    ls = member(sport, LIKELY_SERVER_PORTS)
+    ld = member(dport, LIKELY_SERVER_PORTS)
     flip = ~bare_syn & ls & (~ld | (((first_flags & SYN) == 0) & (sport < dport)))
     out: I64 = flip.astype(np.int64)
     return out

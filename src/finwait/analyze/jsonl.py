@@ -29,6 +29,7 @@ from .classify import _RSTOS0, CLOSES, HANDSHAKES, SIDES, ZEEK_STATES, Analysis
 __all__ = ["iter_jsonl", "write_jsonl"]
 
 BLOCK = 8192
+I64 = npt.NDArray[np.int64]
 
 _EP = '{"addr":"%s","port":%d}'
 _PAIR = '{"client_to_server":%d,"server_to_client":%d}'
@@ -39,8 +40,9 @@ _LINE = (
     '"reset_by":%s,"reset_after_fin":%s,"half_close_bytes":%d,'
     '"fins":{"client":%s,"server":%s},"anomalies":%s,"conn_state":"%s","history":"%s","tunnel":%s%s}\n'
 )  # fmt: skip
-_FIN = '{"frame":%d,"time":%r,"seq":%d,"ack":%d,"len":%d,"retransmissions":%d,"acked_by":%s}'
-_ACKED = '{"frame":%d,"time":%r,"seq":%d,"ack":%d,"carried_on":"%s"}'
+_FIN = '{"frame":%d,"time":%r,"seq":%d,"ack":%d,"len":%d,"retransmissions":%d,"acked_by":'
+_FIN_ACKED = _FIN + '{"frame":%d,"time":%r,"seq":%d,"ack":%d,"carried_on":"%s"}}'
+_FIN_UNACKED = _FIN + "null}"
 
 _BOOL = np.array(["false", "true"], dtype=object)
 
@@ -137,7 +139,13 @@ def _addresses(res: Analysis, words: npt.NDArray[np.int64]) -> npt.NDArray[Any]:
         key = ((w[:, 0] << 32 | w[:, 1]) * np.uint64(0x9E3779B97F4A7C15)) ^ (
             w[:, 2] << 32 | w[:, 3]
         )
-    _, first, inv = np.unique(key, return_index=True, return_inverse=True)
+    # A sort instead of np.unique (which imports numpy.ma: start-up time).
+    o = np.argsort(key, kind="stable")
+    sk = key[o]
+    brk = np.r_[True, sk[1:] != sk[:-1]]
+    first = o[brk]
+    inv = np.empty(key.size, dtype=np.int64)
+    inv[o] = np.cumsum(brk) - 1
     uniq = words[first]
     if not np.array_equal(uniq[inv], words):
         uniq, inv = np.unique(words, axis=0, return_inverse=True)
@@ -153,45 +161,38 @@ def _us(times: npt.NDArray[Any]) -> list[float]:
 
 
 def _fins(c: dict[str, Any], sl: slice, side: str) -> list[str]:
-    """Each connection's ``fins.<side>`` object text, or ``null``."""
+    """Each connection's ``fins.<side>`` object text, or ``null``: one
+    template for a FIN and the segment that acknowledged it (the common
+    case), another for a FIN never acknowledged."""
     has = c["fin_has_" + side][sl]
     out = np.full(has.size, "null", dtype=object)
     q = np.flatnonzero(has)
     if not q.size:
         return out.tolist()  # type: ignore[no-any-return]
+    acked = c["fack_has_" + side][sl][q]
 
-    def take(name: str) -> list[Any]:
-        v: list[Any] = c[name + "_" + side][sl][q].tolist()
+    def take(name: str, rows: I64) -> list[Any]:
+        v: list[Any] = c[name + "_" + side][sl][rows].tolist()
         return v
 
-    acked = np.full(q.size, "null", dtype=object)
-    a = np.flatnonzero(c["fack_has_" + side][sl][q])
-    if a.size:
-        qa = q[a]
+    def fin(rows: I64) -> list[list[Any]]:
+        return [
+            take("fin_frame", rows), _us(c["fin_ts_" + side][sl][rows]), take("fin_seq", rows),
+            take("fin_ack", rows), take("fin_plen", rows), take("fin_retr", rows),
+        ]  # fmt: skip
+
+    qa, qn = q[acked], q[~acked]
+    if qa.size:
         flags = c["fack_flags_" + side][sl][qa]
         plen = c["fack_plen_" + side][sl][qa]
         # The acknowledging segment was itself a FIN, carried data, or neither.
         carried = np.where(flags & FIN, "fin", np.where(plen > 0, "data", "pure_ack"))
-        acked[a] = list(
-            map(
-                _ACKED.__mod__,
-                zip(
-                    c["fack_frame_" + side][sl][qa].tolist(),
-                    _us(c["fack_ts_" + side][sl][qa]),
-                    c["fack_seq_" + side][sl][qa].tolist(),
-                    c["fack_ack_" + side][sl][qa].tolist(),
-                    carried.tolist(),
-                    strict=True,
-                ),
-            )
-        )
-    out[q] = list(
-        map(
-            _FIN.__mod__,
-            zip(
-                take("fin_frame"), _us(c["fin_ts_" + side][sl][q]), take("fin_seq"), take("fin_ack"),
-                take("fin_plen"), take("fin_retr"), acked.tolist(), strict=True,
-            ),
-        )
-    )  # fmt: skip
+        cols = [
+            *fin(qa),
+            take("fack_frame", qa), _us(c["fack_ts_" + side][sl][qa]), take("fack_seq", qa),
+            take("fack_ack", qa), carried.tolist(),
+        ]  # fmt: skip
+        out[qa] = list(map(_FIN_ACKED.__mod__, zip(*cols, strict=True)))
+    if qn.size:
+        out[qn] = list(map(_FIN_UNACKED.__mod__, zip(*fin(qn), strict=True)))
     return out.tolist()  # type: ignore[no-any-return]

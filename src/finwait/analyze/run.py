@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from ..capture.decode import NOTES, TcpColumns, Tunnels, decode
+from ..capture.decode import NOTES, TcpColumns, Tunnels, decode, member
 from ..capture.reader import CaptureError, EmptyCaptureError, iter_batches
 from ..trace import Trace
 from ..wire.segment import Segment
@@ -107,7 +107,7 @@ def connection_traces(
             cols = decode(batch, Counter(), tunnels)
             # Cheap filter first (frame range, both ports wanted), exact match after.
             m = (cols.frame >= first) & (cols.frame <= last)
-            m &= np.isin(cols.sport, ports) & np.isin(cols.dport, ports)
+            m &= member(cols.sport, ports) & member(cols.dport, ports)
             for k in np.flatnonzero(m).tolist():
                 src = (*cols.src[k].tolist(), int(cols.sport[k]))
                 dst = (*cols.dst[k].tolist(), int(cols.dport[k]))

@@ -32,7 +32,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from ..capture.decode import TcpColumns
+from ..capture.decode import TcpColumns, member
 from ..wire.segment import ACK, FIN, PSH, RST, SYN, URG
 from .columns import ConnColumns, DirColumns
 
@@ -622,7 +622,7 @@ class Tracker:
                     starts = np.flatnonzero(gs)
                     rank = np.arange(q.size) - starts[np.cumsum(gs) - 1]
                     cnt = hc[slot[q], letter] + rank + 1
-                    e = q[np.isin(cnt, _POW10)]
+                    e = q[member(cnt, _POW10)]
                 else:
                     e = q[gs]
                     e = e[hc[slot[e], letter] == 0]

@@ -33,6 +33,7 @@ from __future__ import annotations
 
 from collections import Counter
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -78,6 +79,17 @@ REASONS = (
 )
 NOTES = ("ipv4_length_from_capture", "ipv6_length_from_capture", "decapsulated")
 FAST_LINKTYPES = (0, 1, 12, 14, 101, 108, 113, 228, 229, 276)
+
+
+def member(x: npt.NDArray[Any], values: npt.ArrayLike) -> npt.NDArray[np.bool_]:
+    """``member(x, values)`` for a small set of integers, by binary search:
+    np.isin imports numpy.ma, a tenth of the start-up budget."""
+    v = np.sort(np.asarray(values, dtype=np.int64))
+    if v.size == 0:
+        return np.zeros(np.shape(x), dtype=bool)
+    pos = np.minimum(np.searchsorted(v, x), v.size - 1)
+    out: npt.NDArray[np.bool_] = v[pos] == x
+    return out
 
 
 class Tunnels:
@@ -198,7 +210,7 @@ def _link(
         net = off + 14
         et = by.u16(off + 12)
         for _ in range(2):  # 802.1Q, then QinQ's inner tag
-            tagged = np.isin(et, ETH_VLAN)
+            tagged = member(et, ETH_VLAN)
             if not tagged.any():
                 break
             et = np.where(tagged, by.u16(net + 2), et)
@@ -208,17 +220,17 @@ def _link(
         # FabricPath, a third tag) and 802.3 frames with LLC/SNAP.
         other = ver == 0
         if other.any():
-            slow = other & (np.isin(et, _SLOW_ETHERTYPES) | (et <= 1500))
+            slow = other & (member(et, _SLOW_ETHERTYPES) | (et <= 1500))
     elif linktype == LINKTYPE_LINUX_SLL:
         net = off + 16
         et = by.u16(off + 14)
         ver = np.where(et == ETH_IPV4, 4, np.where(et == ETH_IPV6, 6, 0))
-        slow = (ver == 0) & (np.isin(et, _SLOW_ETHERTYPES) | (et == 4))
+        slow = (ver == 0) & (member(et, _SLOW_ETHERTYPES) | (et == 4))
     elif linktype == LINKTYPE_LINUX_SLL2:
         net = off + 20
         et = by.u16(off)
         ver = np.where(et == ETH_IPV4, 4, np.where(et == ETH_IPV6, 6, 0))
-        slow = (ver == 0) & (np.isin(et, _SLOW_ETHERTYPES) | (et == 4))
+        slow = (ver == 0) & (member(et, _SLOW_ETHERTYPES) | (et == 4))
     elif linktype in (LINKTYPE_NULL, LINKTYPE_LOOP):
         net = off + 4
         et = np.zeros(n, dtype=np.int64)
@@ -227,7 +239,7 @@ def _link(
         w = by.u32(off)
         swapped = ((w & 0xFF) << 24) | ((w & 0xFF00) << 8) | ((w >> 8) & 0xFF00) | (w >> 24)
         af = np.where(w <= 0xFFFF, w, swapped) if linktype == LINKTYPE_NULL else w
-        ver = np.where(af == 2, 4, np.where(np.isin(af, (10, 24, 28, 30)), 6, 0))
+        ver = np.where(af == 2, 4, np.where(member(af, (10, 24, 28, 30)), 6, 0))
     elif linktype in (
         LINKTYPE_RAW,
         LINKTYPE_RAW_BSD,
@@ -277,9 +289,11 @@ def decode(batch: RawBatch, counts: Counter[str], tunnels: Tunnels | None = None
     ver = np.zeros(n, dtype=np.int64)
     ok = np.zeros(n, dtype=bool)
     slow = np.zeros(n, dtype=bool)
-    lts = np.unique(batch.linktype)
-    for lt in lts.tolist():
-        m = batch.linktype == lt if lts.size > 1 else slice(None)
+    lt0 = int(batch.linktype[0]) if n else 0
+    one = bool((batch.linktype == lt0).all())
+    # (np.unique is avoided on the common one-link-type path: it imports numpy.ma.)
+    for lt in [lt0] if one else sorted(set(batch.linktype.tolist())):
+        m = slice(None) if one else batch.linktype == lt
         net[m], ver[m], ok[m], slow[m] = _link(by, int(lt), off[m], end[m], counts)
     idx4 = np.flatnonzero(ok & (ver == 4))
     idx6 = np.flatnonzero(ok & (ver == 6))
@@ -383,10 +397,10 @@ def _general(
 def _tunnel_carriers(by: _Bytes, proto: I64, l4: I64, end: I64) -> npt.NDArray[np.bool_]:
     """IP packets whose payload is a tunnel: IP-in-IP, GRE, or UDP to or
     from a tunnel port."""
-    carrier = np.isin(proto, _TUNNEL_PROTOS)
+    carrier = member(proto, _TUNNEL_PROTOS)
     udp = (proto == 17) & (l4 + 4 <= end)
     if udp.any():
-        ports = np.isin(by.u16(l4), _UDP_TUNNEL_PORTS) | np.isin(by.u16(l4 + 2), _UDP_TUNNEL_PORTS)
+        ports = member(by.u16(l4), _UDP_TUNNEL_PORTS) | member(by.u16(l4 + 2), _UDP_TUNNEL_PORTS)
         carrier |= udp & ports
     return carrier
 
@@ -462,7 +476,7 @@ def _ipv6(
     frag = np.zeros(ip.size, dtype=bool)
     # Walk extension headers (RFC 8200 §4); eight is more than any real chain.
     for _ in range(8):
-        ext = ok & np.isin(nh, (*_IPV6_EXT_6LEN, _IPV6_FRAG, _IPV6_AH))
+        ext = ok & member(nh, (*_IPV6_EXT_6LEN, _IPV6_FRAG, _IPV6_AH))
         if not ext.any():
             break
         ok &= ~ext | (cur + 8 <= end)

@@ -7,7 +7,6 @@ import csv
 import os
 import sys
 import time
-from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -118,6 +117,8 @@ def analyze_cmd(
     show_bar = not quiet and sys.stderr.isatty()
     results: list[Analysis]
     if workers > 1 and len(files) > 1:
+        from concurrent.futures import ProcessPoolExecutor
+
         with ProcessPoolExecutor(min(workers, len(files))) as pool:
             n = len(files)
             results = list(pool.map(_run, files, [False] * n, [zeek_timeouts] * n))
