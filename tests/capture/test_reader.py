@@ -6,6 +6,7 @@ and damaged files of each format."""
 from __future__ import annotations
 
 import json
+import struct
 from pathlib import Path
 from typing import Any
 
@@ -246,3 +247,44 @@ def test_cli_csv_and_summary(tmp_path: Path) -> None:
     assert rows[0].startswith("file,id,") and ",four_way,server," in rows[1]
     r = CliRunner().invoke(main, ["analyze", str(p)])
     assert r.exit_code == 0 and "four_way" in r.stdout
+
+
+def test_a_direction_past_4_gib(tmp_path: Path) -> None:
+    """75,000 segments of 60,000 bytes (headers captured only): 4.5 GB in
+    one direction, so the relative numbers pass 2**32 once.  No segment is
+    taken for a retransmission and every byte counts once; the FIN's
+    relative number is the stream's length + 1."""
+    a, b = "198.18.0.1", "198.18.0.2"
+    isn_a, isn_b, seg, n = 3_000_000_000, 7, 60_000, 75_000
+    m32 = 0xFFFFFFFF
+
+    def data(seq: int) -> bytes:
+        """The headers of a 60,000-byte segment (the record keeps only them)."""
+        hdr = ip4(a, b, tcp(40000, 80, seq & m32, isn_b + 1, ACK, 0))
+        return hdr[:2] + (40 + seg).to_bytes(2, "big") + hdr[4:]
+
+    pk = [
+        (1.0, ip4(a, b, tcp(40000, 80, isn_a, 0, SYN, 0))),
+        (1.001, ip4(b, a, tcp(80, 40000, isn_b, isn_a + 1, SYN | ACK, 0))),
+        (1.002, ip4(a, b, tcp(40000, 80, isn_a + 1, isn_b + 1, ACK, 0))),
+    ]
+    pk += [(1.01 + i * 1e-5, data(isn_a + 1 + i * seg)) for i in range(n)]
+    end = isn_a + 1 + n * seg
+    pk += [
+        (3.0, ip4(b, a, tcp(80, 40000, isn_b + 1, end & m32, ACK, 0))),
+        (3.1, ip4(a, b, tcp(40000, 80, end & m32, isn_b + 1, FIN | ACK, 0))),
+        (3.2, ip4(b, a, tcp(80, 40000, isn_b + 1, (end + 1) & m32, FIN | ACK, 0))),
+        (3.3, ip4(a, b, tcp(40000, 80, (end + 1) & m32, isn_b + 2, ACK, 0))),
+    ]
+    # Records: captured length = what is there, original length = the IP length.
+    out = [struct.pack("<IHHiIII", 0xA1B2C3D4, 2, 4, 0, 0, 96, 101)]
+    for t, pkt in pk:
+        wire = int.from_bytes(pkt[2:4], "big")
+        out.append(struct.pack("<IIII", int(t), round(t % 1 * 1e6), len(pkt), wire) + pkt)
+    res = analyze_bytes(tmp_path, b"".join(out))
+    assert res.error is None and res.n == 1
+    rec = res.record(1)
+    assert rec["bytes"]["client_to_server"] == n * seg > 1 << 32
+    assert rec["retransmissions"] == {"client_to_server": 0, "server_to_client": 0}
+    assert rec["fins"]["client"]["seq"] == n * seg + 1
+    assert (rec["close"], rec["conn_state"], rec["anomalies"]) == ("three_way", "SF", [])

@@ -427,7 +427,8 @@ def classify(tr: Tracker, path: str) -> Analysis:
         cols["fin_has_" + side] = has["fin_frame"][idx, me]
         cols["fin_frame_" + side] = fin[idx, me]
         cols["fin_ts_" + side] = s.fin_ts[idx, me]
-        cols["fin_seq_" + side] = (s.fin_seq[idx, me] - base[idx, me]) & M32
+        # Relative seq of the FIN segment, past 4 GiB too (the tracker unwraps).
+        cols["fin_seq_" + side] = s.fin_pos[idx, me] - s.fin_plen[idx, me]
         cols["fin_ack_" + side] = (s.fin_ack[idx, me] - base[idx, peer]) & M32
         cols["fin_plen_" + side] = s.fin_plen[idx, me]
         cols["fin_retr_" + side] = np.maximum(s.fin_count[idx, me] - 1, 0)

@@ -57,6 +57,8 @@ class DirColumns(_Columns):
     retrans: I64 = _col(0, "segments with payload below the highest sequence sent")
     base: I64 = _col(-1, "sequence number that is relative 0 (the ISN)")
     maxend: I64 = _col(-1, "highest relative sequence end sent so far")
+    last_rel: I64 = _col(-1, "last relative number seen, modulo 2**32 (for unwrapping)")
+    epoch: I64 = _col(0, "4 GiB wraps of the relative numbers so far")
     syn_frame: I64 = _col(NONE, "first SYN without ACK")
     syn_seq: I64 = _col(0, "its sequence number")
     syn_count: I64 = _col(0, "SYNs without ACK sent")

@@ -20,8 +20,16 @@ Port reuse is split as Wireshark does: a SYN without ACK on a 4-tuple whose
 current connection has seen a FIN or RST since its last SYN starts a new
 connection (a retransmitted SYN does not).  Sequence numbers are made
 relative to each direction's ISN (or to the first sequence number seen,
-minus one, when the SYN was not captured), and a direction's stream is
-assumed shorter than 4 GiB.
+minus one, when the SYN was not captured), and unwrapped past 4 GiB (each
+packet placed within 2 GiB of its direction's previous one).
+
+Layout: the state is two typed tables (analyze/columns.py): ``DirColumns``
+per connection and direction, ``ConnColumns`` per connection.  A batch goes
+through :meth:`Tracker.add`: flow ids (:meth:`_flows`), connection ids at
+port reuse and Zeek's timers (:meth:`_segment`), then :meth:`_update` folds
+it in one concern at a time — sequence numbers, bytes and retransmissions
+(:meth:`_sequence`), the handshake, the FINs and their ACKs, the RSTs, the
+anomalies and the history letters.
 """
 
 from __future__ import annotations
@@ -136,6 +144,45 @@ ZEEK_CLOSE_DELAY = 5.0  # tcp_close_delay, tcp_reset_delay
 ZEEK_ATTEMPT_DELAY = 5.0  # tcp_attempt_delay
 ZEEK_INACTIVITY = 300.0  # tcp_inactivity_timeout
 _NEVER = float("inf")
+
+
+_BIG = np.int64(1 << 41)  # above any relative end (2 TiB a direction)
+
+
+class _Batch:
+    """One batch's packets as :meth:`Tracker._update` sees them: grouped by
+    connection (capture order within), with each packet's slot (row
+    ``2 * conn + d``), its peer's slot, and where connections and
+    directions start."""
+
+    def __init__(self, conn: I64, d: I64, p: TcpColumns, fl: I64, s: DirColumns) -> None:
+        self.conn, self.d, self.p, self.fl, self.s = conn, d, p, fl, s
+        self.n = n = conn.size
+        self.slot = 2 * conn + d
+        self.other = self.slot ^ 1
+        cstart = np.r_[True, conn[1:] != conn[:-1]]
+        self.g = np.cumsum(cstart) - 1  # connection's index within the batch
+        self.cpos0 = np.flatnonzero(cstart)
+        self.cend = np.r_[self.cpos0[1:] - 1, n - 1]
+        self.dirpos = (np.flatnonzero(d == 0), np.flatnonzero(d == 1))
+
+    def firsts(self, mask: Mask) -> I64:
+        """Position of the first masked packet of each (connection, direction)."""
+        out = []
+        for k in (0, 1):
+            q = self.dirpos[k][mask[self.dirpos[k]]]
+            if q.size:
+                c = self.conn[q]
+                out.append(q[np.r_[True, c[1:] != c[:-1]]])
+        return np.concatenate(out) if out else np.zeros(0, dtype=np.int64)
+
+    def set_first(self, mask: Mask, col: str, target: I64 | None = None) -> I64:
+        """Positions that fill column ``col`` (still unset) for their slot
+        (or for ``target``'s)."""
+        q = self.firsts(mask)
+        tgt = self.slot[q] if target is None else target[q]
+        keep: I64 = q[getattr(self.s, col)[tgt] == NONE]
+        return keep
 
 
 class Tracker:
@@ -404,87 +451,111 @@ class Tracker:
         return out
 
     def _update(self, conn: I64, d: I64, p: TcpColumns, fl: I64) -> None:
-        s = self.s
-        n = conn.size
-        slot = 2 * conn + d
-        other = slot ^ 1
-        frame, plen = p.frame, p.plen
-        # Each connection's packets are contiguous and in capture order here.
-        cstart = np.r_[True, conn[1:] != conn[:-1]]
-        g = np.cumsum(cstart) - 1
-        cpos0 = np.flatnonzero(cstart)
-        cend = np.r_[cpos0[1:] - 1, n - 1]
-        self.c.last_ts[conn[cend]] = p.ts[cend]
-        self.c.last_frame[conn[cend]] = frame[cend]
-        dirpos = (np.flatnonzero(d == 0), np.flatnonzero(d == 1))
+        """Fold one batch (packets grouped by connection, capture order
+        within) into the per-direction columns, one concern at a time."""
+        b = _Batch(conn, d, p, fl, self.s)
+        self.c.last_ts[conn[b.cend]] = p.ts[b.cend]
+        self.c.last_frame[conn[b.cend]] = p.frame[b.cend]
+        rel, prev_same, max_other, retrans, newb = self._sequence(b)
+        self._handshake(b)
+        self._fins(b, rel, newb)
+        odd_rst = self._resets(b, rel, prev_same)
+        self._anomalies(conn, d, b.slot, b.other, p, fl, rel, max_other, odd_rst)
+        self._history(conn, d, b.slot, p, fl, retrans, b.dirpos)
 
-        def firsts(mask: Mask) -> I64:
-            """Position of the first masked packet of each (connection, direction)."""
-            out = []
-            for k in (0, 1):
-                q = dirpos[k][mask[dirpos[k]]]
-                if q.size:
-                    c = conn[q]
-                    out.append(q[np.r_[True, c[1:] != c[:-1]]])
-            return np.concatenate(out) if out else np.zeros(0, dtype=np.int64)
-
-        def set_first(mask: Mask, col: str, target: I64 | None = None) -> I64:
-            """Positions that fill ``col`` (still unset) for their slot."""
-            q = firsts(mask)
-            tgt = slot[q] if target is None else target[q]
-            keep: I64 = q[getattr(s, col)[tgt] == NONE]
-            return keep
-
-        # Relative sequence numbers (RFC 9293 §3.4): 0 is the ISN.
-        q = firsts(np.ones(n, dtype=bool))
+    def _sequence(self, b: _Batch) -> tuple[I64, I64, I64, Mask, I64]:
+        """Relative sequence numbers (RFC 9293 §3.4: 0 is the ISN), unwrapped
+        past 4 GiB; per packet the highest end its sender and its peer had
+        sent before it; retransmissions and new bytes."""
+        s, p, fl, slot, n = self.s, b.p, b.fl, b.slot, b.n
+        q = b.firsts(np.ones(n, dtype=bool))
         q = q[s.base[slot[q]] < 0]
         s.base[slot[q]] = (p.seq[q] - np.where(fl[q] & SYN, 0, 1)) & M32
-        rel = (p.seq - s.base[slot]) & M32
-        end = rel + plen + ((fl & SYN) != 0) + ((fl & FIN) != 0)
-
-        # Highest sequence end sent so far, per direction, at every packet.
-        big = np.int64(1 << 34)
-        gb = g * big
+        rel = self._unwrap(b, (p.seq - s.base[slot]) & M32)
+        end = rel + p.plen + ((fl & SYN) != 0) + ((fl & FIN) != 0)
+        # Highest sequence end sent so far, per direction, at every packet
+        # (a running maximum per connection: each connection's values are
+        # offset by its index times BIG, above any end).
+        gb = b.g * _BIG
         prev_same = np.empty(n, dtype=np.int64)
         max_other = np.empty(n, dtype=np.int64)
         for k in (0, 1):
-            inc = np.maximum.accumulate(gb + np.where(d == k, end, -1) + 1) - gb - 1
+            inc = np.maximum.accumulate(gb + np.where(b.d == k, end, -1) + 1) - gb - 1
             exc = np.r_[-1, inc[:-1]]
-            exc[cpos0] = -1
-            mk = np.maximum(exc, s.maxend[2 * conn + k])
-            sel = d == k
+            exc[b.cpos0] = -1
+            mk = np.maximum(exc, s.maxend[2 * b.conn + k])
+            sel = b.d == k
             prev_same[sel] = mk[sel]
             max_other[~sel] = mk[~sel]
         # A segment below what its sender already sent is a retransmission;
         # only its new bytes (if any) count.
+        plen = p.plen
         retrans = (plen > 0) & (rel < prev_same)
         newb = np.clip(rel + plen - np.maximum(rel, prev_same), 0, plen)
         np.add.at(s.pkts, slot, 1)
         np.add.at(s.bytes, slot, newb)
         np.add.at(s.retrans, slot, retrans.astype(np.int64))
         np.maximum.at(s.maxend, slot, end)
+        return rel, prev_same, max_other, retrans, newb
 
+    def _unwrap(self, b: _Batch, rel32: I64) -> I64:
+        """64-bit relative numbers: each packet is placed within 2 GiB of
+        its direction's previous packet, so a direction's stream can pass
+        4 GiB (as Zeek's wraps count, TCPSessionAdapter::get_relative_seq)."""
+        s = self.s
+        out = rel32.copy()
+        for k in (0, 1):
+            q = b.dirpos[k]
+            if not q.size:
+                continue
+            r = rel32[q]
+            sl = b.slot[q]
+            first = np.r_[True, sl[1:] != sl[:-1]]
+            prev = np.r_[0, r[:-1]]
+            prev[first] = s.last_rel[sl[first]]
+            known = ~first | (s.last_rel[sl] >= 0)
+            step = ((r - prev + HALF) & M32) - HALF  # signed 32-bit distance
+            wrap = np.where(known & (step > 0) & (r < prev), 1, 0)
+            wrap -= np.where(known & (step < 0) & (r > prev), 1, 0)
+            # Wraps counted per direction of each connection, carried over batches.
+            cum = np.cumsum(wrap)
+            starts = np.flatnonzero(first)
+            base_cum = np.repeat(cum[starts] - wrap[starts], np.diff(np.r_[starts, q.size]))
+            epoch = s.epoch[sl] + cum - base_cum
+            out[q] = r + (epoch << 32)
+            last = np.r_[starts[1:] - 1, q.size - 1]
+            s.last_rel[sl[last]] = r[last]
+            s.epoch[sl[last]] = epoch[last]
+        return out
+
+    def _handshake(self, b: _Batch) -> None:
+        """First SYN, SYN-ACK and the ACK of the SYN-ACK (RFC 9293 §3.5)."""
+        s, p, fl, slot, other = self.s, b.p, b.fl, b.slot, b.other
         ctl = fl & (SYN | ACK | RST | FIN)
-        # Handshake (RFC 9293 §3.5).
         psyn = ctl == SYN
-        q = set_first(psyn, "syn_frame")
-        s.syn_frame[slot[q]] = frame[q]
+        q = b.set_first(psyn, "syn_frame")
+        s.syn_frame[slot[q]] = p.frame[q]
         s.syn_seq[slot[q]] = p.seq[q]
         np.add.at(s.syn_count, slot[psyn], 1)
-        q = set_first(ctl == SYN | ACK, "sa_frame")
-        s.sa_frame[slot[q]] = frame[q]
+        q = b.set_first(ctl == SYN | ACK, "sa_frame")
+        s.sa_frame[slot[q]] = p.frame[q]
         s.sa_seq[slot[q]] = p.seq[q]
         hs = (
             ((fl & (ACK | SYN | RST)) == ACK)
-            & (s.sa_frame[other] < frame)
+            & (s.sa_frame[other] < p.frame)
             & (((p.ack - s.sa_seq[other] - 1) & M32) < HALF)
         )
-        q = set_first(hs, "hs_frame")
-        s.hs_frame[slot[q]] = frame[q]
+        q = b.set_first(hs, "hs_frame")
+        s.hs_frame[slot[q]] = p.frame[q]
 
-        # FINs (§3.6): only with ACK; a bare FIN is dropped by the receiver.
-        fm = ctl == FIN | ACK
-        q = set_first(fm, "fin_frame")
+    def _fins(self, b: _Batch, rel: I64, newb: I64) -> None:
+        """Each side's first FIN (with ACK: a bare FIN is dropped by the
+        receiver, §3.6), its copies, the peer's segment that acknowledged it,
+        and the payload sent while the peer had closed (half-close)."""
+        s, p, fl, slot, other, conn, d = self.s, b.p, b.fl, b.slot, b.other, b.conn, b.d
+        frame, plen = p.frame, p.plen
+        fm = (fl & (SYN | ACK | RST | FIN)) == FIN | ACK
+        q = b.set_first(fm, "fin_frame")
         ss = slot[q]
         s.fin_frame[ss] = frame[q]
         s.fin_seq[ss] = p.seq[q]
@@ -503,7 +574,7 @@ class Tracker:
             & (s.fin_frame[other] < frame)
             & (((p.ack - s.fin_seq[other] - s.fin_plen[other] - 1) & M32) < HALF)
         )
-        q = set_first(am, "fack_frame", other)
+        q = b.set_first(am, "fack_frame", other)
         t = other[q]
         s.fack_frame[t] = frame[q]
         s.fack_seq[t] = p.seq[q]
@@ -511,28 +582,28 @@ class Tracker:
         s.fack_flags[t] = fl[q]
         s.fack_plen[t] = plen[q]
         s.fack_ts[t] = p.ts[q]
-        # Payload sent while the peer has closed its direction (half-close).
         hc = s.fin_frame[other] < frame
         np.add.at(s.hc_bytes, slot[hc], newb[hc])
+        q = b.set_first((fl & FIN) != 0, "anyfin_frame")
+        s.anyfin_frame[slot[q]] = frame[q]
 
+    def _resets(self, b: _Batch, rel: I64, prev_same: I64) -> Mask:
+        """RSTs: the first one at its sender's next number is the reset; one
+        from a side that has sent before, not at its next sequence number, is
+        an anomaly (stacks reset at SND.NXT, an off-path attacker guesses:
+        RFC 5961 §3), returned."""
+        s, p, fl, slot = self.s, b.p, b.fl, b.slot
+        frame = p.frame
         rm = (fl & RST) != 0
-        # An RST from a side that has sent before, not at its next sequence
-        # number: stacks reset at SND.NXT, an off-path attacker guesses (RFC
-        # 5961 §3: ignored out of the window, a challenge ACK inside it).  It
-        # is an anomaly, not the reset that ended the connection.
-        odd_rst = rm & (prev_same >= 0) & (rel != prev_same)
-        q = set_first(rm & ~odd_rst, "rst_first")
+        odd_rst: Mask = rm & (prev_same >= 0) & (rel != prev_same)
+        q = b.set_first(rm & ~odd_rst, "rst_first")
         s.rst_first[slot[q]] = frame[q]
         np.maximum.at(s.rst_last, slot[rm], frame[rm])
         np.add.at(s.rst_count, slot[rm], 1)
-        q = set_first(rm, "anyrst_frame")
+        q = b.set_first(rm, "anyrst_frame")
         s.anyrst_frame[slot[q]] = frame[q]
-        q = set_first((fl & FIN) != 0, "anyfin_frame")
-        s.anyfin_frame[slot[q]] = frame[q]
-        self.rsts.add(conn[rm], frame[rm], 0, d[rm])
-
-        self._anomalies(conn, d, slot, other, p, fl, rel, max_other, odd_rst)
-        self._history(conn, d, slot, p, fl, retrans, dirpos)
+        self.rsts.add(b.conn[rm], frame[rm], 0, b.d[rm])
+        return odd_rst
 
     def _anomalies(
         self,
