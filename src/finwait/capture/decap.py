@@ -352,8 +352,17 @@ def _snap80211(b: Buf, off: int, end: int, c: Ctx) -> Step:
     return _ethertype(b[off + 6] << 8 | b[off + 7], off + 8)
 
 
+_ADDR_TEXT: dict[bytes, str] = {}  # tunnel endpoints repeat: format each once
+
+
 def _addr(b: Buf, off: int, n: int) -> str:
-    return str(ipaddress.ip_address(bytes(b[off : off + n])))
+    raw = bytes(b[off : off + n])
+    text = _ADDR_TEXT.get(raw)
+    if text is None:
+        if len(_ADDR_TEXT) > 65536:
+            _ADDR_TEXT.clear()
+        text = _ADDR_TEXT[raw] = str(ipaddress.ip_address(raw))
+    return text
 
 
 def _ip4(b: Buf, off: int, end: int, c: Ctx) -> Step:
