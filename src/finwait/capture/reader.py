@@ -131,6 +131,19 @@ class _Chunker:
         return True
 
 
+def _u32_rows(
+    buf: npt.NDArray[np.uint8], off: npt.NDArray[np.int64], count: int, big: bool
+) -> npt.NDArray[np.int64]:
+    """``count`` consecutive 32-bit words at each offset, as an (n, count)
+    array: one gather of ``4 * count`` bytes a row instead of one per byte."""
+    width = 4 * count
+    if buf.size < width or not off.size:
+        return np.zeros((off.size, count), dtype=np.int64)
+    rows = np.lib.stride_tricks.sliding_window_view(buf, width)[off]
+    out: npt.NDArray[np.int64] = rows.view(">u4" if big else "<u4").astype(np.int64)
+    return out
+
+
 def _u32(
     buf: npt.NDArray[np.uint8], off: npt.NDArray[np.int64], big: bool
 ) -> npt.NDArray[np.int64]:
@@ -214,14 +227,14 @@ def _pcap(name: str, ch: _Chunker) -> Iterator[RawBatch]:
             parts.append(np.array(offs, dtype=np.int64))
         if parts:
             o = np.concatenate(parts) if len(parts) > 1 else parts[0]
-            sec = _u32(arr, o, big)
-            frac = _u32(arr, o + 4, big)
-            cap = _u32(arr, o + 8, big)
+            # The four header words of every record in one gather.
+            words = _u32_rows(arr, o, 4, big)
+            sec, frac, cap = words[:, 0], words[:, 1], words[:, 2]
             yield RawBatch(
                 buf=arr,
                 data_off=o + 16,
                 caplen=cap,
-                wirelen=np.maximum(_u32(arr, o + 12, big), cap),
+                wirelen=np.maximum(words[:, 3], cap),
                 ts=sec + frac * scale,
                 linktype=np.full(o.size, linktype, dtype=np.int64),
                 frame=np.arange(frame, frame + o.size, dtype=np.int64),
@@ -453,11 +466,12 @@ def _ng_batch(
     arr = np.frombuffer(buf, dtype=np.uint8)
     o = np.array(epb, dtype=np.int64)
     big = sec.big
-    ifid = _u32(arr, o + 8, big)
-    units = (_u32(arr, o + 12, big) << 32) | _u32(arr, o + 16, big)
-    cap = _u32(arr, o + 20, big)
-    olen = np.maximum(_u32(arr, o + 24, big), cap)
-    blen = _u32(arr, o + 4, big)
+    # Block length, interface, timestamp (2 words), captured and original
+    # length: one gather.
+    w = _u32_rows(arr, o + 4, 6, big)
+    blen, ifid, cap = w[:, 0], w[:, 1], w[:, 4]
+    units = (w[:, 2] << 32) | w[:, 3]
+    olen = np.maximum(w[:, 5], cap)
     nif = len(sec.ifaces)
     known = ifid < nif
     safe = np.where(known, ifid, 0)
