@@ -95,16 +95,40 @@ def lab_status_cmd(netns: str, tun: str, as_json: bool) -> None:
     sys.exit(0 if st.ready else 1)
 
 
+def _lab_address(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
+    """Live traffic only on the lab's ranges: 198.18.0.0/15, 2001:db8::/32."""
+    from ..live.lab import check_lab_address
+
+    if value is not None:
+        try:
+            check_lab_address(value)
+        except LabError as exc:
+            raise click.BadParameter(str(exc)) from exc
+    return value
+
+
+_SECONDS = click.FloatRange(0, min_open=True)
+
+
 def _peer_options(f: Any) -> Any:
     for opt in reversed(
         [
             _netns_opt,
             _tun_opt,
-            click.option("--addr", default=None, help="finwait's address (default: both lab addresses)"),
+            click.option("--addr", default=None, callback=_lab_address,
+                         help="finwait's address, in 198.18.0.0/15 or 2001:db8::/32 "
+                              "(default: both lab addresses)"),
             click.option("--close", "close", type=click.Choice(["first", "after-eof"]), default="first",
                          show_default=True, help="close first (half-close, read on) or after the peer's EOF"),
             click.option("--abort", is_flag=True, help="reset (RST) instead of closing"),
-            click.option("--msl", type=float, default=None, help="MSL in seconds (TIME-WAIT = 2 MSL)"),
+            click.option("--msl", type=_SECONDS, default=None,
+                         help="MSL in seconds: TIME-WAIT lasts 2 MSL  [default: 30]"),
+            click.option("--no-linger", is_flag=True,
+                         help="exit as soon as the application is done, dropping connections "
+                              "still in TIME-WAIT, LAST-ACK, CLOSING or FIN-WAIT (by default "
+                              "they are held until TCP releases them, as a kernel does)"),
+            click.option("--idle-timeout", type=_SECONDS, default=30.0, show_default=True,
+                         help="give a connection up (RST) when nothing moves for this long"),
             click.option("--pcap", type=OUTPUT, default=None,
                          help="record every packet in and out (LINKTYPE_RAW)"),
             click.option("--offload/--no-offload", default=True, show_default=True,
@@ -166,27 +190,79 @@ def _report(
         click.echo(json.dumps(doc, indent=2))
     else:
         for o in outcomes:
-            d = o.to_json(trace=False)
-            click.echo(
-                f"{d['peer']}: sent {d['bytes_sent']} B (sha256 {d['sha256_sent'][:16]}), "
-                f"received {d['bytes_received']} B (sha256 {d['sha256_received'][:16]}), "
-                f"{d['bytes_received_after_own_fin']} B after our FIN, final state {d['final_state']}"
-                + (f", error {d['error']}" if d["error"] else "")
-            )
+            click.echo(o.summary())
     if ladder:
         for o in outcomes:
             if o.writer is not None:
                 click.echo(render_text(o.writer.trace), nl=False)
 
 
+def _plural(n: int, word: str) -> str:
+    return f"{n:,} {word}" + ("" if n == 1 else "s")
+
+
+def _describe(conns: list[Any]) -> str:
+    """'1 connection in TIME-WAIT' / '3 connections (2 in TIME-WAIT, 1 in LAST-ACK)'."""
+    from collections import Counter
+
+    states = Counter(str(c.state) for c in conns)
+    if len(states) == 1:
+        return f"{_plural(len(conns), 'connection')} in {next(iter(states))}"
+    inner = ", ".join(f"{n} in {st}" for st, n in sorted(states.items()))
+    return f"{_plural(len(conns), 'connection')} ({inner})"
+
+
+async def _hold(stack: Any, no_linger: bool) -> None:
+    """What a kernel does after the application exits: keep every connection
+    still being released until TCP is done with it (TIME-WAIT's 2 MSL, or
+    the peer's last ACK), answering a retransmitted FIN meanwhile.  A
+    countdown on a terminal; one line otherwise."""
+    conns = stack.releasing()
+    if not conns:
+        return
+    if no_linger:
+        click.echo(f"--no-linger: dropping {_describe(conns)}; a retransmitted FIN "
+                   "will get no answer", err=True)  # fmt: skip
+        return
+    tty = sys.stderr.isatty()
+    shown = False
+
+    def tick(conns: list[Any], left: float | None) -> None:
+        nonlocal shown
+        them = "it" if len(conns) == 1 else "them"
+        msg = f"holding {_describe(conns)}"
+        msg += f", {left:.0f} s left" if left is not None else ", until the peer answers"
+        msg += f" — Ctrl-C to drop {them}"
+        if tty:
+            click.echo("\r" + msg + "\x1b[K", nl=False, err=True)
+        elif not shown:
+            click.echo(msg, err=True)
+        shown = True
+
+    try:
+        await stack.linger(tick)
+    finally:
+        if tty and shown:
+            click.echo("", err=True)
+
+
+def _lost(stack: Any, netns: str, tun: str) -> click.ClickException:
+    return click.ClickException(
+        f"{stack.lost.result()}: TUN {tun} in namespace {netns} is gone "
+        "(finwait lab down?); stopping"
+    )
+
+
 @click.command("serve")
 @click.argument("port", type=click.IntRange(1, 65535))
 @click.option(
-    "--count", default=1, show_default=True, type=click.IntRange(1), help="connections to serve"
-)
+    "--count", default=1, show_default=True, type=click.IntRange(1),
+    help="connections to serve (one reset before it was accepted counts too)",
+)  # fmt: skip
 @click.option(
-    "--expect-bytes", type=click.IntRange(0), default=None, help="bytes to read before replying"
-)
+    "--expect-bytes", type=click.IntRange(0), default=None,
+    help="bytes to read before replying (default: read until the peer's FIN)",
+)  # fmt: skip
 @click.option("--reply-bytes", type=click.IntRange(0), default=0, show_default=True,
               help="bytes to send the client after reading --expect-bytes")  # fmt: skip
 @click.option("--echo", is_flag=True, help="echo until EOF, then close")
@@ -197,16 +273,18 @@ def _report(
 def serve(
     port: int,
     count: int,
-    backlog: int,
     expect_bytes: int | None,
     reply_bytes: int,
     echo: bool,
+    backlog: int,
     netns: str,
     tun: str,
     addr: str | None,
     close: str,
     abort: bool,
     msl: float | None,
+    no_linger: bool,
+    idle_timeout: float,
     pcap: str | None,
     offload: bool,
     as_json: bool,
@@ -215,7 +293,9 @@ def serve(
     """Serve PORT on the lab's TUN with the engine; the kernel is the client.
 
     With --close first: read --expect-bytes, send --reply-bytes, half-close,
-    read until the peer's FIN (the textbook example's server B)."""
+    read until the peer's FIN (the textbook example's server B).  After COUNT
+    connections, connections still being released are held (TIME-WAIT: 2
+    MSL) unless --no-linger."""
     from ..live.apps import serve_script
     from ..live.streams import Stack, start_server
 
@@ -226,33 +306,41 @@ def serve(
         async def handler(reader: Any, writer: Any) -> None:
             outcome = await serve_script(
                 reader, writer, expect_bytes=expect_bytes, reply_bytes=reply_bytes,
-                close=close, echo=echo, abort=abort,
+                close=close, echo=echo, abort=abort, idle_timeout=idle_timeout,
             )  # fmt: skip
             outcomes.append(outcome)
             if not as_json and not ladder:
-                _report([outcome], stack, False, False)
+                click.echo(outcome.summary())
             if len(outcomes) >= count:
                 done.set()
 
         tun_before = await _tun_counters(netns, tun)
         async with Stack.open(
-            netns, tun, addr, config=_config(msl), pcap=pcap, offload=offload
+            netns, tun, addr, config=_config(msl), pcap=pcap, offload=offload, linger=False
         ) as stack:
             server = await start_server(handler, port, stack=stack, backlog=backlog)
             if not as_json:
                 click.echo(f"finwait serving port {port} on {', '.join(sorted(stack.host.addrs))} "
                            f"(netns {netns}, tun {tun})", err=True)  # fmt: skip
-            await done.wait()
+            waiter = asyncio.ensure_future(done.wait())
+            either: list[asyncio.Future[Any]] = [waiter, stack.lost]
+            await asyncio.wait(either, return_when=asyncio.FIRST_COMPLETED)
+            waiter.cancel()
+            if stack.lost.done():
+                raise _lost(stack, netns, tun)
             server.close()
             if as_json or ladder:
                 tun_used = _tun_delta(tun_before, await _tun_counters(netns, tun))
                 _report(outcomes, stack, as_json, ladder, tun_used)
+            await _hold(stack, no_linger)
+            if stack.lost.done():
+                raise _lost(stack, netns, tun)
 
     _run(main())
 
 
 @click.command("connect")
-@click.argument("host")
+@click.argument("host", callback=_lab_address)
 @click.argument("port", type=click.IntRange(1, 65535))
 @click.option("--send-bytes", type=click.IntRange(0), default=0, show_default=True,
               help="bytes to send the server once connected")  # fmt: skip
@@ -260,11 +348,13 @@ def serve(
     "--expect-bytes",
     type=click.IntRange(0),
     default=None,
-    help="bytes to read before closing first",
+    help="with --close first: bytes to read before closing (default: close at once "
+    "after sending, then read until the peer's FIN)",
 )
 @click.option("--half-close-bytes", type=click.IntRange(0), default=0, show_default=True,
               help="with --close after-eof: bytes sent after the peer's FIN, before ours")  # fmt: skip
-@click.option("--timeout", type=float, default=10.0, show_default=True, help="connect timeout (s)")
+@click.option("--timeout", type=_SECONDS, default=10.0, show_default=True,
+              help="connect timeout (s)")  # fmt: skip
 @_peer_options
 def connect(
     host: str,
@@ -279,35 +369,42 @@ def connect(
     close: str,
     abort: bool,
     msl: float | None,
+    no_linger: bool,
+    idle_timeout: float,
     pcap: str | None,
     offload: bool,
     as_json: bool,
     ladder: bool,
 ) -> None:
-    """Connect from the engine on the lab's TUN to HOST PORT (the kernel)."""
+    """Connect from the engine on the lab's TUN to HOST PORT (the kernel).
+
+    Exit status 1 when the connection failed (refused, reset, timed out)."""
     from ..live.apps import run_script
-    from ..live.lab import check_lab_address
     from ..live.streams import Stack, open_connection
 
-    try:
-        check_lab_address(host)
-    except LabError as exc:
-        raise click.ClickException(str(exc)) from exc
+    failed: list[str] = []
 
     async def main() -> None:
         tun_before = await _tun_counters(netns, tun)
         async with Stack.open(
-            netns, tun, addr, config=_config(msl), pcap=pcap, offload=offload
+            netns, tun, addr, config=_config(msl), pcap=pcap, offload=offload, linger=False
         ) as stack:
             reader, writer = await open_connection(host, port, stack=stack, timeout=timeout)
             outcome = await run_script(
                 reader, writer, send_bytes=send_bytes, expect_bytes=expect_bytes, close=close,
-                half_close_bytes=half_close_bytes, abort=abort,
+                half_close_bytes=half_close_bytes, abort=abort, idle_timeout=idle_timeout,
             )  # fmt: skip
+            if stack.lost.done():
+                raise _lost(stack, netns, tun)
             tun_used = _tun_delta(tun_before, await _tun_counters(netns, tun))
             _report([outcome], stack, as_json, ladder, tun_used)
+            if outcome.error and not outcome.aborted:
+                failed.append(outcome.error)
+            await _hold(stack, no_linger)
 
     _run(main())
+    if failed:
+        sys.exit(1)
 
 
 def _run(coro: Any) -> None:
@@ -316,7 +413,7 @@ def _run(coro: Any) -> None:
     except LabError as exc:
         raise click.ClickException(str(exc)) from exc
     except (ConnectionError, TimeoutError) as exc:
-        raise click.ClickException(f"{type(exc).__name__}: {exc}") from exc
+        raise click.ClickException(str(exc) or type(exc).__name__) from exc
     except KeyboardInterrupt:
         sys.exit(130)
 

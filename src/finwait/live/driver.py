@@ -94,6 +94,10 @@ class Driver:
         self.on_event = on_event
         self.observers: list[PacketObserver] = []
         self.after_pump: list[Callable[[], None]] = []
+        # Called once by close(), with the reason when the TUN failed
+        # (the device went away: ``finwait lab down``), None otherwise.
+        self.on_close: list[Callable[[str | None], None]] = []
+        self.error: str | None = None
         self.counters: Counter[str] = Counter()
         self._timer: asyncio.TimerHandle | None = None
         self._timer_at: float | None = None
@@ -107,11 +111,13 @@ class Driver:
         self.loop.add_reader(self.fd, self._on_readable)
         self.pump()
 
-    def close(self) -> None:
-        """Stop reading and timing; close the fd and the pcap.  Idempotent."""
+    def close(self, error: str | None = None) -> None:
+        """Stop reading and timing; close the fd and the pcap.  Idempotent.
+        ``error``: why (the TUN failed), passed to the ``on_close`` hooks."""
         if self._closed:
             return
         self._closed = True
+        self.error = error
         self.loop.remove_reader(self.fd)
         if self._timer is not None:
             self._timer.cancel()
@@ -119,6 +125,8 @@ class Driver:
         os.close(self.fd)
         if self.pcap is not None:
             self.pcap.close()
+        for hook in self.on_close:
+            hook(error)
 
     def now(self) -> float:
         return self.loop.time()
@@ -152,10 +160,9 @@ class Driver:
                 break
             except OSError as exc:
                 # EBADFD/EIO: the device went away (lab down); stop cleanly.
-                self.counters[
-                    f"tun read error {errno.errorcode.get(exc.errno or 0, exc.errno)}"
-                ] += 1
-                self.close()
+                name = errno.errorcode.get(exc.errno or 0, str(exc.errno))
+                self.counters[f"tun read error {name}"] += 1
+                self.close(f"the TUN device stopped working ({name}: {exc.strerror})")
                 return
             n += 1
             verify = True

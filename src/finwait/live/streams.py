@@ -52,6 +52,11 @@ from .lab import LabConfig, open_tun
 
 LOCAL = "finwait"
 REMOTE = "kernel"
+# Closed by the application, not yet released by TCP: what a kernel keeps
+# after the process exits, and Stack.linger() holds.
+LINGER_STATES = frozenset(
+    {State.FIN_WAIT_1, State.FIN_WAIT_2, State.CLOSING, State.LAST_ACK, State.TIME_WAIT}
+)
 _MAX_TRACES = 4096  # bound on traces of 4-tuples no connection claimed
 
 Addr = tuple[str, int]
@@ -71,6 +76,10 @@ class Stack:
         self._servers: list[Server] = []
         self._traces: OrderedDict[tuple[str, int, str, int], Trace] = OrderedDict()
         self.t0 = driver.now()  # trace times are seconds since the stack started
+        # Resolved with the reason when the TUN goes away (``finwait lab
+        # down``, the device deleted): every connection is then dead.
+        self.lost: asyncio.Future[str] = asyncio.get_running_loop().create_future()
+        driver.on_close.append(self._on_driver_closed)
         driver.on_event = self._on_event
         driver.after_pump.append(self._accept_all)
         if record:
@@ -91,14 +100,20 @@ class Stack:
         batch: int = 64,
         name: str = LOCAL,
         offload: bool = True,
+        linger: bool = True,
     ) -> AsyncIterator[Stack]:
         """``async with Stack.open() as stack:`` — the engine on the lab's TUN.
 
         ``addr`` defaults to both of finwait's lab addresses.  ``drop`` is the
         driver's loss hook (tests).  ``offload``: TUN segmentation offload
         (:func:`finwait.live.lab.open_tun`), up to 64 KB per read and write.
-        On exit the TUN fd is closed; connections still open simply stop (the
-        kernel sees silence, as after a crash).
+
+        On a normal exit, with ``linger`` (the default), the stack first holds
+        every connection the application has closed and TCP has not finished
+        releasing — TIME-WAIT, LAST-ACK, CLOSING, FIN-WAIT-1/2 — until it
+        ends (:meth:`linger`), answering a retransmitted FIN as a kernel does
+        after the process exited.  Then the TUN fd is closed; connections
+        still open simply stop (the kernel sees silence, as after a crash).
         """
         lab = LabConfig(netns=netns, tun=tun)
         addrs = [addr] if isinstance(addr, str) else addr or [lab.finwait_v4, lab.finwait_v6]
@@ -110,6 +125,8 @@ class Stack:
         driver.start()
         try:
             yield stack
+            if linger:
+                await stack.linger()
         finally:
             for server in list(stack._servers):
                 server.close()
@@ -121,6 +138,43 @@ class Stack:
     def pump(self) -> None:
         self.driver.pump()
 
+    # -- the release after the application ----------------------------------
+
+    def releasing(self) -> list[Connection]:
+        """Connections the application closed whose release TCP has not
+        finished (states of :data:`LINGER_STATES`)."""
+        return [c for c in self.host.conns.values() if c.state in LINGER_STATES]
+
+    async def linger(
+        self,
+        on_tick: Callable[[list[Connection], float | None], None] | None = None,
+        *,
+        tick: float = 1.0,
+    ) -> None:
+        """Run until no connection is left in :data:`LINGER_STATES` (or the
+        TUN goes away).  ``on_tick(connections, seconds_left)`` is called at
+        once and every ``tick`` seconds; ``seconds_left`` is the latest end of
+        a TIME-WAIT among them (None when none is in TIME-WAIT: the others end
+        when the peer answers or retransmissions give up)."""
+        last_tick: float | None = None
+        while not self.lost.done():
+            conns = self.releasing()
+            if not conns:
+                return
+            now = self.now()
+            if on_tick is not None and (last_tick is None or now - last_tick >= tick):
+                last_tick = now
+                ends = [c.timewait_at for c in conns if c.timewait_at is not None]
+                on_tick(conns, max(ends) - now if ends else None)
+            await asyncio.wait([self.lost], timeout=0.05)
+
+    def _on_driver_closed(self, error: str | None) -> None:
+        if error is None or self.lost.done():
+            return
+        self.lost.set_result(error)
+        for stream in list(self._streams.values()):
+            stream._fail(ConnectionAbortedError(error))
+
     # -- event routing ------------------------------------------------------
 
     def _on_event(self, conn: Connection, ev: Event) -> None:
@@ -131,15 +185,26 @@ class Stack:
         entry = self._stash.setdefault(id(conn), (conn, []))
         entry[1].append(ev)
         if isinstance(ev, Closed | Reset | TimedOut):
-            del self._stash[id(conn)]  # died in the accept queue: nobody to tell
+            del self._stash[id(conn)]
+            # Died before it was accepted.  Had it been established (the peer
+            # completed the handshake, maybe sent data, then reset), it is a
+            # connection all the same, as Linux's accept() returns one that
+            # was reset in its accept queue: its server gets it, and its
+            # reader gives the data, then the error.
+            if any(isinstance(e, Connected) for e in entry[1]):
+                for server in self._servers:
+                    if server.listener.port == conn.local[1]:
+                        server.accept_dead(conn, entry[1])
+                        break
 
-    def _register(self, conn: Connection) -> _Stream:
+    def _register(self, conn: Connection, events: list[Event] | None = None) -> _Stream:
         stream = _Stream(self, conn, self._trace_for(conn))
         self._streams[id(conn)] = stream
         conn_events = self._stash.pop(id(conn), None)
         if conn_events is not None:
-            for ev in conn_events[1]:
-                stream.on_event(ev)
+            events = conn_events[1]
+        for ev in events or ():
+            stream.on_event(ev)
         stream.sync_state()
         return stream
 
@@ -200,6 +265,7 @@ class _Stream:
         self.aborted = False
         self.bytes_in = 0
         self.bytes_out = 0
+        self.reset_before_accept = False
         self._readable = asyncio.Event()
         self._writable = asyncio.Event()
 
@@ -566,6 +632,8 @@ class StreamWriter:
             return s.conn
         if name == "trace":
             return s.trace
+        if name == "reset_before_accept":
+            return s.reset_before_accept
         return default
 
 
@@ -591,10 +659,14 @@ async def open_connection(
     stack.pump()
     try:
         await asyncio.wait_for(asyncio.shield(stream.connected), timeout)
-    except TimeoutError:
+    except TimeoutError as exc:
         if not stream.connected.done():
             conn.abort(stack.now())
             stack.pump()
+            raise TimeoutError(
+                f"no answer from {_fmt((host, port))} within {timeout:g} s "
+                f"({conn.counters.get('syn_retransmitted', 0) or 'no'} SYN retransmissions)"
+            ) from exc
         raise
     return _pair(stream)
 
@@ -609,15 +681,28 @@ class Server:
         self.listener = stack.host.listen(port, backlog=backlog)
         self.tasks: set[asyncio.Task[None]] = set()
         self.accepted = 0
+        self.reset_before_accept = 0  # of the accepted: established, then died unaccepted
         self._closed = asyncio.get_running_loop().create_future()
 
     def accept_ready(self) -> None:
         while (conn := self.listener.accept()) is not None:
-            stream = self.stack._register(conn)
-            self.accepted += 1
-            task = asyncio.ensure_future(self._run(stream))
-            self.tasks.add(task)
-            task.add_done_callback(self.tasks.discard)
+            self._start(self.stack._register(conn))
+
+    def accept_dead(self, conn: Connection, events: list[Event]) -> None:
+        """A connection that was established and died (RST, timeout) before
+        it was accepted: the handler gets it all the same."""
+        if self._closed.done():
+            return
+        self.reset_before_accept += 1
+        stream = self.stack._register(conn, events)
+        stream.reset_before_accept = True
+        self._start(stream)
+
+    def _start(self, stream: _Stream) -> None:
+        self.accepted += 1
+        task = asyncio.ensure_future(self._run(stream))
+        self.tasks.add(task)
+        task.add_done_callback(self.tasks.discard)
 
     async def _run(self, stream: _Stream) -> None:
         reader, writer = _pair(stream)
