@@ -164,7 +164,12 @@ class Stack:
             now = self.now()
             if on_tick is not None and (last_tick is None or now - last_tick >= tick):
                 last_tick = now
-                ends = [c.timewait_at for c in conns if c.timewait_at is not None]
+                # In TIME-WAIT the only deadline is 2 MSL's end.
+                ends = [
+                    d
+                    for c in conns
+                    if c.state is State.TIME_WAIT and (d := c.next_deadline()) is not None
+                ]
                 on_tick(conns, max(ends) - now if ends else None)
             await asyncio.wait([self.lost], timeout=0.05)
 
