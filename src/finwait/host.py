@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 
 from .tcp import seqnum
 from .tcp.config import Config
-from .tcp.connection import Connection, scale_for
+from .tcp.connection import Connection, Outbox, scale_for
 from .tcp.cookies import MAX_AGE, PERIOD, SynCookies
 from .tcp.events import Event
 from .tcp.state import State
@@ -81,14 +81,15 @@ class Host:
         self.listeners: dict[tuple[str, int], Listener] = {}
         self._listener_of: dict[Connection, Listener] = {}
         self.counters: Counter[str] = Counter()
-        self._out: list[Segment] = []
-        self._events: list[tuple[Connection, Event]] = []
+        # The Host's output queue, and the emit handle every connection gets.
+        self._outbox = Outbox(self.counters, self._touch)
+        self._out: list[Segment] = self._outbox.segments
+        self._events: list[tuple[Connection, Event]] = self._outbox.events
         self._timers: list[tuple[float, int, Connection]] = []
         self._deadline: dict[Connection, float | None] = {}
         self._touched: dict[Connection, None] = {}
         self._tick = 0
         self._port_counter = 0
-        self._last_isn_hash = 0
         self._port_offsets: dict[tuple[str, str, int], int] = {}
         # RFC 4987 §3.6, as Linux tcp_syncookies=1: only when a SYN queue is full.
         self._cookies = SynCookies(isn_key) if syncookies else None
@@ -150,28 +151,14 @@ class Host:
         if len(self.conns) >= self.max_connections:
             self._drop(Verdict.CONNECTION_TABLE_FULL)
             raise OSError("connection table full")
+        iss, ts_offset = self._initial_numbers(src, sport, dst, dport, now)
         conn = Connection.open_active(
-            (src, sport),
-            (dst, dport),
-            self._isn(src, sport, dst, dport, now),
-            now,
-            self.config,
-            **self._conn_kwargs(src, sport, dst, dport),
-        )
+            (src, sport), (dst, dport), iss, now, self.config,
+            ts_offset=ts_offset, outbox=self._outbox,
+        )  # fmt: skip
         self.conns[key] = conn
         self._touch(conn)
         return conn
-
-    def _conn_kwargs(self, src: str, sport: int, dst: str, dport: int) -> dict[str, object]:
-        return {
-            # A per-connection timestamp offset (RFC 7323 §5.4): the ISN hash's
-            # bits, rotated, so one keyed hash serves both.
-            "ts_offset": self._last_isn_hash >> 7 | (self._last_isn_hash & 0x7F) << 25,
-            "out": self._out,
-            "events": self._events,
-            "counters": self.counters,
-            "on_change": self._touch,
-        }
 
     def _source_for(self, dst: str) -> str:
         v6 = ":" in dst
@@ -190,11 +177,19 @@ class Host:
         return int.from_bytes(h.digest(), "big")
 
     def _isn(self, src: str, sport: int, dst: str, dport: int, now: float) -> int:
-        """ISN = M + F(4-tuple, secret): M a 4 µs clock, F a keyed hash (RFC 6528 §3)."""
-        self._last_isn_hash = self._hash32(b"isn", src, sport, dst, dport)
+        return self._initial_numbers(src, sport, dst, dport, now)[0]
+
+    def _initial_numbers(
+        self, src: str, sport: int, dst: str, dport: int, now: float
+    ) -> tuple[int, int]:
+        """(ISN, timestamp offset).  ISN = M + F(4-tuple, secret): M a 4 µs
+        clock, F a keyed hash (RFC 6528 §3).  The per-connection timestamp
+        offset (RFC 7323 §5.4) is F's bits, rotated, so one hash serves both."""
+        f = self._hash32(b"isn", src, sport, dst, dport)
+        ts_offset = f >> 7 | (f & 0x7F) << 25
         if self._isn_source is not None:
-            return self._isn_source(src, sport, dst, dport, now) & seqnum.MASK
-        return (int(now * 250_000) + self._last_isn_hash) & seqnum.MASK
+            return self._isn_source(src, sport, dst, dport, now) & seqnum.MASK, ts_offset
+        return (int(now * 250_000) + f) & seqnum.MASK, ts_offset
 
     def _ephemeral_port(self, src: str, dst: str, dport: int) -> int:
         """RFC 6056 §3.3.3 (double-hash): a per-destination offset plus a counter."""
@@ -300,11 +295,11 @@ class Host:
         if len(self.conns) >= self.max_connections:
             return self._drop(Verdict.CONNECTION_TABLE_FULL)
         src, sport, dst, dport = seg.dst, seg.dport, seg.src, seg.sport
-        isn = self._isn(src, sport, dst, dport, now)
+        isn, ts_offset = self._initial_numbers(src, sport, dst, dport, now)
         if iss is None:
             iss = isn
         conn = Connection.open_passive(
-            seg, iss, now, self.config, **self._conn_kwargs(src, sport, dst, dport)
+            seg, iss, now, self.config, ts_offset=ts_offset, outbox=self._outbox
         )
         self.counters["passive_open"] += 1
         self.conns[(src, sport, dst, dport)] = conn
@@ -318,9 +313,7 @@ class Host:
         assert self._cookies is not None
         cfg = self.config
         src, sport, dst, dport = seg.dst, seg.dport, seg.src, seg.sport
-        self._isn(src, sport, dst, dport, now)  # sets the hash the TS offset comes from
-        ts_offset = self._conn_kwargs(src, sport, dst, dport)["ts_offset"]
-        assert isinstance(ts_offset, int)
+        _, ts_offset = self._initial_numbers(src, sport, dst, dport, now)
         ts_now = (int(now * 1000) + ts_offset) & seqnum.MASK if cfg.timestamps else None
         self._out.append(
             self._cookies.syn_ack(
@@ -351,17 +344,11 @@ class Host:
         if len(self.conns) >= self.max_connections:
             return self._drop(Verdict.CONNECTION_TABLE_FULL)
         src, sport, dst, dport = seg.dst, seg.dport, seg.src, seg.sport
-        self._isn(src, sport, dst, dport, now)
-        mark = len(self._out)
+        _, ts_offset = self._initial_numbers(src, sport, dst, dport, now)
         conn = Connection.open_passive(
-            syn,
-            seqnum.add(seg.ack, -1),
-            now,
-            self.config,
-            **self._conn_kwargs(src, sport, dst, dport),
-        )
-        del self._out[mark:]  # its SYN,ACK went out already: it was the cookie
-        conn._rtt_seq = None  # the SYN,ACK's send time is unknown: no RTT sample
+            syn, seqnum.add(seg.ack, -1), now, self.config,
+            ts_offset=ts_offset, outbox=self._outbox, cookie=True,
+        )  # fmt: skip
         self.counters["syncookies_ok"] += 1
         self.counters["passive_open"] += 1
         self.conns[(src, sport, dst, dport)] = conn
@@ -395,25 +382,37 @@ class Host:
     # Timers and output
 
     def _touch(self, conn: Connection) -> None:
+        """A connection's ``changed`` handle, called at the end of every input
+        and user call: the tables (SYN and accept queues, the connection
+        table) follow its state at once, so ``accept()`` returns a connection
+        right after the ``receive()`` that established it; the timer heap is
+        brought up to date lazily (``_settle``)."""
         self._touched[conn] = None
+        if conn.state is not _ESTABLISHED or conn in self._listener_of:
+            self._update_tables(conn)
+
+    def _update_tables(self, conn: Connection) -> None:
+        st = conn.state
+        lst = self._listener_of.get(conn)
+        if lst is not None and st is not _SYN_RECEIVED:
+            lst.syn_queue.discard(conn)
+            del self._listener_of[conn]
+            if st.synchronized and not lst.closed:
+                lst.accept_queue.append(conn)
+        if st is State.CLOSED or st is State.LISTEN:
+            self._remove(conn)
 
     def _settle(self) -> None:
-        """Bring the connection table and the timer heap up to date with
-        every connection that changed since the last call."""
+        """Bring the timer heap up to date with every connection that changed
+        since the last call."""
         touched = self._touched
         if not touched:
             return
         self._touched = {}
         for conn in touched:
             st = conn.state
-            lst = self._listener_of.get(conn)
-            if lst is not None and st is not State.SYN_RECEIVED:
-                lst.syn_queue.discard(conn)
-                del self._listener_of[conn]
-                if st.synchronized and not lst.closed:
-                    lst.accept_queue.append(conn)
             if st is State.CLOSED or st is State.LISTEN:
-                self._remove(conn)
+                self._remove(conn)  # done by _update_tables already; idempotent
                 continue
             d = conn.next_deadline()
             if d != self._deadline.get(conn):

@@ -23,9 +23,6 @@ pass a segment unchanged and goes straight to step five: there is one path.
 
 from __future__ import annotations
 
-from collections import Counter
-from collections.abc import Callable
-
 from ..wire.segment import ACK, FIN, RST, SYN, URG, Segment
 from . import congestion, seqnum
 from .config import Config
@@ -40,7 +37,7 @@ from .events import (
 from .receiver import Receiver, scale_for
 from .sender import Sender
 from .state import State
-from .tcb import HALF, MASK, TCB_SLOTS
+from .tcb import HALF, MASK, TCB_SLOTS, Outbox
 from .timers import (
     DELAYED_ACK,
     FIN_WAIT_2,
@@ -58,6 +55,7 @@ __all__ = [
     "ConnectionClosing",
     "ConnectionDoesNotExist",
     "ConnectionResetByPeer",
+    "Outbox",
     "TcpError",
     "scale_for",
 ]
@@ -102,10 +100,7 @@ class Connection(Sender, Receiver):
         config: Config | None = None,
         *,
         ts_offset: int = 0,
-        out: list[Segment] | None = None,
-        events: list[tuple[Connection, Event]] | None = None,
-        counters: Counter[str] | None = None,
-        on_change: Callable[[Connection], None] | None = None,
+        outbox: Outbox | None = None,
     ) -> None:
         cfg = config or Config()
         self.config = cfg
@@ -121,11 +116,12 @@ class Connection(Sender, Receiver):
         self.timers = Timers()
         self._init_send(cfg, iss, ts_offset)
         self._init_receive(cfg)
-        self._out = out if out is not None else []
-        self._events = events if events is not None else []
+        box = outbox if outbox is not None else Outbox()
+        self._out = box.segments
+        self._events = box.events
         self.counters = {}
-        self._host_counters = counters
-        self._on_change = on_change
+        self._host_counters = box.counters
+        self._on_change = box.changed
 
     # ------------------------------------------------------------------
     # Construction: OPEN (§3.10.1)
@@ -138,34 +134,49 @@ class Connection(Sender, Receiver):
         iss: int,
         now: float,
         config: Config | None = None,
-        **kw: object,
+        *,
+        ts_offset: int = 0,
+        outbox: Outbox | None = None,
     ) -> Connection:
         """Active OPEN: send SYN, enter SYN-SENT."""
-        conn = cls(local, remote, iss, config, **kw)  # type: ignore[arg-type]
+        conn = cls(local, remote, iss, config, ts_offset=ts_offset, outbox=outbox)
         conn._set_state(State.SYN_SENT, now)
         conn._open(now, ack=False)
         return conn
 
     @classmethod
     def open_passive(
-        cls, syn: Segment, iss: int, now: float, config: Config | None = None, **kw: object
+        cls,
+        syn: Segment,
+        iss: int,
+        now: float,
+        config: Config | None = None,
+        *,
+        ts_offset: int = 0,
+        outbox: Outbox | None = None,
+        cookie: bool = False,
     ) -> Connection:
-        """A SYN reached a listener (§3.10.7.2): LISTEN -> SYN-RECEIVED, send SYN,ACK."""
-        conn = cls((syn.dst, syn.dport), (syn.src, syn.sport), iss, config, **kw)  # type: ignore[arg-type]
+        """A SYN reached a listener (§3.10.7.2): LISTEN -> SYN-RECEIVED, send
+        SYN,ACK.  ``cookie``: the SYN,ACK went out already as a SYN cookie
+        (RFC 4987 §3.6, ``syn`` rebuilt from the cookie): it is not sent
+        again, and its send time is unknown, so it gives no RTT sample."""
+        local, remote = (syn.dst, syn.dport), (syn.src, syn.sport)
+        conn = cls(local, remote, iss, config, ts_offset=ts_offset, outbox=outbox)
         conn._set_state(State.LISTEN, now)  # the listener's TCB, cloned for this SYN
         conn.passive = True
         conn._take_syn(syn, now)
         conn._negotiated()
         conn._set_state(State.SYN_RECEIVED, now)
-        conn._open(now, ack=True)
+        conn._open(now, ack=True, send=not cookie)
         return conn
 
-    def _open(self, now: float, ack: bool) -> None:
+    def _open(self, now: float, ack: bool, send: bool = True) -> None:
         """Send our SYN (or SYN,ACK), which consumes ISS, and time it."""
         self.snd_nxt = self.snd_max = _add(self.iss, 1)
-        self._emit_syn(now, ack=ack)
+        self._emit_syn(now, ack=ack, send=send)
         self._arm_rexmit(now)
-        self._rtt_seq, self._rtt_start = self.snd_nxt, now
+        if send:
+            self._rtt_seq, self._rtt_start = self.snd_nxt, now
         self._changed()
 
     def take_segments(self) -> list[Segment]:

@@ -76,9 +76,10 @@ class Sender(TcbCore):
         self._persist_backoff = 0
         self._ts_offset = ts_offset & MASK
 
-    def _emit_syn(self, now: float, ack: bool) -> None:
+    def _emit_syn(self, now: float, ack: bool, send: bool = True) -> None:
         """SYN or SYN,ACK at ISS with our options (§3.7.1, RFC 7323, RFC 2018).
-        In a SYN,ACK we offer only what the peer's SYN offered."""
+        In a SYN,ACK we offer only what the peer's SYN offered.  ``send``
+        False: only the bookkeeping of having sent it (a SYN cookie's)."""
         cfg = self.config
         if ack:
             wscale = self._offer_wscale if self.snd_wscale_offered else None
@@ -91,21 +92,22 @@ class Sender(TcbCore):
         opts = TcpOptions(mss=cfg.mss, wscale=wscale, sack_permitted=sack_perm, timestamps=ts)
         window = min(self.rcv_wnd, 0xFFFF)  # never scaled on a SYN (RFC 7323 §2.2)
         flags = SYN | ACK if ack else SYN
-        self._out.append(
-            Segment(
-                self.local[0],
-                self.remote[0],
-                self.local[1],
-                self.remote[1],
-                self.iss,
-                self.rcv_nxt if ack else 0,
-                flags,
-                window,
-                b"",
-                opts,
-                0,
+        if send:
+            self._out.append(
+                Segment(
+                    self.local[0],
+                    self.remote[0],
+                    self.local[1],
+                    self.remote[1],
+                    self.iss,
+                    self.rcv_nxt if ack else 0,
+                    flags,
+                    window,
+                    b"",
+                    opts,
+                    0,
+                )
             )
-        )
         if ack:
             self.last_ack_sent = self.rcv_nxt
             self._rcv_adv = _add(self.rcv_nxt, window)

@@ -66,6 +66,26 @@ RECEIVER_SLOTS = (
 TCB_SLOTS = CONNECTION_SLOTS + SENDER_SLOTS + RECEIVER_SLOTS
 
 
+class Outbox:
+    """Where connections put their output: the emit handle a Host gives each
+    connection it makes (one per Host, so segments go on the wire in the
+    order they were produced).  ``counters`` also gets every count, and
+    ``changed`` is called at the end of every input and user call (the Host
+    updates its tables and timer heap from it)."""
+
+    __slots__ = ("changed", "counters", "events", "segments")
+
+    def __init__(
+        self,
+        counters: Counter[str] | None = None,
+        changed: Callable[[Connection], None] | None = None,
+    ) -> None:
+        self.segments: list[Segment] = []
+        self.events: list[tuple[Connection, Event]] = []
+        self.counters = counters
+        self.changed = changed
+
+
 class TcbCore:
     """The variables of a TCB (annotations only: ``Connection`` holds the
     slots) and the helpers shared by the sender and the receiver."""
