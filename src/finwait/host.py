@@ -388,7 +388,7 @@ class Host:
         right after the ``receive()`` that established it; the timer heap is
         brought up to date lazily (``_settle``)."""
         self._touched[conn] = None
-        if conn.state is not _ESTABLISHED or conn in self._listener_of:
+        if conn.state is not _ESTABLISHED or (self._listener_of and conn in self._listener_of):
             self._update_tables(conn)
 
     def _update_tables(self, conn: Connection) -> None:

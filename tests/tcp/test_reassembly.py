@@ -22,7 +22,7 @@ segments = st.lists(st.tuples(st.integers(1, WINDOW), st.integers(1, 300)), min_
 
 
 def _blocks(q: Reassembly, rcv_nxt: int) -> list[tuple[int, int]]:
-    return [(seqnum.sub(s, rcv_nxt), seqnum.sub(s, rcv_nxt) + len(d)) for s, d in q._blocks]
+    return [(seqnum.sub(s, rcv_nxt), seqnum.sub(s, rcv_nxt) + len(d)) for s, d in q.blocks]
 
 
 @settings(max_examples=300, deadline=None)
@@ -51,7 +51,7 @@ def test_reassembly_matches_a_byte_model(
         assert all(e1 < s2 for (_, e1), (s2, _) in itertools.pairwise(blocks))
         held = {
             s + k: b
-            for (s, _), (_, d) in zip(blocks, q._blocks, strict=True)
+            for (s, _), (_, d) in zip(blocks, q.blocks, strict=True)
             for k, b in enumerate(d)
         }
         assert held == model

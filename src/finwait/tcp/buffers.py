@@ -18,30 +18,30 @@ MASK = seqnum.MASK
 
 
 class Reassembly:
-    __slots__ = ("_blocks", "last", "limit")
+    __slots__ = ("blocks", "last", "limit")
 
     def __init__(self, limit: int) -> None:
         # Disjoint, non-adjacent-merged [start, data] blocks sorted by start
         # (relative order is stable: every block is within one window ahead).
-        self._blocks: list[tuple[int, bytes]] = []
+        self.blocks: list[tuple[int, bytes]] = []
         self.limit = limit
         self.last: tuple[int, int] | None = None  # the most recent block's edges, for SACK
 
     def __bool__(self) -> bool:
-        return bool(self._blocks)
+        return bool(self.blocks)
 
     def __len__(self) -> int:
-        return len(self._blocks)
+        return len(self.blocks)
 
     @property
     def held_bytes(self) -> int:
-        return sum(len(d) for _, d in self._blocks)
+        return sum(len(d) for _, d in self.blocks)
 
     def add(self, seq: int, data: bytes, rcv_nxt: int) -> bool:
         """Hold ``data`` at ``seq`` (beyond ``rcv_nxt``).  False when the
         count bound refused it.  O(log n) to place, so a peer that keeps the
         queue full cannot make each refused segment cost a walk of it."""
-        blocks = self._blocks
+        blocks = self.blocks
         off = (seq - rcv_nxt) & MASK
         end = off + len(data)
 
@@ -78,12 +78,12 @@ class Reassembly:
         any prefix already received), or None."""
         chunks: list[bytes] = []
         nxt = rcv_nxt
-        while self._blocks:
-            bseq, bdata = self._blocks[0]
+        while self.blocks:
+            bseq, bdata = self.blocks[0]
             off = seqnum.sub(bseq, nxt)
             if off > 0:
                 break
-            self._blocks.pop(0)
+            self.blocks.pop(0)
             if -off < len(bdata):
                 piece = bdata[-off:]
                 chunks.append(piece)
@@ -94,7 +94,7 @@ class Reassembly:
 
     def sack_blocks(self, limit: int) -> tuple[tuple[int, int], ...]:
         """Up to ``limit`` SACK blocks, the most recent first (RFC 2018 §4)."""
-        edges = [(s, (s + len(d)) & MASK) for s, d in self._blocks]
+        edges = [(s, (s + len(d)) & MASK) for s, d in self.blocks]
         if self.last is not None:
             for i, (s, e) in enumerate(edges):
                 if seqnum.between(s, self.last[0], e):
@@ -103,5 +103,5 @@ class Reassembly:
         return tuple(edges[:limit])
 
     def clear(self) -> None:
-        self._blocks.clear()
+        self.blocks.clear()
         self.last = None

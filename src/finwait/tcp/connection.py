@@ -357,27 +357,36 @@ class Connection(Sender, Receiver):
         """Process one arriving segment and say what became of it
         (``verdict.py``); peer input never raises."""
         st = self.state
+        cfg = self.config
         self._last_recv = now
         self._verdict = ACCEPTED
-        if st is State.SYN_SENT:
-            self._arrive_syn_sent(seg, now)
+        if st is ESTABLISHED and cfg.header_prediction and self._predicted(seg, now):
+            self._steps_five_to_eight(seg, now)
+        elif st is State.SYN_SENT:
+            self._arrive_syn_sent(seg, now)  # which sends what it may
         elif st.synchronized:
-            if st is ESTABLISHED and self.config.header_prediction and self._predicted(seg, now):
-                self._steps_five_to_eight(seg, now)
-            else:
-                self._arrive_synchronized(seg, now)
-            if self.state.sending:
-                self._push(now)
+            self._arrive_synchronized(seg, now)
         else:
             self._judge(
                 Verdict.SEGMENT_IN_CLOSED if st is State.CLOSED else Verdict.SEGMENT_IN_LISTEN
             )
             return self._verdict
+        if (
+            st is not State.SYN_SENT
+            and self.state.sending
+            and (  # anything to send: unsent data, or our FIN
+                self._fin_seq is not None
+                or self.snd_nxt != (self._snd_base + len(self._sndbuf)) & MASK
+            )
+        ):
+            self._push(now)
         if self._ack_now:
             self._send_ack(now)
         elif self._delack_pending:
-            self.timers.arm_once(DELAYED_ACK, now + self.config.delayed_ack_timeout)
-        keepalive = self.config.keepalive
+            at = self.timers.at  # arm_once(DELAYED_ACK), written out
+            if at[DELAYED_ACK] is None:
+                at[DELAYED_ACK] = now + cfg.delayed_ack_timeout
+        keepalive = cfg.keepalive
         if keepalive is not None and self.state is ESTABLISHED:
             self.timers.arm_once(KEEPALIVE, now + keepalive)
         self._changed()
@@ -399,9 +408,10 @@ class Connection(Sender, Receiver):
         if self.ts_ok:
             ts = seg.options.timestamps
             if ts is not None:
-                if ((ts[0] - self.ts_recent) & MASK) >= HALF:
+                tsval = ts[0]
+                if ((tsval - self.ts_recent) & MASK) >= HALF:
                     return False  # PAWS would reject: step one decides
-                self._ts_pending = (seg.seq, ts[0])
+                self._ts_pending = (seg.seq, tsval)
         return True
 
     def _take_syn(self, syn: Segment, now: float) -> None:
@@ -533,11 +543,13 @@ class Connection(Sender, Receiver):
             # than SND.UNA) does not move TS.Recent, or one spoofed segment
             # with a huge TSval would make PAWS drop every valid one after it.
             self._take_ts_recent(pending[0], pending[1], now)
-        if seg.flags & URG and self.state in (ESTABLISHED, State.FIN_WAIT_1, State.FIN_WAIT_2):
+        flags = seg.flags
+        if flags & URG and self.state in (ESTABLISHED, State.FIN_WAIT_1, State.FIN_WAIT_2):
             up = _add(seg.seq, seg.urgent)  # sixth (RFC 6093: pointer to after the data)
             if _lt(self.rcv_up, up):
                 self.rcv_up = up
-        self._text_and_fin(seg, now)  # seventh and eighth
+        if seg.payload or flags & FIN:
+            self._text_and_fin(seg, now)  # seventh and eighth
         return True
 
     def _on_rst(self, seg: Segment, now: float) -> None:
@@ -564,6 +576,8 @@ class Connection(Sender, Receiver):
     def _ack_state_step(self, seg: Segment, now: float) -> bool:
         """The per-state part of step five (SA-4.6 .. SA-4.11)."""
         st = self.state
+        if st is ESTABLISHED:
+            return True
         fin_seq = self._fin_seq
         fin_acked = fin_seq is not None and self.snd_una == _add(fin_seq, 1)
         if st is State.FIN_WAIT_1:

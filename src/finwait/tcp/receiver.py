@@ -103,10 +103,11 @@ class Receiver(TcbCore):
         return field
 
     def _options(self, now: float) -> TcpOptions:
-        if not self.ts_ok and not (self.sack_ok and self._ooo):
+        held = self.sack_ok and self._ooo.blocks  # SACK blocks to send (RFC 2018)
+        if not self.ts_ok and not held:
             return NO_OPTIONS
         sack: tuple[tuple[int, int], ...] = ()
-        if self.sack_ok and self._ooo:
+        if held:
             sack = self._ooo.sack_blocks(3 if self.ts_ok else 4)
         if self.ts_ok:
             ts = ((int(now * 1000) + self._ts_offset) & MASK, self.ts_recent)
@@ -122,7 +123,7 @@ class Receiver(TcbCore):
         self._ack_now = False
         self._delack_pending = False
         self._full_unacked = 0
-        self.timers.cancel(DELAYED_ACK)
+        self.timers.at[DELAYED_ACK] = None  # cancel(DELAYED_ACK), written out
         self.last_ack_sent = ack
         return ack, self._window_field(), self._options(now)
 
@@ -246,7 +247,7 @@ class Receiver(TcbCore):
                 if seg.flags & FIN:
                     self._on_fin(now, with_data=True)
                     return
-                if self._ooo or self._ooo_fin is not None:
+                if self._ooo.blocks or self._ooo_fin is not None:
                     self._pull_ooo(now)
                 return
             # Beyond RCV.NXT: hold it (SHLD-31) and send a duplicate ACK at once
@@ -269,12 +270,14 @@ class Receiver(TcbCore):
 
     def _deliver(self, data: bytes, now: float) -> None:
         n = len(data)
-        self._rcvbuf += data
-        self.rcv_nxt = _add(self.rcv_nxt, n)
+        buf = self._rcvbuf
+        buf += data
+        self.rcv_nxt = (self.rcv_nxt + n) & MASK
         self._data_event(n)
         # Delayed ACK (RFC 1122 §4.2.3.2, RFC 9293 §3.8.6.3): at least every
         # second full-sized segment, and within the delay for the rest.
-        if not self.config.delayed_ack:
+        cfg = self.config
+        if not cfg.delayed_ack:
             self._ack_now = True
             return
         self._delack_pending = True
@@ -283,9 +286,10 @@ class Receiver(TcbCore):
             self._quick -= 1  # Linux quick-ACK mode (Config.quick_acks)
             self._ack_now = True
             return
-        if n >= self.smss:
+        smss = self.smss
+        if n >= smss:
             self._full_unacked += 1
-        if self._full_unacked >= 2 or self.rcv_wnd < self.smss:
+        if self._full_unacked >= 2 or cfg.recv_buffer - len(buf) < smss:  # RCV.WND < SMSS
             self._ack_now = True
 
     def _pull_ooo(self, now: float) -> None:

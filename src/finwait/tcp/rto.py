@@ -15,7 +15,7 @@ CLOCK_G = 0.001  # our timer granularity G (1 ms)
 
 
 class RttEstimator:
-    __slots__ = ("_base", "backoff", "rto_max", "rto_min", "rttvar", "srtt")
+    __slots__ = ("_backoff", "_base", "rto", "rto_max", "rto_min", "rttvar", "srtt")
 
     def __init__(self, initial: float, rto_min: float, rto_max: float) -> None:
         self.srtt: float | None = None
@@ -23,7 +23,9 @@ class RttEstimator:
         self.rto_min = rto_min
         self.rto_max = rto_max
         self._base = initial  # §2.1: RTO before any sample
-        self.backoff = 0
+        self._backoff = 0
+        self.rto = 0.0  # the current RTO, kept up to date (read for every segment sent)
+        self._update()
 
     def sample(self, rtt: float) -> None:
         """A round-trip measurement R (§2.2, §2.3); clears the backoff."""
@@ -35,15 +37,25 @@ class RttEstimator:
             self.rttvar = (1 - BETA) * self.rttvar + BETA * abs(self.srtt - rtt)
             self.srtt = (1 - ALPHA) * self.srtt + ALPHA * rtt
         self._base = self.srtt + max(CLOCK_G, K * self.rttvar)
-        self.backoff = 0
+        self._backoff = 0
+        self._update()
 
     @property
-    def rto(self) -> float:
+    def backoff(self) -> int:
+        return self._backoff
+
+    @backoff.setter
+    def backoff(self, n: int) -> None:
+        self._backoff = n
+        self._update()
+
+    def _update(self) -> None:
         """The current RTO: the base, clamped (§2.4, §2.5), doubled per backoff."""
         rto = min(max(self._base, self.rto_min), self.rto_max)
-        return min(rto * (1 << self.backoff), self.rto_max)
+        self.rto = min(rto * (1 << self._backoff), self.rto_max)
 
     def back_off(self) -> None:
         """§5.5: the timer expired; double the RTO (bounded by the ceiling)."""
-        if self.backoff < 30:
-            self.backoff += 1
+        if self._backoff < 30:
+            self._backoff += 1
+            self._update()

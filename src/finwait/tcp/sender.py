@@ -142,7 +142,8 @@ class Sender(TcbCore):
         base = self._snd_base
         data_end = (base + len(buf)) & MASK
         una = self.snd_una
-        wnd = self._usable_window()
+        cc = self.cc
+        wnd = min(self.snd_wnd, cc.cwnd) if not cc.dupacks else self._usable_window()
         nagle = self.config.nagle
         nxt = self.snd_nxt
         out = self._out
@@ -220,8 +221,12 @@ class Sender(TcbCore):
         and no persist timer while data is in flight."""
         self.snd_nxt = nxt
         self._last_send = now
-        self._arm_rexmit(now)
-        self.timers.cancel(PERSIST)
+        at = self.timers.at  # _arm_rexmit and cancel(PERSIST), written out
+        if at[RETRANSMIT] is None:
+            at[RETRANSMIT] = now + self.rtt.rto
+        if self.config.user_timeout is not None:
+            self._arm_user_timeout(now)
+        at[PERSIST] = None
         self._persist_backoff = 0
 
     def _arm_rexmit(self, now: float) -> None:
@@ -367,50 +372,72 @@ class Sender(TcbCore):
                 self._close_pending = False
                 self._queue_fin(State.FIN_WAIT_1, now)
         # RFC 5961 §5.2: acceptable only in [SND.UNA - MAX.SND.WND, SND.MAX].
-        if _lt(self.snd_max, ack):
+        # (seqnum comparisons written out: this runs for every segment)
+        snd_max = self.snd_max
+        if ((snd_max - ack) & MASK) >= HALF:  # SND.MAX < SEG.ACK
             self._challenge_ack(seg, now, Verdict.ACK_OF_UNSENT_DATA)
             return False
-        if _lt(ack, _add(una, -self.max_snd_wnd)):
+        if ((ack - una + self.max_snd_wnd) & MASK) >= HALF:  # SEG.ACK < SND.UNA - MAX.SND.WND
             self._challenge_ack(seg, now, Verdict.ACK_TOO_OLD)
             return False
         newly = 0
+        new_ack = ack != una and ((una - ack) & MASK) >= HALF  # SND.UNA < SEG.ACK
         if self.sack_ok and (seg.options.sack_blocks or self._sb):
             sb = self._sb
             if sb is None:
                 sb = self._sb = Scoreboard(self.config.max_ooo_segments)
-            newly = sb.update(seg.options.sack_blocks, ack if _lt(una, ack) else una, self.snd_max)
-        if _lt(una, ack):
+            newly = sb.update(seg.options.sack_blocks, ack if new_ack else una, snd_max)
+        if new_ack:
             self._on_new_ack(seg, ack, now)
-        elif ack == una and not ack_only:
+        elif ack == una and not ack_only and una != snd_max:  # data outstanding
             self._maybe_dupack(seg, now, newly)
         # Window update (SA-4.5): only from a segment newer than the last one used.
-        if _lt(self.snd_wl1, seg.seq) or (self.snd_wl1 == seg.seq and _le(self.snd_wl2, ack)):
+        seq = seg.seq
+        wl1 = self.snd_wl1
+        if (
+            ((wl1 - seq) & MASK) >= HALF  # SND.WL1 < SEG.SEQ
+            or (wl1 == seq and (self.snd_wl2 == ack or ((self.snd_wl2 - ack) & MASK) >= HALF))
+        ):
             wnd = seg.window << self.snd_wscale
             if wnd != self.snd_wnd:
                 self.snd_wnd = wnd
                 if wnd > self.max_snd_wnd:
                     self.max_snd_wnd = wnd
-                if wnd and self.timers.armed(PERSIST):
-                    self.timers.cancel(PERSIST)
+                at = self.timers.at
+                if wnd and at[PERSIST] is not None:
+                    at[PERSIST] = None
                     self._persist_backoff = 0
             self.snd_wl1, self.snd_wl2 = seg.seq, ack
+        if self.state is State.ESTABLISHED:
+            return True  # the per-state part has nothing to do in ESTABLISHED
         return self._ack_state_step(seg, now)
 
     def _on_new_ack(self, seg: Segment, ack: int, now: float) -> None:
         """SND.UNA < SEG.ACK <= SND.MAX: release acknowledged bytes, update
         RTT (Karn, or TSecr), congestion window and the retransmission timer."""
-        acked = seqnum.sub(ack, self.snd_una)
+        acked = (ack - self.snd_una) & MASK  # > 0: the caller checked
         base = self._snd_base
         # Bytes of our stream (not SYN or FIN) covered by this ACK.
-        data_acked = min(max(seqnum.sub(ack, base), 0), len(self._sndbuf))
+        data_acked = (ack - base) & MASK
+        if data_acked >= HALF:
+            data_acked = 0  # the ACK of our SYN only
+        elif data_acked > len(self._sndbuf):
+            data_acked = len(self._sndbuf)  # and of our FIN
         if data_acked:
             del self._sndbuf[:data_acked]
-            self._snd_base = _add(base, data_acked)
+            self._snd_base = (base + data_acked) & MASK
         self.snd_una = ack
-        if _lt(self.snd_nxt, ack):
+        if ((self.snd_nxt - ack) & MASK) >= HALF:  # SND.NXT < SEG.ACK
             self.snd_nxt = ack
         self._retries = 0
-        self._sample_rtt(seg.options.timestamps, ack, now)
+        # An RTT sample: TSecr when timestamps are on (RFC 7323 §4), else the
+        # one timed segment (Karn, RFC 6298 §3).
+        ts = seg.options.timestamps
+        if self.ts_ok and ts is not None and ts[1]:
+            self.rtt.sample(((self._ts_now(now) - ts[1]) & MASK) / 1000.0)
+        elif self._rtt_seq is not None and not _lt(ack, self._rtt_seq):
+            self.rtt.sample(now - self._rtt_start)
+            self._rtt_seq = None
         cc = self.cc
         if cc.in_recovery:
             if _lt(ack, cc.recover):
@@ -426,23 +453,16 @@ class Sender(TcbCore):
         cc.dupacks = 0
         # RFC 6298 §5.2/§5.3: stop the timer when all is acked, else restart.
         # The user timeout counts again from the oldest unacknowledged (TO-1).
-        self.timers.cancel(USER_TIMEOUT)
+        at = self.timers.at
+        at[USER_TIMEOUT] = None
         if ack == self.snd_max:
-            self.timers.cancel(RETRANSMIT)
+            at[RETRANSMIT] = None
         else:
-            self.timers.arm(RETRANSMIT, now + self.rtt.rto)
-            self._arm_user_timeout(now)
+            at[RETRANSMIT] = now + self.rtt.rto
+            if self.config.user_timeout is not None:
+                self._arm_user_timeout(now)
         if data_acked > 0:
-            self._event(SendAcknowledged(data_acked))
-
-    def _sample_rtt(self, ts: tuple[int, int] | None, ack: int, now: float) -> None:
-        """An RTT sample from an ACK of new data: TSecr when timestamps are on
-        (RFC 7323 §4), else the one timed segment (Karn, RFC 6298 §3)."""
-        if self.ts_ok and ts is not None and ts[1]:
-            self.rtt.sample(((self._ts_now(now) - ts[1]) & MASK) / 1000.0)
-        elif self._rtt_seq is not None and not _lt(ack, self._rtt_seq):
-            self.rtt.sample(now - self._rtt_start)
-            self._rtt_seq = None
+            self._events.append((self, SendAcknowledged(data_acked)))  # type: ignore[arg-type]
 
     def _maybe_dupack(self, seg: Segment, now: float, newly_sacked: int = 0) -> None:
         """A duplicate ACK sets off fast retransmit on the third, and in
