@@ -26,6 +26,7 @@ PARTS: dict[str, str | None] = {
     "tcp": None,
     "host.py": None,
     "trace.py": None,
+    "drive.py": None,
     "sim": None,
     "render": None,
     "capture/writer.py": None,

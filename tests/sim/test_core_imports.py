@@ -18,7 +18,7 @@ SIM_MUST_NOT = {"live", "capture", "analyze", "render", "cli"}
 
 
 def core_files() -> list[Path]:
-    files = [ROOT / "trace.py", ROOT / "host.py"]
+    files = [ROOT / "trace.py", ROOT / "host.py", ROOT / "drive.py"]
     for pkg in ("wire", "tcp", "sim"):
         files.extend(sorted((ROOT / pkg).glob("*.py")))
     return [f for f in files if f.exists()]

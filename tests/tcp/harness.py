@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from finwait.drive import Events, drain
 from finwait.host import Host, Listener
 from finwait.tcp import seqnum
 from finwait.tcp.config import Config
@@ -94,12 +95,18 @@ class Exchange:
         self.now = end
 
     def _collect(self) -> None:
-        self.sent.extend(self.host.take_segments())
-        for conn, ev in self.host.take_events():
-            if RECORDER is not None and isinstance(ev, StateChanged):
+        """Drain the Host (finwait.drive), as every driver does."""
+
+        def record(conn: Connection, ev: StateChanged) -> None:
+            if RECORDER is not None:
                 RECORDER.append((ev.old, ev.new))
-            if self.conn is None or conn is self.conn:
-                self.events.append(ev)
+
+        def dispatch(events: Events) -> None:
+            for conn, ev in events:
+                if self.conn is None or conn is self.conn:
+                    self.events.append(ev)
+
+        drain(self.host, self.sent.extend, dispatch, record)
 
     # -- assertions on what the engine sent -----------------------------
 

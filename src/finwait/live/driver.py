@@ -31,9 +31,10 @@ from collections import Counter
 from collections.abc import Callable, Iterator
 from typing import Any, Protocol
 
+from ..drive import Events, drain
 from ..host import Host
 from ..tcp.connection import Connection
-from ..tcp.events import Event
+from ..tcp.events import Event, StateChanged
 from ..wire.errors import ParseError
 from ..wire.ip import decode_packet, encode_packet
 from ..wire.segment import ACK, PSH, Segment
@@ -92,6 +93,9 @@ class Driver:
         self.pcap = pcap
         self.drop = drop
         self.on_event = on_event
+        # Called for every StateChanged before the segments of its round are
+        # written (finwait.drive's order rule): the trace recorder.
+        self.on_state: Callable[[Connection, StateChanged], None] | None = None
         self.observers: list[PacketObserver] = []
         self.after_pump: list[Callable[[], None]] = []
         # Called once by close(), with the reason when the TUN failed
@@ -217,21 +221,23 @@ class Driver:
             self._read_some()
             if self._closed:
                 return  # the device went away while reading
-            for _ in range(64):  # bounded: handlers cannot make us spin
-                segs = self.host.take_segments()
-                if segs:
-                    self._write(segs)
-                events = self.host.take_events()
-                if events and self.on_event is not None:
-                    for conn, ev in events:
-                        self.on_event(conn, ev)
+            # The one drain loop (finwait.drive), bounded: handlers cannot
+            # make us spin.  after_pump hooks run after every round, the
+            # last (empty) one included.
+            if drain(self.host, self._write, self._dispatch, self.on_state, max_rounds=64):
                 for hook in self.after_pump:
                     hook()
-                if not segs and not events:
-                    break
         finally:
             self._pumping = False
         self._rearm()
+
+    def _dispatch(self, events: Events) -> None:
+        on_event = self.on_event
+        if on_event is not None:
+            for conn, ev in events:
+                on_event(conn, ev)
+        for hook in self.after_pump:
+            hook()
 
     def _write(self, segs: list[Segment]) -> None:
         now = self.loop.time()

@@ -45,7 +45,7 @@ from ..tcp.events import (
     TimedOut,
 )
 from ..tcp.state import State
-from ..trace import StateEvent, Trace
+from ..trace import Trace
 from ..wire.segment import SYN, Segment
 from .driver import IN, Driver, DropHook, PcapFile
 from .lab import LabConfig, open_tun
@@ -84,6 +84,7 @@ class Stack:
         driver.after_pump.append(self._accept_all)
         if record:
             driver.observers.append(self._observe)
+            driver.on_state = self._record_state
 
     @classmethod
     @contextlib.asynccontextmanager
@@ -244,6 +245,13 @@ class Stack:
             self._traces.popitem(last=False)
         return trace
 
+    def _record_state(self, conn: Connection, ev: StateChanged) -> None:
+        """The driver's on_state: every state change goes into its
+        connection's trace when the drain takes it, before the segments of
+        the same round are written (finwait.drive's one order rule), so no
+        event is ever inserted out of order."""
+        self._trace_for(conn).add_state(ev.time - self.t0, LOCAL, ev.new)
+
     def _trace_for(self, conn: Connection) -> Trace:
         key = (*conn.local, *conn.remote)
         return self._traces.get(key) or self._new_trace(key)
@@ -278,7 +286,7 @@ class _Stream:
 
     def on_event(self, ev: Event) -> None:
         if isinstance(ev, StateChanged):
-            self._record_state(ev)
+            pass  # recorded by the Stack, in the drain's order (_record_state)
         elif isinstance(ev, Connected):
             _resolve(self.connected)
         elif isinstance(ev, DataReceived):
@@ -304,17 +312,6 @@ class _Stream:
                 self._fail(ConnectionResetError("connection closed before it was established"))
             self._finish()
         self.sync_state()
-
-    def _record_state(self, ev: StateChanged) -> None:
-        # Events are dispatched after the pump wrote the segments they caused;
-        # put the state change back at its time (after segments of equal time:
-        # the segment that caused it).
-        t = ev.time - self.stack.t0
-        events = self.trace.events
-        i = len(events)
-        while i > 0 and events[i - 1].t > t:
-            i -= 1
-        events.insert(i, StateEvent(t, LOCAL, ev.new))
 
     def sync_state(self) -> None:
         state = self.conn.state

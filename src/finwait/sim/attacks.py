@@ -4,7 +4,7 @@ blind (off-path) RST, SYN and data injection.
 Read RFC 4987 (SYN flooding and its defences, §3.6 SYN cookies), RFC 5961
 (blind in-window attacks: §3 RST, §4 SYN, §5 data, and the success
 probabilities it derives) and RFC 9293 §3.10.7.4 (segment acceptability).
-The attacks run on a :class:`Lab`: sans-IO Hosts joined by a fixed-delay wire
+The attacks run on a :class:`AttackLab`: sans-IO Hosts joined by a fixed-delay wire
 on a virtual clock, smaller than :class:`~finwait.sim.network.Network` on
 purpose: it records no trace (a 100,000-SYN flood would otherwise measure
 the trace, not the Host) and drops what is addressed to nobody, as the
@@ -20,6 +20,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from ..drive import Events, drain
 from ..host import Host
 from ..tcp import seqnum
 from ..tcp.config import Config
@@ -43,10 +44,10 @@ def spoofed_source(rng: Rng) -> str:
     return f"{a >> 24}.{a >> 16 & 0xFF}.{a >> 8 & 0xFF}.{a & 0xFF}"
 
 
-class Lab:
+class AttackLab:
     """Hosts by address, a wire with one fixed one-way delay, a virtual clock.
     After every input to a host its segments go on the wire and its events to
-    its application, the one drive loop of docs/design.md."""
+    its application, the one drain loop (``finwait.drive``)."""
 
     def __init__(self, delay: float = 0.005) -> None:
         self.delay = delay
@@ -66,21 +67,24 @@ class Lab:
         return host
 
     def drive(self, host: Host) -> None:
-        while True:
-            segs = host.take_segments()
-            evs = host.take_events()
-            if not segs and not evs:
-                return
-            for seg in segs:
-                if seg.dst in self.hosts:
-                    self._tick += 1
-                    heapq.heappush(self._wire, (self.now + self.delay, self._tick, seg))
-                else:
-                    self.unrouted += 1
-            app = self.apps.get(id(host))
+        """Drain ``host`` (finwait.drive): its segments onto the wire, its
+        events to its application."""
+        app = self.apps.get(id(host))
+
+        def dispatch(evs: Events) -> None:
             if app is not None:
                 for conn, ev in evs:
                     app(conn, ev, self.now)
+
+        drain(host, self._put_on_wire, dispatch)
+
+    def _put_on_wire(self, segs: list[Segment]) -> None:
+        for seg in segs:
+            if seg.dst in self.hosts:
+                self._tick += 1
+                heapq.heappush(self._wire, (self.now + self.delay, self._tick, seg))
+            else:
+                self.unrouted += 1
 
     def inject(self, seg: Segment) -> None:
         """An attacker next to the receiver: ``seg`` arrives now."""
@@ -143,7 +147,7 @@ def syn_flood(
     and closes on EOF."""
     rng = Rng(seed)
     cfg = Config(msl=1.0)  # short TIME-WAIT: the run ends with empty tables
-    lab = Lab()
+    lab = AttackLab()
     duration = spoofed / rate
     server = Host([SERVER], cfg, isn_key=rng.derive("server").randbytes(16), syncookies=syncookies)
     listener = server.listen(PORT, backlog=backlog)
@@ -226,11 +230,11 @@ def syn_flood(
 
 
 @dataclass(slots=True)
-class _Stream:
+class _AttackStream:
     """A sends a deterministic byte stream to B in ``chunk``-byte writes every
     ``interval`` seconds; B reads and checks every byte as it arrives."""
 
-    lab: Lab
+    lab: AttackLab
     a: Host
     b: Host
     source: Rng
@@ -292,12 +296,12 @@ class _Stream:
         self.lab.drive(self.a)
 
 
-def _stream(seed: int, config: Config) -> _Stream:
+def _stream(seed: int, config: Config) -> _AttackStream:
     rng = Rng(seed)
-    lab = Lab()
+    lab = AttackLab()
     a = Host([CLIENT], config, isn_key=rng.derive("A").randbytes(16), name="A")
     b = Host([SERVER], config, isn_key=rng.derive("B").randbytes(16), name="B")
-    s = _Stream(lab, a, b, rng.derive("stream"))
+    s = _AttackStream(lab, a, b, rng.derive("stream"))
     s.listener = b.listen(PORT)
     lab.add(a, s.app_a)
     lab.add(b, s.app_b)

@@ -5,7 +5,7 @@ six methods, see :class:`Node`), attached by their addresses; between two nodes
 there is one :class:`~finwait.sim.link.Link` per direction.  After every input
 to a node (a segment or damaged packet arriving, a timer, a user call) the
 network drains the node's segments and events and re-arms its timer from
-``next_deadline()``, the single drive loop of docs/design.md, so nothing queued
+``next_deadline()`` (the one drain loop, ``finwait.drive``), so nothing queued
 is ever left unsent.  Every segment put on a link is recorded in a
 :class:`~finwait.trace.Trace` with its fate (delivered, lost on the link, or
 dropped by the receiver with a reason), and every ``StateChanged`` event as a
@@ -23,6 +23,7 @@ from dataclasses import dataclass, replace
 from functools import partial
 from typing import Any, Protocol
 
+from ..drive import Events, drain
 from ..tcp.events import Event, StateChanged
 from ..tcp.verdict import Verdict
 from ..trace import DELIVERED, DROPPED, LOST, SegmentEvent, Trace
@@ -183,20 +184,26 @@ class Network:
     # -- the drive loop ---------------------------------------------------
 
     def _drive(self, st: _Attached, now: float) -> None:
-        node = st.node
-        while True:
-            segments = node.take_segments()
-            events = node.take_events()
-            if not segments and not events:
-                break
-            for _, ev in events:
-                if isinstance(ev, StateChanged):
-                    self.trace.add_state(ev.time, st.name, ev.new)
+        """Drain the node (finwait.drive: state changes recorded, then the
+        segments on the links, then the events to the application), then
+        re-arm its timer."""
+        name = st.name
+        trace = self.trace
+
+        def record(conn: Any, ev: StateChanged) -> None:
+            trace.add_state(ev.time, name, ev.new)
+
+        def transmit(segments: list[Segment]) -> None:
             for seg in segments:
-                self._transmit(st.name, seg, now)
-            if st.on_event is not None:
+                self._transmit(name, seg, now)
+
+        def dispatch(events: Events) -> None:
+            on_event = st.on_event
+            if on_event is not None:
                 for conn, ev in events:
-                    st.on_event(conn, ev, now)
+                    on_event(conn, ev, now)
+
+        drain(st.node, transmit, dispatch, record)
         self._arm(st)
 
     def _arm(self, st: _Attached) -> None:
