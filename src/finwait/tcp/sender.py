@@ -144,7 +144,6 @@ class Sender(TcbCore):
         una = self.snd_una
         cc = self.cc
         wnd = min(self.snd_wnd, cc.cwnd) if not cc.dupacks else self._usable_window()
-        nagle = self.config.nagle
         nxt = self.snd_nxt
         out = self._out
         header: tuple[int, int, TcpOptions] | None = None  # (ack, window, options)
@@ -164,19 +163,8 @@ class Sender(TcbCore):
                     if self.snd_wnd == 0 and una == self.snd_max:
                         self._arm_persist(now)
                     break
-                if n < smss and n < unsent and not override:
-                    # Sender SWS avoidance (§3.8.6.2.1, MUST-38): less than a
-                    # segment, and not all that is queued, goes only when
-                    # nothing is in flight and it is at least half the largest
-                    # window the peer offered; otherwise wait for the window to
-                    # open, or for the override timeout (the persist timer).
-                    if flight > 0:
-                        break
-                    if n < self.max_snd_wnd // 2:
-                        self._arm_persist(now)
-                        break
-                if nagle and n < smss and flight > 0 and fin_seq is None:
-                    break  # Nagle (RFC 896, §3.7.4)
+                if n < smss and self._hold_small(n, unsent, flight, override, now):
+                    break
             if header is None:
                 header = self._ack_header(now)
             off = (nxt - base) & MASK
@@ -200,11 +188,22 @@ class Sender(TcbCore):
                     self._rtt_seq, self._rtt_start = nxt, now
                 self.snd_max = nxt
         if header is not None:
-            self._sent_burst(nxt, now)
-            if sent_data and now - self._last_data_rcv < self.config.delayed_ack_timeout:
-                # Data sent soon after data arrived: an interactive exchange
-                # (Linux tcp_event_data_sent(), pingpong); only quick ACKs care.
-                self._pingpong = True
+            self._sent_burst(nxt, now, sent_data)
+
+    def _hold_small(self, n: int, unsent: int, flight: int, override: bool, now: float) -> bool:
+        """Whether a segment of ``n`` < SMSS bytes waits.  Sender SWS
+        avoidance (§3.8.6.2.1, MUST-38): less than a segment, and not all
+        that is queued, goes only when nothing is in flight and it is at
+        least half the largest window the peer offered; otherwise it waits
+        for the window to open, or for the override timeout (the persist
+        timer).  Then Nagle (RFC 896, §3.7.4), when on."""
+        if n < unsent and not override:
+            if flight > 0:
+                return True
+            if n < self.max_snd_wnd // 2:
+                self._arm_persist(now)
+                return True
+        return self.config.nagle and flight > 0 and self._fin_seq is None
 
     def _usable_window(self) -> int:
         """min(SND.WND, cwnd), plus limited transmit (RFC 3042): a new
@@ -216,9 +215,13 @@ class Sender(TcbCore):
             cwnd += min(cc.dupacks, 2) * self.smss
         return min(self.snd_wnd, cwnd)
 
-    def _sent_burst(self, nxt: int, now: float) -> None:
+    def _sent_burst(self, nxt: int, now: float, sent_data: bool) -> None:
         """After a burst: SND.NXT, the retransmission timer (RFC 6298 §5.1),
         and no persist timer while data is in flight."""
+        if sent_data and now - self._last_data_rcv < self.config.delayed_ack_timeout:
+            # Data sent soon after data arrived: an interactive exchange
+            # (Linux tcp_event_data_sent(), pingpong); only quick ACKs care.
+            self._pingpong = True
         self.snd_nxt = nxt
         self._last_send = now
         at = self.timers.at  # _arm_rexmit and cancel(PERSIST), written out
