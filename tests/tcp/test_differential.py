@@ -6,7 +6,8 @@ checks of RFC 9293 §3.10.7.4 steps one to four; what happens to the segment
 is the full path's own code.  This test holds it to that: randomized
 simulator scenarios (loss up to 20 %, duplication, reordering, corruption,
 bandwidth and delay, SACK / timestamps / window scaling / delayed ACK on and
-off, every closer, half-close with data, aborts) are each run twice, with the
+off, the Linux profile (quick ACKs, IW10) or not, every closer, half-close
+with data, aborts) are each run twice, with the
 shortcut on and off, and must put the same segments on the wire in the same
 order with the same fates, go through the same states and count the same
 things.  ``FINWAIT_DIFF_RUNS`` sets the number of scenarios (default 500).
@@ -55,6 +56,7 @@ def random_spec(rng: Rng, seed: int) -> ScenarioSpec:
         window_scaling=rng.bernoulli(0.6),
         delayed_ack=rng.bernoulli(0.7),
         recv_buffer=(4_096, 16_384, 65_535, 262_144)[rng.randrange(4)],
+        linux_profile=rng.bernoulli(0.3),
         seed=seed,
         msl=2.0,  # 4 s TIME-WAIT: same code path, shorter virtual runs
     )

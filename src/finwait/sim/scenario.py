@@ -94,6 +94,7 @@ class ScenarioSpec:
     delayed_ack: bool = True  # RFC 1122 §4.2.3.2
     header_prediction: bool = True  # Config.header_prediction (the differential test turns it off)
     recv_buffer: int = 262_144  # each host's receive buffer (Config.recv_buffer)
+    linux_profile: bool = False  # Config.linux(): quick ACKs, initial window of ten
 
     def __post_init__(self) -> None:
         for name in ("client_bytes", "server_bytes", "half_close_bytes"):
@@ -286,7 +287,7 @@ class ScenarioResult:
 
 
 def build_hosts(spec: ScenarioSpec, rng: Rng) -> tuple[Host, Host]:
-    config = Config(
+    config = (Config.linux if spec.linux_profile else Config)(
         mss=spec.mss,
         msl=spec.msl,
         sack_permitted=spec.sack,
