@@ -150,3 +150,21 @@ def test_agreement_figure() -> None:
         agree += n - len(_compare(entry))
     print(f"finwait matches {agree} of {total} Zeek TCP records")
     assert total > 1000 and agree >= 1374
+
+
+@pytest.mark.parametrize("name", ["vxlan", "geneve"])
+def test_bad_inner_checksum_is_zeeks_c(name: str) -> None:
+    """These baselines cut conn.log to uid, service and history (no 4-tuple):
+    the tunnelled TCP segment has a bad checksum, and Zeek logs its
+    connection with history ``C`` only.  With --verify-checksums finwait
+    does the same; without, the segment is analysed (a SYN: ``S``)."""
+    assert ZEEK is not None
+    log = ZEEK / f"expected/core.tunnels.{name}-inner-tcp-bad-checksum/conn.log"
+    rows = [ln.split("\t") for ln in log.read_text().splitlines()[2:]]
+    assert [r[2] for r in rows if r[1] == "-"] == ["C"]
+    trace = ZEEK / f"traces/tunnels/{name}-inner-tcp-bad-checksum.pcap"
+    res = analyze_file(trace, verify_checksums=True)
+    assert [r["history"] for r in res.records()] == ["C"]
+    assert res.skipped() == {"bad checksum": {"tcp": 1}} and res.tcp_packets == 0
+    plain = analyze_file(trace)
+    assert [r["history"] for r in plain.records()] == ["S"]

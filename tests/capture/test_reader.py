@@ -288,3 +288,44 @@ def test_a_direction_past_4_gib(tmp_path: Path) -> None:
     assert rec["retransmissions"] == {"client_to_server": 0, "server_to_client": 0}
     assert rec["fins"]["client"]["seq"] == n * seg + 1
     assert (rec["close"], rec["conn_state"], rec["anomalies"]) == ("three_way", "SF", [])
+
+
+@pytest.mark.parametrize("v6", [False, True])
+def test_verify_checksums(tmp_path: Path, v6: bool) -> None:
+    """With correct checksums nothing changes; a segment with a wrong one
+    is dropped (Zeek's default) and leaves ``c`` in the history, only with
+    verify_checksums."""
+
+    def csum(pkt: bytes) -> bytes:
+        """The packet with its TCP checksum filled in (RFC 9293 §3.1)."""
+        if v6:
+            src, dst, seg = pkt[8:24], pkt[24:40], bytearray(pkt[40:])
+            pseudo = src + dst + struct.pack("!IxxxB", len(seg), 6)
+        else:
+            ihl = (pkt[0] & 15) * 4
+            src, dst, seg = pkt[12:16], pkt[16:20], bytearray(pkt[ihl:])
+            pseudo = src + dst + struct.pack("!xBH", 6, len(seg))
+        seg[16:18] = b"\0\0"
+        data = pseudo + bytes(seg) + b"\0" * (len(seg) % 2)
+        total = sum(struct.unpack(f"!{len(data) // 2}H", data))
+        while total >> 16:
+            total = (total & 0xFFFF) + (total >> 16)
+        seg[16:18] = struct.pack("!H", ~total & 0xFFFF)
+        return pkt[: len(pkt) - len(seg)] + bytes(seg)
+
+    good = [(t, csum(p)) for t, p in seed_exchange(v6)]
+    res = analyze_bytes(tmp_path, pcap(good, 101))
+    checked = analyze_file(tmp_path / "c.pcap", verify_checksums=True)
+    check_seed(checked.record(1))
+    assert checked.skipped() == {} and checked.tcp_packets == res.tcp_packets == 11
+    # Corrupt the server's data segment (frame 6): one payload byte.
+    bad = list(good)
+    t, p = bad[5]
+    bad[5] = (t, p[:-1] + bytes([p[-1] ^ 0xFF]))
+    res = analyze_bytes(tmp_path, pcap(bad, 101), "bad.pcap")
+    assert res.record(1)["history"] == "ShADadfF"  # not verified: analysed
+    res = analyze_file(tmp_path / "bad.pcap", verify_checksums=True)
+    rec = res.record(1)
+    assert rec["history"] == "ShADacfF"
+    assert res.skipped() == {"bad checksum": {"tcp": 1}} and res.tcp_packets == 10
+    assert rec["bytes"]["server_to_client"] == 0

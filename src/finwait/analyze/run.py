@@ -31,10 +31,12 @@ def analyze_file(
     progress: Progress | None = None,
     chunk_size: int = 8 << 20,
     zeek_timeouts: bool = False,
+    verify_checksums: bool = False,
 ) -> Analysis:
     """Classify every TCP connection in ``path``.  ``progress`` is called
     with the number of bytes read so far; ``zeek_timeouts`` splits
-    connections where Zeek's timers would."""
+    connections where Zeek's timers would; ``verify_checksums`` drops
+    segments with a bad TCP checksum (history ``C``/``c``), as Zeek does."""
     tracker = Tracker(zeek_timeouts)
     tunnels = Tunnels()
     drops: Counter[str] = Counter()
@@ -43,7 +45,7 @@ def analyze_file(
     try:
         for batch in iter_batches(path, chunk_size):
             records += len(batch)
-            tracker.add(decode(batch, drops, tunnels))
+            tracker.add(decode(batch, drops, tunnels, verify_checksums))
             if progress is not None:
                 progress(batch.file_offset + int(batch.buf.size))
     except CaptureError as exc:

@@ -40,7 +40,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from ..capture.decode import TcpColumns, member
+from ..capture.decode import BAD_CHECKSUM, TcpColumns, member
 from ..wire.segment import ACK, FIN, PSH, RST, SYN, URG
 from .columns import ConnColumns, DirColumns
 
@@ -53,10 +53,11 @@ NONE = np.int64(1 << 62)  # "no frame": larger than any frame number
 
 # History letters, in the order they are written for one packet (Zeek
 # conn.log: upper case for the originator, lower case for the responder).
-HISTORY = "QISHADTWFR"
-H_Q, H_I, H_S, H_H, H_A, H_D, H_T, H_W, H_F, H_R = range(len(HISTORY))
-# T and W are written again at the 10th, 100th, 1000th ... occurrence.
-LOG_LETTERS = (H_T, H_W)
+HISTORY = "QISHADTWFRC"
+H_Q, H_I, H_S, H_H, H_A, H_D, H_T, H_W, H_F, H_R, H_C = range(len(HISTORY))
+# T, W and C (bad checksum, with --verify-checksums) are written again at the
+# 10th, 100th, 1000th ... occurrence.
+LOG_LETTERS = (H_T, H_W, H_C)
 
 ANOMALIES = (
     "fin_without_ack",
@@ -354,6 +355,26 @@ class Tracker:
         f, d = fid[o], d[o]
         fl = p.flags
         conn = self._segment(f, d, p)
+        # Each connection's packets are contiguous here: its last one is the
+        # last before the next connection starts.
+        last = np.flatnonzero(np.r_[conn[1:] != conn[:-1], True])
+        self.c.last_ts[conn[last]] = p.ts[last]
+        self.c.last_frame[conn[last]] = p.frame[last]
+        bad = (fl & BAD_CHECKSUM) != 0
+        if bad.any():
+            # Dropped, as Zeek does: only the C/c letter remains of them.
+            self.packets -= int(bad.sum())
+            q = np.flatnonzero(bad)
+            dirpos = (q[d[q] == 0], q[d[q] == 1])
+            self._letters(conn, d, 2 * conn + d, p.frame, dirpos, {H_C: np.ones(n, dtype=bool)})
+            good = np.flatnonzero(~bad)
+            conn, d, fl = conn[good], d[good], fl[good]
+            p = TcpColumns(
+                p.frame[good], p.ts[good], e, e, e, e, p.seq[good], p.ack[good], fl,
+                p.window[good], p.plen[good], p.tunnel[good],
+            )  # fmt: skip
+            if not good.size:
+                return
         self._update(conn, d, p, fl)
 
     def _segment(self, f: I64, d: I64, p: TcpColumns) -> I64:
@@ -454,8 +475,6 @@ class Tracker:
         """Fold one batch (packets grouped by connection, capture order
         within) into the per-direction columns, one concern at a time."""
         b = _Batch(conn, d, p, fl, self.s)
-        self.c.last_ts[conn[b.cend]] = p.ts[b.cend]
-        self.c.last_frame[conn[b.cend]] = p.frame[b.cend]
         rel, prev_same, max_other, retrans, newb = self._sequence(b)
         self._handshake(b)
         self._fins(b, rel, newb)
@@ -681,6 +700,20 @@ class Tracker:
             H_F: fin,
             H_R: rst,
         }
+        self._letters(conn, d, slot, p.frame, dirpos, masks)
+
+    def _letters(
+        self,
+        conn: I64,
+        d: I64,
+        slot: I64,
+        frame: I64,
+        dirpos: tuple[I64, I64],
+        masks: dict[int, Mask],
+    ) -> None:
+        """History events for the packets each mask selects, among those at
+        ``dirpos`` (per direction): once per direction, or at the 1st, 10th,
+        100th ... occurrence for :data:`LOG_LETTERS`."""
         hc = self.hist_count
         for letter, m in masks.items():
             for k in (0, 1):
@@ -697,7 +730,7 @@ class Tracker:
                 else:
                     e = q[gs]
                     e = e[hc[slot[e], letter] == 0]
-                self.history.add(conn[e], p.frame[e], letter, d[e])
+                self.history.add(conn[e], frame[e], letter, d[e])
                 np.add.at(hc[:, letter], slot[q], 1)
 
 

@@ -43,6 +43,7 @@ from .reader import RawBatch
 
 I64 = npt.NDArray[np.int64]
 U8 = npt.NDArray[np.uint8]
+Mask = npt.NDArray[np.bool_]
 
 LINKTYPE_NULL = 0
 LINKTYPE_ETHERNET = 1
@@ -275,10 +276,19 @@ _SLOW_ETHERTYPES = np.array(
 )
 
 
-def decode(batch: RawBatch, counts: Counter[str], tunnels: Tunnels | None = None) -> TcpColumns:
+def decode(
+    batch: RawBatch,
+    counts: Counter[str],
+    tunnels: Tunnels | None = None,
+    verify_checksums: bool = False,
+) -> TcpColumns:
     """TCP segments of ``batch``; every packet not decoded is counted by
     reason.  ``tunnels`` numbers the tunnel stacks (pass the same one for
-    every batch of a capture)."""
+    every batch of a capture).  With ``verify_checksums``, a segment whose
+    TCP checksum is wrong (RFC 9293 §3.1, over the pseudo-header) is marked
+    with :data:`BAD_CHECKSUM` in its flags and counted as ``bad checksum:
+    tcp``, not as analysed (Zeek drops it and writes ``C`` in the history);
+    a segment not captured whole cannot be checked and counts as good."""
     if tunnels is None:
         tunnels = Tunnels()
     by = _Bytes(batch.buf)
@@ -330,10 +340,20 @@ def decode(batch: RawBatch, counts: Counter[str], tunnels: Tunnels | None = None
         if bad - short:
             counts["bad header: tcp data offset"] += bad - short
         keep = np.flatnonzero(hdr_ok)
-        rows, th, tcplen, src, dst, doff, tun = (
+        rows, th, tcplen, src, dst, doff, tun, tcp = (
             rows[keep], th[keep], tcplen[keep], src[keep], dst[keep], doff[keep], tun[keep],
+            tcp[keep],
         )  # fmt: skip
-    counts["tcp"] += rows.size
+    flags = th["flags"].astype(np.int64)
+    if verify_checksums and rows.size:
+        bad_sum = _bad_checksums(by, tcp, tcplen, end[rows], src, dst)
+        nbad = int(bad_sum.sum())
+        if nbad:
+            counts["bad checksum: tcp"] += nbad
+            flags = np.where(bad_sum, flags | BAD_CHECKSUM, flags)
+        counts["tcp"] += rows.size - nbad
+    else:
+        counts["tcp"] += rows.size
     return TcpColumns(
         frame=batch.frame[rows],
         ts=batch.ts[rows],
@@ -343,7 +363,7 @@ def decode(batch: RawBatch, counts: Counter[str], tunnels: Tunnels | None = None
         dport=th["dport"].astype(np.int64),
         seq=th["seq"].astype(np.int64),
         ack=th["ack"].astype(np.int64),
-        flags=th["flags"].astype(np.int64),
+        flags=flags,
         window=th["window"].astype(np.int64),
         plen=tcplen - doff,
         tunnel=tun,
@@ -351,6 +371,44 @@ def decode(batch: RawBatch, counts: Counter[str], tunnels: Tunnels | None = None
 
 
 _Part = tuple[I64, I64, I64, I64, I64, I64]
+
+# Not a TCP flag (those are the low 8 bits): the mark decode puts on a segment
+# whose checksum failed (``verify_checksums``); the tracker drops the segment
+# and writes Zeek's ``C``/``c``.
+BAD_CHECKSUM = 0x200
+
+
+def _bad_checksums(by: _Bytes, tcp: I64, tcplen: I64, end: I64, src: I64, dst: I64) -> Mask:
+    """Segments captured whole whose checksum is wrong: the one's-complement
+    sum of the pseudo-header (addresses, protocol 6, TCP length) and of the
+    segment's 16-bit words must be 0xFFFF.  The segment's words are summed
+    from prefix sums over the chunk, one per byte parity."""
+    whole = tcp + tcplen <= end
+    b = by.b.astype(np.int64)
+    word = (b[:-1] << 8) | b[1:]  # the 16-bit word starting at each byte
+    pos = np.arange(word.size)
+    prefix = []
+    for parity in (0, 1):
+        w = np.where(pos % 2 == parity, word, 0)
+        prefix.append(np.concatenate([[0], np.cumsum(w)]))
+    t = np.where(whole, tcp, 0)
+    n = np.where(whole, tcplen, 0)
+    full = n & ~1
+    par = t % 2
+    pe, po = prefix
+    total = np.where(par == 0, pe[t + full] - pe[t], po[t + full] - po[t])
+    odd = (n & 1) == 1
+    total += np.where(odd, b[np.minimum(t + n - 1, b.size - 1)] << 8, 0)
+    # Pseudo-header: IPv4 (mapped ::ffff:a.b.c.d) or IPv6 addresses.
+    v4 = (src[:, 0] == 0) & (src[:, 1] == 0) & (src[:, 2] == 0xFFFF)
+    words = np.where(v4[:, None], np.c_[src[:, 3:], dst[:, 3:]], 0)
+    six = np.c_[src, dst]
+    addr = np.where(v4[:, None], np.pad(words, ((0, 0), (0, 6))), six)
+    total += ((addr >> 16) + (addr & 0xFFFF)).sum(axis=1) + 6 + n
+    for _ in range(4):
+        total = (total & 0xFFFF) + (total >> 16)
+    bad: Mask = whole & (total != 0xFFFF)
+    return bad
 
 
 def _general(

@@ -27,12 +27,15 @@ CSV_FIELDS = (
 PROGRESS_AFTER = 1.0  # seconds: a run that takes longer shows a progress bar
 
 
-def _run(path: str, progress: bool, zeek_timeouts: bool = False) -> Analysis:
+def _run(
+    path: str, progress: bool, zeek_timeouts: bool = False, checksums: bool = False
+) -> Analysis:
+    opts: dict[str, Any] = {"zeek_timeouts": zeek_timeouts, "verify_checksums": checksums}
     if not progress:
-        return analyze_file(path, zeek_timeouts=zeek_timeouts)
+        return analyze_file(path, **opts)
     bar = _LateBar(path)
     try:
-        return analyze_file(path, progress=bar.update, zeek_timeouts=zeek_timeouts)
+        return analyze_file(path, progress=bar.update, **opts)
     finally:
         bar.stop()
 
@@ -91,6 +94,8 @@ def _console(stderr: bool = False) -> Any:
               help="Analyze several files in parallel processes.")  # fmt: skip
 @click.option("--zeek-timeouts", is_flag=True,
               help="Split connections where Zeek's TCP timers would (close/reset delay, attempt, inactivity).")  # fmt: skip
+@click.option("--verify-checksums", is_flag=True,
+              help="Drop segments whose TCP checksum is wrong (history C/c), as Zeek does.")  # fmt: skip
 @click.option("--stats", "as_stats", is_flag=True,
               help="Print packets read, TCP analysed and skipped by reason as JSON (one object per file).")  # fmt: skip
 def analyze_cmd(
@@ -103,6 +108,7 @@ def analyze_cmd(
     html_out: str | None,
     workers: int,
     zeek_timeouts: bool,
+    verify_checksums: bool,
     as_stats: bool,
 ) -> None:
     """Explain how every TCP connection in FILE... opened and was released.
@@ -121,9 +127,11 @@ def analyze_cmd(
 
         with ProcessPoolExecutor(min(workers, len(files))) as pool:
             n = len(files)
-            results = list(pool.map(_run, files, [False] * n, [zeek_timeouts] * n))
+            results = list(
+                pool.map(_run, files, [False] * n, [zeek_timeouts] * n, [verify_checksums] * n)
+            )
     else:
-        results = [_run(f, show_bar, zeek_timeouts) for f in files]
+        results = [_run(f, show_bar, zeek_timeouts, verify_checksums) for f in files]
     out = sys.stdout  # (CliRunner swaps it in tests)
     if html_out is not None:
         from ..analyze.html import render_html
