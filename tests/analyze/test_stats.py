@@ -77,3 +77,24 @@ def test_tunnel_field_and_notes() -> None:
     assert rec["tunnel"] == [{"type": "gre", "src": "10.226.22.9", "dst": "10.102.16.187"}]
     plain = json.loads(_run(str(ZEEK / "traces/q-in-q.pcap"), "--stats")[0])
     assert plain["notes"] == {} and plain["tunnelled_connections"] == 0
+
+
+def test_every_skip_has_a_documented_reason() -> None:
+    """Over every shared Zeek trace (checksums verified too), each skipped
+    packet is counted under one of decode.REASONS, and the counts add up:
+    packets read = TCP analysed + skipped (+ extra inner packets of A-MSDU
+    frames)."""
+    from finwait.analyze import analyze_file
+    from finwait.capture.decode import REASONS
+
+    assert ZEEK is not None
+    traces = sorted({e["trace"] for e in json.loads((ZEEK / "manifest.json").read_text())})
+    seen: set[str] = set()
+    for trace in traces:
+        res = analyze_file(ZEEK / trace, verify_checksums=True)
+        st = res.stats()
+        seen |= set(st["skipped_by_reason"])
+        assert set(st["skipped_by_reason"]) <= set(REASONS), trace
+        if "amsdu" not in trace and res.error is None:
+            assert st["packets_read"] == st["tcp_packets"] + st["skipped"], (trace, st)
+    assert {"not ip", "not tcp", "fragment", "bad checksum", "unsupported encapsulation"} <= seen

@@ -77,6 +77,7 @@ REASONS = (
     "bad header",
     "fragment",
     "tunnel depth exceeded",
+    "bad checksum",
 )
 NOTES = ("ipv4_length_from_capture", "ipv6_length_from_capture", "decapsulated")
 FAST_LINKTYPES = (0, 1, 12, 14, 101, 108, 113, 228, 229, 276)
