@@ -475,12 +475,17 @@ class Tracker:
         """Fold one batch (packets grouped by connection, capture order
         within) into the per-direction columns, one concern at a time."""
         b = _Batch(conn, d, p, fl, self.s)
-        rel, prev_same, max_other, retrans, newb = self._sequence(b)
+        rel, prev_same, max_other, _retrans, newb = self._sequence(b)
         self._handshake(b)
         self._fins(b, rel, newb)
         odd_rst = self._resets(b, rel, prev_same)
         self._anomalies(conn, d, b.slot, b.other, p, fl, rel, max_other, odd_rst)
-        self._history(conn, d, b.slot, p, fl, retrans, b.dirpos)
+        # Zeek's T/t: a payload segment that ends at or below the highest end
+        # its sender had sent (TCPSessionAdapter update_last_seq, DidRxmit),
+        # i.e. one without any new byte; ``retrans`` (starts below it) is
+        # the JSON count.
+        zeek_rxmit = (p.plen > 0) & (newb == 0)
+        self._history(conn, d, b.slot, p, fl, zeek_rxmit, b.dirpos)
 
     def _sequence(self, b: _Batch) -> tuple[I64, I64, I64, Mask, I64]:
         """Relative sequence numbers (RFC 9293 §3.4: 0 is the ISN), unwrapped
