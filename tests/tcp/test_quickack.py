@@ -7,7 +7,7 @@ delay.  The RFC profile delays from the first segment (RFC 1122 §4.2.3.2)."""
 from __future__ import annotations
 
 from finwait.tcp.config import Config
-from finwait.wire.segment import ACK, FIN, PSH
+from finwait.wire.segment import ACK, FIN, PSH, RST
 
 from .harness import Exchange
 
@@ -79,3 +79,16 @@ def test_linux_profile_values() -> None:
     assert LINUX.quick_acks == 16 and LINUX.initial_window_segments == 10
     assert RFC.quick_acks == 0
     assert Config.linux(quick_acks=3).quick_acks == 3
+
+
+def test_abort_rst_carries_ack_in_the_linux_profile() -> None:
+    x = _open(LINUX)
+    assert x.conn is not None
+    x.deliver(seq=1, ack=1, flags=PSH | ACK, payload=b"a" * 10)
+    x.expect(ACK, seq=1, ack=11)
+    x.conn.abort(x.now)
+    x.expect(RST | ACK, seq=1, ack=11)  # Linux tcp_send_active_reset()
+    y = _open(RFC)
+    assert y.conn is not None
+    y.conn.abort(y.now)
+    y.expect(RST, seq=1)  # RFC 9293 §3.10.5: <SEQ=SND.NXT><CTL=RST>

@@ -42,13 +42,20 @@ class Config:
     # ACK time of receiving some).  0: the RFC's delayed ACK from the start.
     quick_acks: int = 0
     window_scale: int | None = None  # shift offered on SYN; None: the least that covers recv_buffer
+    # An abort's RST carries ACK and RCV.NXT, as Linux's tcp_send_active_reset();
+    # False: RFC 9293 §3.10.5's <SEQ=SND.NXT><CTL=RST>.
+    rst_ack: bool = False
 
     @classmethod
     def linux(cls, **changes: object) -> Config:
         """The Linux profile: what a Linux peer does where the RFCs leave a
-        choice — quick ACKs at connection start and an initial window of ten
-        segments (RFC 6928).  Used by ``finwait script`` unless
+        choice — quick ACKs at connection start, an initial window of ten
+        segments (RFC 6928), RST,ACK on an abort.  Used by ``finwait script`` unless
         ``--profile rfc``."""
-        base: dict[str, object] = {"quick_acks": 16, "initial_window_segments": 10}
+        base: dict[str, object] = {
+            "quick_acks": 16,
+            "initial_window_segments": 10,
+            "rst_ack": True,
+        }
         base.update(changes)
         return cls(**base)  # type: ignore[arg-type]

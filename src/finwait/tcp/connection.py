@@ -313,7 +313,8 @@ class Connection(Sender, Receiver):
             State.FIN_WAIT_2,
             State.CLOSE_WAIT,
         ):
-            self._emit_rst(self.snd_max, now)  # AB-1
+            # AB-1; the Linux profile's form carries ACK and RCV.NXT (D-2).
+            self._emit_rst(self.snd_max, now, with_ack=self.config.rst_ack)
             self._count("abort_sent_rst")
         self._sndbuf.clear()
         self._delete(now)

@@ -242,7 +242,9 @@ class TcbCore:
         )  # fmt: skip
         self._last_send = now
 
-    def _emit_rst(self, seq: int, now: float) -> None:
+    def _emit_rst(self, seq: int, now: float, with_ack: bool = False) -> None:
+        """<SEQ=seq><CTL=RST>; ``with_ack``: <SEQ=seq><ACK=RCV.NXT><CTL=RST,ACK>,
+        Linux's tcp_send_active_reset() form."""
         self._out.append(
             Segment(
                 self.local[0],
@@ -250,8 +252,8 @@ class TcbCore:
                 self.local[1],
                 self.remote[1],
                 seq,
-                0,
-                RST,
+                self.rcv_nxt if with_ack else 0,
+                RST | ACK if with_ack else RST,
                 0,
                 b"",
                 self._options(now) if self.ts_ok else NO_OPTIONS,
