@@ -92,3 +92,22 @@ def test_abort_rst_carries_ack_in_the_linux_profile() -> None:
     assert y.conn is not None
     y.conn.abort(y.now)
     y.expect(RST, seq=1)  # RFC 9293 §3.10.5: <SEQ=SND.NXT><CTL=RST>
+
+
+def _slow_start_burst(config: Config) -> int:
+    """Segments sent after the peer ACKs two of the first ten."""
+    x = Exchange(config=config)
+    x.passive_open()
+    assert x.conn is not None
+    x.conn.send(bytes(30 * 536), x.now)
+    first = x.take_segments_sent()
+    assert len(first) == 10 and all(len(s.payload) == 536 for s in first)  # IW10
+    x.deliver(seq=1, ack=1 + 2 * 536)
+    return len(x.take_segments_sent())
+
+
+def test_slow_start_counts_bytes_in_the_linux_profile() -> None:
+    # Two segments ACKed: cwnd 10 -> 12 (RFC 3465, Linux tcp_slow_start()),
+    # eight in flight, four new segments; RFC 5681's one SMSS per ACK: three.
+    assert _slow_start_burst(Config.linux(delayed_ack=False)) == 4
+    assert _slow_start_burst(Config(initial_window_segments=10, delayed_ack=False)) == 3

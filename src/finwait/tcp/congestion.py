@@ -109,7 +109,24 @@ class NewReno:
         self.cwnd = min(self.cwnd, self.iw)
 
 
-ALGORITHMS: dict[str, type[NewReno]] = {"newreno": NewReno}
+class NewRenoAbc(NewReno):
+    """NewReno with appropriate byte counting in slow start (RFC 3465) as
+    Linux counts (``tcp_slow_start()``): cwnd grows by every byte an ACK
+    newly covers, not by at most one SMSS, up to ssthresh.  A receiver that
+    ACKs every second segment then doubles cwnd per round trip, as RFC 3465
+    §2.1 intends; the Linux profile's algorithm."""
+
+    __slots__ = ()
+
+    def on_new_ack(self, acked: int) -> None:
+        self.dupacks = 0
+        if self.cwnd < self.ssthresh:
+            self.cwnd = min(self.cwnd + acked, max(self.ssthresh, self.cwnd + self.smss))
+        else:
+            self.cwnd += max(1, self.smss * self.smss // self.cwnd)
+
+
+ALGORITHMS: dict[str, type[NewReno]] = {"newreno": NewReno, "newreno-abc": NewRenoAbc}
 
 
 def make(name: str, smss: int, iw_segments: int | None) -> CongestionControl:
