@@ -329,3 +329,46 @@ def test_verify_checksums(tmp_path: Path, v6: bool) -> None:
     assert rec["history"] == "ShADacfF"
     assert res.skipped() == {"bad checksum": {"tcp": 1}} and res.tcp_packets == 10
     assert rec["bytes"]["server_to_client"] == 0
+
+
+def _outer4(proto: int, payload: bytes) -> bytes:
+    return (
+        ip4("198.19.0.1", "198.19.0.2", payload)[:9]
+        + bytes([proto])
+        + ip4("198.19.0.1", "198.19.0.2", payload)[10:]
+    )
+
+
+@pytest.mark.parametrize("how", ["vxlan", "gre", "gre-eth", "ipip", "vxlan-in-gre"])
+def test_bulk_tunnels(tmp_path: Path, how: str) -> None:
+    """The tunnels decoded in bulk (VXLAN, plain GRE, IP-in-IP) give the
+    seed's numbers and the tunnel layers; one nested in another goes to
+    the general path and gives the same."""
+    eth = b"\x02" * 6 + b"\x04" * 6 + b"\x08\x00"
+
+    def wrap(kind: str, pkt: bytes) -> bytes:
+        if kind == "vxlan":
+            udp = struct.pack("!HHHH", 49152, 4789, 16 + 14 + len(pkt), 0)
+            return _outer4(17, udp + b"\x08\0\0\0\0\0\x64\0" + eth + pkt)
+        if kind == "gre":
+            return _outer4(47, b"\0\0\x08\x00" + pkt)
+        if kind == "gre-eth":
+            return _outer4(47, b"\0\0\x65\x58" + eth + pkt)
+        return _outer4(4, pkt)
+
+    layers = how.split("-in-")
+    pk = []
+    for t, p in seed_exchange():
+        for kind in layers if how != "gre-eth" else [how]:
+            p = wrap(kind, p)
+        pk.append((t, link(1, p)))
+    res = analyze_bytes(tmp_path, pcap(pk, 1))
+    assert res.error is None and res.n == 1 and res.skipped() == {}
+    rec = res.record(1)
+    check_seed(rec)
+    types = [t["type"] for t in rec["tunnel"]]
+    assert types == {"gre-eth": ["gre"], "vxlan-in-gre": ["gre", "vxlan"]}.get(
+        how, [how.replace("ipip", "ip")]
+    )
+    assert rec["tunnel"][0]["src"].startswith("198.19.0.1")
+    assert res.notes["decapsulated"] == 11

@@ -314,6 +314,11 @@ def decode(
     p6, s6 = _ipv6(by, net[idx6], end[idx6], wire[idx6], idx6, counts, True)
     parts = [p4, p6]
     more = np.flatnonzero(slow)
+    if s4.size:
+        # The common tunnels over IPv4 in bulk; the rest (and anything nested
+        # deeper) from the record's first byte, one packet at a time.
+        bulk, s4 = _bulk_tunnels(by, net, end, wire, s4, counts, tunnels)
+        parts += bulk
     if more.size or s4.size or s6.size:
         parts += _general(batch, by, np.concatenate([more, s4, s6]), wire, counts, tunnels)
     parts = [p for p in parts if p[0].size]
@@ -451,6 +456,88 @@ def _general(
     if bad:
         counts["not ip: inner ip version"] += bad
     return parts
+
+
+_VXLAN, _GRE_TEB = 4789, 0x6558
+
+
+def _bulk_tunnels(
+    by: _Bytes, net: I64, end: I64, wire: I64, rows: I64, counts: Counter[str], tunnels: Tunnels
+) -> tuple[list[_Part], I64]:
+    """IPv4 carriers of the common tunnels decoded in bulk: IP-in-IP
+    (protocol 4/41), plain GRE (no flags, version 0) carrying IP or Ethernet,
+    and VXLAN (UDP 4789) carrying Ethernet with IPv4/IPv6.  Returns the
+    inner packets' parts and the rows left for the general path (other
+    tunnels, options, tags, outer fragments, and inner packets that are
+    tunnels again)."""
+    ip = net[rows]
+    h = by.rows(ip, _IPV4_HDR)
+    ihl = (h["vihl"] & 0x0F).astype(np.int64) * 4
+    proto = h["proto"].astype(np.int64)
+    l4 = ip + ihl
+    frag = (h["frag"] & 0x3FFF) != 0
+    inner = np.full(rows.size, -1, dtype=np.int64)  # inner IP offset
+    kind = np.zeros(rows.size, dtype=np.int64)  # 1 ip, 2 gre, 3 vxlan
+    sport = np.zeros(rows.size, dtype=np.int64)
+    dport = np.zeros(rows.size, dtype=np.int64)
+    ipip = ~frag & ((proto == 4) | (proto == 41))
+    inner[ipip], kind[ipip] = l4[ipip], 1
+    eth = np.full(rows.size, -1, dtype=np.int64)  # inner Ethernet offset
+    gre = ~frag & (proto == 47) & (l4 + 4 <= end[rows])
+    gflags, gproto = by.u16(l4), by.u16(l4 + 2)
+    gre &= gflags == 0
+    g_ip = gre & ((gproto == ETH_IPV4) | (gproto == ETH_IPV6))
+    inner[g_ip], kind[g_ip] = l4[g_ip] + 4, 2
+    g_eth = gre & (gproto == _GRE_TEB)
+    eth[g_eth], kind[g_eth] = l4[g_eth] + 4, 2
+    udp = ~frag & (proto == 17) & (l4 + 8 <= end[rows])
+    sp, dp = by.u16(l4), by.u16(l4 + 2)
+    vx = udp & ((dp == _VXLAN) | (sp == _VXLAN))
+    eth[vx], kind[vx] = l4[vx] + 16, 3
+    sport[vx], dport[vx] = sp[vx], dp[vx]
+    has_eth = eth >= 0
+    et = by.u16(eth + 12)
+    e_ip = has_eth & (eth + 14 < end[rows]) & ((et == ETH_IPV4) | (et == ETH_IPV6))
+    inner[e_ip] = eth[e_ip] + 14
+    ok = (inner >= 0) & (inner < end[rows])
+    ver = by.u8(inner) >> 4
+    ok &= (ver == 4) | (ver == 6)
+    left = rows[~ok]
+    q = np.flatnonzero(ok)
+    if not q.size:
+        return [], left
+    # Tunnel ids: one per distinct (kind, outer addresses, ports).
+    src, dst = h["src"].astype(np.int64)[q], h["dst"].astype(np.int64)[q]
+    key = np.stack([kind[q], src, dst, sport[q], dport[q]], axis=1)
+    order = np.lexsort(key.T[::-1])
+    sk = key[order]
+    brk = np.r_[True, (sk[1:] != sk[:-1]).any(axis=1)]
+    grp = np.empty(q.size, dtype=np.int64)
+    grp[order] = np.cumsum(brk) - 1
+    names = {1: "ip", 2: "gre", 3: "vxlan"}
+    ids = []
+    for k, a, b, x, y in sk[brk].tolist():
+        ta, tb = _v4_text(a), _v4_text(b)
+        if k == 3:
+            ta, tb = f"{ta}:{x}", f"{tb}:{y}"
+        ids.append(tunnels.id(((names[k], ta, tb),)))
+    tid = np.array(ids, dtype=np.int64)[grp]
+    counts["decapsulated"] += int(q.size)
+    r, ip2, v2 = rows[q], inner[q], ver[q]
+    parts: list[_Part] = []
+    again: list[I64] = [left]
+    for want, fn in ((4, _ipv4), (6, _ipv6)):
+        sel = np.flatnonzero(v2 == want)
+        if sel.size:
+            p, nested = fn(by, ip2[sel], end[r[sel]], wire[r[sel]], sel, counts, True)
+            parts.append((r[p[0]], *p[1:5], tid[p[0]]))
+            again.append(r[nested])
+            counts["decapsulated"] -= int(nested.size)  # the general path counts them
+    return parts, np.concatenate(again)
+
+
+def _v4_text(word: int) -> str:
+    return f"{word >> 24}.{(word >> 16) & 255}.{(word >> 8) & 255}.{word & 255}"
 
 
 def _tunnel_carriers(by: _Bytes, proto: I64, l4: I64, end: I64) -> npt.NDArray[np.bool_]:
