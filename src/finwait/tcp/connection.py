@@ -538,12 +538,16 @@ class Connection(Sender, Receiver):
         prior_una = self.snd_una
         if not self._step_ack(seg, now):
             return False
-        if pending is not None and not _lt(seg.ack, prior_una):
+        if pending is not None and ((seg.ack - prior_una) & MASK) < HALF:
             # TS-6, in Linux's order (tcp_ack() before tcp_replace_ts_recent()):
             # a segment whose ACK is not acceptable (beyond SND.NXT, or older
             # than SND.UNA) does not move TS.Recent, or one spoofed segment
             # with a huge TSval would make PAWS drop every valid one after it.
-            self._take_ts_recent(pending[0], pending[1], now)
+            # (SEG.ACK >= the SND.UNA before, and _take_ts_recent, written out.)
+            seq, las = pending[0], self.last_ack_sent
+            if seq == las or ((seq - las) & MASK) >= HALF:  # SEG.SEQ <= Last.ACK.sent
+                self.ts_recent = pending[1]
+                self.ts_recent_age = now
         flags = seg.flags
         if flags & URG and self.state in (ESTABLISHED, State.FIN_WAIT_1, State.FIN_WAIT_2):
             up = _add(seg.seq, seg.urgent)  # sixth (RFC 6093: pointer to after the data)
