@@ -72,3 +72,16 @@ def test_a_super_packet_never_exceeds_the_ipv4_limit() -> None:
     assert all(len(p) - 10 <= 65535 for p in pkts)
     assert sum(len(_unpack(p)[1].payload) for p in pkts) == 60 * MSS
     assert len(pkts) == 2
+
+
+def test_a_tso_segment_is_one_super_packet_cut_at_its_connections_mss() -> None:
+    """A data segment the engine built longer than the SMSS (Config.send_size,
+    TSO) goes out as one super-packet whose gso_size is the SMSS of the
+    connection that sent it (mss_of); FIN and PSH stay on it, for the last
+    piece.  Without a known MSS it is written as it is."""
+    big = _data(0, 10 * MSS + 5, ACK | PSH | FIN)
+    pkts = list(super_packets([big, _data(11)], lambda seg: MSS))
+    (_, gso, _, gso_size, _, _), seg = _unpack(pkts[0])
+    assert len(pkts) == 2 and (gso, gso_size) == (VNET_GSO_TCPV4, MSS)
+    assert seg.flags == ACK | PSH | FIN and seg.payload == big.payload
+    assert list(super_packets([big], lambda seg: 0)) == [bytes(10) + encode_packet(big)]

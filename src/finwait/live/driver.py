@@ -37,7 +37,7 @@ from ..tcp.connection import Connection
 from ..tcp.events import Event, StateChanged
 from ..wire.errors import ParseError
 from ..wire.ip import decode_packet, encode_packet
-from ..wire.segment import ACK, PSH, Segment
+from ..wire.segment import ACK, PSH, RST, SYN, URG, Segment
 from .lab import VNET_HDR_LEN
 
 IN = "in"  # kernel -> finwait (read from the TUN)
@@ -254,7 +254,7 @@ class Driver:
                 kept.append(seg)
             segs = kept
         offload = self.offload
-        packets = super_packets(segs) if offload else map(encode_packet, segs)
+        packets = super_packets(segs, self._mss_of) if offload else map(encode_packet, segs)
         fd = self.fd
         pcap = self.pcap
         n = supers = 0
@@ -275,6 +275,11 @@ class Driver:
         self.counters["packets out"] += n
         if supers:
             self.counters["super-packets out"] += supers
+
+    def _mss_of(self, seg: Segment) -> int:
+        """The SMSS of the connection that sent ``seg`` (0: none known)."""
+        conn = self.host.conns.get((seg.src, seg.sport, seg.dst, seg.dport))
+        return conn.smss if conn is not None else 0
 
     def inject(self, seg: Segment) -> None:
         """Write ``seg`` to the TUN now, past the drop hook and the observers
@@ -301,17 +306,40 @@ class Driver:
         return {"driver": dict(self.counters), "host": dict(self.host.counters)}
 
 
-def super_packets(segs: list[Segment]) -> Iterator[bytes]:
+def _gso_packet(seg: Segment, gso_size: int) -> bytes:
+    """``seg`` as one TCP super-packet the kernel cuts into ``gso_size`` pieces."""
+    pkt = encode_packet(seg)
+    v6 = pkt[0] >> 4 == 6
+    ip_len = 40 if v6 else (pkt[0] & 0x0F) << 2
+    hdr_len = ip_len + ((pkt[ip_len + 12] >> 4) << 2)
+    gso = VNET_GSO_TCPV6 if v6 else VNET_GSO_TCPV4
+    # Checksums complete (flags 0): the kernel verifies the whole
+    # super-packet once, as it does one that GRO built.
+    return _VNET.pack(0, gso, hdr_len, gso_size, 0, 0) + pkt
+
+
+def super_packets(
+    segs: list[Segment], mss_of: Callable[[Segment], int] | None = None
+) -> Iterator[bytes]:
     """Each packet to write, with its virtio_net_hdr.  A run of consecutive
     data segments of one connection becomes one TCP super-packet (GSO): the
     same header fields but the sequence number, all but the last exactly
     ``gso_size`` long, no flag but ACK before the last (which may add PSH) —
     segments the kernel's own segmentation (tcp_gso_segment()) would cut the
-    super-packet back into.  Everything else goes out as it is."""
+    super-packet back into.  A segment longer than its connection's SMSS
+    (``mss_of``; the engine builds them with ``Config.send_size``, TSO) is
+    one super-packet by itself, cut at the SMSS.  Everything else goes out
+    as it is."""
     i, n = 0, len(segs)
     while i < n:
         first = segs[i]
         size = len(first.payload)
+        if mss_of is not None and size > 536 and not first.flags & (SYN | RST | URG):
+            mss = mss_of(first)
+            if 0 < mss < size:
+                yield _gso_packet(first, mss)
+                i += 1
+                continue
         j = i + 1
         if first.flags == ACK and size:
             end = (first.seq + size) & _MOD32
@@ -343,14 +371,7 @@ def super_packets(segs: list[Segment]) -> Iterator[bytes]:
             yield _VNET_PLAIN + encode_packet(first)
         else:
             payload = b"".join([s.payload for s in segs[i:j]])
-            pkt = encode_packet(first._replace(payload=payload, flags=segs[j - 1].flags))
-            v6 = pkt[0] >> 4 == 6
-            ip_len = 40 if v6 else (pkt[0] & 0x0F) << 2
-            hdr_len = ip_len + ((pkt[ip_len + 12] >> 4) << 2)
-            gso = VNET_GSO_TCPV6 if v6 else VNET_GSO_TCPV4
-            # Checksums complete (flags 0): the kernel verifies the whole
-            # super-packet once, as it does one that GRO built.
-            yield _VNET.pack(0, gso, hdr_len, size, 0, 0) + pkt
+            yield _gso_packet(first._replace(payload=payload, flags=segs[j - 1].flags), size)
         i = j
 
 

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import os
 from collections import OrderedDict
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -47,7 +48,7 @@ from ..tcp.events import (
 from ..tcp.state import State
 from ..trace import Trace
 from ..wire.segment import SYN, Segment
-from .driver import IN, Driver, DropHook, PcapFile
+from .driver import GSO_MAX_PAYLOAD, IN, Driver, DropHook, PcapFile
 from .lab import LabConfig, open_tun
 
 LOCAL = "finwait"
@@ -119,7 +120,11 @@ class Stack:
         lab = LabConfig(netns=netns, tun=tun)
         addrs = [addr] if isinstance(addr, str) else addr or [lab.finwait_v4, lab.finwait_v6]
         fd = open_tun(netns, tun, offload=offload)
-        host = Host(addrs, config or Config(), isn_key=os.urandom(16), name=name)
+        cfg = config or Config()
+        if offload and cfg.send_size is None:
+            # The device segments (TSO): _push builds segments of up to 64 KB.
+            cfg = dataclasses.replace(cfg, send_size=GSO_MAX_PAYLOAD)
+        host = Host(addrs, cfg, isn_key=os.urandom(16), name=name)
         sink = PcapFile(pcap) if pcap else None
         driver = Driver(host, fd, batch=batch, pcap=sink, drop=drop, offload=offload)
         stack = cls(host, driver, record=record)

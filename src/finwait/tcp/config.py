@@ -36,6 +36,10 @@ class Config:
     # one to four for the common in-order segment.  Off gives the same
     # segments, states and counters, only slower (tests/tcp/test_differential.py).
     header_prediction: bool = True
+    # The largest data segment _push builds, when the device cuts segments to
+    # the MSS itself (TSO/GSO: a TUN with offload); None: SMSS.  Rounded down
+    # to a multiple of SMSS, so the device's cut gives full-sized segments.
+    send_size: int | None = None
     # Linux's quick-ACK mode (tcp_in_quickack_mode(), TCP_MAX_QUICKACKS = 16):
     # the first N data segments, and a FIN, are ACKed at once unless the
     # connection is interactive ("pingpong": we sent data within the delayed-

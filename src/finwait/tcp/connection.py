@@ -450,8 +450,10 @@ class Connection(Sender, Receiver):
         smss = min(self.peer_mss, self.config.mss)
         if self.ts_ok:
             smss -= 12  # RFC 6691: the MSS does not count TCP options
-        self.smss = max(smss, 64)
+        self.smss = smss = max(smss, 64)
         cfg = self.config
+        size = cfg.send_size
+        self._send_size = smss if size is None else max(smss, size // smss * smss)
         self.cc = congestion.make(cfg.congestion_control, self.smss, cfg.initial_window_segments)
         self.cc.recover = self.iss
 

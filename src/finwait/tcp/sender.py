@@ -59,7 +59,7 @@ class Sender(TcbCore):
         self.snd_una = self.snd_nxt = self.snd_max = self.iss
         self.snd_wnd = self.snd_wl1 = self.snd_wl2 = self.snd_up = 0
         self.max_snd_wnd = 0
-        self.smss = self.peer_mss = cfg.default_peer_mss
+        self.smss = self.peer_mss = self._send_size = cfg.default_peer_mss
         self.snd_wscale = 0
         self.snd_wscale_offered = False
         self._sndbuf = bytearray()
@@ -138,6 +138,7 @@ class Sender(TcbCore):
             return
         buf = self._sndbuf
         smss = self.smss
+        size = self._send_size  # SMSS, or a multiple of it the device cuts (TSO)
         fin_seq = self._fin_seq
         base = self._snd_base
         data_end = (base + len(buf)) & MASK
@@ -158,7 +159,7 @@ class Sender(TcbCore):
             flight = (nxt - una) & MASK
             n = 0
             if unsent > 0:
-                n = min(unsent, smss, wnd - flight)
+                n = min(unsent, size, wnd - flight)
                 if n <= 0:
                     if self.snd_wnd == 0 and una == self.snd_max:
                         self._arm_persist(now)

@@ -51,7 +51,7 @@ CONNECTION_SLOTS = (
 )  # fmt: skip
 SENDER_SLOTS = (
     "iss", "snd_una", "snd_nxt", "snd_max", "snd_wnd", "snd_wl1", "snd_wl2", "snd_up",
-    "max_snd_wnd", "smss", "peer_mss", "snd_wscale", "snd_wscale_offered", "_sndbuf",
+    "max_snd_wnd", "smss", "_send_size", "peer_mss", "snd_wscale", "snd_wscale_offered", "_sndbuf",
     "_snd_base", "_fin_seq", "cc", "rtt", "_rtt_seq", "_rtt_start", "_sb", "_high_rxt",
     "_retries", "_last_send", "_persist_backoff", "_ts_offset",
 )  # fmt: skip
@@ -122,6 +122,7 @@ class TcbCore:
     snd_up: int
     max_snd_wnd: int  # RFC 5961 §5.2 MAX.SND.WND
     smss: int  # the segment size we send (RFC 5681 SMSS)
+    _send_size: int  # the largest data segment _push builds (SMSS, or more for TSO)
     peer_mss: int
     snd_wscale: int  # applied to windows we receive
     snd_wscale_offered: bool  # the peer's SYN carried Window Scale
