@@ -4,7 +4,7 @@ It watches both directions of every 4-tuple and records, per connection and
 per direction, what a classifier needs: first SYN, SYN-ACK, handshake ACK,
 FIN (with its relative number, retransmissions and the segment that
 acknowledged it), RSTs, bytes (retransmissions excluded) and the history of
-Zeek letters.  It never acts (STYLE §10): it is not the engine, which would
+Zeek letters.  It never acts: it is not the engine, which would
 answer with RSTs.  Read RFC 9293 §3.4 (sequence space; a FIN consumes one
 number), §3.5 and §3.6 (opening, closing), §3.10.7.4 (a segment without ACK
 in a synchronized state is dropped, so a FIN without ACK is never a close:

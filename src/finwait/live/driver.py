@@ -1,12 +1,13 @@
 """The asyncio driver: the sans-IO Host on a TUN file descriptor.
 
-Owns the one drive loop of the live stack (STYLE §5): read packets from the
+Runs the live stack around the one drain loop (``finwait.drive``): read packets from the
 TUN (non-blocking, up to ``batch`` at a time, until EAGAIN) — on every wake-up
 *and* at the start of every drain, so input is never left queued in the
 kernel while the event loop runs other tasks —, hand each to
-``Host.receive(seg, now)``, then drain the Host — write every segment
-of ``take_segments()`` to the TUN, dispatch ``take_events()`` to whoever
-listens — and re-arm the one timer from ``next_deadline()``.  The same drain
+``Host.receive(seg, now)``, then drain the Host with ``drive.drain`` —
+record state changes (``on_state``), write every segment to the TUN,
+dispatch the events to whoever listens — and re-arm the one timer from
+``next_deadline()``.  The same drain
 follows every timer expiry and every user call (:meth:`Driver.pump`), so
 nothing waits for "someone to remember to transmit".  The clock is the event
 loop's, ``loop.time()``, which is ``time.monotonic()``.
