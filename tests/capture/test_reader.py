@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import struct
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -372,3 +373,51 @@ def test_bulk_tunnels(tmp_path: Path, how: str) -> None:
     )
     assert rec["tunnel"][0]["src"].startswith("198.19.0.1")
     assert res.notes["decapsulated"] == 11
+
+
+def _nflog(pkt: bytes) -> bytes:
+    """NFLOG: family AF_INET, version 0, resource 0; a prefix TLV, then the
+    payload TLV (type 9), lengths in host (little-endian) order."""
+    prefix = b"test\0"
+    tlv1 = struct.pack("<HH", 4 + len(prefix), 10) + prefix + b"\0" * (-len(prefix) % 4)
+    return b"\x02\x00\x00\x00" + tlv1 + struct.pack("<HH", 4 + len(pkt), 9) + pkt
+
+
+ETH_HDR = b"\x02" * 6 + b"\x04" * 6
+
+
+@pytest.mark.parametrize(
+    ("name", "linktype", "frame"),
+    [
+        ("nflog", 239, _nflog),
+        ("ppp", 9, lambda p: b"\xff\x03\x00\x21" + p),
+        ("ppp, protocol compressed", 9, lambda p: b"\x21" + p),
+        ("pppoe session", 1, lambda p: ETH_HDR + b"\x88\x64\x11\x00\x00\x01"
+         + struct.pack("!H", len(p) + 2) + b"\x00\x21" + p),
+        ("three vlan tags", 1, lambda p: ETH_HDR + b"\x88\xa8\x00\x01\x81\x00\x00\x02"
+         + b"\x81\x00\x00\x03\x08\x00" + p),
+        ("mpls, two labels", 1, lambda p: ETH_HDR + b"\x88\x47\x00\x01\x00\x40\x00\x02\x01\x40" + p),
+        ("ethernet over mpls", 1, lambda p: ETH_HDR + b"\x88\x47\x00\x01\x01\x40\x00\x00\x00\x00"
+         + ETH_HDR + b"\x08\x00" + p),
+        ("802.3 llc/snap", 1, lambda p: ETH_HDR + struct.pack("!H", len(p) + 8)
+         + b"\xaa\xaa\x03\x00\x00\x00\x08\x00" + p),
+        ("fddi", 10, lambda p: b"\x50" + b"\x02" * 6 + b"\x04" * 6
+         + b"\xaa\xaa\x03\x00\x00\x00\x08\x00" + p),
+        ("vn-tag", 1, lambda p: ETH_HDR + b"\x89\x26\x00\x00\x00\x00\x08\x00" + p),
+        ("sll with a vlan tag", 113, lambda p: struct.pack("!HHH8s", 0, 1, 6, b"\x02" * 8)
+         + b"\x81\x00\x00\x05\x08\x00" + p),
+    ],
+)  # fmt: skip
+def test_general_path_link_layers(
+    tmp_path: Path, name: str, linktype: int, frame: Callable[[bytes], bytes]
+) -> None:
+    """Link layers and tags only the general (per-packet) path decodes: the
+    seed's exchange inside each gives the seed's numbers, no tunnel, and
+    nothing skipped."""
+    pk = [(t, frame(p)) for t, p in seed_exchange()]
+    res = analyze_bytes(tmp_path, pcap(pk, linktype))
+    assert res.error is None and res.skipped() == {}, (name, res.skipped())
+    assert res.n == 1 and res.tcp_packets == 11
+    rec = res.record(1)
+    check_seed(rec)
+    assert rec["tunnel"] == []
