@@ -100,6 +100,51 @@ def test_path_is_opened_and_closed(tmp_path: Path) -> None:
     assert path.read_bytes()[24:] == struct.pack("<IIII", 0, 250000, 1, 1) + b"\x45"
 
 
+def _whole_records(data: bytes) -> int:
+    """How many records ``data`` holds; fails unless it ends on a record's end."""
+    at, n = 24, 0
+    while at < len(data):
+        assert at + 16 <= len(data), f"a record header cut short at {at}"
+        kept = struct.unpack_from("<IIII", data, at)[2]
+        assert at + 16 + kept <= len(data), f"a record cut short at {at}"
+        at += 16 + kept
+        n += 1
+    return n
+
+
+def test_the_file_always_ends_on_a_record_boundary(tmp_path: Path) -> None:
+    """Whatever moment the process stops at (SIGKILL included), the file
+    holds whole records only: records are written out in whole numbers, and
+    a header never goes out without its packet (issue: a Ctrl-C left a
+    record header announcing 1,500 bytes and none of them)."""
+    path = tmp_path / "live.pcap"
+    w = PcapWriter(path)
+    assert len(path.read_bytes()) == 24  # a valid empty capture at once
+    seen_growth = 0
+    for i in range(3000):
+        w.write(bytes(40 + (i * 37) % 1461), i * 0.001)
+        if i % 50 == 0:
+            data = path.read_bytes()
+            seen_growth += len(data) > 24
+            assert _whole_records(data) <= i + 1
+    w.close()
+    assert seen_growth, "records were only written at close"
+    assert _whole_records(path.read_bytes()) == 3000
+
+
+def test_a_record_goes_to_a_file_object_in_one_write() -> None:
+    writes: list[bytes] = []
+
+    class Recorder(io.BytesIO):
+        def write(self, b: object) -> int:
+            writes.append(bytes(b))  # type: ignore[call-overload]
+            return len(writes[-1])
+
+    with PcapWriter(Recorder()) as w:
+        w.write(b"x" * 100, 1.0)
+    assert [len(b) for b in writes] == [24, 116]
+
+
 # -- write_trace ----------------------------------------------------------------
 
 A4, B4 = ("198.18.0.2", 40000), ("198.18.0.1", 80)

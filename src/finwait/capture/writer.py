@@ -38,6 +38,7 @@ _FILE_HEADER = struct.Struct("<IHHiIII")
 _RECORD_HEADER = struct.Struct("<IIII")
 
 _BAD_CHECKSUM = "bad checksum"
+_FLUSH_AT = 1 << 16  # bytes of whole records gathered before a write
 
 
 class PcapWriter:
@@ -66,14 +67,24 @@ class PcapWriter:
         self._units = 1_000_000_000 if nanosecond else 1_000_000
         self._owns: bool
         self._file: BinaryIO | None
+        # Whole records only: records are gathered here and written out in
+        # whole numbers of records, so the file never ends inside one,
+        # whenever the process stops (Ctrl-C, SIGTERM, an exception: close()
+        # on the way out writes the rest; even SIGKILL leaves a file that ends
+        # on a record boundary).  A file object passed in gets each record in
+        # one write() call, and is flushed by flush()/close().
+        self._buf = bytearray()
         if isinstance(dest, str | os.PathLike):
-            self._file = open(dest, "wb")  # noqa: SIM115 - closed by close()
+            # Unbuffered: our own buffer decides where the file may end.
+            self._file = open(dest, "wb", buffering=0)  # noqa: SIM115 - closed by close()
             self._owns = True
         else:
             self._file = dest
             self._owns = False
         magic = PCAP_MAGIC_NS if nanosecond else PCAP_MAGIC_US
-        self._file.write(_FILE_HEADER.pack(magic, *PCAP_VERSION, 0, 0, snaplen, linktype))
+        self._put(_FILE_HEADER.pack(magic, *PCAP_VERSION, 0, 0, snaplen, linktype))
+        if self._owns:
+            self._drain()  # a valid (empty) capture from the start
 
     def write(self, packet: bytes | bytearray | memoryview, t: float) -> None:
         """Append one record captured at time ``t`` (seconds, >= 0); a packet
@@ -87,22 +98,46 @@ class PcapWriter:
             raise ValueError(f"capture time {t} does not fit pcap's 32-bit seconds")
         size = len(packet)
         kept = min(size, self.snaplen)
-        self._file.write(_RECORD_HEADER.pack(sec, frac, kept, size))
-        self._file.write(packet[:kept] if kept < size else packet)
+        # One call: nothing can stop it between the header and the data.
+        self._put(_RECORD_HEADER.pack(sec, frac, kept, size) + bytes(packet[:kept]))
         self.packets += 1
 
+    def _put(self, record: bytes) -> None:
+        if not self._owns:
+            assert self._file is not None
+            self._file.write(record)
+            return
+        self._buf += record
+        if len(self._buf) >= _FLUSH_AT:
+            self._drain()
+
+    def _drain(self) -> None:
+        """Write out every gathered record (an unbuffered file may take a
+        write in parts)."""
+        if self._file is None or not self._buf:
+            return
+        view = memoryview(bytes(self._buf))
+        self._buf.clear()
+        while view:
+            n = self._file.write(view)
+            view = view[n if n is not None else len(view) :]
+
     def flush(self) -> None:
+        """Everything written so far is in the file, as whole records."""
         if self._file is not None:
+            self._drain()
             self._file.flush()
 
     def close(self) -> None:
         """Flush; close the file if this writer opened it.  Idempotent."""
         if self._file is None:
             return
-        self._file.flush()
-        if self._owns:
-            self._file.close()
-        self._file = None
+        try:
+            self.flush()
+        finally:
+            if self._owns:
+                self._file.close()
+            self._file = None
 
     def __enter__(self) -> PcapWriter:
         return self

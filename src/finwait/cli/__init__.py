@@ -6,6 +6,9 @@ pay for pyroute2 or numpy."""
 from __future__ import annotations
 
 import importlib
+import signal
+import threading
+from types import FrameType
 
 import click
 
@@ -64,3 +67,11 @@ class _LazyGroup(click.Group):
 @click.version_option(__version__, prog_name="finwait")
 def main() -> None:
     """TCP connection management you can run, watch and check."""
+    if threading.current_thread() is threading.main_thread():
+        # SIGTERM unwinds like Ctrl-C: `with` blocks and `finally` clauses
+        # run, so files being written (--pcap) end complete.
+        signal.signal(signal.SIGTERM, _terminate)
+
+
+def _terminate(signum: int, frame: FrameType | None) -> None:
+    raise SystemExit(128 + signum)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import signal
 import sys
 from typing import Any
 
@@ -407,9 +408,39 @@ def connect(
         sys.exit(1)
 
 
+class _Terminated(Exception):
+    """SIGTERM arrived: the command was cancelled like by Ctrl-C."""
+
+
+async def _cancelled_by_sigterm(coro: Any) -> None:
+    """Run ``coro``; SIGTERM cancels it as Ctrl-C does (asyncio.run's own
+    SIGINT handling), so its ``finally`` clauses run — the pcap is closed
+    whole — at an await, never in the middle of a callback."""
+    loop = asyncio.get_running_loop()
+    task = asyncio.current_task()
+    assert task is not None
+    terminated: list[bool] = []
+
+    def on_term() -> None:
+        terminated.append(True)
+        task.cancel()
+
+    loop.add_signal_handler(signal.SIGTERM, on_term)
+    try:
+        await coro
+    except asyncio.CancelledError:
+        if terminated:
+            raise _Terminated from None
+        raise
+    finally:
+        loop.remove_signal_handler(signal.SIGTERM)
+
+
 def _run(coro: Any) -> None:
     try:
-        asyncio.run(coro)
+        asyncio.run(_cancelled_by_sigterm(coro))
+    except _Terminated:
+        sys.exit(128 + signal.SIGTERM)
     except LabError as exc:
         raise click.ClickException(str(exc)) from exc
     except (ConnectionError, TimeoutError) as exc:

@@ -23,7 +23,6 @@ Documentation/networking/tuntap.rst.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import errno
 import os
 import struct
@@ -382,15 +381,16 @@ class PcapFile:
     def __init__(self, path: str) -> None:
         from ..capture.writer import LINKTYPE_RAW, PcapWriter
 
-        self._file = open(path, "wb")  # noqa: SIM115 - closed in close()
-        self._writer = PcapWriter(self._file, linktype=LINKTYPE_RAW)
+        # The writer owns the file: whole records only, whenever we stop.
+        self._writer = PcapWriter(path, linktype=LINKTYPE_RAW)
         # The driver's clock is monotonic; a capture wants wall-clock time.
         self._epoch = time.time() - time.monotonic()
 
     def write_packet(self, ts: float, data: bytes) -> None:
         self._writer.write(data, ts + self._epoch)
 
+    def flush(self) -> None:
+        self._writer.flush()
+
     def close(self) -> None:
-        with contextlib.suppress(Exception):
-            self._file.flush()
-        self._file.close()
+        self._writer.close()

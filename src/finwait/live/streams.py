@@ -137,6 +137,9 @@ class Stack:
             for server in list(stack._servers):
                 server.close()
             driver.close()
+            # Nothing moves any more: whoever still waits on a connection
+            # (a handler task left running) gets an error, not silence.
+            stack._on_driver_closed("the stack was closed")
 
     def now(self) -> float:
         return self.driver.now()
