@@ -199,17 +199,21 @@ class Stack:
         entry = self._stash.setdefault(id(conn), (conn, []))
         entry[1].append(ev)
         if isinstance(ev, Closed | Reset | TimedOut):
-            del self._stash[id(conn)]
             # Died before it was accepted.  Had it been established (the peer
             # completed the handshake, maybe sent data, then reset), it is a
             # connection all the same, as Linux's accept() returns one that
             # was reset in its accept queue: its server gets it, and its
             # reader gives the data, then the error.
+            server = None
             if any(isinstance(e, Connected) for e in entry[1]):
-                for server in self._servers:
-                    if server.listener.port == conn.local[1]:
-                        server.accept_dead(conn, entry[1])
-                        break
+                server = next(
+                    (x for x in self._servers if x.listener.port == conn.local[1]), None
+                )
+            if server is not None and conn in server.listener.accept_queue:
+                return  # accept_ready() takes it, with these events
+            del self._stash[id(conn)]
+            if server is not None:
+                server.accept_dead(conn, entry[1])
 
     def _register(self, conn: Connection, events: list[Event] | None = None) -> _Stream:
         stream = _Stream(self, conn, self._trace_for(conn))
@@ -696,7 +700,11 @@ class Server:
 
     def accept_ready(self) -> None:
         while (conn := self.listener.accept()) is not None:
-            self._start(self.stack._register(conn))
+            stream = self.stack._register(conn)
+            if conn.state is State.CLOSED:  # queued, then reset before accept
+                stream.reset_before_accept = True
+                self.reset_before_accept += 1
+            self._start(stream)
 
     def accept_dead(self, conn: Connection, events: list[Event]) -> None:
         """A connection that was established and died (RST, timeout) before
