@@ -24,7 +24,7 @@ pass a segment unchanged and goes straight to step five: there is one path.
 from __future__ import annotations
 
 from ..wire.segment import ACK, FIN, RST, SYN, URG, Segment
-from . import congestion, seqnum
+from . import seqnum
 from .config import Config
 from .events import (
     CloseAcknowledged,
@@ -66,7 +66,6 @@ _le = seqnum.le
 
 ESTABLISHED = State.ESTABLISHED
 ACCEPTED = Verdict.ACCEPTED
-_MAX_WSCALE = 14  # RFC 7323 §2.3
 
 
 class TcpError(Exception):
@@ -414,48 +413,6 @@ class Connection(Sender, Receiver):
                     return False  # PAWS would reject: step one decides
                 self._ts_pending = (seg.seq, tsval)
         return True
-
-    def _take_syn(self, syn: Segment, now: float) -> None:
-        """Record the peer's SYN: IRS, RCV.NXT and its options (§3.10.7.2,
-        §3.7.1 MSS, RFC 7323 §2.2/§3.2, RFC 2018)."""
-        self.irs = syn.seq
-        self.rcv_nxt = _add(syn.seq, 1)
-        self.rcv_up = self.rcv_nxt
-        opts = syn.options
-        cfg = self.config
-        mss = opts.mss if opts.mss else cfg.default_peer_mss
-        self.peer_mss = mss
-        if opts.wscale is not None:
-            self.snd_wscale_offered = True
-            self.snd_wscale = min(opts.wscale, _MAX_WSCALE)  # TS-2
-            if opts.wscale > _MAX_WSCALE:
-                self._count("wscale_clamped")
-        if opts.timestamps is not None and cfg.timestamps:
-            self.ts_ok = True
-            self.ts_recent = opts.timestamps[0]
-            self.ts_recent_age = now
-        self.sack_ok = opts.sack_permitted and cfg.sack_permitted
-        self.snd_wnd = syn.window  # never scaled on a SYN (TS-3)
-        self.max_snd_wnd = self.snd_wnd
-        self.snd_wl1 = syn.seq
-        self.snd_wl2 = syn.ack
-
-    def _negotiated(self) -> None:
-        """Finish option negotiation once both SYNs are known: each option is
-        on only when both sides offered it (TS-1, TS-5)."""
-        both_ws = self.snd_wscale_offered and self._offer_wscale is not None
-        self.rcv_wscale = self._offer_wscale if both_ws and self._offer_wscale else 0
-        if not both_ws:
-            self.snd_wscale = 0  # TS-1: both or neither
-        smss = min(self.peer_mss, self.config.mss)
-        if self.ts_ok:
-            smss -= 12  # RFC 6691: the MSS does not count TCP options
-        self.smss = smss = max(smss, 64)
-        cfg = self.config
-        size = cfg.send_size
-        self._send_size = smss if size is None else max(smss, size // smss * smss)
-        self.cc = congestion.make(cfg.congestion_control, self.smss, cfg.initial_window_segments)
-        self.cc.recover = self.iss
 
     def _arrive_syn_sent(self, seg: Segment, now: float) -> None:
         """§3.10.7.3."""

@@ -16,7 +16,7 @@ attribute (``conn.snd_una``, ``conn.rcv_nxt``), which keeps the hot paths
 as fast as a single class.  This module lists the variables, grouped by the
 half that owns them (the owner initialises and changes them; the other half
 only reads them), and holds the helpers both halves use to emit segments,
-events and counts.
+events and counts, and the handshake's option negotiation, which sets both.
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from ..wire.segment import ACK, RST, Segment, TcpOptions
-from . import seqnum
+from . import congestion, seqnum
 from .buffers import Reassembly
 from .config import Config
 from .congestion import CongestionControl
@@ -43,6 +43,7 @@ if TYPE_CHECKING:
 MASK = seqnum.MASK
 HALF = seqnum.HALF
 NO_OPTIONS = TcpOptions()
+MAX_WSCALE = 14  # RFC 7323 §2.3
 
 CONNECTION_SLOTS = (
     "__weakref__", "config", "local", "remote", "state", "passive", "reset_received",
@@ -261,3 +262,47 @@ class TcbCore:
                 0,
             )
         )
+
+    # -- the handshake: both halves' options --------------------------------
+
+    def _take_syn(self, syn: Segment, now: float) -> None:
+        """Record the peer's SYN: IRS, RCV.NXT and its options (§3.10.7.2,
+        §3.7.1 MSS, RFC 7323 §2.2/§3.2, RFC 2018)."""
+        self.irs = syn.seq
+        self.rcv_nxt = (syn.seq + 1) & MASK
+        self.rcv_up = self.rcv_nxt
+        opts = syn.options
+        cfg = self.config
+        mss = opts.mss if opts.mss else cfg.default_peer_mss
+        self.peer_mss = mss
+        if opts.wscale is not None:
+            self.snd_wscale_offered = True
+            self.snd_wscale = min(opts.wscale, MAX_WSCALE)  # TS-2
+            if opts.wscale > MAX_WSCALE:
+                self._count("wscale_clamped")
+        if opts.timestamps is not None and cfg.timestamps:
+            self.ts_ok = True
+            self.ts_recent = opts.timestamps[0]
+            self.ts_recent_age = now
+        self.sack_ok = opts.sack_permitted and cfg.sack_permitted
+        self.snd_wnd = syn.window  # never scaled on a SYN (TS-3)
+        self.max_snd_wnd = self.snd_wnd
+        self.snd_wl1 = syn.seq
+        self.snd_wl2 = syn.ack
+
+    def _negotiated(self) -> None:
+        """Finish option negotiation once both SYNs are known: each option is
+        on only when both sides offered it (TS-1, TS-5)."""
+        both_ws = self.snd_wscale_offered and self._offer_wscale is not None
+        self.rcv_wscale = self._offer_wscale if both_ws and self._offer_wscale else 0
+        if not both_ws:
+            self.snd_wscale = 0  # TS-1: both or neither
+        smss = min(self.peer_mss, self.config.mss)
+        if self.ts_ok:
+            smss -= 12  # RFC 6691: the MSS does not count TCP options
+        self.smss = smss = max(smss, 64)
+        cfg = self.config
+        size = cfg.send_size
+        self._send_size = smss if size is None else max(smss, size // smss * smss)
+        self.cc = congestion.make(cfg.congestion_control, self.smss, cfg.initial_window_segments)
+        self.cc.recover = self.iss
