@@ -212,7 +212,8 @@ class Runner:
         self.last_tsval: int | None = None
         self.last_time = 0.0
         self.outcome = Outcome(script.path, target.name, "PASS")
-        self.pending: tuple[Event, float] | None = None  # a blocking call under way
+        # A blocking call under way: its event, when it started, when it must return.
+        self.pending: tuple[Event, float, float] | None = None
         self._held: list[tuple[float, Segment]] = []  # read ahead while merging a burst
 
     def _opt_line(self, prefix: str) -> int:
@@ -427,7 +428,7 @@ class Runner:
             bend = ev.time.block_end
             assert bend is not None
             base = self.last_time if ev.time.kind == "rel" or ev.time.block_end_rel else 0.0
-            self.pending = (ev, base + bend)
+            self.pending = (ev, t, base + bend)
             return
         res = self.target.call_result(t + max(self.tol, 0.05))
         if res is None:
@@ -437,11 +438,13 @@ class Runner:
     def _finish_pending(self, before: Event | None) -> None:
         if self.pending is None:
             return
-        ev, end = self.pending
+        ev, start, end = self.pending
         self.pending = None
         call = ev.action
         assert isinstance(call, Syscall)
-        tol = self._tolerance(end)
+        # tolerance_percent counts from the call's start, not from the events
+        # that ran while it blocked.
+        tol = max(self.tol, self.tol_pct / 100.0 * max(end - start, 0.0))
         res = self.target.call_result(end + tol)
         if res is None:
             raise Mismatch(ev.line, f"{call.name}() still blocked at {end + tol:.6f}",
