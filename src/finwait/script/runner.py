@@ -430,7 +430,9 @@ class Runner:
             base = self.last_time if ev.time.kind == "rel" or ev.time.block_end_rel else 0.0
             self.pending = (ev, t, base + bend)
             return
-        res = self.target.call_result(t + max(self.tol, 0.05))
+        # A call that is not scripted to block must return; a loaded machine
+        # may take a while to run it, so wait up to a second before saying so.
+        res = self.target.call_result(t + max(self.tol, 1.0))
         if res is None:
             raise Mismatch(ev.line, f"{call.name}() blocked", f"{ev.text}", "no return")
         self._check_call(ev, call, res[1], res[0])
