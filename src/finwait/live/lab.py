@@ -77,8 +77,9 @@ class LabConfig:
     # The TUN's transmit queue (packets towards finwait).  Linux's default,
     # 500, overflows under a burst of connections while the engine works
     # through the first packets (1,500 connections: ~20,000 drops); 16,384
-    # holds the 10,000-connection burst of benchmarks/live_burst.py.  Only
-    # queued packets take memory.
+    # holds a burst of 1,500 (benchmarks/live_burst.py: drops start between
+    # 1,500 and 3,000; the kernel recovers them, no reset up to 10,000).
+    # Only queued packets take memory.
     txqlen: int = 16384
 
     def __post_init__(self) -> None:
