@@ -136,6 +136,11 @@ class Analysis:
     cols: dict[str, Any] = field(default_factory=dict)
     _flow_key: I64 = field(default_factory=lambda: np.zeros((0, 10), dtype=np.int64))
     _addr_text: dict[tuple[int, ...], str] = field(default_factory=dict)
+    # Capture sets (analyze/sets.py): the files in capture order, per
+    # connection the indices of the files it appears in, one error per file.
+    files: list[str] | None = None
+    conn_files: list[list[int]] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)
 
     def __len__(self) -> int:
         return self.n
@@ -265,6 +270,8 @@ class Analysis:
                 "history": h,
                 "tunnel": tun[L["tunnel"][j]],
             }
+            if self.files is not None:
+                rec["files"] = [self.files[k] for k in self.conn_files[i]]
             yield rec
 
     @staticmethod

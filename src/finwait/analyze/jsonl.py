@@ -118,9 +118,20 @@ def _block(res: Analysis, lo: int, hi: int, tail: str) -> str:
         lookup(_SIDE, "first_fin", 1), lookup(_SIDE, "reset_by", 1),
         lookup(_BOOL, "reset_after_fin"), col("half_close_bytes"),
         _fins(c, sl, "c"), _fins(c, sl, "s"),
-        anomalies, state.tolist(), history, _tunnels(res, sl), [tail] * m,
+        anomalies, state.tolist(), history, _tunnels(res, sl), _tails(res, lo, hi, tail),
     ]  # fmt: skip
     return "".join(map(_LINE.__mod__, zip(*columns, strict=True)))
+
+
+def _tails(res: Analysis, lo: int, hi: int, tail: str) -> list[str]:
+    """What ends each line: a capture set's ``files`` list, then ``file``."""
+    if res.files is None:
+        return [tail] * (hi - lo)
+    names = [json.dumps(f) for f in res.files]
+    return [
+        ',"files":[' + ",".join(names[k] for k in res.conn_files[i]) + "]" + tail
+        for i in range(lo, hi)
+    ]
 
 
 def _tunnels(res: Analysis, sl: slice) -> list[str]:

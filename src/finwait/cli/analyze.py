@@ -16,7 +16,7 @@ from ..analyze import Analysis, analyze_file, connection_trace
 from ..analyze.classify import CLOSES
 from ..analyze.jsonl import write_jsonl
 from ..render.rows import count, hostport
-from .files import INPUT, OUTPUT, write_text
+from .files import INPUT, OUTPUT, FileArgError, write_text
 
 CSV_FIELDS = (
     "file", "id", "client_addr", "client_port", "server_addr", "server_port", "start", "end",
@@ -40,12 +40,25 @@ def _run(
         bar.stop()
 
 
+def _run_set(files: tuple[str, ...], progress: bool, zeek_timeouts: bool) -> Analysis:
+    from ..analyze.sets import analyze_set
+
+    if not progress:
+        return analyze_set(files, zeek_timeouts=zeek_timeouts)
+    bar = _LateBar(files[0], sum(os.path.getsize(f) for f in files))
+    try:
+        return analyze_set(files, progress=bar.update, zeek_timeouts=zeek_timeouts)
+    finally:
+        bar.stop()
+
+
 class _LateBar:
     """A progress bar on stderr that appears only once the run has taken
     more than PROGRESS_AFTER seconds (env FINWAIT_PROGRESS_AFTER)."""
 
-    def __init__(self, path: str) -> None:
+    def __init__(self, path: str, total: int | None = None) -> None:
         self.path = path
+        self.total = total
         self.start = time.monotonic()
         env = os.environ.get("FINWAIT_PROGRESS_AFTER")
         self.after = float(env) if env else PROGRESS_AFTER
@@ -62,7 +75,9 @@ class _LateBar:
                 TimeRemainingColumn(), console=_console(stderr=True), transient=True,
             )  # fmt: skip
             self.bar.start()
-            self.task = self.bar.add_task(Path(self.path).name, total=os.path.getsize(self.path))
+            self.task = self.bar.add_task(
+                Path(self.path).name, total=self.total or os.path.getsize(self.path)
+            )
         self.bar.update(self.task, completed=done)
 
     def stop(self) -> None:
@@ -76,8 +91,19 @@ def _console(stderr: bool = False) -> Any:
     return Console(stderr=stderr)
 
 
+class _InputOrDir(click.ParamType):  # type: ignore[type-arg]  # generic from Click 8.2
+    """A readable file, or a directory (only with ``--set``: checked later)."""
+
+    name = "file"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> str:
+        if str(value) and os.path.isdir(value):
+            return str(value)
+        return str(INPUT.convert(value, param, ctx))
+
+
 @click.command("analyze")
-@click.argument("files", nargs=-1, required=True, type=INPUT)
+@click.argument("files", nargs=-1, required=True, type=_InputOrDir())
 @click.option(
     "--json", "as_json", is_flag=True, help="One JSON object per connection (JSON Lines)."
 )
@@ -96,6 +122,8 @@ def _console(stderr: bool = False) -> Any:
               help="Split connections where Zeek's TCP timers would (close/reset delay, attempt, inactivity).")  # fmt: skip
 @click.option("--verify-checksums", is_flag=True,
               help="Drop segments whose TCP checksum is wrong (history C/c), as Zeek does.")  # fmt: skip
+@click.option("--set", "as_set", is_flag=True,
+              help="The files (or the files in DIR) are one rotated capture: connections crossing files are one.")  # fmt: skip
 @click.option("--stats", "as_stats", is_flag=True,
               help="Print packets read, TCP analysed and skipped by reason as JSON (one object per file).")  # fmt: skip
 def analyze_cmd(
@@ -110,19 +138,37 @@ def analyze_cmd(
     zeek_timeouts: bool,
     verify_checksums: bool,
     as_stats: bool,
+    as_set: bool,
 ) -> None:
     """Explain how every TCP connection in FILE... opened and was released.
 
     Reads pcap and pcapng.  Connection IDs are 1-based, in order of first
-    packet, per file.  Exit status 2 when a file is empty, truncated or
-    corrupt (the connections read before the damage are still reported)."""
+    packet, per file.  With --set, FILE... (or the files in a directory)
+    are one rotated capture, ordered by first timestamp: ids, frames and
+    connections are per set.  Exit status 2 when a file is empty, truncated
+    or corrupt (the connections read before the damage, and in a set the
+    other files, are still reported)."""
+    if as_set:
+        from ..analyze.sets import expand
+
+        files = tuple(expand(files))
+        for f in files:
+            INPUT.convert(f, None, None)
+        if not files:
+            raise click.UsageError("--set: no files")
+    else:
+        for f in files:
+            if os.path.isdir(f):
+                raise FileArgError(f, "is a directory, not a file (--set DIR reads a rotated set)")
     one_conn = explain is not None or ladder is not None or svg is not None
     if (one_conn or html_out is not None) and len(files) != 1:
         raise click.UsageError("--explain, --ladder, --svg and --html take exactly one FILE")
     quiet = as_json or as_csv or one_conn or as_stats
     show_bar = not quiet and sys.stderr.isatty()
     results: list[Analysis]
-    if workers > 1 and len(files) > 1:
+    if as_set:
+        results = [_run_set(files, show_bar, zeek_timeouts)]
+    elif workers > 1 and len(files) > 1:
         from concurrent.futures import ProcessPoolExecutor
 
         with ProcessPoolExecutor(min(workers, len(files))) as pool:
@@ -161,7 +207,8 @@ def analyze_cmd(
             _summary(res)
     failed = [r for r in results if r.error is not None]
     for bad in failed:
-        click.echo(f"finwait analyze: {bad.error}", err=True)
+        for err in bad.errors or [str(bad.error)]:
+            click.echo(f"finwait analyze: {err}", err=True)
         if not bad.empty:
             click.echo(
                 f"  {count(bad.n, 'connection')} from {count(bad.records_read, 'packet')} before the damage "
