@@ -104,7 +104,9 @@ def test_cli_set_dir_json(rotated: tuple[Path, list[Path]]) -> None:
     assert all(x["files"] for x in b)
     # A directory without --set is refused in one line.
     r3 = CliRunner().invoke(main, ["analyze", str(parts[0].parent)])
-    assert r3.exit_code == 2 and "--set" in r3.output and "Traceback" not in r3.output
+    assert r3.exit_code == 2 and "is a directory" in r3.output and "Traceback" not in r3.output
+    r4 = CliRunner().invoke(main, ["analyze", "--json", str(parts[0].parent), "--set"])
+    assert r4.exit_code == 0 and r4.output == r2.output
 
 
 def test_damaged_file_in_set(rotated: tuple[Path, list[Path]], tmp_path: Path) -> None:

@@ -16,7 +16,7 @@ from ..analyze import Analysis, analyze_file, connection_trace
 from ..analyze.classify import CLOSES
 from ..analyze.jsonl import write_jsonl
 from ..render.rows import count, hostport
-from .files import INPUT, OUTPUT, FileArgError, write_text
+from .files import DIRS_OK, INPUT, OUTPUT, write_text
 
 CSV_FIELDS = (
     "file", "id", "client_addr", "client_port", "server_addr", "server_port", "start", "end",
@@ -91,19 +91,15 @@ def _console(stderr: bool = False) -> Any:
     return Console(stderr=stderr)
 
 
-class _InputOrDir(click.ParamType):  # type: ignore[type-arg]  # generic from Click 8.2
-    """A readable file, or a directory (only with ``--set``: checked later)."""
-
-    name = "file"
-
-    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> str:
-        if str(value) and os.path.isdir(value):
-            return str(value)
-        return str(INPUT.convert(value, param, ctx))
+def _allow_dirs(ctx: click.Context, _param: click.Parameter, value: bool) -> bool:
+    """--set is eager: FILE arguments parsed after it may be directories."""
+    if value:
+        ctx.meta[DIRS_OK] = True
+    return value
 
 
 @click.command("analyze")
-@click.argument("files", nargs=-1, required=True, type=_InputOrDir())
+@click.argument("files", nargs=-1, required=True, type=INPUT)
 @click.option(
     "--json", "as_json", is_flag=True, help="One JSON object per connection (JSON Lines)."
 )
@@ -122,7 +118,7 @@ class _InputOrDir(click.ParamType):  # type: ignore[type-arg]  # generic from Cl
               help="Split connections where Zeek's TCP timers would (close/reset delay, attempt, inactivity).")  # fmt: skip
 @click.option("--verify-checksums", is_flag=True,
               help="Drop segments whose TCP checksum is wrong (history C/c), as Zeek does.")  # fmt: skip
-@click.option("--set", "as_set", is_flag=True,
+@click.option("--set", "as_set", is_flag=True, is_eager=True, callback=_allow_dirs,
               help="The files (or the files in DIR) are one rotated capture: connections crossing files are one.")  # fmt: skip
 @click.option("--stats", "as_stats", is_flag=True,
               help="Print packets read, TCP analysed and skipped by reason as JSON (one object per file).")  # fmt: skip
@@ -156,10 +152,6 @@ def analyze_cmd(
             INPUT.convert(f, None, None)
         if not files:
             raise click.UsageError("--set: no files")
-    else:
-        for f in files:
-            if os.path.isdir(f):
-                raise FileArgError(f, "is a directory, not a file (--set DIR reads a rotated set)")
     one_conn = explain is not None or ladder is not None or svg is not None
     if (one_conn or html_out is not None) and len(files) != 1:
         raise click.UsageError("--explain, --ladder, --svg and --html take exactly one FILE")

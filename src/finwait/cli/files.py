@@ -77,6 +77,11 @@ def check_output(path: str | os.PathLike[str]) -> None:
         os.unlink(path)
 
 
+# ctx.meta key: this command's INPUT arguments may also be directories
+# (``finwait analyze --set DIR``, whose option sets it).
+DIRS_OK = "finwait.input_dirs_ok"
+
+
 class _FileType(click.ParamType):  # type: ignore[type-arg]  # generic from Click 8.2
     def __init__(self, output: bool) -> None:
         self.output = output
@@ -90,6 +95,8 @@ class _FileType(click.ParamType):  # type: ignore[type-arg]  # generic from Clic
         if self.output:
             check_output(value)
             return Path(value)
+        if ctx is not None and ctx.meta.get(DIRS_OK) and os.path.isdir(value):
+            return str(value)
         check_input(value)
         return str(value)
 
