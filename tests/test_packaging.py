@@ -37,6 +37,8 @@ PARTS: dict[str, str | None] = {
     "cli/sim.py": "sim",
     "capture": "analyze",
     "analyze": "analyze",
+    "analyze/parquet.py": "parquet",
+    "analyze/dask.py": "dask",
     "cli/analyze.py": "analyze",
     "live": "live",
     "cli/live.py": "live",

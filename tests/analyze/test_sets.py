@@ -146,3 +146,35 @@ def test_damaged_file_in_set(rotated: tuple[Path, list[Path]], tmp_path: Path) -
     out = CliRunner().invoke(main, ["analyze", "--set", "--stats", str(d)]).output
     stats = json.loads(next(x for x in out.splitlines() if x.startswith("{")))
     assert stats["packets_read"] == read_later + len(first) // 2
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["--workers", "2", "--chunk-mb", "0.25", "ORIG"],
+        ["--set", "--workers", "2", "--chunk-mb", "0.25", "DIR"],
+        ["--dask", "local:2", "--chunk-mb", "0.25", "ORIG"],
+        ["--set", "--dask", "local:2", "--chunk-mb", "0.25", "DIR"],
+    ],
+    ids=["workers", "set-workers", "dask", "set-dask"],
+)
+def test_parallel_runs_equal_sequential(rotated: tuple[Path, list[Path]], args: list[str]) -> None:
+    if "--dask" in args:
+        pytest.importorskip("distributed")
+    orig, parts = rotated
+    argv = [str(orig) if a == "ORIG" else str(parts[0].parent) if a == "DIR" else a for a in args]
+    want = CliRunner().invoke(main, ["analyze", "--json", str(orig)])
+    got = CliRunner().invoke(main, ["analyze", "--json", *argv])
+    assert got.exit_code == 0, got.output
+    a = [json.loads(x) for x in want.output.splitlines()]
+    b = [json.loads(x) for x in got.output.splitlines() if x.startswith("{")]
+    assert _strip(b) == a and len(a) >= 20
+    if "--set" in args:
+        assert all(x["files"] for x in b)
+
+
+def test_set_files_are_chunked(rotated: tuple[Path, list[Path]]) -> None:
+    from finwait.analyze.chunks import plan
+
+    _, parts = rotated
+    assert all(len(plan(p, 1 << 18)) >= 2 for p in parts)

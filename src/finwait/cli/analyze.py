@@ -16,7 +16,7 @@ from ..analyze import Analysis, analyze_file, connection_trace
 from ..analyze.classify import CLOSES
 from ..analyze.jsonl import write_jsonl
 from ..render.rows import count, hostport
-from .files import DIRS_OK, INPUT, OUTPUT, write_text
+from .files import DIRS_OK, INPUT, OUTPUT, write_text, writing
 
 CSV_FIELDS = (
     "file", "id", "client_addr", "client_port", "server_addr", "server_port", "start", "end",
@@ -40,16 +40,58 @@ def _run(
         bar.stop()
 
 
-def _run_set(files: tuple[str, ...], progress: bool, zeek_timeouts: bool) -> Analysis:
-    from ..analyze.sets import analyze_set
+def _run_set(
+    files: tuple[str, ...],
+    progress: bool,
+    zeek_timeouts: bool,
+    workers: int = 1,
+    chunk_bytes: int = 32 << 20,
+    as_set: bool = True,
+    checksums: bool = False,
+) -> Analysis:
+    """A set, or one file cut into chunks decoded by ``workers`` processes."""
+    from ..analyze.sets import analyze_set, pool_mapper
 
+    kw: dict[str, Any] = {
+        "zeek_timeouts": zeek_timeouts, "chunk_bytes": chunk_bytes, "as_set": as_set,
+        "verify_checksums": checksums,
+        "mapper": pool_mapper(workers) if workers > 1 else None,
+    }  # fmt: skip
     if not progress:
-        return analyze_set(files, zeek_timeouts=zeek_timeouts)
+        return analyze_set(files, **kw)
     bar = _LateBar(files[0], sum(os.path.getsize(f) for f in files))
     try:
-        return analyze_set(files, progress=bar.update, zeek_timeouts=zeek_timeouts)
+        return analyze_set(files, progress=bar.update, **kw)
     finally:
         bar.stop()
+
+
+def _run_dask(
+    address: str,
+    files: tuple[str, ...],
+    as_set: bool,
+    zeek_timeouts: bool,
+    chunk_bytes: int,
+    checksums: bool,
+) -> list[Analysis]:
+    import importlib.util
+
+    if importlib.util.find_spec("distributed") is None:
+        raise click.ClickException("--dask needs dask.distributed: pip install 'finwait[dask]'")
+    from ..analyze.dask import DaskMapper
+    from ..analyze.sets import analyze_set
+
+    kw: dict[str, Any] = {
+        "zeek_timeouts": zeek_timeouts, "chunk_bytes": chunk_bytes, "verify_checksums": checksums,
+    }  # fmt: skip
+    try:
+        mapper = DaskMapper(address)
+    except (OSError, ValueError, TimeoutError) as err:
+        raise click.ClickException(f"--dask {address}: {err}") from None
+    with mapper:
+        if as_set:
+            return [analyze_set(files, mapper=mapper, **kw)]
+        return [analyze_set([f], mapper=mapper, ordered=True, as_set=False, **kw) for f in files]
 
 
 class _LateBar:
@@ -118,6 +160,12 @@ def _allow_dirs(ctx: click.Context, _param: click.Parameter, value: bool) -> boo
               help="Split connections where Zeek's TCP timers would (close/reset delay, attempt, inactivity).")  # fmt: skip
 @click.option("--verify-checksums", is_flag=True,
               help="Drop segments whose TCP checksum is wrong (history C/c), as Zeek does.")  # fmt: skip
+@click.option("--parquet", "parquet_out", type=OUTPUT, metavar="OUT.parquet",
+              help="The connection table as Parquet (the JSON Lines fields, nested as structs/lists; needs finwait[parquet]).")  # fmt: skip
+@click.option("--dask", "dask_at", metavar="tcp://HOST:PORT|local[:N]",
+              help="Decode chunks as Dask tasks on a cluster or a local one (needs finwait[dask]).")  # fmt: skip
+@click.option("--chunk-mb", type=click.FloatRange(0.01, 1 << 20), default=32.0, show_default=True,
+              help="Chunk size for --workers / --dask on one file or a set.")  # fmt: skip
 @click.option("--set", "as_set", is_flag=True, is_eager=True, callback=_allow_dirs,
               help="The files (or the files in DIR) are one rotated capture: connections crossing files are one.")  # fmt: skip
 @click.option("--stats", "as_stats", is_flag=True,
@@ -135,6 +183,9 @@ def analyze_cmd(
     verify_checksums: bool,
     as_stats: bool,
     as_set: bool,
+    parquet_out: Path | None,
+    dask_at: str | None,
+    chunk_mb: float,
 ) -> None:
     """Explain how every TCP connection in FILE... opened and was released.
 
@@ -155,11 +206,21 @@ def analyze_cmd(
     one_conn = explain is not None or ladder is not None or svg is not None
     if (one_conn or html_out is not None) and len(files) != 1:
         raise click.UsageError("--explain, --ladder, --svg and --html take exactly one FILE")
+    if parquet_out is not None:
+        import importlib.util
+
+        if importlib.util.find_spec("pyarrow") is None:
+            raise click.ClickException("--parquet needs pyarrow: pip install 'finwait[parquet]'")
     quiet = as_json or as_csv or one_conn or as_stats
     show_bar = not quiet and sys.stderr.isatty()
     results: list[Analysis]
-    if as_set:
-        results = [_run_set(files, show_bar, zeek_timeouts)]
+    if dask_at is not None:
+        results = _run_dask(dask_at, files, as_set, zeek_timeouts, int(chunk_mb * (1 << 20)),
+                            verify_checksums)  # fmt: skip
+    elif as_set or (workers > 1 and len(files) == 1):
+        results = [
+            _run_set(files, show_bar, zeek_timeouts, workers, int(chunk_mb * (1 << 20)), as_set)
+        ]
     elif workers > 1 and len(files) > 1:
         from concurrent.futures import ProcessPoolExecutor
 
@@ -177,6 +238,11 @@ def analyze_cmd(
         write_text(html_out, render_html(results[0]))
     for res in results:
         _warn_if_no_tcp(res)
+    if parquet_out is not None:
+        from ..analyze.parquet import write_parquet
+
+        with writing(parquet_out):
+            write_parquet(results, parquet_out)
     if as_stats:
         import json
 

@@ -1,0 +1,343 @@
+"""One capture on many cores: the file cut into chunks at record (pcap) or
+block (pcapng) boundaries, each chunk read and decoded in parallel, the
+decoded segments folded in capture order into one tracker — exactly what a
+sequential run gives.
+
+What runs where.  Reading and decoding (the larger part of the work: record
+location, timestamps, link/IP/TCP headers, decapsulation) are per chunk and
+independent.  The tracker's state is not: a segment's meaning depends on
+everything its connection sent before (relative sequence numbers,
+retransmissions, the FIN that an ACK acknowledges, port reuse, Zeek's
+timers).  The partial result of a chunk is therefore its decoded segments
+(columns, with frame numbers local to the chunk), its skip counters and its
+tunnel stacks; the merge of two adjacent partial results is their
+concatenation with the second's frames shifted by the first's record count,
+its counters added and its tunnel ids renumbered (associative: any
+bracketing gives the same result), and the tracker folds the merged segments
+in order.  The fold runs in the calling process while the workers decode
+the next chunks.
+
+Boundaries.  A pcap chunk starts where a chain of :data:`CHAIN` consistent
+record headers begins (captured length within the snap length and not above
+the original length, sub-second field in range, timestamps within a day of
+each other); a pcapng chunk where a chain of blocks with matching leading and
+trailing lengths begins at a packet block.  The chain is a heuristic, so
+every chunk is verified: its records must chain exactly from its start to
+the next chunk's start (the reader raises otherwise), and chunk 0 starts at
+the file's first record, so by induction every boundary is a true one.  A
+chunk that fails — a false boundary, a damaged file, a pcapng section or
+interface block after the first packet — makes the file fall back to one
+sequential read: the result is the sequential one in every case.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import struct
+from collections import Counter
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import numpy.typing as npt
+
+from ..capture import reader
+from ..capture.decode import TcpColumns, Tunnels, decode
+from ..capture.reader import CaptureError
+
+CHAIN = 16  # consistent headers in a row that make a boundary
+WINDOW = 2 << 20  # bytes searched for a boundary after a cut point (> one record)
+STEP = 64 << 10  # searched this many candidates at a time
+DAY = 86_400
+CHUNK_BYTES = 32 << 20
+PCAPNG_PACKET_BLOCKS = (reader.BT_EPB, reader.BT_SPB, reader.BT_OPB)
+_SHB = struct.pack("<I", reader.PCAPNG_SHB)  # the same bytes in either order
+
+
+@dataclass(frozen=True)
+class Chunk:
+    """What travels to a worker: a byte range of a file and the file's
+    header (pcap: 24 bytes; pcapng: the blocks before the first packet)."""
+
+    path: str
+    start: int
+    stop: int  # -1: to the end of the file
+    header: bytes
+    index: int = 0
+    verify_checksums: bool = False
+
+
+@dataclass
+class Part:
+    """A chunk's partial result."""
+
+    index: int
+    cols: TcpColumns | None
+    records: int
+    drops: Counter[str] = field(default_factory=Counter)
+    stacks: list[tuple[tuple[str, str, str], ...]] = field(default_factory=lambda: [()])
+    error: str | None = None  # the chunk did not read cleanly: fall back
+
+
+def _header(path: str) -> tuple[str, bytes, int] | None:
+    """(kind, header bytes, snap limit) or None when the file cannot be
+    chunked (not a capture, too short: the sequential reader says why)."""
+    with open(path, "rb") as fh:
+        head = fh.read(1 << 16)
+    if len(head) < 24:
+        return None
+    le, be = struct.unpack("<I", head[:4])[0], struct.unpack(">I", head[:4])[0]
+    if reader.PCAP_MAGIC_US in (le, be) or reader.PCAP_MAGIC_NS in (le, be):
+        big = be in (reader.PCAP_MAGIC_US, reader.PCAP_MAGIC_NS)
+        snap = struct.unpack((">" if big else "<") + "I", head[16:20])[0]
+        return "pcap", head[:24], max(reader.MAX_SNAPLEN, min(snap, 1 << 24))
+    if le == reader.PCAPNG_SHB and len(head) >= 12:
+        big = struct.unpack(">I", head[8:12])[0] == reader.PCAPNG_BOM
+        e = ">" if big else "<"
+        off = 0
+        while off + 12 <= len(head):
+            btype, blen = struct.unpack_from(e + "II", head, off)
+            if btype in PCAPNG_PACKET_BLOCKS:
+                return "pcapng", head[:off], reader.MAX_SNAPLEN * 4 + 64
+            if blen < 12 or blen % 4 or (btype == reader.PCAPNG_SHB and off):
+                return None
+            off += blen
+        return None
+    return None
+
+
+def _big(kind: str, header: bytes) -> bool:
+    if kind == "pcap":
+        return struct.unpack(">I", header[:4])[0] in (reader.PCAP_MAGIC_US, reader.PCAP_MAGIC_NS)
+    return bool(struct.unpack(">I", header[8:12])[0] == reader.PCAPNG_BOM)
+
+
+def find_boundary(path: str, offset: int, kind: str, header: bytes, limit: int) -> int | None:
+    """The first offset at or after ``offset`` where a chain of :data:`CHAIN`
+    consistent record headers (pcap) or blocks (pcapng) starts; None when
+    there is none in the next :data:`WINDOW` bytes."""
+    with open(path, "rb") as fh:
+        fh.seek(offset)
+        want = WINDOW + CHAIN * (limit + 32)
+        buf = fh.read(want)
+    eof = len(buf) < want
+    arr = np.frombuffer(buf, dtype=np.uint8)
+    big = _big(kind, header)
+    dt = np.dtype(">u4" if big else "<u4")
+    n = len(buf)
+    if n < 32:
+        return None
+
+    def words(pos: npt.NDArray[np.int64], k: int) -> npt.NDArray[np.int64]:
+        ok = pos + 4 * k + 4 <= n
+        out = np.zeros(pos.size, dtype=np.int64)
+        p = pos[ok] + 4 * k
+        out[ok] = np.lib.stride_tricks.sliding_window_view(arr, 4)[p].copy().view(dt).ravel()
+        return out
+
+    for lo in range(0, min(WINDOW, n - 16), STEP):
+        found = _search(np.arange(lo, min(lo + STEP, n - 16), dtype=np.int64), words, n,
+                        kind, header, limit, eof, offset)  # fmt: skip
+        if found is not None:
+            return offset + found
+    return None
+
+
+def _search(
+    cand: npt.NDArray[np.int64],
+    words: Callable[[npt.NDArray[np.int64], int], npt.NDArray[np.int64]],
+    n: int,
+    kind: str,
+    header: bytes,
+    limit: int,
+    eof: bool,
+    align: int = 0,
+) -> int | None:
+    """The first of ``cand`` that starts a consistent chain (of CHAIN
+    records, or fewer that end exactly at the end of the file), or None."""
+    ended: list[npt.NDArray[np.int64]] = []
+
+    def at_end(cand: npt.NDArray[np.int64], nxt: npt.NDArray[np.int64]) -> npt.NDArray[np.bool_]:
+        fin = (nxt == n) if eof else np.zeros(nxt.size, dtype=bool)
+        ended.append(cand[fin])
+        return ~fin
+
+    # Each round keeps the candidates whose chain is still consistent and
+    # moves them one record on: most positions fail at the first header.
+    nxt = cand.copy()
+    if kind == "pcap":
+        ns = header[:4] in (b"\xa1\xb2\x3c\x4d", b"\x4d\x3c\xb2\xa1")
+        frac_max = 1_000_000_000 if ns else 1_000_000
+        sec0 = words(cand, 0)
+        for _ in range(CHAIN):
+            live = at_end(cand, nxt) & (nxt + 16 <= n)
+            cand, nxt, sec0 = cand[live], nxt[live], sec0[live]
+            sec, frac, cap, orig = (words(nxt, k) for k in range(4))
+            ok = (frac < frac_max) & (cap <= limit) & (cap <= orig) & (np.abs(sec - sec0) <= DAY)
+            ok &= nxt + 16 + cap <= n
+            cand, nxt, sec0 = cand[ok], (nxt + 16 + cap)[ok], sec0[ok]
+            if not cand.size:
+                break
+    else:
+        cand = cand[(cand + align) % 4 == 0]  # blocks are 32-bit aligned in the file
+        cand = cand[np.isin(words(cand, 0), PCAPNG_PACKET_BLOCKS)]
+        nxt = cand.copy()
+        for _ in range(CHAIN):
+            live = at_end(cand, nxt)
+            cand, nxt = cand[live], nxt[live]
+            blen = words(nxt, 1)
+            ok = (blen >= 12) & (blen % 4 == 0) & (blen <= limit) & (nxt + blen <= n)
+            cand, nxt, blen = cand[ok], nxt[ok], blen[ok]
+            ok = words(nxt + blen - 8, 1) == blen
+            cand, nxt = cand[ok], (nxt + blen)[ok]
+            if not cand.size:
+                break
+    found = np.concatenate([*ended, cand])
+    return int(found.min()) if found.size else None
+
+
+def plan(
+    path: str | Path,
+    chunk_bytes: int = CHUNK_BYTES,
+    cuts: list[int] | None = None,
+    verify_checksums: bool = False,
+) -> list[Chunk]:
+    """The chunks of ``path``: cut every ``chunk_bytes`` (or at ``cuts``),
+    each cut moved forward to the next boundary.  One chunk (the whole
+    file) when it cannot be chunked."""
+    name = str(path)
+    size = os.path.getsize(name)
+    info = _header(name)
+    if info is None:
+        return [Chunk(name, 0, -1, b"", 0, verify_checksums)]
+    kind, header, limit = info
+    first = len(header)
+    if cuts is None:
+        cuts = list(range(first + chunk_bytes, size, chunk_bytes))
+    starts = [first]
+    for c in sorted(cuts):
+        if c <= starts[-1] or c >= size:
+            continue
+        b = find_boundary(name, c, kind, header, limit)
+        if b is not None and b > starts[-1] and b < size:
+            starts.append(b)
+    stops = [*starts[1:], -1]
+    return [
+        Chunk(name, a, z, header, i, verify_checksums)
+        for i, (a, z) in enumerate(zip(starts, stops, strict=True))
+    ]
+
+
+class _Slice(io.RawIOBase):
+    """The file's header followed by the chunk's bytes, as one stream."""
+
+    def __init__(self, chunk: Chunk) -> None:
+        self.head = chunk.header
+        self.fh = open(chunk.path, "rb")  # noqa: SIM115 - closed by close()
+        self.fh.seek(chunk.start)
+        self.left = -1 if chunk.stop < 0 else chunk.stop - chunk.start
+
+    def readable(self) -> bool:
+        return True
+
+    def read(self, size: int = -1) -> bytes:
+        out = b""
+        if self.head:
+            out, self.head = (
+                self.head[:size] if size >= 0 else self.head,
+                (self.head[size:] if size >= 0 else b""),
+            )
+            size = size - len(out) if size >= 0 else size
+        if size == 0 or self.left == 0:
+            return out
+        want = size if self.left < 0 else (self.left if size < 0 else min(size, self.left))
+        data = self.fh.read(want)
+        if self.left > 0:
+            self.left -= len(data)
+        return out + data
+
+    def close(self) -> None:
+        self.fh.close()
+        super().close()
+
+
+def _raw_batches(chunk: Chunk, chunk_size: int) -> Iterator[reader.RawBatch]:
+    sl = _Slice(chunk)
+    try:
+        ch = reader._Chunker(sl, size=chunk_size)  # type: ignore[arg-type]
+        if chunk.header[:4] == _SHB:
+            yield from reader._pcapng(chunk.path, ch)
+        else:
+            yield from reader._pcap(chunk.path, ch)
+    finally:
+        sl.close()
+
+
+def decode_chunk(chunk: Chunk, chunk_size: int = 8 << 20) -> Part:
+    """Read and decode one chunk (in a worker): its partial result."""
+    drops: Counter[str] = Counter()
+    tunnels = Tunnels()
+    parts: list[TcpColumns] = []
+    records = 0
+    error = None
+    if chunk.index > 0 and chunk.header[:4] == _SHB and _has_shb(chunk):
+        error = "a pcapng section header inside the chunk"
+    else:
+        try:
+            for batch in _raw_batches(chunk, chunk_size):
+                records += len(batch)
+                got = decode(batch, drops, tunnels, chunk.verify_checksums)
+                if len(got):
+                    parts.append(got)
+        except CaptureError as exc:
+            error = str(exc)
+    cols = _concat(parts) if parts else None
+    return Part(chunk.index, cols, records, drops, tunnels.stacks, error)
+
+
+def _has_shb(chunk: Chunk) -> bool:
+    """Whether a pcapng chunk's bytes may hold a Section Header Block (its
+    type, then the byte-order magic either way): then only a sequential
+    read knows each block's byte order and interfaces."""
+    with open(chunk.path, "rb") as fh:
+        fh.seek(chunk.start)
+        data = fh.read(-1 if chunk.stop < 0 else chunk.stop - chunk.start)
+    boms = (struct.pack("<I", reader.PCAPNG_BOM), struct.pack(">I", reader.PCAPNG_BOM))
+    at = data.find(_SHB)
+    while at >= 0:
+        if data[at + 8 : at + 12] in boms:
+            return True
+        at = data.find(_SHB, at + 1)
+    return False
+
+
+def _concat(parts: list[TcpColumns]) -> TcpColumns:
+    if len(parts) == 1:
+        return parts[0]
+    names = ("frame", "ts", "src", "dst", "sport", "dport", "seq", "ack", "flags", "window",
+             "plen", "tunnel")  # fmt: skip
+    return TcpColumns(*(np.concatenate([getattr(p, k) for p in parts]) for k in names))
+
+
+def merge(a: Part, b: Part) -> Part:
+    """Two adjacent partial results as one: ``b``'s frames after ``a``'s
+    records, counters added, tunnel stacks renumbered.  Associative."""
+    if a.error is not None or b.error is not None:
+        return Part(a.index, None, a.records + b.records, a.drops + b.drops, a.stacks,
+                    a.error or b.error)  # fmt: skip
+    tunnels = Tunnels()
+    for st in a.stacks:
+        tunnels.id(st)
+    remap = np.array([tunnels.id(st) for st in b.stacks], dtype=np.int64)
+    cols: TcpColumns | None = a.cols
+    if b.cols is not None:
+        bc = _shifted(b.cols, a.records, remap)
+        cols = bc if a.cols is None else _concat([a.cols, bc])
+    return Part(a.index, cols, a.records + b.records, a.drops + b.drops, tunnels.stacks)
+
+
+def _shifted(c: TcpColumns, frames: int, remap: npt.NDArray[np.int64]) -> TcpColumns:
+    return TcpColumns(c.frame + frames, c.ts, c.src, c.dst, c.sport, c.dport, c.seq, c.ack,
+                      c.flags, c.window, c.plen, remap[c.tunnel])  # fmt: skip
