@@ -126,3 +126,17 @@ def test_damaged_file_chunked(tmp_path: Path) -> None:
     got = analyze_set([path], mapper=serial, cuts={str(path): [len(raw) // 2]}, as_set=False)
     assert (got.error, got.error_offset) == (want.error, want.error_offset)
     assert list(got.records()) == list(want.records())
+
+
+def test_no_boundary_four_bytes_into_a_header(tmp_path: Path) -> None:
+    """Records whose captured and original lengths agree, all within a
+    second: 4 bytes into a header the sub-second field reads as seconds and
+    the chain goes on, shifted; the file's first timestamp rules it out."""
+    pkt = bytes(range(60))
+    recs = [struct.pack("<IIII", 1_780_000_000, 1000 + k, 60, 60) + pkt for k in range(400)]
+    path = tmp_path / "tight.pcap"
+    path.write_bytes(struct.pack("<IHHiIII", 0xA1B2C3D4, 2, 4, 0, 0, 200, 101) + b"".join(recs))
+    true = {24 + 76 * k for k in range(400)}
+    for c in range(100, 76 * 300, 7):
+        chunks = plan(path, cuts=[c])
+        assert all(ch.start in true for ch in chunks), c

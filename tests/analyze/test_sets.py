@@ -74,16 +74,27 @@ def test_set_equals_original(rotated: tuple[Path, list[Path]]) -> None:
     assert _strip(got) == want
     crossing = [r for r in got if len(r["files"]) > 1]
     assert len(crossing) >= 2, "no connection crosses a file boundary: the test proves nothing"
-    # Each record's files are those holding its first and last frames (and between).
+    # Each record's files: those holding its first and last frames, and in
+    # between exactly those where its 4-tuple has packets (each connection
+    # here has its own client port).
     sizes = [sum(len(b) for b in iter_batches(p)) for p in parts]
     bounds = [sum(sizes[:k]) for k in range(len(sizes) + 1)]
 
     def file_of(frame: int) -> int:
         return next(k for k in range(len(sizes)) if bounds[k] < frame <= bounds[k + 1])
 
+    ports_in = [
+        {x["client"]["port"] for x in analyze_file(p).records()}
+        | {x["server"]["port"] for x in analyze_file(p).records()}
+        for p in parts
+    ]
     for r in got:
         lo, hi = file_of(r["first_frame"]), file_of(r["last_frame"])
-        assert r["files"] == [str(parts[k]) for k in range(lo, hi + 1)]
+        want_files = [
+            str(parts[k]) for k in range(lo, hi + 1) if r["client"]["port"] in ports_in[k]
+        ]
+        assert r["files"] == want_files
+        assert r["files"][0] == str(parts[lo]) and r["files"][-1] == str(parts[hi])
 
 
 def test_without_set_files_are_independent(rotated: tuple[Path, list[Path]]) -> None:

@@ -114,7 +114,9 @@ def _big(kind: str, header: bytes) -> bool:
     return bool(struct.unpack(">I", header[8:12])[0] == reader.PCAPNG_BOM)
 
 
-def find_boundary(path: str, offset: int, kind: str, header: bytes, limit: int) -> int | None:
+def find_boundary(
+    path: str, offset: int, kind: str, header: bytes, limit: int, first_sec: int = 0
+) -> int | None:
     """The first offset at or after ``offset`` where a chain of :data:`CHAIN`
     consistent record headers (pcap) or blocks (pcapng) starts; None when
     there is none in the next :data:`WINDOW` bytes."""
@@ -139,7 +141,7 @@ def find_boundary(path: str, offset: int, kind: str, header: bytes, limit: int) 
 
     for lo in range(0, min(WINDOW, n - 16), STEP):
         found = _search(np.arange(lo, min(lo + STEP, n - 16), dtype=np.int64), words, n,
-                        kind, header, limit, eof, offset)  # fmt: skip
+                        kind, header, limit, eof, offset, first_sec)  # fmt: skip
         if found is not None:
             return offset + found
     return None
@@ -154,6 +156,7 @@ def _search(
     limit: int,
     eof: bool,
     align: int = 0,
+    first_sec: int = 0,
 ) -> int | None:
     """The first of ``cand`` that starts a consistent chain (of CHAIN
     records, or fewer that end exactly at the end of the file), or None."""
@@ -176,6 +179,10 @@ def _search(
             cand, nxt, sec0 = cand[live], nxt[live], sec0[live]
             sec, frac, cap, orig = (words(nxt, k) for k in range(4))
             ok = (frac < frac_max) & (cap <= limit) & (cap <= orig) & (np.abs(sec - sec0) <= DAY)
+            # Not before the file's first record (less a day): a position 4
+            # bytes into a true header reads the sub-second field as seconds
+            # and, when captured and original lengths agree, chains on.
+            ok &= sec >= first_sec - DAY
             ok &= nxt + 16 + cap <= n
             cand, nxt, sec0 = cand[ok], (nxt + 16 + cap)[ok], sec0[ok]
             if not cand.size:
@@ -214,13 +221,20 @@ def plan(
         return [Chunk(name, 0, -1, b"", 0, verify_checksums)]
     kind, header, limit = info
     first = len(header)
+    first_sec = 0
+    if kind == "pcap":
+        with open(name, "rb") as fh:
+            fh.seek(first)
+            raw = fh.read(4)
+        if len(raw) == 4:
+            first_sec = struct.unpack((">" if _big(kind, header) else "<") + "I", raw)[0]
     if cuts is None:
         cuts = list(range(first + chunk_bytes, size, chunk_bytes))
     starts = [first]
     for c in sorted(cuts):
         if c <= starts[-1] or c >= size:
             continue
-        b = find_boundary(name, c, kind, header, limit)
+        b = find_boundary(name, c, kind, header, limit, first_sec)
         if b is not None and b > starts[-1] and b < size:
             starts.append(b)
     stops = [*starts[1:], -1]

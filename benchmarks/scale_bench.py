@@ -1,0 +1,123 @@
+"""`finwait analyze` at scale: one large capture and the rotated set
+`tcpdump -C` cuts from it, sequential vs `--workers 2` vs `--dask local:2`,
+with the dpkt loop (analyze_bench.py) as the anchor in the same run.
+
+    python benchmarks/scale_capture.py /tmp/mixed.pcap /tmp/big.pcap --copies 10
+    python benchmarks/scale_bench.py /tmp/big.pcap --set-mb 100
+
+Prints, per configuration: wall seconds, packets/s, CPU seconds (all
+processes), peak RSS of the largest process, and the ratio to the
+sequential run; then the model's inputs (docs/scale.md): the per-chunk
+decode rate and the fold rate (the part that stays sequential), measured in
+this process on the same chunks.  The machine is shared: wall time counts
+other processes' turns on the cores, so CPU time is printed beside it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).parent))
+
+from analyze_bench import DPKT_LOOP, count_packets, timed
+
+
+def rotated(capture: str, megabytes: int) -> Path:
+    out = Path(capture).with_suffix(".set")
+    if out.exists():
+        shutil.rmtree(out)
+    out.mkdir()
+    subprocess.run(
+        ["tcpdump", "-Z", "root", "-r", capture, "-w", str(out / "part"), "-C", str(megabytes)],
+        check=True, capture_output=True,
+    )  # fmt: skip
+    return out
+
+
+def model(capture: str, chunk_mb: int) -> None:
+    """Per-chunk decode rate and fold rate, one process, same chunks."""
+    from collections import Counter
+
+    from finwait.analyze.chunks import Part, decode_chunk, merge, plan
+    from finwait.analyze.tracker import Tracker
+
+    t0 = time.perf_counter()
+    chunks = plan(capture, chunk_mb << 20)
+    t_plan = time.perf_counter() - t0
+    parts = []
+    t_dec = 0.0
+    for c in chunks:
+        t = time.perf_counter()
+        parts.append(decode_chunk(c))
+        t_dec += time.perf_counter() - t
+    packets = sum(p.records for p in parts)
+    tr = Tracker()
+    acc = Part(0, None, 0, Counter())
+    t = time.perf_counter()
+    for p in parts:
+        acc = merge(Part(0, None, acc.records, Counter(), acc.stacks), p)
+        if acc.cols is not None:
+            tr.add(acc.cols)
+    t_fold = time.perf_counter() - t
+    size = Path(capture).stat().st_size / 1e6
+    print(f"model ({len(chunks)} chunks of {chunk_mb} MB, {packets:,} packets, one process):")
+    print(f"  plan (cut points)  {t_plan:7.2f} s")
+    print(f"  decode, per chunk  {t_dec / len(chunks):7.2f} s  "
+          f"{packets / t_dec:12,.0f} packets/s  {size / t_dec:7.1f} MB/s")  # fmt: skip
+    print(f"  merge + fold       {t_fold:7.2f} s  {packets / t_fold:12,.0f} packets/s "
+          "(sequential: bounds any number of workers)")  # fmt: skip
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("capture")
+    ap.add_argument("--set-mb", type=int, default=100, help="tcpdump -C size of the set's files")
+    ap.add_argument("--chunk-mb", type=int, default=32)
+    ap.add_argument("--no-dpkt", action="store_true")
+    ap.add_argument("--no-dask", action="store_true")
+    args = ap.parse_args()
+    fw = shutil.which("finwait") or str(Path(sys.executable).with_name("finwait"))
+    cap = args.capture
+    n = count_packets(cap)
+    setdir = rotated(cap, args.set_mb)
+    nfiles = len(list(setdir.iterdir()))
+    ck = ["--chunk-mb", str(args.chunk_mb)]
+    runs = {
+        "sequential": [cap],
+        "--workers 2": ["--workers", "2", *ck, cap],
+        "--dask local:2": ["--dask", "local:2", *ck, cap],
+        f"--set ({nfiles} files)": ["--set", str(setdir)],
+        "--set --workers 2": ["--set", "--workers", "2", *ck, str(setdir)],
+        "--set --dask local:2": ["--set", "--dask", "local:2", *ck, str(setdir)],
+    }
+    if args.no_dask:
+        runs = {k: v for k, v in runs.items() if "dask" not in k}
+    print(f"{cap}: {n:,} packets, {Path(cap).stat().st_size / 1e6:,.0f} MB; set: {nfiles} files")
+    print(f"{'run':28} {'seconds':>8} {'packets/s':>12} {'CPU s':>7} {'peak RSS MB':>12} {'vs seq':>7}")
+    wall: dict[str, float] = {}
+    for name, argv in runs.items():
+        cmd = ["sh", "-c", " ".join([f'"{fw}"', "analyze", "--json", *(f'"{a}"' for a in argv)])
+               + " > /dev/null"]  # fmt: skip
+        secs, cpu, rss = timed(cmd)
+        wall[name] = secs
+        ratio = wall["sequential"] / secs
+        print(f"{name:28} {secs:8.2f} {n / secs:12,.0f} {cpu:7.2f} {rss:12.0f} {ratio:6.2f}x")
+    if not args.no_dpkt:
+        secs, cpu, rss = timed([sys.executable, "-c", DPKT_LOOP, cap])
+        print(f"{'anchor: dpkt loop':28} {secs:8.2f} {n / secs:12,.0f} {cpu:7.2f} {rss:12.0f} "
+              f"{wall['sequential'] / secs:6.2f}x")  # fmt: skip
+        print(f"  finwait sequential / dpkt loop: {secs / wall['sequential']:.1f}x; "
+              f"--workers 2 / dpkt loop: {secs / wall['--workers 2']:.1f}x")  # fmt: skip
+    if "--dask local:2" in wall:
+        over = wall["--dask local:2"] / wall["--workers 2"] - 1
+        print(f"  Dask overhead over plain processes: {over:+.0%}")
+    model(cap, args.chunk_mb)
+
+
+if __name__ == "__main__":
+    main()
