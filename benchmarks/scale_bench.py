@@ -98,7 +98,9 @@ def main() -> None:
     if args.no_dask:
         runs = {k: v for k, v in runs.items() if "dask" not in k}
     print(f"{cap}: {n:,} packets, {Path(cap).stat().st_size / 1e6:,.0f} MB; set: {nfiles} files")
-    print(f"{'run':28} {'seconds':>8} {'packets/s':>12} {'CPU s':>7} {'peak RSS MB':>12} {'vs seq':>7}")
+    print(
+        f"{'run':28} {'seconds':>8} {'packets/s':>12} {'CPU s':>7} {'peak RSS MB':>12} {'vs seq':>7}"
+    )
     wall: dict[str, float] = {}
     for name, argv in runs.items():
         cmd = ["sh", "-c", " ".join([f'"{fw}"', "analyze", "--json", *(f'"{a}"' for a in argv)])
