@@ -27,7 +27,12 @@ def test_kernel(path: object) -> None:
     require_live()
     out = run_script(str(path), "kernel")
     timing = ("late", "early", "returned at", "blocked")
-    if out.status == "FAIL" and (any(w in out.message for w in timing) or "nothing by" in out.got):
-        # A loaded machine may be late by more than the tolerance: once more.
+    for _ in range(2):
+        if out.status == "PASS" or not (
+            any(w in out.message for w in timing) or "nothing by" in out.got
+        ):
+            break
+        # A loaded machine may be late by more than the tolerance: try again
+        # (a real mismatch fails every time).
         out = run_script(str(path), "kernel")
     assert out.status == "PASS", out.summary()

@@ -206,9 +206,7 @@ class Stack:
             # reader gives the data, then the error.
             server = None
             if any(isinstance(e, Connected) for e in entry[1]):
-                server = next(
-                    (x for x in self._servers if x.listener.port == conn.local[1]), None
-                )
+                server = next((x for x in self._servers if x.listener.port == conn.local[1]), None)
             if server is not None and conn in server.listener.accept_queue:
                 return  # accept_ready() takes it, with these events
             del self._stash[id(conn)]
