@@ -12,8 +12,10 @@ from __future__ import annotations
 
 import errno
 import os
+import stat
+import tempfile
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import Any
 
@@ -115,5 +117,24 @@ def writing(path: str | os.PathLike[str]) -> Iterator[None]:
 
 
 def write_text(path: str | os.PathLike[str], text: str) -> None:
+    """Write ``path`` whole or not at all: the text goes to a temporary file
+    beside it, renamed over ``path`` once complete, so Ctrl-C, SIGTERM or an
+    error mid-write leave the old file (or none), never half of one."""
+    target = Path(path)
     with writing(path):
-        Path(path).write_text(text, encoding="utf-8")
+        try:
+            mode = stat.S_IMODE(target.stat().st_mode)
+        except FileNotFoundError:
+            umask = os.umask(0)
+            os.umask(umask)
+            mode = 0o666 & ~umask
+        fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".part", dir=target.parent)
+        try:
+            with os.fdopen(fd, "w", encoding="utf-8") as f:
+                f.write(text)
+            os.chmod(tmp, mode)
+            os.replace(tmp, target)
+        except BaseException:
+            with suppress(OSError):
+                os.unlink(tmp)
+            raise
