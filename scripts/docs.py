@@ -20,8 +20,11 @@ until the samples are regenerated.  Filters:
 - ``lines A-B``: lines A to B (1-based, inclusive; ``A-`` to the end);
 - ``events-per-line``: JSON re-indented with one event per line.
 
-Samples the marker cannot produce here (live runs against the kernel) are
-marked ``<!-- sample-live: ... -->`` and checked by the live tests instead.
+Samples this script cannot produce (live runs against the kernel, whose
+timing varies) are marked ``<!-- sample-live: COMMAND -->``, abridged to the
+rows whose order cannot vary, and checked by tests/live/test_doc_samples.py:
+it runs the command in a lab and finds every row of the sample, in order, in
+what is printed (times and ports masked).  Update those by hand from a run.
 """
 
 from __future__ import annotations
