@@ -128,3 +128,12 @@ def test_lab_status_does_not_call_a_link_without_carrier_up(
     st.carrier = True
     _print_status(st, as_json=False)
     assert "carrier on" in capsys.readouterr().out
+
+
+def test_live_endpoints_in_brackets() -> None:
+    from finwait.live.apps import Outcome
+
+    out = Outcome(("2001:db8::1", 35238), ("2001:db8::2", 9000)).to_json(trace=False)
+    assert (out["peer"], out["local"]) == ("[2001:db8::1]:35238", "[2001:db8::2]:9000")
+    v4 = Outcome(("198.18.0.1", 35238), ("198.18.0.2", 9000)).to_json(trace=False)
+    assert v4["peer"] == "198.18.0.1:35238"

@@ -17,6 +17,7 @@ from collections.abc import Awaitable
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
+from ..render.rows import hostport
 from ..tcp import seqnum
 from ..tcp.state import State
 from ..trace import Trace
@@ -124,8 +125,8 @@ class Outcome:
     def to_json(self, *, trace: bool = True) -> dict[str, Any]:
         ph = self.phases()
         out: dict[str, Any] = {
-            "peer": f"{self.peer[0]}:{self.peer[1]}",
-            "local": f"{self.local[0]}:{self.local[1]}",
+            "peer": hostport(*self.peer),  # [2001:db8::1]:35238 for IPv6
+            "local": hostport(*self.local),
             "bytes_sent": len(self.sent),
             "bytes_received": len(self.received),
             "sha256_sent": hashlib.sha256(self.sent).hexdigest(),
