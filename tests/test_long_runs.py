@@ -5,6 +5,7 @@ analyze."""
 
 from __future__ import annotations
 
+import json
 import os
 import pty
 import re
@@ -112,3 +113,16 @@ def test_analyze_shows_progress_whatever_the_file_size(tmp_path: Path) -> None:
     assert code == 0
     assert "bulk.pcap" in err and "MB" in err, err
     assert "1 connection" in out
+
+
+def test_analyze_shows_progress_beside_json_on_stdout(tmp_path: Path) -> None:
+    pcap = tmp_path / "bulk.pcap"
+    result = CliRunner().invoke(
+        main, ["simulate", "--client-bytes", "2000000", "--summary", "--pcap", str(pcap)]
+    )
+    assert result.exit_code == 0
+    code, out, err = _on_a_terminal(["analyze", str(pcap), "--json"], tmp_path)
+    assert code == 0
+    assert "bulk.pcap" in err and "MB" in err, err
+    records = [json.loads(line) for line in out.splitlines()]
+    assert len(records) == 1  # stdout holds the JSON Lines and nothing else

@@ -211,8 +211,8 @@ def analyze_cmd(
 
         if importlib.util.find_spec("pyarrow") is None:
             raise click.ClickException("--parquet needs pyarrow: pip install 'finwait[parquet]'")
-    quiet = as_json or as_csv or one_conn or as_stats
-    show_bar = not quiet and sys.stderr.isatty()
+    # The bar is on stderr, so it may run beside --json/--csv/--stats on stdout.
+    show_bar = not one_conn and sys.stderr.isatty()
     results: list[Analysis]
     if dask_at is not None:
         results = _run_dask(dask_at, files, as_set, zeek_timeouts, int(chunk_mb * (1 << 20)),
