@@ -18,6 +18,7 @@ from finwait.live.apps import pattern
 from finwait.live.lab import Lab
 from finwait.live.streams import open_connection
 from finwait.tcp import seqnum
+from finwait.trace import DROPPED, SegmentEvent
 from finwait.wire.ip import encode_packet
 from finwait.wire.segment import ACK, FIN, RST, SYN, Segment
 
@@ -27,6 +28,8 @@ from .peers import Capture, in_thread, kernel_listener, recv_all, relative
 pytestmark = pytest.mark.live
 
 PORT = 9210
+# The engine's verdicts on the four forged segments, in the order sent.
+REASONS = ["challenge ack rst", "challenge ack syn", "rst out of window", "ack too old"]
 SIZE = 400_000
 
 
@@ -58,11 +61,13 @@ def test_blind_attacks_across_the_tun_get_challenge_acks_and_change_nothing(lab:
             await writer.drain()
 
             forged: set[tuple[int, int]] = set()
+            order: list[tuple[int, int]] = []
 
             def forge(seq: int, ack: int, flags: int, payload: bytes = b"") -> None:
                 seg = Segment(lab.cfg.kernel_v4, lab.cfg.finwait_v4, PORT, conn.local[1],
                               seq & seqnum.MASK, ack & seqnum.MASK, flags, 65535, payload)  # fmt: skip
                 forged.add((seg.seq, seg.ack))
+                order.append((seg.seq, seg.ack))
                 raw.sendto(encode_packet(seg), (lab.cfg.finwait_v4, 0))
 
             # An RST in the window but not at RCV.NXT: a challenge ACK, no reset.
@@ -86,6 +91,16 @@ def test_blind_attacks_across_the_tun_get_challenge_acks_and_change_nothing(lab:
             assert c["challenge_ack_rst"] == 1 and c["challenge_ack_syn"] == 1, dict(c)
             assert c["rst_out_of_window"] == 1 and c["ack_too_old"] == 1, dict(c)
             assert "rst_received" not in c, dict(c)
+            # The connection's Trace marks each forged segment dropped, with
+            # the engine's verdict as the reason (what --ladder shows).
+            dropped = {
+                (e.segment.seq, e.segment.ack): e.reason
+                for e in writer.trace.events
+                if isinstance(e, SegmentEvent) and e.fate == DROPPED
+            }
+            assert {k: dropped.get(k) for k in forged} == {
+                k: r for k, r in zip(order, REASONS, strict=True)
+            }, dropped
         pkts = cap.stop()
         ours = [p for p in pkts if not p.out and p.dport == PORT]
         assert not any(p.flags & RST for p in ours)  # finwait never reset

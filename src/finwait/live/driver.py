@@ -35,6 +35,7 @@ from ..drive import Events, drain
 from ..host import Host
 from ..tcp.connection import Connection
 from ..tcp.events import Event, StateChanged
+from ..tcp.verdict import Verdict
 from ..wire.errors import ParseError
 from ..wire.ip import decode_packet, encode_packet
 from ..wire.segment import ACK, PSH, RST, SYN, URG, Segment
@@ -97,6 +98,9 @@ class Driver:
         # written (finwait.drive's order rule): the trace recorder.
         self.on_state: Callable[[Connection, StateChanged], None] | None = None
         self.observers: list[PacketObserver] = []
+        # Called with every arriving segment the Host discarded, and its verdict
+        # (the streams layer marks it dropped in its Trace, with the reason).
+        self.on_verdict: Callable[[Segment, Verdict, float], None] | None = None
         self.after_pump: list[Callable[[], None]] = []
         # Called once by close(), with the reason when the TUN failed
         # (the device went away: ``finwait lab down``), None otherwise.
@@ -153,6 +157,7 @@ class Driver:
         pcap = self.pcap
         drop = self.drop
         observers = self.observers
+        on_verdict = self.on_verdict
         n = supers = 0
         # Several packets per wake-up: one epoll round per packet would cost
         # more than the engine's work on it.  Bounded, so timers and writers
@@ -193,7 +198,9 @@ class Driver:
                 continue
             for obs in observers:
                 obs(IN, seg, now)
-            receive(seg, now)
+            verdict = receive(seg, now)
+            if on_verdict is not None and verdict.dropped:
+                on_verdict(seg, verdict, now)
         self.counters["packets in"] += n
         if supers:
             self.counters["super-packets in"] += supers

@@ -46,7 +46,8 @@ from ..tcp.events import (
     TimedOut,
 )
 from ..tcp.state import State
-from ..trace import Trace
+from ..tcp.verdict import Verdict
+from ..trace import DROPPED, SegmentEvent, Trace
 from ..wire.segment import SYN, Segment
 from .driver import GSO_MAX_PAYLOAD, IN, Driver, DropHook, PcapFile
 from .lab import LabConfig, open_tun
@@ -76,6 +77,7 @@ class Stack:
         self._stash: dict[int, tuple[Connection, list[Event]]] = {}
         self._servers: list[Server] = []
         self._traces: OrderedDict[tuple[str, int, str, int], Trace] = OrderedDict()
+        self._last_in: tuple[Trace, int, SegmentEvent] | None = None
         self.t0 = driver.now()  # trace times are seconds since the stack started
         # Resolved with the reason when the TUN goes away (``finwait lab
         # down``, the device deleted): every connection is then dead.
@@ -86,6 +88,7 @@ class Stack:
         if record:
             driver.observers.append(self._observe)
             driver.on_state = self._record_state
+            driver.on_verdict = self._mark_dropped
 
     @classmethod
     @contextlib.asynccontextmanager
@@ -244,7 +247,19 @@ class Stack:
             trace = self._new_trace(key)
         if seg.flags & SYN:
             trace.endpoints[REMOTE if direction == IN else LOCAL].isn = seg.seq
-        trace.add_segment(now - self.t0, seg)
+        ev = trace.add_segment(now - self.t0, seg)
+        if direction == IN:
+            self._last_in = (trace, len(trace.events) - 1, ev)
+
+    def _mark_dropped(self, seg: Segment, verdict: Verdict, now: float) -> None:
+        """The driver's on_verdict: the segment just recorded arriving was
+        discarded by the engine — its fate in the Trace says so, with the
+        verdict's reason (as the simulator marks it)."""
+        last = self._last_in
+        if last is not None and last[2].segment is seg:
+            trace, i, ev = last
+            if i < len(trace.events) and trace.events[i] is ev:
+                trace.events[i] = dataclasses.replace(ev, fate=DROPPED, reason=verdict.reason)
 
     def _new_trace(self, key: tuple[str, int, str, int]) -> Trace:
         trace = Trace()
