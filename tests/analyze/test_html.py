@@ -165,6 +165,22 @@ class DevTools:
                 return e
         return seen[0]
 
+    def open_page(self, page: Path) -> str:
+        """Open ``page`` in a new target; its session id once it has loaded."""
+        target = self.call("Target.createTarget", url="about:blank")["targetId"]
+        s: str = self.call("Target.attachToTarget", targetId=target, flatten=True)["sessionId"]
+        for domain in ("Runtime", "Log", "Page"):
+            self.call(f"{domain}.enable", s)
+        self.call("Page.navigate", s, url=page.as_uri())
+        self.wait_event("Page.loadEventFired")
+        return s
+
+    def evaluate(self, session: str, expr: str) -> Any:
+        """The value of a JavaScript expression; it must not throw."""
+        r = self.call("Runtime.evaluate", session, expression=expr, returnByValue=True)
+        assert "exceptionDetails" not in r, r
+        return r["result"].get("value")
+
     def close(self) -> None:
         with contextlib.suppress(OSError, EOFError, TimeoutError, RuntimeError):
             self.call("Browser.close")
@@ -199,17 +215,10 @@ def test_report_in_headless_chromium(tmp_path: Path, capture: Path) -> None:
     page.write_text(render_html(res), encoding="utf-8")
     cdp = DevTools(browser, tmp_path / "profile")
     try:
-        target = cdp.call("Target.createTarget", url="about:blank")["targetId"]
-        s = cdp.call("Target.attachToTarget", targetId=target, flatten=True)["sessionId"]
-        for domain in ("Runtime", "Log", "Page"):
-            cdp.call(f"{domain}.enable", s)
-        cdp.call("Page.navigate", s, url=page.as_uri())
-        cdp.wait_event("Page.loadEventFired")
+        s = cdp.open_page(page)
 
         def js(expr: str) -> Any:
-            r = cdp.call("Runtime.evaluate", s, expression=expr, returnByValue=True)
-            assert "exceptionDetails" not in r, r
-            return r["result"].get("value")
+            return cdp.evaluate(s, expr)
 
         # Every ladder: one drawn arrow (non-empty box) per captured segment.
         drawn = js(

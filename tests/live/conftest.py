@@ -37,7 +37,7 @@ def _children(pid: int) -> set[int]:
     return out
 
 
-def _require_live() -> None:
+def require_live() -> None:
     try:
         check_prerequisites()
     except LabError as exc:
@@ -50,7 +50,7 @@ def _require_live() -> None:
 def lab() -> Iterator[Lab]:
     """A fresh namespace + TUN; afterwards, no namespace, TUN, child process
     or peer thread may be left behind."""
-    _require_live()
+    require_live()
     me = os.getpid()
     # Leaks are judged on what this process made (finwait.live.lab keeps the
     # list), never on a listing of /run/netns: other test processes on the

@@ -108,17 +108,10 @@ def test_the_page_in_headless_chromium(tmp_path: Path) -> None:
     steps = learning_steps(trace)
     cdp = DevTools(browser, tmp_path / "profile")
     try:
-        target = cdp.call("Target.createTarget", url="about:blank")["targetId"]
-        s = cdp.call("Target.attachToTarget", targetId=target, flatten=True)["sessionId"]
-        for domain in ("Runtime", "Log", "Page"):
-            cdp.call(f"{domain}.enable", s)
-        cdp.call("Page.navigate", s, url=page.as_uri())
-        cdp.wait_event("Page.loadEventFired")
+        s = cdp.open_page(page)
 
         def js(expr: str) -> Any:
-            r = cdp.call("Runtime.evaluate", s, expression=expr, returnByValue=True)
-            assert "exceptionDetails" not in r, r
-            return r["result"].get("value")
+            return cdp.evaluate(s, expr)
 
         def key(name: str, code: int) -> None:
             for kind in ("rawKeyDown", "keyUp"):

@@ -35,14 +35,13 @@ anomalies and the history letters.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 
 from ..capture.decode import BAD_CHECKSUM, TcpColumns, member
 from ..wire.segment import ACK, FIN, PSH, RST, SYN, URG
-from .columns import ConnColumns, DirColumns
+from .columns import ConnColumns, DirColumns, _grow
 
 I64 = npt.NDArray[np.int64]
 Mask = npt.NDArray[np.bool_]
@@ -109,15 +108,6 @@ def _endpoint_hash(words: I64, port: I64) -> npt.NDArray[np.uint64]:
         h = w[:, 0] * _H[0] + w[:, 1] * _H[1] + w[:, 2] * _H[2] + w[:, 3] * _H[3]
         h += port.view(np.uint64) * _H[4]
     return _mix(h)
-
-
-def _grow(arr: npt.NDArray[Any], n: int, fill: float) -> npt.NDArray[Any]:
-    if arr.shape[0] >= n:
-        return arr
-    cap = max(n, arr.shape[0] * 2, 1024)
-    out = np.full((cap, *arr.shape[1:]), fill, dtype=arr.dtype)
-    out[: arr.shape[0]] = arr
-    return out
 
 
 @dataclass
