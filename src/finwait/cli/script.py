@@ -24,7 +24,8 @@ from .files import INPUT, OUTPUT, writing
     type=click.Choice(["linux", "rfc"]),
     default="linux",
     show_default=True,
-    help="Engine target: the Linux profile (quick ACKs, IW10) or finwait's RFC defaults.",
+    help="Engine target: the Linux profile (quick ACKs, IW10, RACK-TLP, PRR) or "
+    "finwait's RFC defaults.",
 )
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per script.")
 @click.option("--pcap", type=OUTPUT, help="Write every segment to a pcap.")

@@ -49,19 +49,30 @@ class Config:
     # An abort's RST carries ACK and RCV.NXT, as Linux's tcp_send_active_reset();
     # False: RFC 9293 §3.10.5's <SEQ=SND.NXT><CTL=RST>.
     rst_ack: bool = False
+    # Loss recovery as Linux runs it (tcp_recovery=1, tcp_early_retrans=3),
+    # with SACK only (``rack.py``): RACK detects loss by time (RFC 8985 §6),
+    # TLP probes the tail of a flight (§7), PRR paces cwnd down to ssthresh
+    # in recovery (RFC 6937).  TLP and PRR work on RACK's transmit log, so
+    # they need ``rack``.  Off: RFC 6675 / RFC 6582 recovery.
+    rack: bool = False
+    tlp: bool = False
+    prr: bool = False
 
     @classmethod
     def linux(cls, **changes: object) -> Config:
         """The Linux profile: what a Linux peer does where the RFCs leave a
         choice — quick ACKs at connection start, an initial window of ten
         segments (RFC 6928), byte counting in slow start (RFC 3465, as Linux),
-        RST,ACK on an abort.  Used by ``finwait script`` unless
+        RST,ACK on an abort, RACK-TLP and PRR for loss recovery.  Used by ``finwait script`` unless
         ``--profile rfc``."""
         base: dict[str, object] = {
             "quick_acks": 16,
             "initial_window_segments": 10,
             "rst_ack": True,
             "congestion_control": "newreno-abc",
+            "rack": True,
+            "tlp": True,
+            "prr": True,
         }
         base.update(changes)
         return cls(**base)  # type: ignore[arg-type]

@@ -42,7 +42,9 @@ from .timers import (
     DELAYED_ACK,
     FIN_WAIT_2,
     KEEPALIVE,
+    LOSS_PROBE,
     PERSIST,
+    REORDER,
     RETRANSMIT,
     TIME_WAIT,
     USER_TIMEOUT,
@@ -334,6 +336,10 @@ class Connection(Sender, Receiver):
         if timers.fire(FIN_WAIT_2, now):
             self._time_out(now, "fin_wait_2_timeout")
             return
+        if timers.fire(REORDER, now):
+            self._on_reorder_timeout(now)
+        if timers.fire(LOSS_PROBE, now):
+            self._on_loss_probe(now)
         if timers.fire(RETRANSMIT, now):
             self._on_rexmit_timeout(now)
         if timers.fire(PERSIST, now):

@@ -15,10 +15,11 @@ CLOCK_G = 0.001  # our timer granularity G (1 ms)
 
 
 class RttEstimator:
-    __slots__ = ("_backoff", "_base", "rto", "rto_max", "rto_min", "rttvar", "srtt")
+    __slots__ = ("_backoff", "_base", "min_rtt", "rto", "rto_max", "rto_min", "rttvar", "srtt")
 
     def __init__(self, initial: float, rto_min: float, rto_max: float) -> None:
         self.srtt: float | None = None
+        self.min_rtt: float | None = None  # the least sample (RACK's min_RTT, RFC 8985)
         self.rttvar = 0.0
         self.rto_min = rto_min
         self.rto_max = rto_max
@@ -31,11 +32,13 @@ class RttEstimator:
         """A round-trip measurement R (§2.2, §2.3); clears the backoff."""
         rtt = max(rtt, 0.0)
         if self.srtt is None:
-            self.srtt = rtt
+            self.srtt = self.min_rtt = rtt
             self.rttvar = rtt / 2
         else:
             self.rttvar = (1 - BETA) * self.rttvar + BETA * abs(self.srtt - rtt)
             self.srtt = (1 - ALPHA) * self.srtt + ALPHA * rtt
+            if rtt < self.min_rtt:  # type: ignore[operator]
+                self.min_rtt = rtt
         self._base = self.srtt + max(CLOCK_G, K * self.rttvar)
         self._backoff = 0
         self._update()

@@ -20,6 +20,12 @@ next hole (``_maybe_dupack``); the window update obeys SND.WL1/SND.WL2.  A
 timeout goes back to SND.UNA (go-back-N, SND.MAX kept) and collapses cwnd
 (``_on_rexmit_timeout``); a zero window is probed (``_on_persist``).
 
+With RACK on (the Linux profile, with SACK), loss recovery is RFC 8985's
+and RFC 6937's instead (``rack.py`` keeps the transmit log): the ACK goes to
+``_rack_ack`` rather than DupAck counting, segments are deemed lost by
+time (``_on_reorder_timeout``), the tail is probed (``_on_loss_probe``) and
+PRR sets cwnd in recovery (CC-10 .. CC-14).
+
 Sequence numbers are plain ints compared only through ``seqnum``.  SND.MAX
 (the highest sequence sent) is kept besides SND.NXT: after a retransmission
 timeout SND.NXT goes back to SND.UNA and ACKs up to SND.MAX stay acceptable.
@@ -35,11 +41,20 @@ from ..wire.segment import ACK, FIN, PSH, SYN, Segment, TcpOptions
 from . import congestion, seqnum
 from .config import Config
 from .events import Connected, SendAcknowledged
+from .rack import TIMEOUT_MIN
 from .rto import RttEstimator
 from .scoreboard import Scoreboard
 from .state import State
 from .tcb import HALF, MASK, TcbCore
-from .timers import DELAYED_ACK, KEEPALIVE, PERSIST, RETRANSMIT, USER_TIMEOUT
+from .timers import (
+    DELAYED_ACK,
+    KEEPALIVE,
+    LOSS_PROBE,
+    PERSIST,
+    REORDER,
+    RETRANSMIT,
+    USER_TIMEOUT,
+)
 from .verdict import Verdict
 
 _add = seqnum.add
@@ -75,6 +90,7 @@ class Sender(TcbCore):
         self._last_send = 0.0
         self._persist_backoff = 0
         self._ts_offset = ts_offset & MASK
+        self._rack = None  # made when SACK is agreed and Config.rack is on (tcb._negotiated)
 
     def _emit_syn(self, now: float, ack: bool, send: bool = True) -> None:
         """SYN or SYN,ACK at ISS with our options (§3.7.1, RFC 7323, RFC 2018).
@@ -127,13 +143,19 @@ class Sender(TcbCore):
             self._rtt_seq = None
         self.rtt.backoff = 0
 
-    def _push(self, now: float, override: bool = False) -> None:
+    def _push(self, now: float, override: bool = False, probe: bool = False) -> None:
         """Send what the windows allow: data from SND.NXT, then our FIN
         (piggybacked on the last data segment when it fits, LX-4).  The
         segments of one burst share their ACK, window and options, which are
         computed once.  ``override``: the SWS override timeout fired (or a
         retransmission), so a segment smaller than sender SWS avoidance
-        allows may go."""
+        allows may go.  ``probe``: a tail-loss probe, one segment whatever
+        cwnd says (RFC 8985 §7.3).
+
+        With RACK on, each segment is also logged (``rack.py``), and once
+        the peer has SACKed or we have deemed segments lost, the congestion
+        window bounds the pipe, not SND.NXT - SND.UNA (RFC 6675 §5, Linux
+        ``tcp_packets_in_flight()``)."""
         if not self.state.sending:
             return
         buf = self._sndbuf
@@ -144,8 +166,18 @@ class Sender(TcbCore):
         data_end = (base + len(buf)) & MASK
         una = self.snd_una
         cc = self.cc
-        wnd = min(self.snd_wnd, cc.cwnd) if not cc.dupacks else self._usable_window()
         nxt = self.snd_nxt
+        rack = self._rack
+        if rack is None:
+            wnd = min(self.snd_wnd, cc.cwnd) if not cc.dupacks else self._usable_window()
+        elif probe:
+            wnd = min(self.snd_wnd, ((nxt - una) & MASK) + smss)
+        elif rack.sacked_out or rack.lost_out or rack.retrans_out:
+            room = max(cc.cwnd // smss - rack.pipe(), 0) * smss
+            wnd = min(self.snd_wnd, ((nxt - una) & MASK) + room)
+        else:
+            wnd = min(self.snd_wnd, cc.cwnd)
+        snd_max = self.snd_max
         out = self._out
         header: tuple[int, int, TcpOptions] | None = None  # (ack, window, options)
         sent_data = False
@@ -183,13 +215,24 @@ class Sender(TcbCore):
                     header[2], 0,
                 )
             )  # fmt: skip
-            nxt = (end + (flags & FIN)) & MASK
-            if _lt(self.snd_max, nxt):
+            seq, nxt = nxt, (end + (flags & FIN)) & MASK
+            if rack is not None:
+                if seq == snd_max:
+                    rack.sent(seq, nxt, now)
+                else:
+                    rack.resent(seq, nxt, now)  # go-back-N after a timeout
+                if cc.in_recovery:
+                    rack.prr_out += 1
+            if _lt(snd_max, nxt):
                 if self._rtt_seq is None and not self.ts_ok:
                     self._rtt_seq, self._rtt_start = nxt, now
-                self.snd_max = nxt
+                self.snd_max = snd_max = nxt
+            if probe:
+                break
         if header is not None:
             self._sent_burst(nxt, now, sent_data)
+            if rack is not None and self.config.tlp and not probe:
+                self._schedule_tlp(now, advancing=False)
 
     def _hold_small(self, n: int, unsent: int, flight: int, override: bool, now: float) -> bool:
         """Whether a segment of ``n`` < SMSS bytes waits.  Sender SWS
@@ -274,6 +317,12 @@ class Sender(TcbCore):
         self._rtt_seq = None  # Karn's algorithm
         if self._sb is not None:
             self._sb.clear()  # the peer may have reneged (RFC 2018 §8): resend it all
+        rack = self._rack
+        if rack is not None:
+            rack.on_rto()  # everything outstanding is lost: Linux's Loss state
+            rack.loss_high = self.snd_max
+            self.timers.cancel(LOSS_PROBE)
+            self.timers.cancel(REORDER)
         if self.snd_una == self.iss:
             # Our SYN is unacknowledged: resend it (SYN,ACK once we have the
             # peer's SYN), then a FIN queued by CLOSE in SYN-RECEIVED (CL-4).
@@ -340,6 +389,8 @@ class Sender(TcbCore):
         self._count("fast_retransmit")
         self._rtt_seq = None
         self._high_rxt = _add(end, flags & FIN)
+        if self._rack is not None:
+            self._rack.resent(seq, self._high_rxt, now)
         self._emit(seq, flags, now, bytes(self._sndbuf[off : off + n]))
         return True
 
@@ -354,6 +405,193 @@ class Sender(TcbCore):
         if hole is None:
             return False
         return self._retransmit(hole[0], hole[1], now)
+
+    # -- RACK-TLP (RFC 8985) and PRR (RFC 6937), the Linux profile ----------
+
+    def _rack_ack(self, seg: Segment, new_ack: bool, acked: int, now: float) -> None:
+        """Loss recovery on an ACK with RACK on (instead of DupAck counting):
+        log the deliveries, close a TLP episode, leave recovery, detect
+        losses by time, enter recovery, set cwnd (PRR) and resend what is
+        lost, as Linux's tcp_ack() / tcp_fastretrans_alert() (CC-10, CC-14)."""
+        rack = self._rack
+        assert rack is not None
+        cc = self.cc
+        cfg = self.config
+        una = self.snd_una
+        rtt = self.rtt
+        blocks = seg.options.sack_blocks
+        delivered, dsack = rack.on_ack(una, blocks, self.snd_max, now, rtt.min_rtt)
+        if dsack:
+            self._count("dsack")
+            rack.on_dsack(una, self.snd_nxt)
+        if rack.loss_high is not None and _le(rack.loss_high, una):
+            rack.loss_high = None  # all that was outstanding at the RTO is acknowledged
+        tlp_high = rack.tlp_high_seq
+        if tlp_high is not None and _le(tlp_high, seg.ack):
+            # RFC 8985 §7.4 (Linux tcp_process_tlp_ack()): was the probe needed?
+            if not rack.tlp_retrans or dsack:
+                rack.tlp_high_seq = None  # new data, or both copies arrived: no loss
+            elif _lt(tlp_high, seg.ack):
+                # The probe repaired a loss: reduce cwnd as for one (Linux CWR).
+                rack.tlp_high_seq = None
+                self._count("tlp_recovery")
+                ssthresh = self._loss_ssthresh()
+                cc.ssthresh = cc.cwnd = ssthresh
+            elif not new_ack and not delivered and not seg.payload:
+                rack.tlp_high_seq = None  # a pure duplicate: both copies arrived
+        exited = False
+        if cc.in_recovery and _le(cc.recover, una):
+            cc.in_recovery = False  # Linux tcp_end_cwnd_reduction(): cwnd = ssthresh
+            cc.cwnd = cc.ssthresh
+            rack.on_recovery_end()
+            exited = True
+        newly_lost = 0
+        timers = self.timers
+        if (
+            (rack.sacked_out or rack.retrans_out)
+            and rack.loss_high is None
+            and rtt.srtt is not None
+        ):
+            # Only then can a segment sent before the latest delivered one
+            # still be out; an in-order ACK clock costs no scan.
+            reo = rack.reo_wnd(cc.in_recovery, rtt.srtt, rtt.min_rtt)
+            newly_lost, wait = rack.detect_loss(now, reo)
+            timers.at[REORDER] = now + wait + TIMEOUT_MIN if wait else None
+        elif new_ack:
+            timers.at[REORDER] = None
+        if newly_lost and not cc.in_recovery:
+            self._enter_rack_recovery(now)
+        if cc.in_recovery:
+            if delivered:
+                self._recovery_cwnd(delivered, new_ack, newly_lost)
+        elif new_ack and not exited:
+            cc.on_new_ack(acked)
+        if cc.in_recovery or rack.lost_out:
+            self._rack_retransmit(now)
+        if una == self.snd_max:
+            timers.at[LOSS_PROBE] = None
+        elif new_ack and cfg.tlp and timers.at[REORDER] is None:
+            self._schedule_tlp(now, advancing=True)
+
+    def _loss_ssthresh(self) -> int:
+        """ssthresh after a loss, as the algorithm computes it from cwnd (Linux
+        ``ssthresh()`` halves cwnd, where RFC 5681 halves FlightSize)."""
+        cc = self.cc
+        cwnd, recover, in_rec = cc.cwnd, cc.recover, cc.in_recovery
+        cc.enter_recovery(cwnd)
+        ssthresh = cc.ssthresh
+        cc.cwnd, cc.recover, cc.in_recovery = cwnd, recover, in_rec
+        return ssthresh
+
+    def _enter_rack_recovery(self, now: float) -> None:
+        """Fast recovery on RACK's first loss (Linux tcp_enter_recovery()):
+        ssthresh from cwnd, PRR's RecoverFS, recover = SND.NXT."""
+        rack = self._rack
+        assert rack is not None
+        cc = self.cc
+        self._count("rack_recovery")
+        prior = cc.cwnd
+        rack.prr_start(prior // self.smss)
+        cc.enter_recovery(prior)
+        cc.recover = self.snd_nxt
+        rack.tlp_high_seq = None
+        self.timers.at[LOSS_PROBE] = None
+
+    def _recovery_cwnd(self, delivered: int, una_advanced: bool, newly_lost: int) -> None:
+        """cwnd in recovery: PRR (RFC 6937, CC-12, CC-13) when on, else
+        ssthresh (RFC 6675)."""
+        rack = self._rack
+        assert rack is not None
+        cc = self.cc
+        smss = self.smss
+        if self.config.prr:
+            sndcnt = rack.prr_sndcnt(delivered, cc.ssthresh // smss, una_advanced, newly_lost)
+            cc.cwnd = (rack.pipe() + sndcnt) * smss
+        else:
+            cc.cwnd = cc.ssthresh
+
+    def _rack_retransmit(self, now: float) -> None:
+        """Resend the segments deemed lost, lowest first, while the pipe is
+        below cwnd (Linux tcp_xmit_retransmit_queue()); none in the Loss state
+        after a timeout, where go-back-N resends."""
+        rack = self._rack
+        assert rack is not None
+        if rack.loss_high is not None:
+            return
+        cwnd = self.cc.cwnd // self.smss
+        in_rec = self.cc.in_recovery
+        while rack.lost_out and rack.pipe() < cwnd:
+            rec = rack.first_lost()
+            if rec is None or not self._retransmit(rec.seq, (rec.end - rec.seq) & MASK, now):
+                break
+            if in_rec:
+                rack.prr_out += 1
+            if rec.seq == self.snd_una:
+                self.timers.at[RETRANSMIT] = now + self.rtt.rto  # the head resent: RTO anew
+
+    def _on_reorder_timeout(self, now: float) -> None:
+        """RACK's reordering timer (RFC 8985 §6.3, Linux
+        tcp_rack_reo_timeout()): look again; what is now overdue is lost."""
+        rack = self._rack
+        if rack is None or not self.state.sending or rack.loss_high is not None:
+            return
+        cc = self.cc
+        rtt = self.rtt
+        reo = rack.reo_wnd(cc.in_recovery, rtt.srtt or 0.0, rtt.min_rtt)
+        newly, wait = rack.detect_loss(now, reo)
+        if wait:
+            self.timers.at[REORDER] = now + wait + TIMEOUT_MIN
+        if newly:
+            if not cc.in_recovery:
+                self._enter_rack_recovery(now)
+                self._recovery_cwnd(1, False, newly)
+            self._rack_retransmit(now)
+
+    def _schedule_tlp(self, now: float, advancing: bool) -> None:
+        """Arm the probe timeout (RFC 8985 §7.2, Linux
+        tcp_schedule_loss_probe()): 2·SRTT, plus the minimum RTO (for a
+        delayed ACK) when one segment is out, else 2 ms; 1 s without an RTT
+        sample; never later than the RTO.  Not in recovery or after a
+        timeout, and never a second probe in one episode (CC-11)."""
+        rack = self._rack
+        assert rack is not None
+        at = self.timers.at
+        if not rack.log or self.cc.in_recovery or rack.loss_high is not None:
+            at[LOSS_PROBE] = None
+            return
+        srtt = self.rtt.srtt
+        if srtt is None:
+            pto = 1.0
+        else:
+            pto = 2 * srtt + (self.config.rto_min if len(rack.log) == 1 else TIMEOUT_MIN)
+        rto_left = self.rtt.rto if advancing else (at[RETRANSMIT] or now) - now
+        if rto_left > 0:
+            pto = min(pto, rto_left)
+        at[LOSS_PROBE] = now + pto
+
+    def _on_loss_probe(self, now: float) -> None:
+        """The probe timeout (RFC 8985 §7.3, Linux tcp_send_loss_probe()):
+        send one new segment if the peer's window takes it, else the last
+        segment sent again; then the RTO runs afresh from now."""
+        rack = self._rack
+        if rack is None or not self.state.sending or not rack.log:
+            return
+        if rack.tlp_high_seq is not None:
+            return  # one probe per episode; the RTO stays armed
+        before = self.snd_max
+        rack.tlp_retrans = False
+        self._push(now, probe=True)
+        if self.snd_max == before:
+            # No new data can go: the last segment again, its last SMSS.
+            last = rack.log[-1]
+            size = (last.end - last.seq) & MASK
+            seq = _add(last.seq, (size - 1) // self.smss * self.smss)
+            if not self._retransmit(seq, (last.end - seq) & MASK, now):
+                return
+            rack.tlp_retrans = True
+        rack.tlp_high_seq = self.snd_max
+        self._count("tlp")
+        self.timers.at[RETRANSMIT] = now + self.rtt.rto
 
     def _step_ack(self, seg: Segment, now: float, ack_only: bool = False) -> bool:
         """Step five: the ACK field (§3.10.7.4 fifth, RFC 5961 §5.2)."""
@@ -391,9 +629,10 @@ class Sender(TcbCore):
             if sb is None:
                 sb = self._sb = Scoreboard(self.config.max_ooo_segments)
             newly = sb.update(seg.options.sack_blocks, ack if new_ack else una, snd_max)
+        rack = self._rack
         if new_ack:
             self._on_new_ack(seg, ack, now)
-        elif ack == una and not ack_only and una != snd_max:  # data outstanding
+        elif rack is None and ack == una and not ack_only and una != snd_max:  # data outstanding
             self._maybe_dupack(seg, now, newly)
         # Window update (SA-4.5): only from a segment newer than the last one used.
         seq = seg.seq
@@ -412,6 +651,8 @@ class Sender(TcbCore):
                     at[PERSIST] = None
                     self._persist_backoff = 0
             self.snd_wl1, self.snd_wl2 = seg.seq, ack
+        if rack is not None and (new_ack or rack.log):
+            self._rack_ack(seg, new_ack, (ack - una) & MASK if new_ack else 0, now)
         if self.state is State.ESTABLISHED:
             return True  # the per-state part has nothing to do in ESTABLISHED
         return self._ack_state_step(seg, now)
@@ -443,7 +684,9 @@ class Sender(TcbCore):
             self.rtt.sample(now - self._rtt_start)
             self._rtt_seq = None
         cc = self.cc
-        if cc.in_recovery:
+        if self._rack is not None:
+            pass  # recovery and cwnd: _rack_ack, once the SACK blocks are read
+        elif cc.in_recovery:
             if _lt(ack, cc.recover):
                 cc.on_partial_ack(acked)  # RFC 6582: stay, resend the next hole
                 if not self._sb or _le(self._high_rxt, ack):

@@ -31,6 +31,7 @@ from .buffers import Reassembly
 from .config import Config
 from .congestion import CongestionControl
 from .events import DataReceived, Event, StateChanged
+from .rack import Rack
 from .rto import RttEstimator
 from .scoreboard import Scoreboard
 from .state import State
@@ -54,7 +55,7 @@ SENDER_SLOTS = (
     "iss", "snd_una", "snd_nxt", "snd_max", "snd_wnd", "snd_wl1", "snd_wl2", "snd_up",
     "max_snd_wnd", "smss", "_send_size", "peer_mss", "snd_wscale", "snd_wscale_offered", "_sndbuf",
     "_snd_base", "_fin_seq", "cc", "rtt", "_rtt_seq", "_rtt_start", "_sb", "_high_rxt",
-    "_retries", "_last_send", "_persist_backoff", "_ts_offset",
+    "_retries", "_last_send", "_persist_backoff", "_ts_offset", "_rack",
 )  # fmt: skip
 RECEIVER_SLOTS = (
     "irs", "rcv_nxt", "rcv_up", "_rcv_adv", "rcv_wscale", "_offer_wscale", "_sws_step",
@@ -101,7 +102,7 @@ class TcbCore:
     state: State
     passive: bool  # MUST-11: reached SYN-RECEIVED from LISTEN
     reset_received: bool
-    timers: Timers  # the seven named deadlines (timers.py)
+    timers: Timers  # the nine named deadlines (timers.py)
     counters: dict[str, int]
     _host_counters: Counter[str] | None
     _on_change: Callable[[Connection], None] | None
@@ -135,6 +136,7 @@ class TcbCore:
     _rtt_seq: int | None  # Karn: one timed segment at a time
     _rtt_start: float
     _sb: Scoreboard | None  # what the peer SACKed (made on first use)
+    _rack: Rack | None  # transmit log, RACK-TLP and PRR (rack.py): SACK and Config.rack
     _high_rxt: int  # RFC 6675 HighRxt: the end of the last retransmission in recovery
     _retries: int
     _last_send: float
@@ -306,3 +308,4 @@ class TcbCore:
         self._send_size = smss if size is None else max(smss, size // smss * smss)
         self.cc = congestion.make(cfg.congestion_control, self.smss, cfg.initial_window_segments)
         self.cc.recover = self.iss
+        self._rack = Rack() if self.sack_ok and cfg.rack else None

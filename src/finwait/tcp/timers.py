@@ -1,6 +1,6 @@
 """A connection's timers: one structure of named absolute deadlines.
 
-RFC 9293 §3.8 names the timers a TCB needs; finwait keeps seven, each an
+RFC 9293 §3.8 names the timers a TCB needs; finwait keeps nine, each an
 absolute deadline in seconds or ``None`` when not armed:
 
 * ``RETRANSMIT`` — RFC 6298 §5 (and the SYN's, §3.8.1);
@@ -9,7 +9,9 @@ absolute deadline in seconds or ``None`` when not armed:
 * ``KEEPALIVE`` — §3.8.4;
 * ``FIN_WAIT_2`` — an orphaned FIN-WAIT-2 (Linux ``tcp_fin_timeout``);
 * ``TIME_WAIT`` — 2×MSL, §3.10.8;
-* ``USER_TIMEOUT`` — §3.8.3.
+* ``USER_TIMEOUT`` — §3.8.3;
+* ``LOSS_PROBE`` — the tail-loss probe timeout, PTO (RFC 8985 §7.2);
+* ``REORDER`` — RACK's reordering timer (RFC 8985 §6.3).
 
 ``arm`` sets a deadline, ``arm_once`` sets it only when not armed,
 ``cancel`` disarms, ``next`` is the earliest armed deadline (what the Host
@@ -27,19 +29,21 @@ KEEPALIVE = 3
 FIN_WAIT_2 = 4
 TIME_WAIT = 5
 USER_TIMEOUT = 6
+LOSS_PROBE = 7
+REORDER = 8
 NAMES = ("retransmit", "persist", "delayed_ack", "keepalive", "fin_wait_2", "time_wait",
-         "user_timeout")  # fmt: skip
+         "user_timeout", "loss_probe", "reorder")  # fmt: skip
 
 _NONE: list[float | None] = [None] * len(NAMES)
 
 
 class Timers:
-    """Seven named deadlines; see the module docstring."""
+    """Nine named deadlines; see the module docstring."""
 
     __slots__ = ("at",)
 
     def __init__(self) -> None:
-        self.at: list[float | None] = _NONE[:]  # indexed by RETRANSMIT .. USER_TIMEOUT
+        self.at: list[float | None] = _NONE[:]  # indexed by RETRANSMIT .. REORDER
 
     def arm(self, which: int, when: float) -> None:
         self.at[which] = when
