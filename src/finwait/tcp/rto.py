@@ -30,18 +30,23 @@ class RttEstimator:
 
     def sample(self, rtt: float) -> None:
         """A round-trip measurement R (§2.2, §2.3); clears the backoff."""
-        rtt = max(rtt, 0.0)
-        if self.srtt is None:
-            self.srtt = self.min_rtt = rtt
-            self.rttvar = rtt / 2
+        if rtt < 0.0:
+            rtt = 0.0
+        srtt = self.srtt
+        if srtt is None:
+            self.srtt = self.min_rtt = srtt = rtt
+            self.rttvar = rttvar = rtt / 2
         else:
-            self.rttvar = (1 - BETA) * self.rttvar + BETA * abs(self.srtt - rtt)
-            self.srtt = (1 - ALPHA) * self.srtt + ALPHA * rtt
+            self.rttvar = rttvar = (1 - BETA) * self.rttvar + BETA * abs(srtt - rtt)
+            self.srtt = srtt = (1 - ALPHA) * srtt + ALPHA * rtt
             if rtt < self.min_rtt:  # type: ignore[operator]
                 self.min_rtt = rtt
-        self._base = self.srtt + max(CLOCK_G, K * self.rttvar)
+        var = K * rttvar
+        self._base = base = srtt + (var if var > CLOCK_G else CLOCK_G)
         self._backoff = 0
-        self._update()
+        # _update() with no backoff, written out: this runs on every ACK.
+        rto = base if base > self.rto_min else self.rto_min
+        self.rto = rto if rto < self.rto_max else self.rto_max
 
     @property
     def backoff(self) -> int:

@@ -37,7 +37,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from ..wire.segment import ACK, FIN, PSH, SYN, Segment, TcpOptions
+from ..wire.segment import ACK, FIN, PSH, SYN, Segment, TcpOptions, new_segment
 from . import congestion, seqnum
 from .config import Config
 from .events import Connected, SendAcknowledged
@@ -60,6 +60,8 @@ from .verdict import Verdict
 _add = seqnum.add
 _lt = seqnum.lt
 _le = seqnum.le
+_ESTABLISHED = State.ESTABLISHED
+_SYN_RECEIVED = State.SYN_RECEIVED
 
 
 class Sender(TcbCore):
@@ -200,6 +202,7 @@ class Sender(TcbCore):
                     break
             if header is None:
                 header = self._ack_header(now)
+                (src, sport), (dst, dport) = self.local, self.remote
             off = (nxt - base) & MASK
             end = (nxt + n) & MASK
             sent_data = sent_data or n > 0
@@ -209,11 +212,10 @@ class Sender(TcbCore):
             if end == fin_seq:
                 flags |= FIN
             out.append(
-                Segment(
-                    self.local[0], self.remote[0], self.local[1], self.remote[1],
-                    nxt, header[0], flags, header[1], bytes(buf[off : off + n]) if n else b"",
-                    header[2], 0,
-                )
+                new_segment(Segment, (
+                    src, dst, sport, dport, nxt, header[0], flags, header[1],
+                    bytes(buf[off : off + n]) if n else b"", header[2], 0,
+                ))
             )  # fmt: skip
             seq, nxt = nxt, (end + (flags & FIN)) & MASK
             if rack is not None:
@@ -595,10 +597,9 @@ class Sender(TcbCore):
 
     def _step_ack(self, seg: Segment, now: float, ack_only: bool = False) -> bool:
         """Step five: the ACK field (§3.10.7.4 fifth, RFC 5961 §5.2)."""
-        st = self.state
         ack = seg.ack
         una = self.snd_una
-        if st is State.SYN_RECEIVED:
+        if self.state is _SYN_RECEIVED:
             if not (_lt(una, ack) and _le(ack, self.snd_max)):
                 self._emit_rst(ack, now)  # SA-4.3
                 self._judge(Verdict.BAD_ACK_SYN_RECEIVED)
@@ -653,7 +654,7 @@ class Sender(TcbCore):
             self.snd_wl1, self.snd_wl2 = seg.seq, ack
         if rack is not None and (new_ack or rack.log):
             self._rack_ack(seg, new_ack, (ack - una) & MASK if new_ack else 0, now)
-        if self.state is State.ESTABLISHED:
+        if self.state is _ESTABLISHED:
             return True  # the per-state part has nothing to do in ESTABLISHED
         return self._ack_state_step(seg, now)
 

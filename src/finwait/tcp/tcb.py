@@ -25,7 +25,7 @@ from collections import Counter
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-from ..wire.segment import ACK, RST, Segment, TcpOptions
+from ..wire.segment import ACK, RST, Segment, TcpOptions, new_segment
 from . import congestion, seqnum
 from .buffers import Reassembly
 from .config import Config
@@ -238,32 +238,25 @@ class TcbCore:
             ack, window, opts = self._ack_header(now)
         else:
             ack, window, opts = 0, 0 if flags & RST else self._window_field(), self._options(now)
+        local, remote = self.local, self.remote
         self._out.append(
-            Segment(
-                self.local[0], self.remote[0], self.local[1], self.remote[1],
-                seq, ack, flags, window, payload, opts, 0,
-            )
+            new_segment(Segment, (
+                local[0], remote[0], local[1], remote[1], seq, ack, flags, window, payload, opts, 0,
+            ))
         )  # fmt: skip
         self._last_send = now
 
     def _emit_rst(self, seq: int, now: float, with_ack: bool = False) -> None:
         """<SEQ=seq><CTL=RST>; ``with_ack``: <SEQ=seq><ACK=RCV.NXT><CTL=RST,ACK>,
         Linux's tcp_send_active_reset() form."""
+        local, remote = self.local, self.remote
         self._out.append(
-            Segment(
-                self.local[0],
-                self.remote[0],
-                self.local[1],
-                self.remote[1],
-                seq,
-                self.rcv_nxt if with_ack else 0,
-                RST | ACK if with_ack else RST,
-                0,
-                b"",
-                self._options(now) if self.ts_ok else NO_OPTIONS,
-                0,
-            )
-        )
+            new_segment(Segment, (
+                local[0], remote[0], local[1], remote[1], seq,
+                self.rcv_nxt if with_ack else 0, RST | ACK if with_ack else RST, 0, b"",
+                self._options(now) if self.ts_ok else NO_OPTIONS, 0,
+            ))
+        )  # fmt: skip
 
     # -- the handshake: both halves' options --------------------------------
 
