@@ -76,6 +76,8 @@ class Host:
         self.name = name
         self.max_connections = max_connections
         self._isn_key = isn_key
+        # The keyed hash state, made once and copied for each hash (_hash32).
+        self._keyed = hashlib.blake2s(key=isn_key[:32], digest_size=4)
         self._isn_source = isn_source  # tests pin ISNs to read like the seed
         self.conns: dict[Key, Connection] = {}
         self.listeners: dict[tuple[str, int], Listener] = {}
@@ -171,7 +173,7 @@ class Host:
     # RFC 6528 ISNs and RFC 6056 ports
 
     def _hash32(self, tag: bytes, *parts: object) -> int:
-        h = hashlib.blake2s(key=self._isn_key[:32], digest_size=4)
+        h = self._keyed.copy()
         h.update(tag)
         h.update("|".join(map(str, parts)).encode())
         return int.from_bytes(h.digest(), "big")

@@ -366,7 +366,7 @@ class Connection(Sender, Receiver):
         cfg = self.config
         self._last_recv = now
         self._verdict = ACCEPTED
-        if st is ESTABLISHED and cfg.header_prediction and self._predicted(seg, now):
+        if st.synchronized and cfg.header_prediction and self._predicted(seg, now):
             self._steps_five_to_eight(seg, now)
         elif st is State.SYN_SENT:
             self._arrive_syn_sent(seg, now)  # which sends what it may
@@ -401,16 +401,22 @@ class Connection(Sender, Receiver):
     def _predicted(self, seg: Segment, now: float) -> bool:
         """Header prediction (Jacobson; RFC 7323 Appendix D), reduced to a
         decision: True when §3.10.7.4 steps one to four would pass ``seg``
-        through unchanged — in ESTABLISHED, only ACK (and PSH) set,
-        SEG.SEQ = RCV.NXT, the text within RCV.WND, PAWS passed — so the
-        caller may go straight to steps five to eight, the same code the
-        full path runs.  The one effect of step one that such a segment has,
-        the TS.Recent update, is left to step five as on the full path."""
+        through unchanged — in a synchronized state, ACK set with at most
+        PSH and FIN besides, SEG.SEQ = RCV.NXT, the text within RCV.WND (and
+        a FIN with RCV.WND open), PAWS passed — so the caller may go
+        straight to steps five to eight, the same code the full path runs.
+        Unlike the RFC's ESTABLISHED-only prediction this also takes the
+        handshake's last ACK and the segments of the release: step one
+        treats them alike in every synchronized state.  The one effect of
+        step one that such a segment has, the TS.Recent update, is left to
+        step five as on the full path."""
         self._ts_pending = None
-        if seg.flags & 0x37 != ACK or seg.seq != self.rcv_nxt:  # 0x37: URG ACK RST SYN FIN
+        flags = seg.flags
+        if flags & 0x36 != ACK or seg.seq != self.rcv_nxt:  # 0x36: URG ACK RST SYN
             return False
-        if len(seg.payload) > self.config.recv_buffer - len(self._rcvbuf):
-            return False  # beyond RCV.WND: step one trims
+        wnd = self.config.recv_buffer - len(self._rcvbuf)
+        if len(seg.payload) > wnd or (flags & FIN and wnd <= 0):
+            return False  # beyond RCV.WND: step one trims or drops
         if self.ts_ok:
             ts = seg.options.timestamps
             if ts is not None:
