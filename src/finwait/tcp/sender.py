@@ -39,6 +39,7 @@ from typing import TYPE_CHECKING
 
 from ..wire.segment import ACK, FIN, PSH, SYN, Segment, TcpOptions, new_segment
 from . import congestion, seqnum
+from .buffers import SendBuffer
 from .config import Config
 from .events import Connected, SendAcknowledged
 from .rack import TIMEOUT_MIN
@@ -79,7 +80,7 @@ class Sender(TcbCore):
         self.smss = self.peer_mss = self._send_size = cfg.default_peer_mss
         self.snd_wscale = 0
         self.snd_wscale_offered = False
-        self._sndbuf = bytearray()
+        self._sndbuf = SendBuffer()
         self._snd_base = _add(self.iss, 1)
         self._fin_seq = None
         self.cc = congestion.make(cfg.congestion_control, self.smss, cfg.initial_window_segments)

@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING
 
 from ..wire.segment import ACK, RST, Segment, TcpOptions, new_segment
 from . import congestion, seqnum
-from .buffers import Reassembly
+from .buffers import Reassembly, SendBuffer
 from .config import Config
 from .congestion import CongestionControl
 from .events import DataReceived, Event, StateChanged
@@ -128,7 +128,7 @@ class TcbCore:
     peer_mss: int
     snd_wscale: int  # applied to windows we receive
     snd_wscale_offered: bool  # the peer's SYN carried Window Scale
-    _sndbuf: bytearray  # the bytes from _snd_base on (unacked + unsent)
+    _sndbuf: SendBuffer  # the bytes from _snd_base on (unacked + unsent)
     _snd_base: int
     _fin_seq: int | None  # our FIN's sequence number, once CLOSE was called
     cc: CongestionControl
