@@ -7,7 +7,10 @@ from __future__ import annotations
 
 import struct
 
+import pytest
+
 from finwait.live.driver import VNET_GSO_TCPV4, VNET_GSO_TCPV6, super_packets
+from finwait.wire.errors import ParseError
 from finwait.wire.ip import decode_packet, encode_packet
 from finwait.wire.segment import ACK, FIN, PSH, Segment, TcpOptions
 
@@ -85,3 +88,32 @@ def test_a_tso_segment_is_one_super_packet_cut_at_its_connections_mss() -> None:
     assert len(pkts) == 2 and (gso, gso_size) == (VNET_GSO_TCPV4, MSS)
     assert seg.flags == ACK | PSH | FIN and seg.payload == big.payload
     assert list(super_packets([big], lambda seg: 0)) == [bytes(10) + encode_packet(big)]
+
+
+def test_a_partial_checksum_is_what_the_kernel_completes() -> None:
+    """With ``partial_checksum`` a super-packet says NEEDS_CSUM, points
+    csum_start/csum_offset at the TCP checksum field and leaves the
+    pseudo-header's sum there: the kernel's completion (the checksum over
+    csum_start..end, stored at the field) gives a packet whose checksums
+    verify.  Packets that are not super-packets keep complete checksums."""
+    from finwait.live.driver import VNET_F_NEEDS_CSUM
+    from finwait.wire.checksum import checksum
+
+    for v6 in (False, True):
+        segs = [_data(0, v6=v6), _data(1, v6=v6), _data(2, 10, ACK | PSH, v6=v6)]
+        pkts = list(super_packets(segs, partial_checksum=True))
+        assert len(pkts) == 1
+        hdr, raw = struct.unpack("=BBHHHH", pkts[0][:10]), bytearray(pkts[0][10:])
+        flags, gso, _, gso_size, start, offset = hdr
+        assert flags == VNET_F_NEEDS_CSUM and gso_size == MSS
+        assert gso == (VNET_GSO_TCPV6 if v6 else VNET_GSO_TCPV4)
+        assert (start, offset) == (40 if v6 else 20, 16)
+        with pytest.raises(ParseError, match="checksum"):
+            decode_packet(bytes(raw))  # not complete yet
+        raw[start + offset : start + offset + 2] = checksum(raw[start:]).to_bytes(2, "big")
+        seg = decode_packet(bytes(raw))  # verifies
+        assert seg.payload == b"".join(s.payload for s in segs)
+    single = _data(0)
+    assert list(super_packets([single], partial_checksum=True)) == [
+        bytes(10) + encode_packet(single)
+    ]

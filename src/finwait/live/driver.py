@@ -261,7 +261,14 @@ class Driver:
                 kept.append(seg)
             segs = kept
         offload = self.offload
-        packets = super_packets(segs, self._mss_of) if offload else map(encode_packet, segs)
+        packets = (
+            # Without a pcap to keep whole, the kernel completes the
+            # super-packets' checksums (it never computes them for one
+            # delivered locally): no pass over 64 KB in Python.
+            super_packets(segs, self._mss_of, partial_checksum=self.pcap is None)
+            if offload
+            else map(encode_packet, segs)
+        )
         fd = self.fd
         pcap = self.pcap
         n = supers = 0
@@ -313,20 +320,28 @@ class Driver:
         return {"driver": dict(self.counters), "host": dict(self.host.counters)}
 
 
-def _gso_packet(seg: Segment, gso_size: int) -> bytes:
-    """``seg`` as one TCP super-packet the kernel cuts into ``gso_size`` pieces."""
-    pkt = encode_packet(seg)
+def _gso_packet(seg: Segment, gso_size: int, partial_checksum: bool = False) -> bytes:
+    """``seg`` as one TCP super-packet the kernel cuts into ``gso_size`` pieces.
+    ``partial_checksum``: the TCP checksum is left to the kernel (NEEDS_CSUM,
+    as a VM's virtio-net hands it over), which never computes it for a
+    packet delivered locally; otherwise it is complete (flags 0) and the
+    kernel verifies the whole super-packet once, as one that GRO built."""
+    pkt = encode_packet(seg, partial_checksum=partial_checksum)
     v6 = pkt[0] >> 4 == 6
     ip_len = 40 if v6 else (pkt[0] & 0x0F) << 2
     hdr_len = ip_len + ((pkt[ip_len + 12] >> 4) << 2)
     gso = VNET_GSO_TCPV6 if v6 else VNET_GSO_TCPV4
-    # Checksums complete (flags 0): the kernel verifies the whole
-    # super-packet once, as it does one that GRO built.
+    if partial_checksum:
+        # csum_start: the TCP header; csum_offset: its checksum field.
+        return _VNET.pack(VNET_F_NEEDS_CSUM, gso, hdr_len, gso_size, ip_len, 16) + pkt
     return _VNET.pack(0, gso, hdr_len, gso_size, 0, 0) + pkt
 
 
 def super_packets(
-    segs: list[Segment], mss_of: Callable[[Segment], int] | None = None
+    segs: list[Segment],
+    mss_of: Callable[[Segment], int] | None = None,
+    *,
+    partial_checksum: bool = False,
 ) -> Iterator[bytes]:
     """Each packet to write, with its virtio_net_hdr.  A run of consecutive
     data segments of one connection becomes one TCP super-packet (GSO): the
@@ -336,7 +351,8 @@ def super_packets(
     super-packet back into.  A segment longer than its connection's SMSS
     (``mss_of``; the engine builds them with ``Config.send_size``, TSO) is
     one super-packet by itself, cut at the SMSS.  Everything else goes out
-    as it is."""
+    as it is.  ``partial_checksum``: the super-packets' TCP checksums are
+    left for the kernel to complete (:func:`_gso_packet`)."""
     i, n = 0, len(segs)
     while i < n:
         first = segs[i]
@@ -344,7 +360,7 @@ def super_packets(
         if mss_of is not None and size > 536 and not first.flags & (SYN | RST | URG):
             mss = mss_of(first)
             if 0 < mss < size:
-                yield _gso_packet(first, mss)
+                yield _gso_packet(first, mss, partial_checksum)
                 i += 1
                 continue
         j = i + 1
@@ -378,7 +394,8 @@ def super_packets(
             yield _VNET_PLAIN + encode_packet(first)
         else:
             payload = b"".join([s.payload for s in segs[i:j]])
-            yield _gso_packet(first._replace(payload=payload, flags=segs[j - 1].flags), size)
+            merged = first._replace(payload=payload, flags=segs[j - 1].flags)
+            yield _gso_packet(merged, size, partial_checksum)
         i = j
 
 

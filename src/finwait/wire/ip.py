@@ -189,16 +189,20 @@ def decode_ip_header(
     raise ParseError("bad ip version", 0)
 
 
-def encode_packet(seg: Segment, *, ttl: int = 64, ident: int = 0) -> bytes:
+def encode_packet(
+    seg: Segment, *, ttl: int = 64, ident: int = 0, partial_checksum: bool = False
+) -> bytes:
     """``seg`` as an IPv4 packet with DF set (RFC 9293 §3.7.1 sizes segments so
     they need no fragmenting) or an IPv6 packet, chosen by address form.
+    ``partial_checksum``: the TCP checksum is left for a device to complete
+    (:func:`finwait.wire.tcp.encode_tcp_raw`'s ``partial``).
 
     Raises ``ValueError`` on an unusable address, a field out of range, or a
     packet over 65535 bytes.
     """
     src, dst = address_pair(seg.src, seg.dst)
     addr_sum = int.from_bytes(src, "big") + int.from_bytes(dst, "big")
-    tcp = encode_tcp_raw(seg, addr_sum + IPPROTO_TCP)
+    tcp = encode_tcp_raw(seg, addr_sum + IPPROTO_TCP, partial=partial_checksum)
     try:
         if len(src) == 4:
             total = 20 + len(tcp)

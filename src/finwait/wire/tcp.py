@@ -208,9 +208,12 @@ def encode_tcp(seg: Segment, *, checksum: bool = True) -> bytes:
     )
 
 
-def encode_tcp_raw(seg: Segment, pseudo: int | None) -> bytes:
+def encode_tcp_raw(seg: Segment, pseudo: int | None, *, partial: bool = False) -> bytes:
     """:func:`encode_tcp` with the pseudo-header partial sum already computed
-    (without the TCP length, which is added here), or None for no checksum."""
+    (without the TCP length, which is added here), or None for no checksum.
+    ``partial``: the checksum field holds only the pseudo-header's sum,
+    folded, not complemented — what a device that computes the checksum
+    (checksum offload, Linux CHECKSUM_PARTIAL) completes over the segment."""
     _, _, sport, dport, seq, ack, flags, window, payload, opts, urgent = seg
     if opts is NO_OPTIONS:
         raw_opts = b""
@@ -227,7 +230,10 @@ def encode_tcp_raw(seg: Segment, pseudo: int | None) -> bytes:
     hlen = TCP_HEADER_LEN + len(raw_opts)
     try:
         hdr = _HDR.pack(sport, dport, seq, ack, hlen << 2, flags, window, 0, urgent)
-        if pseudo is not None:
+        if pseudo is not None and partial:
+            csum = fold(pseudo + hlen + len(payload))
+            hdr = _HDR.pack(sport, dport, seq, ack, hlen << 2, flags, window, csum, urgent)
+        elif pseudo is not None:
             # The payload's sum is reduced before the adds, so they stay small
             # ints; that is safe because the pseudo-header (protocol 6) keeps
             # the total from being +0 (see checksum.py on the two zeros).
