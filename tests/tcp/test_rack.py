@@ -316,3 +316,15 @@ def test_log_counts() -> None:
     assert r.pipe() == 2 and r.first_lost() is None
     assert r.on_ack(s(4), (), s(4), 0.3, 0.1) == (2, False)
     assert r.log == [] and r.pipe() == r.lost_out == r.retrans_out == r.sacked_out == 0
+
+
+def test_slow_start_counts_sacked_bytes_once() -> None:
+    """RFC 3465 byte counting as Linux counts it with SACK (acked_sacked):
+    an ACK that covers bytes SACKed before grows cwnd only by what it newly
+    delivered (upstream limited-transmit-sack: 10 -> 11 segments, not 13)."""
+    x = setup(write=15 * MSS)
+    x.deliver(seq=1, ack=1, options=sack((s(1), s(2))))
+    x.deliver(seq=1, ack=1, options=sack((s(1), s(3))))
+    assert c(x).cc.cwnd == 10 * MSS
+    x.deliver(seq=1, ack=s(3))
+    assert c(x).cc.cwnd == 11 * MSS

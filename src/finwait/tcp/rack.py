@@ -67,6 +67,7 @@ class Rack:
     """The transmit log and RACK-TLP / PRR state of one connection."""
 
     __slots__ = (
+        "delivered_bytes",
         "dsack_round",
         "end_seq",
         "log",
@@ -91,6 +92,7 @@ class Rack:
         self.sacked_out = 0  # records SACKed
         self.lost_out = 0  # records deemed lost (retransmitted or not)
         self.retrans_out = 0  # records retransmitted and not deemed lost since
+        self.delivered_bytes = 0  # what the latest ACK newly delivered (on_ack)
         # RACK.xmit_ts, RACK.end_seq: the most recently sent segment delivered
         self.xmit_ts = -1.0
         self.end_seq = 0
@@ -174,6 +176,7 @@ class Rack:
         block that does not lie within (SND.UNA, SND.MAX] is ignored."""
         log = self.log
         delivered = 0
+        dbytes = 0
         fack: int | None = None  # the highest end SACKed before this ACK
         # Cumulatively acknowledged records.
         i = 0
@@ -189,6 +192,7 @@ class Rack:
                 self.sacked_out -= 1
             else:
                 delivered += 1
+                dbytes += (rec.end - rec.seq) & MASK
                 self._advance(rec, now, min_rtt)
             if f & LOST:
                 self.lost_out -= 1
@@ -234,9 +238,11 @@ class Rack:
                     rec.flags = (f & EVER_RETRANS) | SACKED
                     self.sacked_out += 1
                     delivered += 1
+                    dbytes += (rec.end - rec.seq) & MASK
                     self._advance(rec, now, min_rtt)
                     if fack is not None and not f & EVER_RETRANS and _lt(rec.end, fack):
                         self.reordering_seen = True  # SACKed below an earlier SACK
+        self.delivered_bytes = dbytes
         return delivered, dsack
 
     def _advance(self, rec: Sent, now: float, min_rtt: float | None) -> None:

@@ -423,6 +423,7 @@ class Sender(TcbCore):
         una = self.snd_una
         rtt = self.rtt
         blocks = seg.options.sack_blocks
+        sacked_before = rack.sacked_out
         delivered, dsack = rack.on_ack(una, blocks, self.snd_max, now, rtt.min_rtt)
         if dsack:
             self._count("dsack")
@@ -468,7 +469,9 @@ class Sender(TcbCore):
             if delivered:
                 self._recovery_cwnd(delivered, new_ack, newly_lost)
         elif new_ack and not exited:
-            cc.on_new_ack(acked)
+            # Byte counting counts what this ACK newly delivered: bytes SACKed
+            # before count once, when SACKed (Linux: acked_sacked).
+            cc.on_new_ack(rack.delivered_bytes if sacked_before else acked)
         if cc.in_recovery or rack.lost_out:
             self._rack_retransmit(now)
         if una == self.snd_max:
