@@ -379,7 +379,9 @@ class Sender(TcbCore):
         off = seqnum.sub(seq, self._snd_base)
         n = min(limit, max(len(self._sndbuf) - off, 0))
         sb = self._sb
-        if sb:
+        if sb and self._rack is None:
+            # (With RACK the caller picks whole segments the log holds
+            # un-SACKed; a segment partly SACKed goes whole, as Linux's.)
             gap = sb.sacked_from(seq, self.snd_una)
             if gap is not None and gap < n:
                 n = gap
