@@ -46,6 +46,10 @@ SO_TIMESTAMPNS = 35  # asm-generic/socket.h
 PACKET_OUTGOING = 4  # linux/if_packet.h
 READ_GRACE = 0.2  # seconds a segment may take to reach Python after it left
 
+# packetdrill's device name: scripts' shell commands name it (tc qdisc … dev
+# tun0).  The device lives in the lab's private namespace, so the name is free.
+TUN_NAME = "tun0"
+
 # packetdrill's gtests/net/common/defaults.sh, the ones a namespace has.
 SYSCTLS: tuple[tuple[str, str], ...] = (
     ("net/ipv4/tcp_rmem", f"4096 540000 {15 * 1024 * 1024}"),
@@ -88,7 +92,7 @@ class KernelTarget:
         self.family = socket.AF_INET6 if ipv6 else socket.AF_INET
         try:
             check_prerequisites()
-            self.lab = Lab(tun="pd0")
+            self.lab = Lab(tun=TUN_NAME)
             self.lab.__enter__()
         except LabError as exc:
             raise ScriptError(f"kernel target unavailable: {exc}", 0, path) from None
@@ -148,7 +152,7 @@ class KernelTarget:
             cap = socket.socket(socket.AF_PACKET, socket.SOCK_DGRAM, socket.htons(ETH_P_ALL))
         try:
             cap.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMPNS, 1)
-            cap.bind(("pd0", ETH_P_ALL))
+            cap.bind((TUN_NAME, ETH_P_ALL))
             cap.setblocking(False)
         except OSError:
             cap.close()
@@ -223,12 +227,18 @@ class KernelTarget:
         return mono - self.t0, seg
 
     def run_command(self, text: str, line: int) -> None:
+        # As packetdrill runs them: from the script's directory (upstream
+        # scripts call ./defaults.sh beside them), with PACKETDRILL_PID set
+        # to the runner's pid, which is also the shell's ${PPID} (``ip netns
+        # exec`` execs the shell), for set_sysctls.py's restore file.
         proc = subprocess.run(
             ["ip", "netns", "exec", self.lab.name, "sh", "-c", text],
             capture_output=True,
             text=True,
             timeout=60,
             check=False,
+            cwd=os.path.dirname(os.path.abspath(self.path)) if self.path else None,
+            env={**os.environ, "PACKETDRILL_PID": str(os.getpid())},
         )
         if proc.returncode != 0:
             err = (proc.stderr or proc.stdout).strip().splitlines()

@@ -62,14 +62,16 @@ class Config:
     def linux(cls, **changes: object) -> Config:
         """The Linux profile: what a Linux peer does where the RFCs leave a
         choice — quick ACKs at connection start, an initial window of ten
-        segments (RFC 6928), byte counting in slow start (RFC 3465, as Linux),
-        RST,ACK on an abort, RACK-TLP and PRR for loss recovery.  Used by ``finwait script`` unless
+        segments (RFC 6928), CUBIC with HyStart++ (RFC 9438, RFC 9406; byte
+        counting in slow start, RFC 3465, as Linux), RST,ACK on an abort,
+        RACK-TLP and PRR for loss recovery, Linux's test of segments that
+        reach past the receive window.  Used by ``finwait script`` unless
         ``--profile rfc``."""
         base: dict[str, object] = {
             "quick_acks": 16,
             "initial_window_segments": 10,
             "rst_ack": True,
-            "congestion_control": "newreno-abc",
+            "congestion_control": "cubic-linux",
             "rack": True,
             "tlp": True,
             "prr": True,

@@ -7,13 +7,18 @@ retransmission timeout and after an idle period; it keeps ``cwnd`` and
 (``dupacks``, ``in_recovery``, ``recover``).  The sender decides what counts
 as a duplicate ACK (RFC 5681 §2, RFC 6675 §2; never a FIN) and does the
 retransmitting; an algorithm only keeps the numbers.  ``ALGORITHMS`` maps
-``Config.congestion_control`` names to implementations; another algorithm
-(CUBIC, say) is one more class with the same methods.
+``Config.congestion_control`` names to implementations.  Before each ACK of
+new data the sender reports the time, the RTT sample the ACK gave (if any),
+the ACK and SND.MAX (:meth:`on_ack_sample`): what a delay- or time-based
+algorithm needs; NewReno ignores it.
 
 :class:`NewReno` is RFC 5681 with NewReno fast recovery (RFC 6582):
 byte-counted slow start and congestion avoidance, fast retransmit on the
 third duplicate ACK, recovery until the ACK of everything outstanding when
 loss was detected, and the loss window after an RTO.
+
+:class:`Cubic` is CUBIC (RFC 9438) with HyStart++ (RFC 9406) in slow start:
+the Linux profile's algorithm, as Linux's default is CUBIC.
 """
 
 from __future__ import annotations
@@ -31,6 +36,8 @@ class CongestionControl(Protocol):
     dupacks: int  # DupAcks counted since the last ACK of new data
     in_recovery: bool
     recover: int  # RFC 6582 "recover": SND.MAX when recovery began
+
+    def on_ack_sample(self, now: float, rtt: float | None, ack: int, snd_max: int) -> None: ...
 
     def on_new_ack(self, acked: int) -> None: ...
 
@@ -69,6 +76,9 @@ class NewReno:
         self.dupacks = 0
         self.in_recovery = False
         self.recover = 0  # RFC 6582 "recover": SND.MAX when recovery began
+
+    def on_ack_sample(self, now: float, rtt: float | None, ack: int, snd_max: int) -> None:
+        """Time and RTT of an ACK of new data: NewReno needs neither."""
 
     def on_new_ack(self, acked: int) -> None:
         """An ACK of new data outside recovery (§3.1)."""
@@ -126,7 +136,232 @@ class NewRenoAbc(NewReno):
             self.cwnd += max(1, self.smss * self.smss // self.cwnd)
 
 
-ALGORITHMS: dict[str, type[NewReno]] = {"newreno": NewReno, "newreno-abc": NewRenoAbc}
+# RFC 9438 §5: C and beta_cubic; §4.3: alpha_cubic for the Reno-friendly region.
+CUBIC_C = 0.4
+CUBIC_BETA = 0.7
+CUBIC_ALPHA = 3 * (1 - CUBIC_BETA) / (1 + CUBIC_BETA)
+
+# RFC 9406 §4.3's constants.
+HYSTART_MIN_RTT_THRESH = 0.004
+HYSTART_MAX_RTT_THRESH = 0.016
+HYSTART_MIN_RTT_DIVISOR = 8
+HYSTART_N_RTT_SAMPLE = 8
+HYSTART_CSS_GROWTH_DIVISOR = 4
+HYSTART_CSS_ROUNDS = 5
+HYSTART_L = 8  # segments an ACK may add in slow start when not paced
+
+INF = float("inf")
+
+
+class Cubic(NewReno):
+    """CUBIC (RFC 9438) with HyStart++ (RFC 9406).
+
+    Windows are in bytes, as everywhere in the sender; the cubic function
+    works in segments (RFC 9438 §4.1), converted with SMSS.
+
+    Slow start (cwnd < ssthresh) counts bytes, at most L·SMSS per ACK, and
+    runs HyStart++: the ACKs of a round (one window of data, ended by the
+    ACK of the SND.MAX noted when the round began) give RTT samples; once a
+    round has N_RTT_SAMPLE of them and its least is at least RttThresh above
+    the last round's, slow start gives way to Conservative Slow Start (CSS,
+    growth divided by CSS_GROWTH_DIVISOR), which ends in congestion
+    avoidance after CSS_ROUNDS rounds (ssthresh = cwnd), or returns to slow
+    start if the RTT falls back below the baseline (a spurious exit).
+
+    Congestion avoidance: at the first ACK of an epoch, K = cbrt((W_max -
+    cwnd)/C); each ACK then moves cwnd towards W_cubic(t + RTT) = C·(t+RTT -
+    K)³ + W_max (§4.2), by (target - cwnd)/cwnd segments per segment ACKed,
+    the target clamped to [cwnd, 1.5·cwnd] (§4.4).  W_est, the window Reno
+    would have (§4.3: alpha_cubic per window, 1 once W_est reaches W_max),
+    takes over when it is the larger (the Reno-friendly region).
+
+    A congestion event (third DupAck, RTO) sets W_max to cwnd — less, with
+    fast convergence, when cwnd had not regained the previous W_max (§4.7:
+    W_max = cwnd·(1 + beta)/2) — and ssthresh = max(cwnd·beta_cubic, 2·SMSS)
+    (§4.6).  Fast recovery itself (inflation, partial ACKs) is NewReno's.
+    """
+
+    # RFC 9406's L: the most an ACK may add in slow start, in segments
+    # (8 when not paced); None: no bound, as Linux's tcp_slow_start().
+    ss_limit: int | None = HYSTART_L
+
+    __slots__ = (
+        "_acc", "_css_baseline", "_css_rounds", "_cur_min", "_epoch", "_k", "_last_min",
+        "_now", "_rtt", "_samples", "_w_est", "_window_end", "in_css", "w_max",
+    )  # fmt: skip
+
+    def __init__(self, smss: int, iw_segments: int | None = None) -> None:
+        super().__init__(smss, iw_segments)
+        self.w_max = 0.0  # segments; 0: no congestion event yet
+        self._k = 0.0
+        self._epoch: float | None = None  # start of the current avoidance epoch
+        self._w_est = 0.0  # segments
+        self._acc = 0.0  # fraction of a byte carried between ACKs
+        self._now = 0.0
+        self._rtt: float | None = None  # the least RTT seen (RFC 9438 §4.2's RTT)
+        # HyStart++ (RFC 9406 §4.2)
+        self._window_end: int | None = None
+        self._last_min = INF
+        self._cur_min = INF
+        self._samples = 0
+        self.in_css = False
+        self._css_baseline = INF
+        self._css_rounds = 0
+
+    # -- the clock and RTT of each ACK ----------------------------------
+
+    def on_ack_sample(self, now: float, rtt: float | None, ack: int, snd_max: int) -> None:
+        self._now = now
+        if rtt is not None:
+            rtt = max(rtt, 0.0)
+            self._rtt = rtt if self._rtt is None else min(self._rtt, rtt)
+        if self.cwnd >= self.ssthresh or self.in_recovery:
+            return
+        # HyStart++ round tracking: a round ends when its last byte is ACKed.
+        if self._window_end is None or ((ack - self._window_end) & 0xFFFFFFFF) < 0x80000000:
+            self._last_min = self._cur_min
+            self._cur_min = INF
+            self._samples = 0
+            self._window_end = snd_max
+            if self.in_css:
+                self._css_rounds += 1
+                if self._css_rounds >= HYSTART_CSS_ROUNDS:
+                    self._leave_slow_start()  # §4.2: CSS_ROUNDS rounds of CSS: avoidance
+                    return
+        if rtt is None:
+            return
+        self._cur_min = min(self._cur_min, rtt)
+        self._samples += 1
+        if self._samples < HYSTART_N_RTT_SAMPLE:
+            return
+        if not self.in_css:
+            if self._last_min != INF and self._cur_min != INF:
+                thresh = max(
+                    HYSTART_MIN_RTT_THRESH,
+                    min(self._last_min / HYSTART_MIN_RTT_DIVISOR, HYSTART_MAX_RTT_THRESH),
+                )
+                if self._cur_min >= self._last_min + thresh:
+                    self.in_css = True  # the RTT rose: slow start is overshooting
+                    self._css_baseline = self._cur_min
+                    self._css_rounds = 0
+        elif self._cur_min < self._css_baseline:
+            self.in_css = False  # a spurious exit: back to slow start
+            self._css_baseline = INF
+
+    def _leave_slow_start(self) -> None:
+        self.ssthresh = self.cwnd
+        self.in_css = False
+        self._css_baseline = INF
+
+    # -- growth ---------------------------------------------------------
+
+    def on_new_ack(self, acked: int) -> None:
+        self.dupacks = 0
+        smss = self.smss
+        if self.cwnd < self.ssthresh:
+            limit = self.ss_limit
+            inc = acked if limit is None else min(acked, limit * smss)
+            if self.in_css:
+                inc //= HYSTART_CSS_GROWTH_DIVISOR
+            room = self.ssthresh - self.cwnd
+            if inc <= room:
+                self.cwnd += inc
+                return
+            # Slow start reaches ssthresh: the rest of the ACK counts in
+            # avoidance (Linux tcp_slow_start() hands it back likewise).
+            self.cwnd = self.ssthresh
+            acked = max(acked - room, 0)
+        self._avoid(acked)
+
+    def w_cubic(self, t: float) -> float:
+        """RFC 9438 §4.2, equation (1): the window (segments) t seconds into
+        the epoch."""
+        return CUBIC_C * (t - self._k) ** 3 + self.w_max
+
+    def _avoid(self, acked: int) -> None:
+        """Congestion avoidance (§4.2-§4.4) for ``acked`` bytes newly ACKed."""
+        smss = self.smss
+        cwnd = self.cwnd / smss
+        if self._epoch is None:
+            self._epoch = self._now
+            self._w_est = cwnd
+            if cwnd < self.w_max:
+                self._k = ((self.w_max - cwnd) / CUBIC_C) ** (1 / 3)
+            else:
+                self._k = 0.0
+                self.w_max = cwnd
+        t = self._now - self._epoch
+        rtt = self._rtt if self._rtt is not None else 0.0
+        target = min(max(self.w_cubic(t + rtt), cwnd), 1.5 * cwnd)
+        segs = acked / smss
+        alpha = 1.0 if self._w_est >= self.w_max else CUBIC_ALPHA
+        self._w_est += alpha * segs / cwnd
+        if self.w_cubic(t) < self._w_est:
+            new = max(self._w_est, cwnd)  # the Reno-friendly region (§4.3)
+        else:
+            new = cwnd + (target - cwnd) / cwnd * segs  # concave or convex (§4.4, §4.5)
+        grow = (new - cwnd) * smss + self._acc
+        whole = int(grow)
+        self._acc = grow - whole
+        self.cwnd += whole
+
+    # -- congestion events ----------------------------------------------
+
+    def _reduce(self) -> None:
+        """§4.6-§4.7: W_max (with fast convergence), ssthresh, a new epoch."""
+        smss = self.smss
+        cwnd = self.cwnd / smss
+        if self.w_max and cwnd < self.w_max:
+            self.w_max = cwnd * (1 + CUBIC_BETA) / 2  # fast convergence
+        else:
+            self.w_max = cwnd
+        self.ssthresh = max(int(self.cwnd * CUBIC_BETA), 2 * smss)
+        self._epoch = None
+        self._acc = 0.0
+        self.in_css = False
+        self._css_baseline = INF
+
+    def enter_recovery(self, flight: int) -> None:
+        """Third DupAck: reduce by beta_cubic, then NewReno's fast recovery."""
+        self._reduce()
+        self.cwnd = self.ssthresh + 3 * self.smss
+        self.in_recovery = True
+
+    def on_full_ack(self, flight: int) -> None:
+        """RFC 6582 §3.2 step 3, its second option: cwnd = ssthresh, as Linux
+        ends a window reduction (``tcp_end_cwnd_reduction()``); the first
+        option would collapse cwnd when the ACK leaves nothing in flight."""
+        self.cwnd = self.ssthresh
+        self.in_recovery = False
+        self.dupacks = 0
+
+    def on_timeout(self, flight: int) -> None:
+        """§4.8: an RTO is a congestion event; cwnd restarts from one segment."""
+        self._reduce()
+        self.cwnd = self.smss
+        self.in_recovery = False
+        self.dupacks = 0
+
+    def on_idle(self) -> None:
+        super().on_idle()
+        self._epoch = None  # §5.8: no credit for time spent idle
+
+
+class CubicLinux(Cubic):
+    """CUBIC as Linux grows it in slow start: every byte an ACK covers
+    counts, however many (``tcp_slow_start()`` has no L); one ACK of ten
+    segments doubles an initial window of ten.  The Linux profile's."""
+
+    __slots__ = ()
+    ss_limit = None
+
+
+ALGORITHMS: dict[str, type[NewReno]] = {
+    "newreno": NewReno,
+    "newreno-abc": NewRenoAbc,
+    "cubic": Cubic,
+    "cubic-linux": CubicLinux,
+}
 
 
 def make(name: str, smss: int, iw_segments: int | None) -> CongestionControl:

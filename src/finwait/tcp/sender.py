@@ -685,12 +685,16 @@ class Sender(TcbCore):
         # An RTT sample: TSecr when timestamps are on (RFC 7323 §4), else the
         # one timed segment (Karn, RFC 6298 §3).
         ts = seg.options.timestamps
+        sample: float | None = None
         if self.ts_ok and ts is not None and ts[1]:
-            self.rtt.sample(((self._ts_now(now) - ts[1]) & MASK) / 1000.0)
+            sample = ((self._ts_now(now) - ts[1]) & MASK) / 1000.0
+            self.rtt.sample(sample)
         elif self._rtt_seq is not None and not _lt(ack, self._rtt_seq):
-            self.rtt.sample(now - self._rtt_start)
+            sample = now - self._rtt_start
+            self.rtt.sample(sample)
             self._rtt_seq = None
         cc = self.cc
+        cc.on_ack_sample(now, sample, ack, self.snd_max)  # CUBIC's clock, HyStart++'s RTTs
         if self._rack is not None:
             pass  # recovery and cwnd: _rack_ack, once the SACK blocks are read
         elif cc.in_recovery:
