@@ -54,6 +54,20 @@ CONSTANTS: dict[str, int] = {
 }  # fmt: skip
 
 
+SOCK_MIN_RCVBUF = 2304  # Linux: 2 * (2048 + sizeof(struct sk_buff)), rounded
+SOCK_MIN_SNDBUF = 4608
+
+
+def linux_receive_space(value: int, mss: int) -> int:
+    """The receive window Linux opens for ``setsockopt(SO_RCVBUF, value)``:
+    the buffer is doubled (at least SOCK_MIN_RCVBUF), half of it is window
+    (``tcp_win_from_space()``), rounded down to whole segments of our MSS
+    when it holds one (``tcp_select_initial_window()``).  Measured on Linux
+    6.18: 1024 -> 1152, 2048 -> 1460, 4096 -> 2920, 16384 -> 16060."""
+    space = max(2 * value, SOCK_MIN_RCVBUF) // 2
+    return space - space % mss if space >= mss else space
+
+
 def const(expr: Expr, line: int, path: str) -> int:
     """An integer argument: a number, a known name, or ``A|B``."""
     if isinstance(expr, bool):
@@ -337,10 +351,10 @@ class EngineTarget:
             cfg = replace(cfg, fin_wait_2_timeout=float(v) if v > 0 else cfg.fin_wait_2_timeout)
         elif (level, name) == (6, 2):  # TCP_MAXSEG
             cfg = replace(cfg, mss=max(v, 88))
-        elif (level, name) == (1, 8):  # SO_RCVBUF (Linux doubles it)
-            cfg = replace(cfg, recv_buffer=max(2 * v, 2304))
+        elif (level, name) == (1, 8):  # SO_RCVBUF
+            cfg = replace(cfg, recv_buffer=linux_receive_space(v, cfg.mss))
         elif (level, name) == (1, 7):  # SO_SNDBUF
-            cfg = replace(cfg, send_buffer=max(2 * v, 4608))
+            cfg = replace(cfg, send_buffer=max(2 * v, SOCK_MIN_SNDBUF))
         elif (level, name) == (1, 9):  # SO_KEEPALIVE
             cfg = replace(cfg, keepalive=7200.0 if v else None)
         elif (level, name) == (6, 4):  # TCP_KEEPIDLE
@@ -357,6 +371,10 @@ class EngineTarget:
         if (level, name) == (1, 4):  # SO_ERROR
             err, sock.error = sock.error, None
             value = CONSTANTS.get(err, 0) if err else 0
+        elif (level, name) == (1, 8) and (level, name) in sock.opts:  # Linux doubles it
+            value = max(2 * sock.opts[(level, name)], SOCK_MIN_RCVBUF)
+        elif (level, name) == (1, 7) and (level, name) in sock.opts:
+            value = max(2 * sock.opts[(level, name)], SOCK_MIN_SNDBUF)
         elif (level, name) in sock.opts:
             value = sock.opts[(level, name)]
         elif (level, name) == (6, 2) and sock.conn is not None:

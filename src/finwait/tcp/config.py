@@ -57,6 +57,16 @@ class Config:
     rack: bool = False
     tlp: bool = False
     prr: bool = False
+    # Linux's segment test (tcp_sequence(), tcp_data_queue()) where a segment
+    # reaches past the right edge of the receive window.  RFC 9293
+    # §3.10.7.4 accepts the part in the window and trims the rest (SA-1.5).
+    # over_window_when_empty (LX-14): a segment starting in the window (or at
+    # its right edge) is taken whole when nothing unread waits in the receive
+    # queue, and dropped whole (with an ACK) when something does.
+    # fin_beyond_window (LX-15): a FIN that is all that lies beyond the window
+    # is accepted, so a bare FIN at RCV.NXT enters a zero window.
+    over_window_when_empty: bool = False
+    fin_beyond_window: bool = False
 
     @classmethod
     def linux(cls, **changes: object) -> Config:
@@ -71,6 +81,8 @@ class Config:
             "quick_acks": 16,
             "initial_window_segments": 10,
             "rst_ack": True,
+            "over_window_when_empty": True,
+            "fin_beyond_window": True,
             "congestion_control": "cubic-linux",
             "rack": True,
             "tlp": True,

@@ -154,7 +154,7 @@ INF = float("inf")
 
 
 class Cubic(NewReno):
-    """CUBIC (RFC 9438) with HyStart++ (RFC 9406).
+    """CUBIC (RFC 9438, CC-8) with HyStart++ (RFC 9406, CC-9).
 
     Windows are in bytes, as everywhere in the sender; the cubic function
     works in segments (RFC 9438 §4.1), converted with SMSS.

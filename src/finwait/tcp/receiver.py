@@ -171,6 +171,10 @@ class Receiver(TcbCore):
             ok = wnd > 0 and (
                 _in_window(seq, nxt, wnd) or _in_window(_add(seq, seg_len - 1), nxt, wnd)
             )
+        cfg = self.config
+        whole = False  # taken past the window's right edge, untrimmed
+        if seg_len and (cfg.over_window_when_empty or cfg.fin_beyond_window):
+            ok, whole = self._linux_edge(seq, seg_len, flags, nxt, wnd, ok)
         if not ok:
             self._unacceptable(seg, seg_len, now)
             return None
@@ -191,12 +195,41 @@ class Receiver(TcbCore):
                 seg = seg._replace(urgent=max(seg.urgent - cut, 0))
             plen = len(seg.payload)
             seq = nxt
-        if plen:
+        if plen and not whole:
             room = wnd - seqnum.sub(seq, nxt)
             if plen > room:
                 seg = seg._replace(payload=seg.payload[:room], flags=seg.flags & ~FIN)
                 self._count("trimmed_to_window")
         return seg
+
+    def _linux_edge(
+        self, seq: int, seg_len: int, flags: int, nxt: int, wnd: int, ok: bool
+    ) -> tuple[bool, bool]:
+        """Linux's test for a segment that ends past the window's right edge
+        (``tcp_sequence()``, then ``tcp_data_queue()``): (acceptable, taken
+        whole).  LX-15: a FIN that is all that lies beyond the edge is
+        accepted — a bare FIN at RCV.NXT into a zero window.  LX-14: otherwise
+        a segment starting at or before the edge is accepted whole when the
+        receive queue holds nothing unread, and dropped when it does (the
+        RFC would take the part in the window).  A segment inside the
+        window, or starting beyond its edge, keeps the RFC's verdict."""
+        right = _add(nxt, wnd)
+        end = _add(seq, seg_len)
+        if _le(end, right):
+            return ok, False
+        fin = flags & FIN
+        if fin and self.config.fin_beyond_window and _le(_add(end, -fin), right):
+            if seq == nxt or _lt(nxt, seq):
+                self._count("fin_beyond_window")
+                return True, True
+            return ok, False
+        if not self.config.over_window_when_empty or _lt(right, seq) or _lt(seq, nxt):
+            return ok, False
+        if self._rcvbuf:
+            self._count("over_window_dropped")
+            return False, False  # something unread: the whole segment is dropped
+        self._count("over_window_taken")
+        return True, True
 
     def _unacceptable(self, seg: Segment, seg_len: int, now: float) -> None:
         """Step one, a segment outside the window: dropped, and answered with
