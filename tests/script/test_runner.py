@@ -107,3 +107,20 @@ def test_pcap_written(tmp_path: Path) -> None:
     with pcap.open("rb") as f:
         records = list(dpkt.pcap.Reader(f))
     assert len(records) == 9  # 5 injected, 4 sent by the engine
+
+
+def test_engine_follows_the_scripts_congestion_control_sysctl() -> None:
+    """The kernel's algorithm, set by a script's shell command, is the one
+    the engine runs for the sockets made after it; one it does not model is
+    an error naming it, not a silent stand-in."""
+    from finwait.script.engine import EngineTarget
+
+    tgt = EngineTarget("x.pkt")
+    assert tgt.base_config.congestion_control == "cubic-linux"
+    tgt.run_command("./defaults.sh\nsysctl -q net.ipv4.tcp_congestion_control=reno", 3)
+    assert tgt.base_config.congestion_control == "newreno-abc"
+    tgt.run_command("echo cubic > /proc/sys/net/ipv4/tcp_congestion_control", 4)
+    assert tgt.base_config.congestion_control == "cubic-linux"
+    text = "`sysctl -q net.ipv4.tcp_congestion_control=bbr`\n0 socket(..., SOCK_STREAM, IPPROTO_TCP) = 3\n"
+    out = run_script("bbr.pkt", "engine", text=text)
+    assert out.status == "ERROR" and "'bbr'" in out.message

@@ -20,7 +20,9 @@ from .harness import Exchange
 
 MSS = 1000
 PEER = TcpOptions(mss=MSS, sack_permitted=True)
-LINUX = Config.linux(delayed_ack=False, quick_acks=0)
+# NewReno's halving keeps the numbers below simple; the profile runs CUBIC
+# (beta 0.7, tests/tcp/test_cubic.py), which RACK and PRR drive the same way.
+LINUX = Config.linux(delayed_ack=False, quick_acks=0, congestion_control="newreno-abc")
 
 
 def s(i: int) -> int:
@@ -275,7 +277,10 @@ def test_prr_ssrb_sends_what_is_delivered_up_to_ssthresh() -> None:
 
 def test_without_prr_recovery_holds_the_pipe_to_ssthresh() -> None:
     """Config.prr off (RACK on): cwnd = ssthresh in recovery (RFC 6675)."""
-    x = setup(Config.linux(delayed_ack=False, quick_acks=0, prr=False), write=20 * MSS)
+    x = setup(
+        Config.linux(delayed_ack=False, quick_acks=0, prr=False, congestion_control="newreno-abc"),
+        write=20 * MSS,
+    )
     for k in (2, 3, 4):
         x.deliver(seq=1, ack=1, options=sack((s(1), s(k))))
     assert c(x).cc.in_recovery and c(x).cc.cwnd == c(x).cc.ssthresh == 5 * MSS

@@ -13,6 +13,7 @@ with a zero timeout as ABORT, and errors reported with Linux's errno.
 from __future__ import annotations
 
 import contextlib
+import re
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
@@ -88,6 +89,21 @@ def const(expr: Expr, line: int, path: str) -> int:
     raise ScriptError(f"expected a number, got {expr!r}", line, path)
 
 
+# A script's shell commands may choose the kernel's congestion control; the
+# engine runs its counterpart (the Linux profile's as Linux counts in slow
+# start, the RFC profile's as RFC 5681 does).
+_CC_SYSCTL = re.compile(
+    r"net[./]ipv4[./]tcp_congestion_control\s*=\s*[\"']?(\w+)"
+    r"|echo\s+[\"']?(\w+)[\"']?\s*>\s*/proc/sys/net/ipv4/tcp_congestion_control"
+)
+_CC_NAMES = {
+    ("linux", "reno"): "newreno-abc",
+    ("linux", "cubic"): "cubic-linux",
+    ("rfc", "reno"): "newreno",
+    ("rfc", "cubic"): "cubic",
+}
+
+
 def script_config(profile: str = "linux") -> Config:
     """The engine configuration scripts run with.  ``linux`` (the default):
     the Linux profile, offering the window scale Linux picks for
@@ -130,6 +146,7 @@ class EngineTarget:
         self.path = path
         self.local_addr = LOCAL_V6 if ipv6 else LOCAL_V4
         self.remote_addr = REMOTE_V6 if ipv6 else REMOTE_V4
+        self.profile = profile
         self.base_config = config or script_config(profile)
         self.host = Host([self.local_addr], self.base_config, syncookies=True)
         self.t = 0.0
@@ -194,7 +211,20 @@ class EngineTarget:
         return self.out.popleft() if self.out else None
 
     def run_command(self, text: str, line: int) -> None:
-        pass  # shell commands configure a kernel: nothing to do for the engine
+        """Shell commands configure a kernel; the engine follows the one
+        setting it models, the congestion-control algorithm (``sysctl
+        net.ipv4.tcp_congestion_control=reno``, or the same through /proc),
+        for the sockets made after it.  The rest is the kernel's."""
+        for m in _CC_SYSCTL.finditer(text):
+            name = m.group(1) or m.group(2)
+            algo = _CC_NAMES.get((self.profile, name))
+            if algo is None:
+                raise ScriptError(f"congestion control {name!r} is not modelled by the engine",
+                                  line, self.path)  # fmt: skip
+            self.base_config = replace(self.base_config, congestion_control=algo)
+            for sock in self.socks.values():
+                if sock.conn is None and sock.listener is None:
+                    sock.config = replace(sock.config, congestion_control=algo)
 
     def close(self) -> None:
         pass
