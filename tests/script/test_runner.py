@@ -124,3 +124,17 @@ def test_engine_follows_the_scripts_congestion_control_sysctl() -> None:
     text = "`sysctl -q net.ipv4.tcp_congestion_control=bbr`\n0 socket(..., SOCK_STREAM, IPPROTO_TCP) = 3\n"
     out = run_script("bbr.pkt", "engine", text=text)
     assert out.status == "ERROR" and "'bbr'" in out.message
+
+
+@pytest.mark.parametrize(
+    "command",
+    ["tc qdisc replace dev tun0 root fq", "tc qdisc add dev tun0 root pfifo limit 0"],
+)
+def test_engine_refuses_a_device_queue_it_cannot_model(command: str) -> None:
+    """Pacing (fq) or a queue that drops everything changes what the kernel
+    sends and when: the engine reports the line instead of ignoring it."""
+    text = f"0 socket(..., SOCK_STREAM, IPPROTO_TCP) = 3\n+0 `{command}`\n"
+    out = run_script("q.pkt", "engine", text=text)
+    assert out.status == "ERROR" and out.line == 2 and command in out.message
+    ok = "0 socket(..., SOCK_STREAM, IPPROTO_TCP) = 3\n+0 `tc qdisc add dev tun0 root pfifo`\n"
+    assert run_script("q.pkt", "engine", text=ok).status == "PASS"

@@ -298,3 +298,24 @@ def test_newreno_keeps_half() -> None:
         x.deliver(seq=1, ack=1)
     assert x.conn.cc.in_recovery
     assert x.conn.cc.ssthresh == 5 * smss
+
+
+@pytest.mark.parametrize("name", ["cubic-linux", "newreno-abc"])
+def test_linux_growth_counts_delivered_not_acked_after_dupacks(name: str) -> None:
+    """Two DupAcks (limited transmit) each stood for a segment that left the
+    network; the ACK of three segments then delivers one, so slow start adds
+    one segment, not three (Linux tcp_remove_reno_sacks(); the upstream
+    limited-transmit scripts)."""
+    x = Exchange(config=Config(delayed_ack=False, congestion_control=name,
+                               initial_window_segments=10, send_buffer=1 << 20))  # fmt: skip
+    x.passive_open(TcpOptions(mss=1000, wscale=7))
+    assert x.conn is not None
+    smss = x.conn.smss
+    x.conn.send(bytes(15 * smss), x.now)
+    assert len(x.take_segments_sent()) == 10
+    x.advance(RTT)
+    x.deliver(seq=1, ack=1, window=65535)
+    x.deliver(seq=1, ack=1, window=65535)
+    assert len(x.take_segments_sent()) == 2  # limited transmit
+    x.deliver(seq=1, ack=1 + 3 * smss, window=65535)
+    assert x.conn.cc.cwnd == 11 * smss

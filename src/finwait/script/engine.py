@@ -96,6 +96,12 @@ _CC_SYSCTL = re.compile(
     r"net[./]ipv4[./]tcp_congestion_control\s*=\s*[\"']?(\w+)"
     r"|echo\s+[\"']?(\w+)[\"']?\s*>\s*/proc/sys/net/ipv4/tcp_congestion_control"
 )
+# Queueing disciplines that change when (fq: pacing) or whether (a pfifo of
+# limit 0: every packet dropped before it leaves) segments go out: the engine
+# has no device queue, so a script that installs one cannot run on it.
+_UNMODELLED = re.compile(
+    r"tc\s+qdisc\s+(?:add|replace)[^\n`;]*?\broot\s+(?:fq\b|pfifo\s+limit\s+0\b)[^\n`;]*"
+)
 _CC_NAMES = {
     ("linux", "reno"): "newreno-abc",
     ("linux", "cubic"): "cubic-linux",
@@ -129,6 +135,7 @@ class Sock:
     shut_wr: bool = False
     linger: tuple[int, int] | None = None
     reset_seen: bool = False  # a reset was reported once: later writes get EPIPE
+    written: int = 0  # bytes a blocking write has queued so far
     opts: dict[tuple[int, int], int] = field(default_factory=dict)
 
 
@@ -215,6 +222,10 @@ class EngineTarget:
         setting it models, the congestion-control algorithm (``sysctl
         net.ipv4.tcp_congestion_control=reno``, or the same through /proc),
         for the sockets made after it.  The rest is the kernel's."""
+        m = _UNMODELLED.search(text)
+        if m is not None:
+            raise ScriptError(f"shell command {m.group(0).strip()!r} changes what the kernel's "
+                              "device does; the engine target does not model it", line, self.path)  # fmt: skip
         for m in _CC_SYSCTL.finditer(text):
             name = m.group(1) or m.group(2)
             algo = _CC_NAMES.get((self.profile, name))
@@ -471,6 +482,25 @@ class EngineTarget:
         return self._send(sock, total)
 
     def _send(self, sock: Sock, n: int) -> CallResult:
+        """A blocking write returns once all ``n`` bytes are queued, as
+        Linux's tcp_sendmsg() waits for room (``sk_stream_wait_memory()``);
+        a non-blocking one queues what fits."""
+        done = sock.written
+        try:
+            res = self._send_some(sock, n - done)
+        except _Fail:
+            sock.written = 0
+            if done:
+                return CallResult(done)  # what was queued before the error
+            raise
+        done += res.ret
+        if done < n and not sock.nonblock:
+            sock.written = done
+            raise _Blocked
+        sock.written = 0
+        return CallResult(done)
+
+    def _send_some(self, sock: Sock, n: int) -> CallResult:
         if sock.error is not None:
             err, sock.error = sock.error, None
             sock.reset_seen = True

@@ -119,6 +119,18 @@ class NewReno:
         self.cwnd = min(self.cwnd, self.iw)
 
 
+def reno_delivered(acked: int, dupacks: int, smss: int) -> int:
+    """Bytes an ACK newly delivers, as Linux counts them without SACK
+    (``tcp_remove_reno_sacks()``): each DupAck already stood for one segment
+    that left the network, so an ACK of n segments after d DupAcks delivers
+    max(n - d, 1).  Linux grows cwnd by what is delivered, not by what is
+    acknowledged (``tcp_cong_control()``)."""
+    if not dupacks:
+        return acked
+    segs = -(-acked // smss)
+    return min(acked, max(segs - dupacks, 1) * smss)
+
+
 class NewRenoAbc(NewReno):
     """NewReno with appropriate byte counting in slow start (RFC 3465) as
     Linux counts (``tcp_slow_start()``): cwnd grows by every byte an ACK
@@ -129,6 +141,7 @@ class NewRenoAbc(NewReno):
     __slots__ = ()
 
     def on_new_ack(self, acked: int) -> None:
+        acked = reno_delivered(acked, self.dupacks, self.smss)
         self.dupacks = 0
         if self.cwnd < self.ssthresh:
             self.cwnd = min(self.cwnd + acked, max(self.ssthresh, self.cwnd + self.smss))
@@ -256,8 +269,10 @@ class Cubic(NewReno):
     # -- growth ---------------------------------------------------------
 
     def on_new_ack(self, acked: int) -> None:
-        self.dupacks = 0
         smss = self.smss
+        if self.ss_limit is None:  # the Linux profile: count what was delivered
+            acked = reno_delivered(acked, self.dupacks, smss)
+        self.dupacks = 0
         if self.cwnd < self.ssthresh:
             limit = self.ss_limit
             inc = acked if limit is None else min(acked, limit * smss)
@@ -350,7 +365,8 @@ class Cubic(NewReno):
 class CubicLinux(Cubic):
     """CUBIC as Linux grows it in slow start: every byte an ACK covers
     counts, however many (``tcp_slow_start()`` has no L); one ACK of ten
-    segments doubles an initial window of ten.  The Linux profile's."""
+    segments doubles an initial window of ten.  Growth counts what an ACK
+    delivered (:func:`reno_delivered`).  The Linux profile's."""
 
     __slots__ = ()
     ss_limit = None
