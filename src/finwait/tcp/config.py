@@ -67,6 +67,9 @@ class Config:
     # is accepted, so a bare FIN at RCV.NXT enters a zero window.
     over_window_when_empty: bool = False
     fin_beyond_window: bool = False
+    # RTO = SRTT + max(4·RTTVAR, rto_min), Linux's __tcp_set_rto(), where RFC
+    # 6298 §2 takes max(SRTT + 4·RTTVAR, rto_min) (D-11).
+    rto_linux: bool = False
 
     @classmethod
     def linux(cls, **changes: object) -> Config:
@@ -83,6 +86,7 @@ class Config:
             "rst_ack": True,
             "over_window_when_empty": True,
             "fin_beyond_window": True,
+            "rto_linux": True,
             "congestion_control": "cubic-linux",
             "rack": True,
             "tlp": True,

@@ -15,9 +15,12 @@ CLOCK_G = 0.001  # our timer granularity G (1 ms)
 
 
 class RttEstimator:
-    __slots__ = ("_backoff", "_base", "min_rtt", "rto", "rto_max", "rto_min", "rttvar", "srtt")
+    __slots__ = (
+        "_backoff", "_base", "_mdev", "_mdev_max", "_rtt_seq", "linux", "min_rtt", "rto",
+        "rto_max", "rto_min", "rttvar", "srtt",
+    )  # fmt: skip
 
-    def __init__(self, initial: float, rto_min: float, rto_max: float) -> None:
+    def __init__(self, initial: float, rto_min: float, rto_max: float, linux: bool = False) -> None:
         self.srtt: float | None = None
         self.min_rtt: float | None = None  # the least sample (RACK's min_RTT, RFC 8985)
         self.rttvar = 0.0
@@ -26,12 +29,26 @@ class RttEstimator:
         self._base = initial  # §2.1: RTO before any sample
         self._backoff = 0
         self.rto = 0.0  # the current RTO, kept up to date (read for every segment sent)
+        # linux: Linux's estimator (tcp_rtt_estimator(), __tcp_set_rto()): RTO
+        # = SRTT + RTTVAR where RTTVAR, four mean deviations, never falls below
+        # rto_min within a round trip (so a steady path gets SRTT + 200 ms)
+        # and a falling RTT moves it eight times less; otherwise RFC 6298 §2's
+        # max(SRTT + 4·RTTVAR, rto_min).
+        self.linux = linux
+        self._mdev = 0.0  # Linux mdev_us: 4 x the mean deviation
+        self._mdev_max = 0.0
+        self._rtt_seq: int | None = None
         self._update()
 
-    def sample(self, rtt: float) -> None:
-        """A round-trip measurement R (§2.2, §2.3); clears the backoff."""
+    def sample(self, rtt: float, una: int | None = None, nxt: int | None = None) -> None:
+        """A round-trip measurement R (§2.2, §2.3); clears the backoff.
+        ``una``/``nxt`` (SND.UNA after the ACK, SND.NXT): where Linux's
+        estimator starts a new round trip; without them every sample does."""
         if rtt < 0.0:
             rtt = 0.0
+        if self.linux:
+            self._sample_linux(rtt, una, nxt)
+            return
         srtt = self.srtt
         if srtt is None:
             self.srtt = self.min_rtt = srtt = rtt
@@ -47,6 +64,41 @@ class RttEstimator:
         # _update() with no backoff, written out: this runs on every ACK.
         rto = base if base > self.rto_min else self.rto_min
         self.rto = rto if rto < self.rto_max else self.rto_max
+
+    def _sample_linux(self, m: float, una: int | None, nxt: int | None) -> None:
+        """Linux tcp_rtt_estimator() and __tcp_set_rto(), in seconds."""
+        floor = self.rto_min
+        if self.srtt is None:
+            self.srtt = self.min_rtt = m
+            self._mdev = 2 * m  # "make sure rto = 3*rtt"
+            self.rttvar = self._mdev_max = max(self._mdev, floor)
+            self._rtt_seq = nxt
+        else:
+            err = m - self.srtt
+            self.srtt += err / 8
+            if err < 0:
+                err = -err - self._mdev / 4
+                if err > 0:
+                    err /= 8  # a falling RTT moves the deviation less
+            else:
+                err -= self._mdev / 4
+            self._mdev += err
+            if self._mdev > self._mdev_max:
+                self._mdev_max = self._mdev
+                if self._mdev_max > self.rttvar:
+                    self.rttvar = self._mdev_max
+            if m < self.min_rtt:  # type: ignore[operator]
+                self.min_rtt = m
+            seq = self._rtt_seq
+            if una is None or seq is None or ((una - seq) & 0xFFFFFFFF) - 1 < 0x7FFFFFFF:
+                # a round trip is over (SND.UNA passed the mark): decay RTTVAR
+                if self._mdev_max < self.rttvar:
+                    self.rttvar -= (self.rttvar - self._mdev_max) / 4
+                self._rtt_seq = nxt
+                self._mdev_max = floor
+        self._base = self.srtt + self.rttvar
+        self._backoff = 0
+        self._update()
 
     @property
     def backoff(self) -> int:

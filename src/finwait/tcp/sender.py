@@ -84,7 +84,7 @@ class Sender(TcbCore):
         self._snd_base = _add(self.iss, 1)
         self._fin_seq = None
         self.cc = congestion.make(cfg.congestion_control, self.smss, cfg.initial_window_segments)
-        self.rtt = RttEstimator(cfg.rto_initial, cfg.rto_min, cfg.rto_max)
+        self.rtt = RttEstimator(cfg.rto_initial, cfg.rto_min, cfg.rto_max, cfg.rto_linux)
         self._rtt_seq = None
         self._rtt_start = 0.0
         self._sb = None
@@ -142,7 +142,7 @@ class Sender(TcbCore):
         self.timers.cancel(RETRANSMIT)
         self.timers.cancel(USER_TIMEOUT)
         if self._rtt_seq is not None and not _lt(ack, self._rtt_seq):
-            self.rtt.sample(now - self._rtt_start)
+            self.rtt.sample(now - self._rtt_start, ack, self.snd_nxt)
             self._rtt_seq = None
         self.rtt.backoff = 0
 
@@ -688,10 +688,10 @@ class Sender(TcbCore):
         sample: float | None = None
         if self.ts_ok and ts is not None and ts[1]:
             sample = ((self._ts_now(now) - ts[1]) & MASK) / 1000.0
-            self.rtt.sample(sample)
+            self.rtt.sample(sample, ack, self.snd_nxt)
         elif self._rtt_seq is not None and not _lt(ack, self._rtt_seq):
             sample = now - self._rtt_start
-            self.rtt.sample(sample)
+            self.rtt.sample(sample, ack, self.snd_nxt)
             self._rtt_seq = None
         cc = self.cc
         cc.on_ack_sample(now, sample, ack, self.snd_max)  # CUBIC's clock, HyStart++'s RTTs
