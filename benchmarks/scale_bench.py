@@ -39,38 +39,40 @@ def rotated(capture: str, megabytes: int) -> Path:
     return out
 
 
-def model(capture: str, chunk_mb: int) -> None:
-    """Per-chunk decode rate and fold rate, one process, same chunks."""
-    from collections import Counter
+def model(capture: str, chunk_mb: int, n: int = 2) -> None:
+    """The throughput model's inputs, measured in one process on the same
+    chunks: cutting, read + decode + split per chunk, the folds of ``n``
+    partitions, and the merge of their results."""
+    from finwait.analyze.chunks import plan
+    from finwait.analyze.partition import Folder, decode_split, merge, tree
 
-    from finwait.analyze.chunks import Part, decode_chunk, merge, plan
-    from finwait.analyze.tracker import Tracker
-
-    t0 = time.perf_counter()
+    t0 = time.process_time()
     chunks = plan(capture, chunk_mb << 20)
-    t_plan = time.perf_counter() - t0
-    parts = []
-    t_dec = 0.0
+    t_plan = time.process_time() - t0
+    folders = [Folder([0] * len(chunks)) for _ in range(n)]
+    t_split = t_fold = 0.0
+    packets = 0
     for c in chunks:
-        t = time.perf_counter()
-        parts.append(decode_chunk(c))
-        t_dec += time.perf_counter() - t
-    packets = sum(p.records for p in parts)
-    tr = Tracker()
-    acc = Part(0, None, 0, Counter())
-    t = time.perf_counter()
-    for p in parts:
-        acc = merge(Part(0, None, acc.records, Counter(), acc.stacks), p)
-        if acc.cols is not None:
-            tr.add(acc.cols)
-    t_fold = time.perf_counter() - t
+        t = time.process_time()
+        pieces = decode_split(c, n, pack=True)
+        t_split += time.process_time() - t
+        packets += pieces[0].records
+        t = time.process_time()
+        for f, pc in zip(folders, pieces, strict=True):
+            f.fold(pc)
+        t_fold += time.process_time() - t
+    t = time.process_time()
+    tree([f.result() for f in folders], merge)
+    t_merge = time.process_time() - t
     size = Path(capture).stat().st_size / 1e6
-    print(f"model ({len(chunks)} chunks of {chunk_mb} MB, {packets:,} packets, one process):")
-    print(f"  plan (cut points)  {t_plan:7.2f} s")
-    print(f"  decode, per chunk  {t_dec / len(chunks):7.2f} s  "
-          f"{packets / t_dec:12,.0f} packets/s  {size / t_dec:7.1f} MB/s")  # fmt: skip
-    print(f"  merge + fold       {t_fold:7.2f} s  {packets / t_fold:12,.0f} packets/s "
-          "(sequential: bounds any number of workers)")  # fmt: skip
+    k = len(chunks)
+    print(f"model ({k} chunks of {chunk_mb} MB, {packets:,} packets, {n} partitions, "
+          "one process, CPU seconds):")  # fmt: skip
+    print(f"  plan (cut points)        {t_plan:7.2f} s")
+    print(f"  read+decode+split/chunk  {t_split / k:7.3f} s  {packets / t_split:12,.0f} packets/s"
+          f"  {size / t_split:7.1f} MB/s")  # fmt: skip
+    print(f"  fold, all partitions     {t_fold:7.2f} s  {packets / t_fold:12,.0f} packets/s")
+    print(f"  merge of {n} partitions    {t_merge:7.3f} s")
 
 
 def main() -> None:

@@ -1,5 +1,7 @@
-"""``--dask``: chunk decodings as tasks on a LocalCluster of 2 worker
-processes give, record by record, what the sequential run gives."""
+"""``--dask``: the partitioned analysis as tasks on a LocalCluster of 2
+worker processes (splits, folds pinned per partition, a tree of merges)
+gives, record by record, what the sequential run gives; files are opened
+through fsspec (a ``file://`` URL here)."""
 
 from __future__ import annotations
 
@@ -10,30 +12,30 @@ import pytest
 from finwait.analyze import analyze_file
 from finwait.analyze.sets import analyze_set
 
+from .test_chunks import rotate_at
 from .test_jsonl import zoo
 
 pytest.importorskip("distributed")
 
 
 def test_local_cluster_equals_sequential(tmp_path: Path) -> None:
-    from finwait.analyze.dask import DaskMapper
+    from finwait.analyze.dask import DaskRunner
 
     path = tmp_path / "z.pcap"
-    path.write_bytes(zoo(12, 400))
+    data = zoo(12, 400)
+    path.write_bytes(data)
     size = path.stat().st_size
     cuts = [size * k // 7 for k in range(1, 7)]
     want = analyze_file(path)
-    with DaskMapper("local:2") as mapper:
-        assert mapper.workers == 2
-        got = analyze_set([path], mapper=mapper, cuts={str(path): cuts}, as_set=False)
-        calls = []
-
-        def counting(fn, chunks):  # type: ignore[no-untyped-def]
-            calls.append(len(chunks))
-            yield from mapper(fn, chunks)
-
-        again = analyze_set([path], mapper=counting, cuts={str(path): cuts}, as_set=False)
-    assert calls and calls[0] >= 6  # the chunks really went to the cluster
+    files = rotate_at(data, [0.3, 0.6], tmp_path)
+    with DaskRunner("local:2") as runner:
+        assert runner.workers == 2
+        got = analyze_set([path], runner=runner, cuts={str(path): cuts}, as_set=False)
+        assert runner.tasks >= 7 * 7  # the chunks really went to the cluster
+        url = analyze_set([f"file://{path}"], runner=runner, cuts={f"file://{path}": cuts},
+                          as_set=False)  # fmt: skip
+        got_set = analyze_set(files, runner=runner, chunk_bytes=size // 9)
     assert got.error is None and got.records_read == want.records_read
     assert list(got.records()) == list(want.records())
-    assert list(again.records()) == list(want.records())
+    assert list(url.records()) == list(want.records())
+    assert list(got_set.records()) == list(analyze_set(files).records())

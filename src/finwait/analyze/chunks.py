@@ -81,10 +81,24 @@ class Part:
     error: str | None = None  # the chunk did not read cleanly: fall back
 
 
+def size_of(path: str | Path) -> int:
+    """The file's size in bytes (0 when it cannot be found: its reader
+    reports why); URLs through fsspec."""
+    try:
+        if reader.is_url(path):
+            import fsspec
+
+            fs, p = fsspec.core.url_to_fs(str(path))
+            return int(fs.size(p))
+        return os.path.getsize(path)
+    except (OSError, ImportError, ValueError):
+        return 0
+
+
 def _header(path: str) -> tuple[str, bytes, int] | None:
     """(kind, header bytes, snap limit) or None when the file cannot be
     chunked (not a capture, too short: the sequential reader says why)."""
-    with open(path, "rb") as fh:
+    with reader.open_capture(path) as fh:
         head = fh.read(1 << 16)
     if len(head) < 24:
         return None
@@ -120,7 +134,7 @@ def find_boundary(
     """The first offset at or after ``offset`` where a chain of :data:`CHAIN`
     consistent record headers (pcap) or blocks (pcapng) starts; None when
     there is none in the next :data:`WINDOW` bytes."""
-    with open(path, "rb") as fh:
+    with reader.open_capture(path) as fh:
         fh.seek(offset)
         want = WINDOW + CHAIN * (limit + 32)
         buf = fh.read(want)
@@ -215,15 +229,18 @@ def plan(
     each cut moved forward to the next boundary.  One chunk (the whole
     file) when it cannot be chunked."""
     name = str(path)
-    size = os.path.getsize(name)
-    info = _header(name)
+    size = size_of(name)
+    try:
+        info = _header(name)
+    except OSError:
+        info = None
     if info is None:
         return [Chunk(name, 0, -1, b"", 0, verify_checksums)]
     kind, header, limit = info
     first = len(header)
     first_sec = 0
     if kind == "pcap":
-        with open(name, "rb") as fh:
+        with reader.open_capture(name) as fh:
             fh.seek(first)
             raw = fh.read(4)
         if len(raw) == 4:
@@ -249,7 +266,7 @@ class _Slice(io.RawIOBase):
 
     def __init__(self, chunk: Chunk) -> None:
         self.head = chunk.header
-        self.fh = open(chunk.path, "rb")  # noqa: SIM115 - closed by close()
+        self.fh = reader.open_capture(chunk.path)
         self.fh.seek(chunk.start)
         self.left = -1 if chunk.stop < 0 else chunk.stop - chunk.start
 
@@ -278,6 +295,9 @@ class _Slice(io.RawIOBase):
 
 
 def _raw_batches(chunk: Chunk, chunk_size: int) -> Iterator[reader.RawBatch]:
+    if not chunk.header:  # the whole file, as it is (not cut)
+        yield from reader.iter_batches(chunk.path, chunk_size)
+        return
     sl = _Slice(chunk)
     try:
         ch = reader._Chunker(sl, size=chunk_size)  # type: ignore[arg-type]
@@ -291,12 +311,23 @@ def _raw_batches(chunk: Chunk, chunk_size: int) -> Iterator[reader.RawBatch]:
 
 def decode_chunk(chunk: Chunk, chunk_size: int = 8 << 20) -> Part:
     """Read and decode one chunk (in a worker): its partial result."""
+    parts: list[TcpColumns] = []
+    part = decode_batches(chunk, parts.append, chunk_size)
+    part.cols = _concat(parts) if parts else None
+    return part
+
+
+def decode_batches(
+    chunk: Chunk, each: Callable[[TcpColumns], None], chunk_size: int = 8 << 20
+) -> Part:
+    """Read and decode one chunk a batch at a time, handing each batch's
+    segments (frames local to the chunk) to ``each``; the chunk's partial
+    result without its columns."""
     drops: Counter[str] = Counter()
     tunnels = Tunnels()
-    parts: list[TcpColumns] = []
     records = 0
     error = None
-    if chunk.index > 0 and chunk.header[:4] == _SHB and _has_shb(chunk):
+    if chunk.start > len(chunk.header) and chunk.header[:4] == _SHB and _has_shb(chunk):
         error = "a pcapng section header inside the chunk"
     else:
         try:
@@ -304,18 +335,17 @@ def decode_chunk(chunk: Chunk, chunk_size: int = 8 << 20) -> Part:
                 records += len(batch)
                 got = decode(batch, drops, tunnels, chunk.verify_checksums)
                 if len(got):
-                    parts.append(got)
+                    each(got)
         except CaptureError as exc:
             error = str(exc)
-    cols = _concat(parts) if parts else None
-    return Part(chunk.index, cols, records, drops, tunnels.stacks, error)
+    return Part(chunk.index, None, records, drops, tunnels.stacks, error)
 
 
 def _has_shb(chunk: Chunk) -> bool:
     """Whether a pcapng chunk's bytes may hold a Section Header Block (its
     type, then the byte-order magic either way): then only a sequential
     read knows each block's byte order and interfaces."""
-    with open(chunk.path, "rb") as fh:
+    with reader.open_capture(chunk.path) as fh:
         fh.seek(chunk.start)
         data = fh.read(-1 if chunk.stop < 0 else chunk.stop - chunk.start)
     boms = (struct.pack("<I", reader.PCAPNG_BOM), struct.pack(">I", reader.PCAPNG_BOM))
@@ -333,25 +363,3 @@ def _concat(parts: list[TcpColumns]) -> TcpColumns:
     names = ("frame", "ts", "src", "dst", "sport", "dport", "seq", "ack", "flags", "window",
              "plen", "tunnel")  # fmt: skip
     return TcpColumns(*(np.concatenate([getattr(p, k) for p in parts]) for k in names))
-
-
-def merge(a: Part, b: Part) -> Part:
-    """Two adjacent partial results as one: ``b``'s frames after ``a``'s
-    records, counters added, tunnel stacks renumbered.  Associative."""
-    if a.error is not None or b.error is not None:
-        return Part(a.index, None, a.records + b.records, a.drops + b.drops, a.stacks,
-                    a.error or b.error)  # fmt: skip
-    tunnels = Tunnels()
-    for st in a.stacks:
-        tunnels.id(st)
-    remap = np.array([tunnels.id(st) for st in b.stacks], dtype=np.int64)
-    cols: TcpColumns | None = a.cols
-    if b.cols is not None:
-        bc = _shifted(b.cols, a.records, remap)
-        cols = bc if a.cols is None else _concat([a.cols, bc])
-    return Part(a.index, cols, a.records + b.records, a.drops + b.drops, tunnels.stacks)
-
-
-def _shifted(c: TcpColumns, frames: int, remap: npt.NDArray[np.int64]) -> TcpColumns:
-    return TcpColumns(c.frame + frames, c.ts, c.src, c.dst, c.sport, c.dport, c.seq, c.ack,
-                      c.flags, c.window, c.plen, remap[c.tunnel])  # fmt: skip

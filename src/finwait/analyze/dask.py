@@ -1,37 +1,57 @@
-"""``--dask``: the chunk decoding (analyze/chunks.py) as Dask tasks on a
-cluster (``tcp://HOST:PORT``, a running ``dask scheduler``) or on a
+"""``--dask``: the partitioned analysis (analyze/partition.py) as Dask tasks
+on a cluster (``tcp://HOST:PORT``, a running ``dask scheduler``) or on a
 LocalCluster of this machine (``local`` or ``local:N`` workers).
 
-What travels: to a worker, a :class:`~finwait.analyze.chunks.Chunk` (file
-path, byte range, the file's header: a few hundred bytes); back, the chunk's
-decoded segments (about 100 bytes a TCP segment), counters and tunnel
-stacks.  Workers open the path themselves, so it must name the same file on
-every worker (a shared filesystem).  The fold into the tracker runs in this
-process, in capture order, while the workers decode the next chunks; at
-most ``2 * workers`` chunks are in flight, so memory on both sides is
-bounded by the chunk size.  Needs ``pip install 'finwait[dask]'``.
+The graph, for ``n`` workers and chunks ``0 .. C - 1``:
+
+- ``split-i``: read, decode and split chunk ``i`` into ``n`` compact pieces
+  (any worker: it opens the file itself, through fsspec for a URL);
+- ``fold-p-i``: fold piece ``p`` of chunk ``i`` into partition ``p``'s
+  tracker, after ``fold-p-(i-1)``; all of partition ``p``'s folds are pinned
+  to worker ``p``, so its tracker never moves; piece ``p`` of each chunk is
+  what travels (about 70 bytes a segment);
+- ``split-i`` waits for the folds of chunk ``i - 2n`` (a few bytes of
+  token), so at most ``2n`` chunks' pieces exist at once: memory on each
+  worker is bounded by the chunk size (and its own connections), not by the
+  file size;
+- the partitions' results are merged as a tree (``merge``: ``log2 n``
+  levels), and only the final merge comes back to this process.
+
+On a terminal, Dask's own progress bar (``distributed.progress``) runs on
+stderr.  Needs ``pip install 'finwait[dask]'``.
 """
 
 from __future__ import annotations
 
-import collections
-from collections.abc import Callable, Iterator
-from contextlib import AbstractContextManager
+import operator
+import sys
+from contextlib import AbstractContextManager, redirect_stdout
 from types import TracebackType
 from typing import Any
 
-from .chunks import Chunk, Part
+from .chunks import Chunk
+from .partition import ChunkDone, Folder, Partial, Piece, decode_split, fold, merge, result, tree
 
 
-class DaskMapper(AbstractContextManager["DaskMapper"]):
-    """An ordered map of chunk decodings over a Dask cluster."""
+def _split(chunk: Chunk, n: int, *after: int) -> list[Piece]:
+    return decode_split(chunk, n, pack=True)
 
-    def __init__(self, address: str) -> None:
+
+def _token(_folder: Folder) -> int:
+    return 0
+
+
+class DaskRunner(AbstractContextManager["DaskRunner"]):
+    """A partition runner (analyze/partition.py's ``Runner``) on a Dask
+    cluster: one partition per worker."""
+
+    def __init__(self, address: str, progress: bool = False) -> None:
         import importlib
 
         dd: Any = importlib.import_module("dask.distributed")
         self.cluster: Any = None
         self.client: Any
+        self.progress = progress
         if address == "local" or address.startswith("local:"):
             n = int(address.split(":", 1)[1]) if ":" in address else None
             self.cluster = dd.LocalCluster(
@@ -40,20 +60,43 @@ class DaskMapper(AbstractContextManager["DaskMapper"]):
             self.client = dd.Client(self.cluster)
         else:
             self.client = dd.Client(address, timeout=30)
-        self.workers = max(1, len(self.client.scheduler_info()["workers"]))
+        self.addrs = sorted(self.client.scheduler_info()["workers"])
+        self.workers = max(1, len(self.addrs))
+        self.tasks = 0  # tasks submitted (tests: the work went to the cluster)
 
-    def __call__(self, fn: Callable[[Chunk], Part], chunks: list[Chunk]) -> Iterator[Part]:
-        ahead = 2 * self.workers
-        pending = collections.deque(self.client.submit(fn, c, pure=False) for c in chunks[:ahead])
-        nxt = len(pending)
-        while pending:
-            fut: Any = pending.popleft()
-            part: Part = fut.result()
-            fut.release()
-            if nxt < len(chunks):
-                pending.append(self.client.submit(fn, chunks[nxt], pure=False))
-                nxt += 1
-            yield part
+    def __call__(
+        self, chunks: list[Chunk], file_of: list[int], zeek_timeouts: bool, done: ChunkDone | None
+    ) -> Partial | None:
+        c = self.client
+        n, addrs = self.workers, self.addrs or [None]
+        ahead = 2 * n
+
+        def on(p: int) -> dict[str, Any]:
+            return {"workers": [addrs[p]], "allow_other_workers": False, "pure": False}
+
+        folders = [c.submit(Folder, file_of, zeek_timeouts, **on(p)) for p in range(n)]
+        tokens: list[list[Any]] = []
+        for i, chunk in enumerate(chunks):
+            after = tokens[i - ahead] if i >= ahead else []
+            sp = c.submit(_split, chunk, n, *after, pure=False)
+            for p in range(n):
+                piece = c.submit(operator.getitem, sp, p, pure=False)
+                folders[p] = c.submit(fold, folders[p], piece, **on(p))
+            tokens.append([c.submit(_token, folders[p], **on(p)) for p in range(n)])
+        parts = [c.submit(result, folders[p], **on(p)) for p in range(n)]
+        final = tree(parts, lambda a, b: c.submit(merge, a, b, pure=False))
+        self.tasks += len(chunks) * (1 + 3 * n) + 2 * n - 1
+        if self.progress:
+            import importlib
+
+            progress: Any = importlib.import_module("distributed").progress
+            with redirect_stdout(sys.stderr):  # stdout may be the JSON Lines
+                progress(final)
+                sys.stderr.write("\n")
+        got: Partial = final.result()
+        if done is not None and chunks:
+            done(len(chunks) - 1)
+        return None if got.error is not None else got
 
     def close(self) -> None:
         self.client.close()

@@ -15,20 +15,20 @@ files are still analysed.
 
 from __future__ import annotations
 
-import collections
-import copy
+import dataclasses
 import math
 import os
 from collections import Counter
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable
 from pathlib import Path
 
 import numpy as np
 
 from ..capture.decode import NOTES, Tunnels, decode
 from ..capture.reader import CaptureError, EmptyCaptureError, iter_batches
-from .chunks import CHUNK_BYTES, Chunk, Part, decode_chunk, merge, plan
+from .chunks import CHUNK_BYTES, Chunk, plan, size_of
 from .classify import Analysis, classify
+from .partition import Partial, Runner
 from .tracker import Tracker
 
 Progress = Callable[[int], None]
@@ -69,16 +69,13 @@ def order(paths: Iterable[str | Path]) -> list[str]:
     return [f for _, _, f in sorted(zip(keys, range(len(files)), files, strict=True))]
 
 
-Mapper = Callable[[Callable[[Chunk], Part], list[Chunk]], Iterator[Part]]
-
-
 def analyze_set(
     paths: Iterable[str | Path],
     progress: Progress | None = None,
     chunk_size: int = 8 << 20,
     zeek_timeouts: bool = False,
     ordered: bool = False,
-    mapper: Mapper | None = None,
+    runner: Runner | None = None,
     chunk_bytes: int = CHUNK_BYTES,
     cuts: dict[str, list[int]] | None = None,
     as_set: bool = True,
@@ -86,13 +83,21 @@ def analyze_set(
 ) -> Analysis:
     """Classify every TCP connection of the files taken as one capture.
     ``progress`` is called with the bytes read so far over the whole set;
-    ``ordered``: the files are already in capture order.  With ``mapper``
-    (an ordered parallel map: :func:`pool_mapper`, or Dask's), each file is
-    cut into chunks of ``chunk_bytes`` (or at ``cuts[path]``) decoded in
-    parallel (analyze/chunks.py); the result is the sequential one.
-    ``as_set=False``: one file analysed alone (no ``files`` field);
-    ``verify_checksums`` as for :func:`~finwait.analyze.run.analyze_file`."""
+    ``ordered``: the files are already in capture order.  With ``runner``
+    (analyze/partition.py: :func:`~finwait.analyze.partition.process_runner`,
+    or Dask's), each file is cut into chunks of ``chunk_bytes`` (or at
+    ``cuts[path]``), decoded in parallel and tracked in parallel by
+    4-tuple partition; the result is the sequential one (a chunk that does
+    not read cleanly makes the whole run sequential).  ``as_set=False``: one
+    file analysed alone (no ``files`` field); ``verify_checksums`` as for
+    :func:`~finwait.analyze.run.analyze_file`."""
     files = [str(p) for p in paths] if ordered else order(paths)
+    if runner is not None:
+        got = _partitioned(files, runner, progress, zeek_timeouts, chunk_bytes, cuts,
+                           verify_checksums)  # fmt: skip
+        if got is not None:
+            return _finish(got.tracker, files, got.records, got.drops, got.stacks, got.seen,
+                           [], as_set)  # fmt: skip
     tracker = Tracker(zeek_timeouts)
     tunnels = Tunnels()
     drops: Counter[str] = Counter()
@@ -102,41 +107,43 @@ def analyze_set(
     done = 0
     for path in files:
         first = records  # frames of this file: first + 1 ..
-        size = os.path.getsize(path) if os.path.exists(path) else 0
-        folded = None
-        if mapper is not None:
-            chunks = plan(path, chunk_bytes, None if cuts is None else cuts.get(path),
-                          verify_checksums)  # fmt: skip
-            if len(chunks) > 1:
-                folded = _fold_chunks(tracker, tunnels, drops, first, mapper, chunks,
-                                      progress, done)  # fmt: skip
-        if folded is not None:
-            tracker, tunnels, drops, got = folded
-            records += got
-        else:
-            try:
-                for batch in iter_batches(path, chunk_size):
-                    batch.frame += first
-                    records += len(batch)
-                    tracker.add(decode(batch, drops, tunnels, verify_checksums))
-                    if progress is not None:
-                        progress(done + batch.file_offset + int(batch.buf.size))
-            except CaptureError as exc:
-                empty = isinstance(exc, EmptyCaptureError)
-                errors.append((str(exc), None if empty else exc.offset, empty))
+        try:
+            for batch in iter_batches(path, chunk_size):
+                batch.frame += first
+                records += len(batch)
+                tracker.add(decode(batch, drops, tunnels, verify_checksums))
+                if progress is not None:
+                    progress(done + batch.file_offset + int(batch.buf.size))
+        except CaptureError as exc:
+            empty = isinstance(exc, EmptyCaptureError)
+            errors.append((str(exc), None if empty else exc.offset, empty))
         n = tracker.nconns
         last = tracker.c.last_frame[:n]
         # A connection has a packet in this file when its last packet so far
         # is one of the file's (connections are only ever extended).
         hit = np.flatnonzero(last > first) if records > first else np.zeros(0, dtype=np.int64)
         seen.append(hit)
-        done += size
+        done += size_of(path)
+    return _finish(tracker, files, records, drops, tunnels.stacks, seen, errors, as_set)
+
+
+def _finish(
+    tracker: Tracker,
+    files: list[str],
+    records: int,
+    drops: Counter[str],
+    stacks: list[tuple[tuple[str, str, str], ...]],
+    seen: list[np.ndarray],
+    errors: list[tuple[str, int | None, bool]],
+    as_set: bool,
+) -> Analysis:
     name = files[0] if len(files) == 1 else f"set of {len(files)} files"
     res = classify(tracker, name)
     res.records_read = records
+    drops = Counter(drops)
     res.notes = Counter({k: drops.pop(k) for k in NOTES if k in drops})
     res.drops = drops
-    res.tunnels = tunnels.stacks
+    res.tunnels = stacks
     if as_set:
         res.files = files
         res.conn_files = _by_conn(seen, res.n)
@@ -148,55 +155,34 @@ def analyze_set(
     return res
 
 
-def _fold_chunks(
-    tracker: Tracker,
-    tunnels: Tunnels,
-    drops: Counter[str],
-    first: int,
-    mapper: Mapper,
-    chunks: list[Chunk],
+def _partitioned(
+    files: list[str],
+    runner: Runner,
     progress: Progress | None,
-    done: int,
-) -> tuple[Tracker, Tunnels, Counter[str], int] | None:
-    """Fold the decoded chunks of one file, in order, into (a copy of) the
-    tracker; None when a chunk did not read cleanly (the caller reads the
-    file sequentially: the state before the file is untouched)."""
-    tracker, tunnels, drops = copy.deepcopy((tracker, tunnels, drops))
-    acc = Part(0, None, first, Counter(), tunnels.stacks)
-    for part in mapper(decode_chunk, chunks):
-        if part.error is not None:
-            return None
-        base = acc.records
-        acc = merge(Part(0, None, base, Counter(), acc.stacks), part)
-        if acc.cols is not None:
-            tracker.add(acc.cols)
-        drops.update(part.drops)
-        if progress is not None:
-            c = chunks[part.index]
-            progress(done + (c.stop if c.stop >= 0 else os.path.getsize(c.path)))
-    for st in acc.stacks:
-        tunnels.id(st)
-    return tracker, tunnels, drops, acc.records - first
-
-
-def pool_mapper(workers: int) -> Mapper:
-    """An ordered map over a process pool, at most ``2 * workers`` chunks
-    ahead of the fold (memory bounded by the chunk size)."""
-
-    def run(fn: Callable[[Chunk], Part], chunks: list[Chunk]) -> Iterator[Part]:
-        from concurrent.futures import ProcessPoolExecutor
-
-        with ProcessPoolExecutor(workers) as pool:
-            pending = collections.deque(pool.submit(fn, c) for c in chunks[: 2 * workers])
-            nxt = len(pending)
-            while pending:
-                part = pending.popleft().result()
-                if nxt < len(chunks):
-                    pending.append(pool.submit(fn, chunks[nxt]))
-                    nxt += 1
-                yield part
-
-    return run
+    zeek_timeouts: bool,
+    chunk_bytes: int,
+    cuts: dict[str, list[int]] | None,
+    verify_checksums: bool,
+) -> Partial | None:
+    """The files' chunks run by ``runner``; None when a chunk did not read
+    cleanly (the caller then reads the files sequentially)."""
+    chunks: list[Chunk] = []
+    file_of: list[int] = []
+    ends: list[int] = []  # bytes of the set up to the end of each chunk
+    done = 0
+    for k, path in enumerate(files):
+        size = size_of(path)
+        for c in plan(path, chunk_bytes, None if cuts is None else cuts.get(path),
+                      verify_checksums):  # fmt: skip
+            chunks.append(dataclasses.replace(c, index=len(chunks)))
+            file_of.append(k)
+            ends.append(done + (c.stop if c.stop >= 0 else size))
+        done += size
+    report = None if progress is None else (lambda i: progress(ends[i]))
+    got = runner(chunks, file_of, zeek_timeouts, report)
+    if got is None or got.error is not None:
+        return None
+    return got
 
 
 def _by_conn(seen: list[np.ndarray], n: int) -> list[list[int]]:

@@ -156,11 +156,31 @@ def _u32(
     return b0 | (b1 << 8) | (b2 << 16) | (b3 << 24)
 
 
+def is_url(path: str | Path) -> bool:
+    """Whether ``path`` is a URL (``file://``, ``s3://`` ...) for fsspec."""
+    return "://" in str(path)
+
+
+def open_capture(path: str | Path) -> BinaryIO:
+    """``path`` opened for reading: a local path directly, a URL through
+    fsspec (the backend for its scheme must be installed: s3fs for s3://
+    ...; an fsspec error becomes an OSError)."""
+    if not is_url(path):
+        return open(path, "rb")
+    try:
+        import fsspec
+
+        fh: BinaryIO = fsspec.open(str(path), "rb").open()
+    except (ImportError, ValueError) as err:
+        raise OSError(f"{path}: {err}") from None
+    return fh
+
+
 def iter_batches(path: str | Path, chunk_size: int = CHUNK) -> Iterator[RawBatch]:
     """Yield :class:`RawBatch` es for the file; raise :class:`CaptureError`
     at the first unreadable byte, after yielding everything before it."""
     name = str(path)
-    with open(path, "rb") as fh:
+    with open_capture(name) as fh:
         head = fh.read(4)
         if not head:
             raise EmptyCaptureError(name)

@@ -49,17 +49,19 @@ def _run_set(
     as_set: bool = True,
     checksums: bool = False,
 ) -> Analysis:
-    """A set, or one file cut into chunks decoded by ``workers`` processes."""
-    from ..analyze.sets import analyze_set, pool_mapper
+    """A set, or one file cut into chunks tracked by ``workers`` processes."""
+    from ..analyze.chunks import size_of
+    from ..analyze.partition import process_runner
+    from ..analyze.sets import analyze_set
 
     kw: dict[str, Any] = {
         "zeek_timeouts": zeek_timeouts, "chunk_bytes": chunk_bytes, "as_set": as_set,
         "verify_checksums": checksums,
-        "mapper": pool_mapper(workers) if workers > 1 else None,
+        "runner": process_runner(workers) if workers > 1 else None,
     }  # fmt: skip
     if not progress:
         return analyze_set(files, **kw)
-    bar = _LateBar(files[0], sum(os.path.getsize(f) for f in files))
+    bar = _LateBar(files[0], sum(size_of(f) for f in files))
     try:
         return analyze_set(files, progress=bar.update, **kw)
     finally:
@@ -73,25 +75,26 @@ def _run_dask(
     zeek_timeouts: bool,
     chunk_bytes: int,
     checksums: bool,
+    progress: bool,
 ) -> list[Analysis]:
     import importlib.util
 
     if importlib.util.find_spec("distributed") is None:
         raise click.ClickException("--dask needs dask.distributed: pip install 'finwait[dask]'")
-    from ..analyze.dask import DaskMapper
+    from ..analyze.dask import DaskRunner
     from ..analyze.sets import analyze_set
 
     kw: dict[str, Any] = {
         "zeek_timeouts": zeek_timeouts, "chunk_bytes": chunk_bytes, "verify_checksums": checksums,
     }  # fmt: skip
     try:
-        mapper = DaskMapper(address)
+        runner = DaskRunner(address, progress=progress)
     except (OSError, ValueError, TimeoutError) as err:
         raise click.ClickException(f"--dask {address}: {err}") from None
-    with mapper:
+    with runner:
         if as_set:
-            return [analyze_set(files, mapper=mapper, **kw)]
-        return [analyze_set([f], mapper=mapper, ordered=True, as_set=False, **kw) for f in files]
+            return [analyze_set(files, runner=runner, **kw)]
+        return [analyze_set([f], runner=runner, ordered=True, as_set=False, **kw) for f in files]
 
 
 class _LateBar:
@@ -118,13 +121,19 @@ class _LateBar:
             )  # fmt: skip
             self.bar.start()
             self.task = self.bar.add_task(
-                Path(self.path).name, total=self.total or os.path.getsize(self.path)
+                Path(self.path).name, total=self.total or _size(self.path)
             )
         self.bar.update(self.task, completed=done)
 
     def stop(self) -> None:
         if self.bar is not None:
             self.bar.stop()
+
+
+def _size(path: str) -> int:
+    from ..analyze.chunks import size_of
+
+    return size_of(path)
 
 
 def _console(stderr: bool = False) -> Any:
@@ -155,7 +164,7 @@ def _allow_dirs(ctx: click.Context, _param: click.Parameter, value: bool) -> boo
 @click.option("--html", "html_out", type=OUTPUT, metavar="OUT.html",
               help="Self-contained HTML report: summary, sortable table, ladders.")  # fmt: skip
 @click.option("--workers", type=click.IntRange(1, 64), default=1, show_default=True,
-              help="Analyze several files in parallel processes.")  # fmt: skip
+              help="Processes: one FILE (or a --set) is read and tracked in parallel; several files are analysed apart in parallel.")  # fmt: skip
 @click.option("--zeek-timeouts", is_flag=True,
               help="Split connections where Zeek's TCP timers would (close/reset delay, attempt, inactivity).")  # fmt: skip
 @click.option("--verify-checksums", is_flag=True,
@@ -163,7 +172,7 @@ def _allow_dirs(ctx: click.Context, _param: click.Parameter, value: bool) -> boo
 @click.option("--parquet", "parquet_out", type=OUTPUT, metavar="OUT.parquet",
               help="The connection table as Parquet (the JSON Lines fields, nested as structs/lists; needs finwait[parquet]).")  # fmt: skip
 @click.option("--dask", "dask_at", metavar="tcp://HOST:PORT|local[:N]",
-              help="Decode chunks as Dask tasks on a cluster or a local one (needs finwait[dask]).")  # fmt: skip
+              help="Read and track chunks as Dask tasks on a cluster or a local one (needs finwait[dask]).")  # fmt: skip
 @click.option("--chunk-mb", type=click.FloatRange(0.01, 1 << 20), default=32.0, show_default=True,
               help="Chunk size for --workers / --dask on one file or a set.")  # fmt: skip
 @click.option("--set", "as_set", is_flag=True, is_eager=True, callback=_allow_dirs,
@@ -216,7 +225,7 @@ def analyze_cmd(
     results: list[Analysis]
     if dask_at is not None:
         results = _run_dask(dask_at, files, as_set, zeek_timeouts, int(chunk_mb * (1 << 20)),
-                            verify_checksums)  # fmt: skip
+                            verify_checksums, show_bar)  # fmt: skip
     elif as_set or (workers > 1 and len(files) == 1):
         results = [
             _run_set(files, show_bar, zeek_timeouts, workers, int(chunk_mb * (1 << 20)), as_set)

@@ -55,7 +55,16 @@ def reason(err: OSError, path: str | os.PathLike[str], *, reading: bool = False)
 
 
 def check_input(path: str | os.PathLike[str]) -> None:
-    """Raise :class:`FileArgError` unless ``path`` is a readable file."""
+    """Raise :class:`FileArgError` unless ``path`` is a readable file (a
+    URL: one that fsspec can open)."""
+    if "://" in os.fspath(path):
+        from ..capture.reader import open_capture
+
+        try:
+            open_capture(os.fspath(path)).close()
+        except OSError as err:
+            raise FileArgError(path, (err.strerror or str(err)).lower()) from None
+        return
     if os.path.isdir(path):
         raise FileArgError(path, "is a directory, not a file")
     try:

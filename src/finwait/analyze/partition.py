@@ -1,0 +1,438 @@
+"""Parallel tracking, exact: connections partitioned by their 4-tuple.
+
+A connection's tracker state (relative sequence numbers, the highest byte
+sent, the FIN an ACK acknowledges, port reuse, Zeek's timers) depends on
+its own packets only, in capture order, never on another 4-tuple's.  So the
+work splits two ways at once:
+
+- **by chunk** (analyze/chunks.py): each chunk of the file is read and
+  decoded by one worker, which splits its TCP segments into ``n`` pieces by
+  a hash of the unordered 4-tuple (:func:`partition_of`: both directions,
+  every connection ever seen on the 4-tuple, land in the same piece);
+- **by partition**: worker ``p`` folds piece ``p`` of every chunk, in chunk
+  order, into its own :class:`~finwait.analyze.tracker.Tracker`
+  (:class:`Folder`): it tracks exactly the connections of its 4-tuples over
+  exactly their packets, in capture order, with the capture's frame numbers
+  and tunnel ids.
+
+The partitions' results (:class:`Partial`: the tracker's columns, and per
+file the connections seen in it) are then merged by :func:`merge`: the
+connection tables concatenated and renumbered by first packet (what the
+sequential tracker's ids are), the per-connection events (history letters,
+anomalies, RSTs) given the new ids.  The merge is associative (a sorted
+union of disjoint tables), so a cluster merges as a tree.
+
+Pieces travel as compact columns (32-bit addresses words, sequence numbers
+and frames, 16-bit ports, flags and windows: about 70 bytes a segment
+instead of 144); packets never do.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field, fields
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from ..capture.decode import TcpColumns, Tunnels
+from .chunks import Chunk, Part, _concat, decode_batches
+from .columns import ConnColumns, DirColumns
+from .tracker import Events, Tracker, _mix
+
+I64 = npt.NDArray[np.int64]
+Stacks = list[tuple[tuple[str, str, str], ...]]
+
+# Compact dtypes for what travels; the tracker gets int64 columns back.
+_DTYPES = {
+    "ts": np.float64, "src": np.uint32, "dst": np.uint32, "sport": np.uint16,
+    "dport": np.uint16, "seq": np.uint32, "ack": np.uint32, "flags": np.uint16,
+    "window": np.uint16, "plen": np.uint32, "tunnel": np.int32,
+}  # fmt: skip
+
+
+_NAMES = ("frame", "ts", "src", "dst", "sport", "dport", "seq", "ack", "flags", "window",
+          "plen", "tunnel")  # fmt: skip
+FOLD_BATCH = 1 << 15  # segments a tracker takes at a time
+
+
+def partition_of(cols: TcpColumns, n: int) -> I64:
+    """Each segment's partition, 0 .. n - 1: a hash of its unordered
+    4-tuple (the same for both directions: sums of the two endpoints'
+    words, mixed)."""
+    if n == 1:
+        return np.zeros(len(cols), dtype=np.int64)
+    a = cols.src.sum(axis=1) + cols.dst.sum(axis=1)  # < 2**35
+    b = cols.sport + cols.dport  # < 2**17
+    h = _mix(((a << 17) | b).view(np.uint64))
+    out: I64 = (h % np.uint64(n)).astype(np.int64)
+    return out
+
+
+@dataclass
+class Piece:
+    """Partition ``p``'s segments of chunk ``index`` (frames local to the
+    chunk), as columns (``cols``) or, to travel, as compact columns
+    (``packed``); with what every partition needs to know of the chunk: its
+    record count and tunnel stacks (and, in piece 0 only, its skip
+    counters).  ``error``: the chunk did not read cleanly."""
+
+    index: int
+    records: int
+    stacks: Stacks
+    cols: TcpColumns | None = None
+    packed: dict[str, npt.NDArray[Any]] | None = None
+    drops: Counter[str] = field(default_factory=Counter)
+    error: str | None = None
+
+    def pack(self) -> Piece:
+        """The same piece with compact columns (what travels)."""
+        c = self.cols
+        if c is None:
+            return self
+        frame_dt = np.uint32 if self.records < (1 << 32) else np.int64
+        packed = {"frame": c.frame.astype(frame_dt)}
+        for name, dt in _DTYPES.items():
+            packed[name] = getattr(c, name).astype(dt)
+        return dataclasses.replace(self, cols=None, packed=packed)
+
+    def columns(self) -> TcpColumns | None:
+        """The segments as the tracker takes them (int64 columns)."""
+        if self.packed is None:
+            return self.cols
+        i64 = {k: v.astype(np.int64) for k, v in self.packed.items() if k != "ts"}
+        return TcpColumns(ts=self.packed["ts"], **i64)
+
+
+def split(part: Part, batches: list[TcpColumns], n: int, pack: bool = False) -> list[Piece]:
+    """A chunk's decoded segments (``batches``) as ``n`` pieces (compact
+    ones with ``pack``)."""
+    pieces = [Piece(part.index, part.records, part.stacks, error=part.error) for _ in range(n)]
+    pieces[0].drops = part.drops
+    if part.error is not None or not batches:
+        return pieces
+    per: list[list[TcpColumns]] = [[] for _ in range(n)]
+    for c in batches:
+        if n == 1:
+            per[0].append(c)
+            continue
+        key = partition_of(c, n)
+        for p in range(n):
+            idx = np.flatnonzero(key == p)
+            if idx.size:
+                per[p].append(c.take(idx))
+    for p in range(n):
+        if per[p]:
+            pieces[p].cols = _concat(per[p])
+            if pack:
+                pieces[p] = pieces[p].pack()
+    return pieces
+
+
+def _rows(c: TcpColumns, lo: int, hi: int) -> TcpColumns:
+    return TcpColumns(*(getattr(c, k)[lo:hi] for k in _NAMES))
+
+
+def decode_split(chunk: Chunk, n: int, pack: bool = False) -> list[Piece]:
+    """Read, decode and split one chunk (in a worker)."""
+    batches: list[TcpColumns] = []
+    part = decode_batches(chunk, batches.append)
+    return split(part, batches, n, pack)
+
+
+@dataclass
+class Partial:
+    """A partition's result, or the merge of several: the tracker (trimmed
+    to its connections), per file the connections with a packet in it,
+    and what is per capture (records, skip counters, tunnel stacks)."""
+
+    tracker: Tracker
+    seen: list[I64]
+    records: int
+    drops: Counter[str]
+    stacks: Stacks
+    error: str | None = None
+
+
+class Folder:
+    """Partition ``p``'s tracker, fed piece ``p`` of every chunk in chunk
+    order.  ``file_of[i]``: the index of chunk ``i``'s file in the set."""
+
+    def __init__(self, file_of: list[int], zeek_timeouts: bool = False) -> None:
+        self.file_of = file_of
+        self.tracker = Tracker(zeek_timeouts)
+        self.tunnels = Tunnels()
+        self.records = 0
+        self.drops: Counter[str] = Counter()
+        self.seen: list[I64] = []
+        self.error: str | None = None
+        self.next = 0
+        self.file_first = 0
+
+    def fold(self, piece: Piece) -> Folder:
+        i = piece.index
+        if i != self.next:
+            raise ValueError(f"piece of chunk {i} folded before chunk {self.next}")
+        self.next += 1
+        if self.error is not None:
+            return self
+        if piece.error is not None:
+            self.error = piece.error
+            return self
+        if i == 0 or self.file_of[i - 1] != self.file_of[i]:
+            self.file_first = self.records
+        remap = np.array([self.tunnels.id(st) for st in piece.stacks], dtype=np.int64)
+        c = piece.columns()
+        if c is not None:
+            c = dataclasses.replace(c, frame=c.frame + self.records, tunnel=remap[c.tunnel])
+            # In slices: the tracker's working set stays in the caches.
+            for lo in range(0, len(c), FOLD_BATCH):
+                self.tracker.add(_rows(c, lo, lo + FOLD_BATCH))
+        self.drops.update(piece.drops)
+        self.records += piece.records
+        if i + 1 == len(self.file_of) or self.file_of[i + 1] != self.file_of[i]:
+            # A connection has a packet in this file when its last packet so
+            # far is one of the file's (as analyze_set's sequential read).
+            tr = self.tracker
+            last = tr.c.last_frame[: tr.nconns]
+            hit = np.flatnonzero(last > self.file_first)
+            self.seen.append(hit if self.records > self.file_first else hit[:0])
+        return self
+
+    def result(self) -> Partial:
+        return Partial(trim(self.tracker), self.seen, self.records, self.drops,
+                       self.tunnels.stacks, self.error)  # fmt: skip
+
+
+def fold(folder: Folder, piece: Piece) -> Folder:
+    return folder.fold(piece)
+
+
+def result(folder: Folder) -> Partial:
+    return folder.result()
+
+
+# -- the merge ---------------------------------------------------------------
+
+# Tracker attributes that only matter while packets are still added.
+_TRANSIENT = {"_timers", "flow_ids", "_exact", "_known_h", "_known_id", "zeek_timeouts"}
+
+
+def trim(tr: Tracker) -> Tracker:
+    """The tracker's tables cut to its connections and flows (what is
+    shipped back; the grown capacity is not)."""
+    out = Tracker(tr.zeek_timeouts)
+    n, f = tr.nconns, tr.nflows
+    for name, value in vars(tr).items():
+        if name in _TRANSIENT:
+            continue
+        setattr(out, name, _cut(name, value, n, f))
+    return out
+
+
+def _cut(name: str, value: Any, n: int, f: int) -> Any:
+    if isinstance(value, ConnColumns):
+        return value.head(n)
+    if isinstance(value, DirColumns):
+        out = DirColumns()
+        for fd in fields(value):
+            setattr(out, fd.name, getattr(value, fd.name)[: 2 * n])
+        return out
+    if isinstance(value, Events):
+        if not value.parts:
+            return Events()
+        conn, frame, code, d = value.arrays()
+        return Events([(conn.copy(), frame.copy(), code.copy(), d.copy())])
+    if name in _PER_FLOW:
+        return value[:f]
+    if name in _PER_SLOT:
+        return value[: 2 * n]
+    return value
+
+
+_PER_FLOW = {"flow_key", "flow_conn", "flow_fr"}
+_PER_SLOT = {"hist_count"}
+_SUMMED = {"packets"}
+
+
+def merge_trackers(a: Tracker, b: Tracker) -> tuple[Tracker, I64, I64]:
+    """The union of two trackers over disjoint 4-tuples, connections
+    renumbered by first frame; and the new ids of ``a``'s and ``b``'s
+    connections.  Every attribute of the tracker is handled by kind (per
+    connection, per direction, per flow, events, counters); an unknown one
+    is an error, so a tracker change cannot be merged wrongly in silence."""
+    na, nb = a.nconns, b.nconns
+    n = na + nb
+    first = np.r_[a.c.first_frame[:na], b.c.first_frame[:nb]]
+    order = np.argsort(first, kind="stable")  # new id -> old (a, then b + na)
+    new = np.empty(n, dtype=np.int64)
+    new[order] = np.arange(n)
+    slots = (2 * order[:, None] + np.arange(2)).ravel()  # new slot -> old slot
+    fa = a.nflows
+    out = Tracker(a.zeek_timeouts)
+    for name, va in vars(a).items():
+        vb = getattr(b, name)
+        if name in _TRANSIENT:
+            continue
+        if isinstance(va, ConnColumns):
+            m = ConnColumns()
+            for fd in fields(va):
+                x, y = getattr(va, fd.name)[:na], getattr(vb, fd.name)[:nb]
+                if fd.name == "flow":
+                    y = y + fa
+                setattr(m, fd.name, np.concatenate([x, y])[order])
+            value: Any = m
+        elif isinstance(va, DirColumns):
+            d = DirColumns()
+            for fd in fields(va):
+                x, y = getattr(va, fd.name)[: 2 * na], getattr(vb, fd.name)[: 2 * nb]
+                setattr(d, fd.name, np.concatenate([x, y])[slots])
+            value = d
+        elif isinstance(va, Events):
+            ca, fr_a, code_a, d_a = va.arrays()
+            cb, fr_b, code_b, d_b = vb.arrays()
+            conn = np.r_[new[ca], new[cb + na]] if n else np.zeros(0, dtype=np.int64)
+            value = Events([(conn, np.r_[fr_a, fr_b], np.r_[code_a, code_b], np.r_[d_a, d_b])])
+        elif name in _PER_SLOT:
+            value = np.concatenate([va[: 2 * na], vb[: 2 * nb]])[slots]
+        elif name == "flow_conn":
+            x, y = va[:fa], vb[: b.nflows]
+            value = np.r_[np.where(x >= 0, new[np.maximum(x, 0)], -1),
+                          np.where(y >= 0, new[np.maximum(y, 0) + na], -1)]  # fmt: skip
+        elif name in _PER_FLOW:
+            value = np.concatenate([va[:fa], vb[: b.nflows]])
+        elif name in _SUMMED or name in ("nconns", "nflows"):
+            value = va + vb
+        else:
+            raise NotImplementedError(f"merge_trackers: unknown tracker attribute {name!r}")
+        setattr(out, name, value)
+    return out, new[:na], new[na:]
+
+
+def merge(a: Partial, b: Partial) -> Partial:
+    """Two partitions' results as one (associative)."""
+    tr, ma, mb = merge_trackers(a.tracker, b.tracker)
+    seen = [np.sort(np.r_[ma[x], mb[y]]) for x, y in zip(a.seen, b.seen, strict=True)]
+    differ = a.records != b.records or a.stacks != b.stacks
+    if differ and a.error is None and b.error is None:
+        raise ValueError("partitions of different captures")
+    return Partial(tr, seen, a.records, a.drops + b.drops, a.stacks, a.error or b.error)
+
+
+def tree(items: list[Any], pair: Any) -> Any:
+    """Reduce ``items`` (at least one) pairwise, level by level: ``pair``
+    may submit a task and return its future (a Dask tree reduction)."""
+    while len(items) > 1:
+        nxt = [pair(items[k], items[k + 1]) for k in range(0, len(items) - 1, 2)]
+        if len(items) % 2:
+            nxt.append(items[-1])
+        items = nxt
+    return items[0]
+
+
+# -- running it --------------------------------------------------------------
+
+ChunkDone = Callable[[int], None]  # called with a chunk's index once folded everywhere
+Runner = Callable[[list[Chunk], list[int], bool, ChunkDone | None], Partial | None]
+
+
+def serial_runner(n: int) -> Runner:
+    """All ``n`` partitions in this process (tests: the same split, folds
+    and merge as the parallel runners, without processes)."""
+
+    def run(chunks: list[Chunk], file_of: list[int], zeek_timeouts: bool,
+            done: ChunkDone | None) -> Partial | None:  # fmt: skip
+        folders = [Folder(file_of, zeek_timeouts) for _ in range(n)]
+        for c in chunks:
+            for f, pc in zip(folders, decode_split(c, n, pack=True), strict=True):
+                f.fold(pc)
+            if folders[0].error is not None:
+                return None
+            if done is not None:
+                done(c.index)
+        return tree([f.result() for f in folders], merge)  # type: ignore[no-any-return]
+
+    return run
+
+
+def process_runner(n: int) -> Runner:
+    """``n`` worker processes.  Worker ``p`` reads and decodes the chunks
+    ``p``, ``p + n``, ``p + 2n`` ... (a round ahead of its fold), sends
+    piece ``q`` of each to worker ``q`` and keeps piece ``p``; it folds piece
+    ``p`` of every chunk, in order, into its tracker.  Only pieces (compact
+    columns) and, at the end, the partitions' trackers travel; the merge
+    runs here."""
+
+    def run(chunks: list[Chunk], file_of: list[int], zeek_timeouts: bool,
+            done: ChunkDone | None) -> Partial | None:  # fmt: skip
+        import multiprocessing as mp
+
+        ctx = mp.get_context()
+        inboxes = [ctx.Queue() for _ in range(n)]
+        events = ctx.Queue()
+        procs = [
+            ctx.Process(
+                target=_peer,
+                args=(p, n, chunks, file_of, zeek_timeouts, inboxes, events),
+                daemon=True,
+            )
+            for p in range(n)
+        ]
+        for pr in procs:
+            pr.start()
+        parts: dict[int, Partial] = {}
+        failed = False
+        try:
+            while len(parts) < n and not failed:
+                kind, p, payload = events.get()
+                if kind == "chunk" and done is not None:
+                    done(payload)
+                elif kind == "done":
+                    parts[p] = payload
+                elif kind in ("error", "crash"):
+                    failed = True
+        finally:
+            if failed or len(parts) < n:
+                for pr in procs:
+                    pr.kill()
+            for pr in procs:
+                pr.join()
+        if failed:
+            return None
+        return tree([parts[p] for p in range(n)], merge)  # type: ignore[no-any-return]
+
+    return run
+
+
+def _peer(p: int, n: int, chunks: list[Chunk], file_of: list[int], zeek_timeouts: bool,
+          inboxes: list[Any], events: Any) -> None:  # fmt: skip
+    try:
+        folder = Folder(file_of, zeek_timeouts)
+        own = list(range(p, len(chunks), n))
+        k = 0
+        held: dict[int, Piece] = {}
+        for i in range(len(chunks)):
+            # Decode own chunks up to a round ahead: a worker waiting for
+            # chunk i has already sent every own chunk up to i + n.
+            while k < len(own) and own[k] <= i + n:
+                pieces = decode_split(chunks[own[k]], n)
+                for q in range(n):
+                    if q != p:
+                        inboxes[q].put(pieces[q].pack())
+                held[own[k]] = pieces[p]
+                k += 1
+            while i not in held:
+                got: Piece = inboxes[p].get()
+                held[got.index] = got
+            folder.fold(held.pop(i))
+            if folder.error is not None:
+                events.put(("error", p, folder.error))
+                return
+            if p == 0:
+                events.put(("chunk", p, i))
+        events.put(("done", p, folder.result()))
+    except BaseException as exc:  # reported, so the caller falls back
+        events.put(("crash", p, repr(exc)))
