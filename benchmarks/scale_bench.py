@@ -75,6 +75,44 @@ def model(capture: str, chunk_mb: int, n: int = 2) -> None:
     print(f"  merge of {n} partitions    {t_merge:7.3f} s")
 
 
+def measure(cmd: list[str]) -> tuple[float, float, float, float]:
+    """(wall s, CPU s of the process tree, peak RSS MB of the main
+    process, peak RSS MB of the largest other process: a worker), the
+    peaks sampled every 50 ms with psutil."""
+    import resource
+
+    import psutil
+
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    t = time.perf_counter()
+    proc = subprocess.Popen(cmd)
+    peaks: dict[int, float] = {}
+    top = psutil.Process(proc.pid)
+    main_pid = None
+    while proc.poll() is None:
+        try:
+            procs = [top, *top.children(recursive=True)]
+        except psutil.Error:
+            procs = []
+        for p in procs:
+            try:
+                rss = p.memory_info().rss / 2**20
+                # finwait itself: the shell (if it has not exec'd) or its child.
+                if main_pid is None and p.name() != "sh" and p.pid in (proc.pid, *(
+                        c.pid for c in top.children())):  # fmt: skip
+                    main_pid = p.pid
+            except psutil.Error:
+                continue
+            peaks[p.pid] = max(peaks.get(p.pid, 0.0), rss)
+        time.sleep(0.05)
+    wall = time.perf_counter() - t
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    main_peak = peaks.pop(main_pid, 0.0) if main_pid is not None else 0.0
+    peaks.pop(proc.pid, None)  # the shell
+    return wall, cpu, main_peak, max(peaks.values(), default=0.0)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("capture")
@@ -100,26 +138,32 @@ def main() -> None:
     if args.no_dask:
         runs = {k: v for k, v in runs.items() if "dask" not in k}
     print(f"{cap}: {n:,} packets, {Path(cap).stat().st_size / 1e6:,.0f} MB; set: {nfiles} files")
-    print(
-        f"{'run':28} {'seconds':>8} {'packets/s':>12} {'CPU s':>7} {'peak RSS MB':>12} {'vs seq':>7}"
-    )
+    print(f"{'run':28} {'wall s':>7} {'packets/s':>11} {'CPU s':>7} {'pkts/CPU-s':>11} "
+          f"{'main MB':>8} {'worker MB':>9} {'vs seq':>7}")  # fmt: skip
     wall: dict[str, float] = {}
+    cpus: dict[str, float] = {}
     for name, argv in runs.items():
         cmd = ["sh", "-c", " ".join([f'"{fw}"', "analyze", "--json", *(f'"{a}"' for a in argv)])
                + " > /dev/null"]  # fmt: skip
-        secs, cpu, rss = timed(cmd)
-        wall[name] = secs
+        secs, cpu, main_mb, worker_mb = measure(cmd)
+        wall[name], cpus[name] = secs, cpu
         ratio = wall["sequential"] / secs
-        print(f"{name:28} {secs:8.2f} {n / secs:12,.0f} {cpu:7.2f} {rss:12.0f} {ratio:6.2f}x")
+        print(f"{name:28} {secs:7.2f} {n / secs:11,.0f} {cpu:7.2f} {n / cpu:11,.0f} "
+              f"{main_mb:8.0f} {worker_mb:9.0f} {ratio:6.2f}x", flush=True)  # fmt: skip
     if not args.no_dpkt:
         secs, cpu, rss = timed([sys.executable, "-c", DPKT_LOOP, cap])
-        print(f"{'anchor: dpkt loop':28} {secs:8.2f} {n / secs:12,.0f} {cpu:7.2f} {rss:12.0f} "
-              f"{wall['sequential'] / secs:6.2f}x")  # fmt: skip
+        print(f"{'anchor: dpkt loop':28} {secs:7.2f} {n / secs:11,.0f} {cpu:7.2f} {n / cpu:11,.0f} "
+              f"{rss:8.0f} {'-':>9} {wall['sequential'] / secs:6.2f}x")  # fmt: skip
         print(f"  finwait sequential / dpkt loop: {secs / wall['sequential']:.1f}x; "
               f"--workers 2 / dpkt loop: {secs / wall['--workers 2']:.1f}x")  # fmt: skip
     if "--dask local:2" in wall:
         over = wall["--dask local:2"] / wall["--workers 2"] - 1
-        print(f"  Dask overhead over plain processes: {over:+.0%}")
+        cov = cpus["--dask local:2"] / cpus["--workers 2"] - 1
+        print(f"  Dask overhead over plain processes: {over:+.0%} wall, {cov:+.0%} CPU")
+    if "--workers 2" in cpus:
+        print(
+            f"  --workers 2 CPU over sequential CPU: {cpus['--workers 2'] / cpus['sequential'] - 1:+.0%}"
+        )
     model(cap, args.chunk_mb)
 
 

@@ -82,27 +82,29 @@ def rotate_at(data: bytes, at: list[float], out: Path) -> list[Path]:
     at=st.lists(st.floats(0.0, 1.0), min_size=1, max_size=4),
     fracs=st.lists(st.floats(0.0, 1.0), max_size=3),
     parts=st.integers(1, 3),
+    zeek=st.booleans(),
 )
 def test_partitioned_set_equals_sequential(
-    tmp_path: Path, seed: int, at: list[float], fracs: list[float], parts: int
+    tmp_path: Path, seed: int, at: list[float], fracs: list[float], parts: int, zeek: bool
 ) -> None:
     """A set (files cut at random records, each cut again into chunks at
-    random points), tracked in partitions: the sequential set's records,
-    ``files`` included, and the original file's otherwise."""
+    random points), tracked in partitions, Zeek's timers on or off: the
+    sequential set's records, ``files`` included, and the original file's
+    otherwise."""
     import tempfile
 
     d = Path(tempfile.mkdtemp(dir=tmp_path))
     data = zoo(seed, 40)
     files = rotate_at(data, at, d)
     cuts = {str(f): [int(x * f.stat().st_size) for x in fracs] for f in files}
-    want = analyze_set(files)
-    got = analyze_set(files, runner=serial_runner(parts), cuts=cuts)
+    want = analyze_set(files, zeek_timeouts=zeek)
+    got = analyze_set(files, runner=serial_runner(parts), cuts=cuts, zeek_timeouts=zeek)
     assert got.records_read == want.records_read and got.drops == want.drops
     assert list(got.records()) == list(want.records())
     whole = d / "whole.pcap"
     whole.write_bytes(data)
     strip = [{k: v for k, v in r.items() if k != "files"} for r in got.records()]
-    assert strip == list(analyze_file(whole).records())
+    assert strip == list(analyze_file(whole, zeek_timeouts=zeek).records())
 
 
 def test_partition_merge_is_associative(tmp_path: Path) -> None:

@@ -106,3 +106,59 @@ def test_empty_capture_writes_an_empty_table(tmp_path: Path) -> None:
     assert r.exit_code == 0, r.output
     assert pq.read_table(out).num_rows == 0
     assert "close" in pq.read_schema(out).names
+
+
+def test_dataset_per_run_and_per_set(tmp_path: Path) -> None:
+    """--parquet-dataset: a directory of part files (row groups and rows per
+    file as asked), read back by DuckDB as one table with the JSON Lines'
+    counts; a set is one dataset (with ``files``); several files analysed
+    apart are Hive partitions ``file_index=K``."""
+    from finwait.analyze import analyze_file
+    from finwait.analyze.parquet import write_dataset
+    from finwait.analyze.sets import analyze_set
+
+    from .test_chunks import rotate_at
+
+    data = zoo(8, 300)
+    cap = tmp_path / "z.pcap"
+    cap.write_bytes(data)
+    res = analyze_file(cap)
+    recs = _jsonl(str(cap))
+    out = tmp_path / "ds"
+    files = write_dataset([res], out, row_group=64, rows_per_file=128)
+    assert len(files) == -(-len(recs) // 128) >= 2
+    assert all(pq.ParquetFile(f).metadata.num_row_groups <= 2 for f in files)
+    con = duckdb.connect()
+    glob = str(out / "*.parquet")
+    got = con.execute(
+        "SELECT close, first_fin, count(*) FROM read_parquet(?) GROUP BY ALL", [glob]
+    ).fetchall()
+    assert dict(((c, f), n) for c, f, n in got) == Counter(
+        (x["close"], x["first_fin"]) for x in recs
+    )
+    rows = con.execute("SELECT id FROM read_parquet(?) ORDER BY id", [glob]).fetchall()
+    assert [r[0] for r in rows] == [x["id"] for x in recs]
+    # A set: one dataset, each row with its files.
+    parts = rotate_at(data, [0.5], tmp_path)
+    r = CliRunner().invoke(
+        main, ["analyze", "--set", "--parquet-dataset", str(out), *map(str, parts)]
+    )
+    assert r.exit_code == 0, r.output
+    n_multi = con.execute(
+        "SELECT count(*) FROM read_parquet(?) WHERE len(files) = 2", [glob]
+    ).fetchone()[0]
+    want = analyze_set(parts)
+    assert n_multi == sum(len(f) == 2 for f in want.conn_files) > 0
+    assert con.execute("SELECT count(*) FROM read_parquet(?)", [glob]).fetchone()[0] == want.n
+    # Files apart: one partition each.
+    r = CliRunner().invoke(main, ["analyze", "--parquet-dataset", str(out), *map(str, parts)])
+    assert r.exit_code == 0, r.output
+    per = dict(
+        con.execute(
+            "SELECT file_index, count(*) FROM read_parquet(?, hive_partitioning = true) "
+            "GROUP BY ALL",
+            [str(out / "*" / "*.parquet")],
+        ).fetchall()
+    )
+    assert per == {k: analyze_file(p).n for k, p in enumerate(parts)}
+    assert not list(out.glob("*.parquet"))  # the set's files were replaced

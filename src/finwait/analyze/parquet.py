@@ -18,6 +18,7 @@ from typing import Any
 from .classify import Analysis
 
 ROW_GROUP = 128 * 1024
+ROWS_PER_FILE = 8 * ROW_GROUP  # a dataset's files: about 1 M connections each
 BLOCK = 16 * 1024
 BOOLS = ("partial", "flipped", "reset_after_fin")
 
@@ -78,6 +79,61 @@ def write_parquet(results: Iterable[Analysis], out: str | Path, row_group: int =
             w.write_table(pa.Table.from_pylist(pending, schema=sch), row_group_size=row_group)
             rows += len(pending)
     return rows
+
+
+def write_dataset(
+    results: Iterable[Analysis],
+    out: str | Path,
+    row_group: int = ROW_GROUP,
+    rows_per_file: int = ROWS_PER_FILE,
+) -> list[Path]:
+    """Write the connections of ``results`` as a Parquet dataset: the
+    directory ``out`` (made if missing; its ``*.parquet`` files replaced)
+    holds ``part-00000.parquet`` ... of at most ``rows_per_file`` rows each
+    in row groups of ``row_group``.  One dataset per run (one capture or
+    one set); several files analysed apart go to Hive partitions
+    ``file_index=K/`` (K: the file's position on the command line), and
+    each row also has ``file``.  Returns the files written."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    res = list(results)
+    multi = len(res) > 1
+    sch = schema(with_file=multi, with_files=any(r.files is not None for r in res))
+    root = Path(out)
+    root.mkdir(parents=True, exist_ok=True)
+    for old in sorted(root.rglob("*.parquet")):
+        old.unlink()
+    written: list[Path] = []
+    per_file = max(1, rows_per_file // row_group)  # row groups in a file
+    for k, r in enumerate(res):
+        d = root / f"file_index={k}" if multi else root
+        d.mkdir(exist_ok=True)
+        w: Any = None
+        for g, rows in enumerate(_groups(r, multi, row_group)):
+            if g % per_file == 0:
+                if w is not None:
+                    w.close()
+                written.append(d / f"part-{g // per_file:05d}.parquet")
+                w = pq.ParquetWriter(str(written[-1]), sch, compression="zstd")
+            w.write_table(pa.Table.from_pylist(rows, schema=sch), row_group_size=row_group)
+        if w is None:  # no connection: one empty file keeps the schema
+            written.append(d / "part-00000.parquet")
+            w = pq.ParquetWriter(str(written[-1]), sch, compression="zstd")
+            w.write_table(pa.Table.from_pylist([], schema=sch))
+        w.close()
+    return written
+
+
+def _groups(res: Analysis, multi: bool, size: int) -> Iterator[list[dict[str, Any]]]:
+    pending: list[dict[str, Any]] = []
+    for block in _blocks(res, multi):
+        pending += block
+        while len(pending) >= size:
+            yield pending[:size]
+            pending = pending[size:]
+    if pending:
+        yield pending
 
 
 def _blocks(res: Analysis, multi: bool) -> Iterator[list[dict[str, Any]]]:

@@ -171,6 +171,8 @@ def _allow_dirs(ctx: click.Context, _param: click.Parameter, value: bool) -> boo
               help="Drop segments whose TCP checksum is wrong (history C/c), as Zeek does.")  # fmt: skip
 @click.option("--parquet", "parquet_out", type=OUTPUT, metavar="OUT.parquet",
               help="The connection table as Parquet (the JSON Lines fields, nested as structs/lists; needs finwait[parquet]).")  # fmt: skip
+@click.option("--parquet-dataset", "dataset_out", type=click.Path(file_okay=False), metavar="DIR",
+              help="The connection table as a Parquet dataset: DIR/part-NNNNN.parquet of 1 M rows (file_index=K/ per file analysed apart).")  # fmt: skip
 @click.option("--dask", "dask_at", metavar="tcp://HOST:PORT|local[:N]",
               help="Read and track chunks as Dask tasks on a cluster or a local one (needs finwait[dask]).")  # fmt: skip
 @click.option("--chunk-mb", type=click.FloatRange(0.01, 1 << 20), default=32.0, show_default=True,
@@ -193,6 +195,7 @@ def analyze_cmd(
     as_stats: bool,
     as_set: bool,
     parquet_out: Path | None,
+    dataset_out: str | None,
     dask_at: str | None,
     chunk_mb: float,
 ) -> None:
@@ -215,7 +218,7 @@ def analyze_cmd(
     one_conn = explain is not None or ladder is not None or svg is not None
     if (one_conn or html_out is not None) and len(files) != 1:
         raise click.UsageError("--explain, --ladder, --svg and --html take exactly one FILE")
-    if parquet_out is not None:
+    if parquet_out is not None or dataset_out is not None:
         import importlib.util
 
         if importlib.util.find_spec("pyarrow") is None:
@@ -252,6 +255,11 @@ def analyze_cmd(
 
         with writing(parquet_out):
             write_parquet(results, parquet_out)
+    if dataset_out is not None:
+        from ..analyze.parquet import write_dataset
+
+        with writing(dataset_out):
+            write_dataset(results, dataset_out)
     if as_stats:
         import json
 
