@@ -148,3 +148,21 @@ def test_an_output_file_that_existed_is_kept(tmp_path: Path) -> None:
     result = CliRunner().invoke(main, ["simulate", "--svg", str(keep), "--client-bytes", "10"])
     assert result.exit_code == 0
     assert keep.read_text().startswith("<?xml")
+
+
+def test_output_directory_errors(tmp_path: Path) -> None:
+    """--parquet-dataset DIR: a file in its place, or a directory that
+    cannot be made, is one line naming it (exit 2)."""
+    from click.testing import CliRunner
+
+    from finwait.cli import main
+
+    cap = tmp_path / "x.pcap"
+    cap.write_bytes(b"")
+    a_file = tmp_path / "f"
+    a_file.write_text("x")
+    for bad, why in ((a_file, "is a file, not a directory"),
+                     (a_file / "sub", "a part of the path is not a directory")):  # fmt: skip
+        r = CliRunner().invoke(main, ["analyze", "--parquet-dataset", str(bad), str(cap)])
+        assert r.exit_code == 2, r.output
+        assert f"{bad}: {why}" in r.output and "Traceback" not in r.output

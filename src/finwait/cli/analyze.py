@@ -16,7 +16,7 @@ from ..analyze import Analysis, analyze_file, connection_trace
 from ..analyze.classify import CLOSES
 from ..analyze.jsonl import write_jsonl
 from ..render.rows import count, hostport
-from .files import DIRS_OK, INPUT, OUTPUT, write_text, writing
+from .files import DIRS_OK, INPUT, OUTPUT, OUTPUT_DIR, write_text, writing
 
 CSV_FIELDS = (
     "file", "id", "client_addr", "client_port", "server_addr", "server_port", "start", "end",
@@ -171,7 +171,7 @@ def _allow_dirs(ctx: click.Context, _param: click.Parameter, value: bool) -> boo
               help="Drop segments whose TCP checksum is wrong (history C/c), as Zeek does.")  # fmt: skip
 @click.option("--parquet", "parquet_out", type=OUTPUT, metavar="OUT.parquet",
               help="The connection table as Parquet (the JSON Lines fields, nested as structs/lists; needs finwait[parquet]).")  # fmt: skip
-@click.option("--parquet-dataset", "dataset_out", type=click.Path(file_okay=False), metavar="DIR",
+@click.option("--parquet-dataset", "dataset_out", type=OUTPUT_DIR, metavar="DIR",
               help="The connection table as a Parquet dataset: DIR/part-NNNNN.parquet of 1 M rows (file_index=K/ per file analysed apart).")  # fmt: skip
 @click.option("--dask", "dask_at", metavar="tcp://HOST:PORT|local[:N]",
               help="Read and track chunks as Dask tasks on a cluster or a local one (needs finwait[dask]).")  # fmt: skip

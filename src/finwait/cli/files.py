@@ -116,6 +116,30 @@ INPUT = _FileType(output=False)
 OUTPUT = _FileType(output=True)
 
 
+class _DirType(click.ParamType):  # type: ignore[type-arg]
+    """An output directory: made if missing, and a file can be created in
+    it (checked by creating and removing one)."""
+
+    name = "directory"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> str:
+        if str(value) == "":
+            self.fail("an empty directory name", param, ctx)
+        if os.path.exists(value) and not os.path.isdir(value):
+            raise FileArgError(value, "is a file, not a directory")
+        try:
+            os.makedirs(value, exist_ok=True)
+            fd, tmp = tempfile.mkstemp(dir=value, prefix=".finwait-check.")
+            os.close(fd)
+            os.unlink(tmp)
+        except OSError as err:
+            raise FileArgError(value, reason(err, value)) from None
+        return str(value)
+
+
+OUTPUT_DIR = _DirType()
+
+
 @contextmanager
 def writing(path: str | os.PathLike[str]) -> Iterator[None]:
     """Turn an OSError while writing ``path`` into :class:`FileArgError`."""
