@@ -39,6 +39,7 @@ PARTS: dict[str, str | None] = {
     "analyze": "analyze",
     "analyze/parquet.py": "parquet",
     "analyze/dask.py": "dask",
+    "capture/remote.py": "remote",
     "cli/analyze.py": "analyze",
     "live": "live",
     "cli/live.py": "live",

@@ -86,12 +86,11 @@ def size_of(path: str | Path) -> int:
     reports why); URLs through fsspec."""
     try:
         if reader.is_url(path):
-            import fsspec
+            from ..capture.remote import size
 
-            fs, p = fsspec.core.url_to_fs(str(path))
-            return int(fs.size(p))
+            return size(str(path))
         return os.path.getsize(path)
-    except (OSError, ImportError, ValueError):
+    except OSError:
         return 0
 
 

@@ -163,17 +163,12 @@ def is_url(path: str | Path) -> bool:
 
 def open_capture(path: str | Path) -> BinaryIO:
     """``path`` opened for reading: a local path directly, a URL through
-    fsspec (the backend for its scheme must be installed: s3fs for s3://
-    ...; an fsspec error becomes an OSError)."""
+    fsspec (capture/remote.py)."""
     if not is_url(path):
         return open(path, "rb")
-    try:
-        import fsspec
+    from .remote import open_url
 
-        fh: BinaryIO = fsspec.open(str(path), "rb").open()
-    except (ImportError, ValueError) as err:
-        raise OSError(f"{path}: {err}") from None
-    return fh
+    return open_url(str(path))
 
 
 def iter_batches(path: str | Path, chunk_size: int = CHUNK) -> Iterator[RawBatch]:
