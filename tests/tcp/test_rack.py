@@ -333,3 +333,26 @@ def test_slow_start_counts_sacked_bytes_once() -> None:
     assert c(x).cc.cwnd == 10 * MSS
     x.deliver(seq=1, ack=s(3))
     assert c(x).cc.cwnd == 11 * MSS
+
+
+def test_without_sack_dupacked_segments_count_once() -> None:
+    """The same without SACK (Linux's Reno emulation): two DupAcks stand
+    for two segments delivered; the ACK that covers them and one more grows
+    cwnd by one segment, not three (upstream limited-transmit-no-sack)."""
+    x = Exchange(config=LINUX)
+    x.listen()
+    x.deliver(seq=0, flags=SYN, options=TcpOptions(mss=MSS))
+    x.expect(SYN | ACK, seq=0, ack=1)
+    x.advance(0.1)
+    x.deliver(seq=1, ack=1)
+    assert x.listener is not None
+    x.conn = x.listener.accept()
+    c(x).send(bytes(15 * MSS), x.now)
+    assert len(x.take_segments_sent()) == 10
+    x.advance(0.1)
+    x.deliver(seq=1, ack=1)
+    x.deliver(seq=1, ack=1)
+    assert [seg.seq for seg in x.take_segments_sent()] == [s(10), s(11)]  # limited transmit
+    x.deliver(seq=1, ack=s(3))
+    assert c(x).cc.cwnd == 11 * MSS
+    assert [seg.seq for seg in x.take_segments_sent()] == [s(12), s(13)]
