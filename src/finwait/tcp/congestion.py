@@ -41,7 +41,12 @@ class CongestionControl(Protocol):
 
     def on_new_ack(self, acked: int) -> None: ...
 
-    def enter_recovery(self, flight: int) -> None: ...
+    def enter_recovery(self, flight: int) -> None:
+        """Loss detected: set ssthresh (from ``flight``, or cwnd) and enter
+        recovery.  The RACK path (``sender._enter_rack_recovery``) passes
+        cwnd, as Linux computes ssthresh from cwnd, then sets cwnd itself
+        (PRR); it also calls this for the ssthresh after a loss repaired by
+        a tail-loss probe, restoring cwnd, ``recover`` and ``in_recovery``."""
 
     def on_dupack_in_recovery(self) -> None: ...
 
