@@ -138,3 +138,25 @@ def test_engine_refuses_a_device_queue_it_cannot_model(command: str) -> None:
     assert out.status == "ERROR" and out.line == 2 and command in out.message
     ok = "0 socket(..., SOCK_STREAM, IPPROTO_TCP) = 3\n+0 `tc qdisc add dev tun0 root pfifo`\n"
     assert run_script("q.pkt", "engine", text=ok).status == "PASS"
+
+
+def test_engine_blocking_write_returns_once_all_is_queued() -> None:
+    """A blocking write larger than the send buffer waits for room and
+    returns the whole count (Linux tcp_sendmsg()); a short count was the
+    upstream blocking-write script's failure."""
+    text = """--tolerance_usecs=25000
+    0 socket(..., SOCK_STREAM, IPPROTO_TCP) = 3
+   +0 setsockopt(3, SOL_SOCKET, SO_REUSEADDR, [1], 4) = 0
+   +0 bind(3, ..., ...) = 0
+   +0 listen(3, 1) = 0
+   +0 < S 0:0(0) win 65535 <mss 1000,nop,wscale 7>
+   +0 > S. 0:0(0) ack 1 <mss 1460,nop,wscale 8>
+ +.1 < . 1:1(0) ack 1 win 1000
+   +0 accept(3, ..., ...) = 4
+   +0 setsockopt(4, SOL_SOCKET, SO_SNDBUF, [5000], 4) = 0
+   +0...0.2 write(4, ..., 20000) = 20000
+   +0 > P. 1:10001(10000) ack 1
+ +.2 < . 1:1(0) ack 10001 win 1000
+"""
+    out = run_script("bw.pkt", "engine", text=text)
+    assert out.status == "PASS", out.summary()
