@@ -270,7 +270,10 @@ class Receiver(TcbCore):
             if self.read_closed:
                 # LX-7: data after a "read no more" close resets the connection.
                 self._count("abort_on_data")
-                self._emit_rst(self.snd_max, now)
+                # The RST answers this segment (Linux tcp_v4_send_reset()):
+                # its sequence number is the segment's ACK, which is below
+                # SND.NXT while our FIN is unacknowledged.
+                self._emit_rst(seg.ack if seg.flags & ACK else self.snd_max, now)
                 self._sndbuf.clear()
                 self._delete(now)
                 self._event(Reset(local=True))
