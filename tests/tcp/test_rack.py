@@ -311,7 +311,7 @@ def test_rto_marks_everything_lost_and_go_back_n_resends() -> None:
 def test_log_counts() -> None:
     r = Rack()
     for i in range(4):
-        r.sent(s(i), s(i + 1), 0.0)
+        r.sent(s(i), s(i + 1), 0.0, MSS)
     delivered, dsack = r.on_ack(s(1), ((s(2), s(3)),), s(4), 0.1, 0.1)
     assert (delivered, dsack) == (2, False) and len(r.log) == 3 and r.sacked_out == 1
     assert r.pipe() == 2
@@ -356,3 +356,16 @@ def test_without_sack_dupacked_segments_count_once() -> None:
     x.deliver(seq=1, ack=s(3))
     assert c(x).cc.cwnd == 11 * MSS
     assert [seg.seq for seg in x.take_segments_sent()] == [s(12), s(13)]
+
+
+def test_tso_segments_are_logged_per_smss() -> None:
+    """With the device cutting segments (Config.send_size, TSO), the log
+    still holds one record per SMSS, as the peer SACKs them: a SACK of the
+    second MSS of a 10-MSS super-segment delivers it (and arms the
+    reordering timer for the first)."""
+    tso = Config.linux(delayed_ack=False, quick_acks=0, send_size=10 * MSS)
+    x = setup(tso, segments=1, write=10 * MSS)  # one super-segment on the wire
+    rack = c(x)._rack
+    assert rack is not None and len(rack.log) == 10
+    x.deliver(seq=1, ack=1, options=sack((s(1), s(2))))
+    assert rack.sacked_out == 1 and "reorder" in c(x).timers.describe()

@@ -114,9 +114,19 @@ class Rack:
 
     # -- the log --------------------------------------------------------
 
-    def sent(self, seq: int, end: int, now: float) -> None:
-        """New data [seq, end) went out for the first time."""
-        self.log.append(Sent(seq, end, now))
+    def sent(self, seq: int, end: int, now: float, smss: int) -> int:
+        """New data [seq, end) went out for the first time: one record per
+        SMSS, as the device cuts a larger (TSO) segment and as the peer
+        SACKs them.  Returns the number of records."""
+        log = self.log
+        n = 1
+        while ((end - seq) & MASK) > smss:
+            nxt = (seq + smss) & MASK
+            log.append(Sent(seq, nxt, now))
+            seq = nxt
+            n += 1
+        log.append(Sent(seq, end, now))
+        return n
 
     def resent(self, seq: int, end: int, now: float) -> None:
         """[seq, end) went out again: every record it overlaps is now a

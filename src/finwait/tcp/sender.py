@@ -221,11 +221,12 @@ class Sender(TcbCore):
             seq, nxt = nxt, (end + (flags & FIN)) & MASK
             if rack is not None:
                 if seq == snd_max:
-                    rack.sent(seq, nxt, now)
+                    segs = rack.sent(seq, nxt, now, smss)
                 else:
                     rack.resent(seq, nxt, now)  # go-back-N after a timeout
+                    segs = -(-((nxt - seq) & MASK) // smss)
                 if cc.in_recovery:
-                    rack.prr_out += 1
+                    rack.prr_out += segs
             if _lt(snd_max, nxt):
                 if self._rtt_seq is None and not self.ts_ok:
                     self._rtt_seq, self._rtt_start = nxt, now
