@@ -165,6 +165,12 @@ def main(argv: list[str] | None = None) -> int:
         pct = 100.0 * total["engine:pass"] / supported if supported else 0.0
         print(f"engine ({args.profile} profile): {total['engine:pass']}/{supported} of the "
               f"scripts the runner supports pass on content and timing ({pct:.1f} %)")  # fmt: skip
+    if "engine" in targets and "kernel" in targets:
+        # The scripts that describe the kernel under test: those it passes.
+        on_kernel = [r for r in records if r["kernel"]["status"] == "PASS"]  # type: ignore[index]
+        both = sum(r["engine"]["status"] == "PASS" for r in on_kernel)  # type: ignore[index]
+        print(f"of the {len(on_kernel)} scripts that pass on this kernel, "
+              f"{both} pass on the engine")  # fmt: skip
     print(f"{len(todo)} scripts in {time.monotonic() - t0:.1f} s")
     if args.json:
         with open(args.json, "w") as f:
