@@ -52,11 +52,11 @@ NONE = np.int64(1 << 62)  # "no frame": larger than any frame number
 
 # History letters, in the order they are written for one packet (Zeek
 # conn.log: upper case for the originator, lower case for the responder).
-HISTORY = "QISHADTWFRC"
-H_Q, H_I, H_S, H_H, H_A, H_D, H_T, H_W, H_F, H_R, H_C = range(len(HISTORY))
-# T, W and C (bad checksum, with --verify-checksums) are written again at the
-# 10th, 100th, 1000th ... occurrence.
-LOG_LETTERS = (H_T, H_W, H_C)
+HISTORY = "QISHADTWFRCG"
+H_Q, H_I, H_S, H_H, H_A, H_D, H_T, H_W, H_F, H_R, H_C, H_G = range(len(HISTORY))
+# T, W, C (bad checksum, with --verify-checksums) and G (content gap) are
+# written again at the 10th, 100th, 1000th ... occurrence.
+LOG_LETTERS = (H_T, H_W, H_C, H_G)
 
 ANOMALIES = (
     "fin_without_ack",
@@ -205,6 +205,11 @@ class Tracker:
         self.anomalies = Events()
         self.rsts = Events()
         self.packets = 0
+        # Content holes not yet filled nor acknowledged (see _gaps): the
+        # row (2 * conn + d) of the side whose data is missing, and the
+        # relative number where the hole starts.
+        self.hole_slot = np.zeros(0, dtype=np.int64)
+        self.hole_start = np.zeros(0, dtype=np.int64)
 
     # -- ids ---------------------------------------------------------------
 
@@ -469,6 +474,7 @@ class Tracker:
         self._handshake(b)
         self._fins(b, rel, newb)
         odd_rst = self._resets(b, rel, prev_same)
+        self._gaps(b, rel, prev_same, max_other)
         self._anomalies(conn, d, b.slot, b.other, p, fl, rel, max_other, odd_rst)
         # Zeek's T/t: a payload segment that ends at or below the highest end
         # its sender had sent (TCPSessionAdapter update_last_seq, DidRxmit),
@@ -618,6 +624,98 @@ class Tracker:
         s.anyrst_frame[slot[q]] = frame[q]
         self.rsts.add(b.conn[rm], frame[rm], 0, b.d[rm])
         return odd_rst
+
+    def _gaps(self, b: _Batch, rel: I64, prev_same: I64, max_other: I64) -> None:
+        """Zeek's ``G``/``g``: content its reassembler never got.  Zeek trims a
+        side's reassembly buffer to each acknowledgment from the peer (capped
+        at the side's FIN); acknowledged bytes it never saw are a gap
+        (TCP_Reassembler::AckReceived, Undelivered, Gap), a letter only while
+        both sides are established or closed cleanly (no RST yet: Zeek updates
+        the state machine before it takes the ACK).  Here a gap is an
+        acknowledgment beyond everything the side had sent, or beyond the
+        start of a hole in its sequence space (a segment starting past the
+        highest end sent before) that no later segment has covered yet.
+        Holes left open at the end of a batch are carried to the next."""
+        s, p, fl, frame, n = self.s, b.p, b.fl, b.p.frame, b.n
+        c2 = 2 * b.conn
+        est = np.zeros(n, dtype=bool)
+        for o in (0, 1):  # o: the originator's direction
+            orig_est = (s.syn_frame[c2 + o] < frame) | (s.hs_frame[c2 + o] <= frame)
+            est |= (s.sa_frame[c2 + 1 - o] <= frame) & orig_est
+        clean = est & (np.minimum(s.anyrst_frame[c2], s.anyrst_frame[c2 + 1]) > frame)
+        gb = b.g * _BIG
+        pos = np.arange(n)
+        carried = np.zeros(self.hole_slot.size, dtype=bool)
+        uc = first = np.zeros(0, dtype=np.int64)
+        if self.hole_slot.size:  # holes from earlier batches, by batch group
+            uc, first = np.unique(b.conn, return_index=True)
+            hc = self.hole_slot >> 1
+            at = np.minimum(np.searchsorted(uc, hc), uc.size - 1)
+            carried = uc[at] == hc
+        keep_slot, keep_start = [self.hole_slot[~carried]], [self.hole_start[~carried]]
+        for k in (0, 1):  # the side whose data may be missing
+            xs = c2 + k
+            mine = b.d == k
+            # The point of k's sequence space each of the peer's ACKs reaches
+            # (64-bit: placed within 2 GiB of what k had sent), capped at k's FIN.
+            acker = ~mine & ((fl & (ACK | RST)) == ACK) & (max_other >= 0)
+            mo = np.maximum(max_other, 0)
+            a = mo + ((((p.ack - s.base[xs]) & M32) - (mo & M32) + HALF) & M32) - HALF
+            a = np.where(s.fin_frame[xs] < frame, np.minimum(a, s.fin_pos[xs]), a)
+            av = np.where(acker, a, -1)
+            acked = np.maximum(np.maximum.accumulate(gb + av + 1) - gb - 1, s.ackmax[xs])
+            before = np.r_[-1, acked[:-1]]
+            before[b.cpos0] = -1
+            before = np.maximum(before, s.ackmax[xs])
+            ev = acker & (a > np.maximum(max_other, before))
+            # Holes: [start, rel) where a segment starts past what was sent
+            # and acknowledged before it; searched from the next packet on.
+            hstart = np.maximum(prev_same, acked)
+            hq = np.flatnonzero(mine & ((fl & RST) == 0) & (prev_same >= 0) & (rel > hstart))
+            h_from, h_g, h_start = hq + 1, b.g[hq], hstart[hq]
+            ck = carried & ((self.hole_slot & 1) == k)
+            if ck.any():
+                g = b.g[first[np.searchsorted(uc, self.hole_slot[ck] >> 1)]]
+                h_from = np.r_[h_from, b.cpos0[g]]
+                h_g = np.r_[h_g, g]
+                h_start = np.r_[h_start, self.hole_start[ck]]
+            if h_from.size:
+                # First acknowledgment past the hole's start (acked rises
+                # monotonically within a group, groups offset by BIG).
+                j = np.searchsorted(gb + acked, h_g * _BIG + h_start, side="right")
+                found = j < n
+                found[found] = b.g[j[found]] == h_g[found]
+                j = np.where(found, j, n)
+                # First later segment of k covering the start (a fill is a
+                # segment that starts below what was already sent).
+                cq = np.flatnonzero(mine & (p.plen > 0) & ((fl & RST) == 0) & (rel < prev_same))
+                fill = np.full(h_from.size, n, dtype=np.int64)
+                if cq.size:
+                    cg = b.g[cq]
+                    lo = np.searchsorted(cg, h_g, side="left")
+                    cnt = np.searchsorted(cg, h_g, side="right") - lo
+                    hi = np.repeat(np.arange(h_from.size), cnt)
+                    ci = cq[np.repeat(lo - np.cumsum(cnt) + cnt, cnt) + np.arange(cnt.sum())]
+                    ok = (ci >= h_from[hi]) & (rel[ci] <= h_start[hi])
+                    ok &= rel[ci] + p.plen[ci] > h_start[hi]
+                    np.minimum.at(fill, hi[ok], ci[ok])
+                gap = found & (j < fill)
+                ev[j[gap]] = True
+                still = ~found & (fill == n)
+                keep_slot.append(2 * b.conn[b.cpos0[h_g[still]]] + k)
+                keep_start.append(h_start[still])
+            s.ackmax[c2[b.cend] + k] = acked[b.cend]
+            ev &= clean
+            q = np.flatnonzero(ev)
+            if q.size:
+                dirpos: list[I64] = [np.zeros(0, dtype=np.int64)] * 2
+                dirpos[k] = q
+                other_d = np.full(n, k, dtype=np.int64)
+                self._letters(
+                    b.conn, other_d, xs, frame, (dirpos[0], dirpos[1]), {H_G: ev}
+                )
+        self.hole_slot = np.concatenate(keep_slot)
+        self.hole_start = np.concatenate(keep_start)
 
     def _anomalies(
         self,
