@@ -8,9 +8,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from tests.capture.builders import A4, ACK, B4, FIN, PSH, RST, SYN, ip4, pcap, tcp
 
 from finwait.analyze import analyze_file
-from tests.capture.builders import A4, ACK, B4, FIN, PSH, RST, SYN, ip4, pcap, tcp
 
 IA, IB = 1000, 5000  # client and server ISNs
 

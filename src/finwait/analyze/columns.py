@@ -84,7 +84,9 @@ class DirColumns(_Columns):
     anyrst_frame: I64 = _col(NONE, "first RST, whatever else it carries")
     anyfin_frame: I64 = _col(NONE, "first FIN, with or without ACK")
     hc_bytes: I64 = _col(0, "new payload sent after the peer's FIN")
-    ackmax: I64 = _col(-1, "highest point of this side's sequence the peer acknowledged (capped at its FIN)")
+    ackmax: I64 = _col(
+        -1, "highest point of this side's sequence the peer acknowledged (capped at its FIN)"
+    )
 
     def pairs(self, n: int) -> DirColumns:
         """The first ``n`` connections' columns as ``(n, 2)`` views."""

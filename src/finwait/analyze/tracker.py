@@ -130,10 +130,12 @@ class Events:
 
 # Zeek's TCP timers (base/init-bare.zeek defaults), seconds: a connection is
 # removed this long after its close completed (a RST, or a FIN once the peer
-# has closed or never sent), after an unanswered first SYN, or when idle.
+# has closed or never sent), after an unanswered first SYN, after a side whose
+# first packet was its FIN while the peer has not closed, or when idle.
 ZEEK_CLOSE_DELAY = 5.0  # tcp_close_delay, tcp_reset_delay
 ZEEK_ATTEMPT_DELAY = 5.0  # tcp_attempt_delay
 ZEEK_INACTIVITY = 300.0  # tcp_inactivity_timeout
+ZEEK_PARTIAL_CLOSE_DELAY = 3.0  # tcp_partial_close_delay
 _NEVER = float("inf")
 
 
@@ -436,9 +438,9 @@ class Tracker:
     def _timer_starts(self, f: I64, d: I64, p: TcpColumns, start: Mask) -> Mask:
         """``start`` plus the packets that come after Zeek would have removed
         their 4-tuple's connection (TCPSessionAdapter's ConnDeleteTimer,
-        AttemptTimer and inactivity timer; timers fire when the capture's
-        time passes them).  One Python step per packet: only with
-        ``--zeek-timeouts``."""
+        AttemptTimer, PartialCloseTimer and inactivity timer; timers fire
+        when the capture's time passes them).  One Python step per packet:
+        only with ``--zeek-timeouts``."""
         out = start.copy()
         timers = self._timers
         ts, fl, fs, ds = p.ts.tolist(), p.flags.tolist(), f.tolist(), d.tolist()
@@ -447,22 +449,39 @@ class Tracker:
             t, flags, di = ts[i], fl[i], ds[i]
             st = None if begins[i] else timers.get(flow)
             if st is not None:
-                peer_seen = int(st[4]) & (1 << (1 - int(st[3])))
-                if t > st[1] or t - st[0] > ZEEK_INACTIVITY or (t > st[2] and not peer_seen):
+                seen, closed, reset = int(st[4]), int(st[5]), int(st[7])
+                peer_seen = seen & (1 << (1 - int(st[3])))
+                # PartialCloseTimer: both sides seen, not both closed, no RST.
+                partial = t > st[6] and seen == 3 and closed != 3 and not reset
+                if (
+                    t > st[1]
+                    or t - st[0] > ZEEK_INACTIVITY
+                    or (t > st[2] and not peer_seen)
+                    or partial
+                ):
                     out[i] = True
                     st = None
             if st is None:
                 # Zeek makes the sender of a first SYN-ACK the responder.
                 orig = 1 - di if flags & (SYN | ACK) == SYN | ACK else di
-                st = timers[flow] = [t, _NEVER, _NEVER, orig, 0, 0]
+                st = timers[flow] = [t, _NEVER, _NEVER, orig, 0, 0, _NEVER, 0]
             seen, closed = int(st[4]), int(st[5])
             me, peer = 1 << di, 1 << (1 - di)
             if di == st[3] and not seen & me and flags & (SYN | ACK) == SYN:
                 st[2] = t + ZEEK_ATTEMPT_DELAY
             if flags & RST or (flags & FIN and (closed & peer or not seen & peer)):
+                # The close is complete: Zeek cancels the other timers.
                 st[1] = min(st[1], t + ZEEK_CLOSE_DELAY)
+                st[6] = _NEVER
+            elif flags & FIN and not seen & me and not closed & me:
+                # A side's first packet is its FIN (ConnectionClosed with the
+                # endpoint's previous state INACTIVE): give the peer
+                # tcp_partial_close_delay to close too.
+                st[6] = t + ZEEK_PARTIAL_CLOSE_DELAY
             if flags & (FIN | RST):
                 closed |= me
+            if flags & RST:
+                st[7] = 1
             st[0], st[4], st[5] = t, seen | me, closed
         return out
 
@@ -644,7 +663,6 @@ class Tracker:
             est |= (s.sa_frame[c2 + 1 - o] <= frame) & orig_est
         clean = est & (np.minimum(s.anyrst_frame[c2], s.anyrst_frame[c2 + 1]) > frame)
         gb = b.g * _BIG
-        pos = np.arange(n)
         carried = np.zeros(self.hole_slot.size, dtype=bool)
         uc = first = np.zeros(0, dtype=np.int64)
         if self.hole_slot.size:  # holes from earlier batches, by batch group
@@ -711,9 +729,7 @@ class Tracker:
                 dirpos: list[I64] = [np.zeros(0, dtype=np.int64)] * 2
                 dirpos[k] = q
                 other_d = np.full(n, k, dtype=np.int64)
-                self._letters(
-                    b.conn, other_d, xs, frame, (dirpos[0], dirpos[1]), {H_G: ev}
-                )
+                self._letters(b.conn, other_d, xs, frame, (dirpos[0], dirpos[1]), {H_G: ev})
         self.hole_slot = np.concatenate(keep_slot)
         self.hole_start = np.concatenate(keep_start)
 

@@ -8,15 +8,17 @@ import os
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
-from ..analyze import Analysis, analyze_file, connection_trace
-from ..analyze.classify import CLOSES
-from ..analyze.jsonl import write_jsonl
-from ..render.rows import count, hostport
 from .files import DIRS_OK, INPUT, OUTPUT, OUTPUT_DIR, write_text, writing
+
+if TYPE_CHECKING:
+    from ..analyze import Analysis
+
+# The analyzer (numpy) and the renderers are imported when a command runs,
+# not when the CLI is built: `finwait analyze --help` stays fast.
 
 CSV_FIELDS = (
     "file", "id", "client_addr", "client_port", "server_addr", "server_port", "start", "end",
@@ -30,6 +32,8 @@ PROGRESS_AFTER = 1.0  # seconds: a run that takes longer shows a progress bar
 def _run(
     path: str, progress: bool, zeek_timeouts: bool = False, checksums: bool = False
 ) -> Analysis:
+    from ..analyze import analyze_file
+
     opts: dict[str, Any] = {"zeek_timeouts": zeek_timeouts, "verify_checksums": checksums}
     if not progress:
         return analyze_file(path, **opts)
@@ -243,6 +247,9 @@ def analyze_cmd(
             )
     else:
         results = [_run(f, show_bar, zeek_timeouts, verify_checksums) for f in files]
+    from ..analyze.jsonl import write_jsonl
+    from ..render.rows import count
+
     out = sys.stdout  # (CliRunner swaps it in tests)
     if html_out is not None:
         from ..analyze.html import render_html
@@ -332,7 +339,9 @@ def _csv_row(path: str, r: dict[str, Any]) -> list[Any]:
 def _one(
     res: Analysis, explain: int | None, ladder: int | None, svg: tuple[int, str] | None
 ) -> None:
+    from ..analyze import connection_trace
     from ..render import explain_release, render_svg, render_text
+    from ..render.rows import count
 
     for cid in (explain, ladder, svg[0] if svg else None):
         if cid is not None and not 1 <= cid <= res.n:
@@ -360,11 +369,16 @@ def _one(
 
 
 def _hp(end: dict[str, Any]) -> str:
+    from ..render.rows import hostport
+
     return hostport(end["addr"], end["port"])
 
 
 def _summary(res: Analysis) -> None:
     from rich.table import Table
+
+    from ..analyze.classify import CLOSES
+    from ..render.rows import count
 
     con = _console()
     skipped = res.stats()["skipped"]
