@@ -134,6 +134,9 @@ class Analysis:
     empty: bool = False
     n: int = 0
     cols: dict[str, Any] = field(default_factory=dict)
+    # Connection ids (1-based) of the rows, when they are not 1..n: a piece
+    # of a streamed analysis (Tracker.retire).
+    ids: I64 | None = None
     _flow_key: I64 = field(default_factory=lambda: np.zeros((0, 10), dtype=np.int64))
     _addr_text: dict[tuple[int, ...], str] = field(default_factory=dict)
     # Capture sets (analyze/sets.py): the files in capture order, per
@@ -241,7 +244,7 @@ class Analysis:
             if zs == RSTOS0_OR_OTH:  # needs the history: S, nothing from the responder, R
                 zs = ZeekState.RSTOS0 if _RSTOS0.match(h) else ZeekState.OTH
             rec: dict[str, Any] = {
-                "id": i + 1,
+                "id": i + 1 if self.ids is None else int(self.ids[i]),
                 "client": {"addr": cli[0], "port": cli[1]},
                 "server": {"addr": srv[0], "port": srv[1]},
                 # Seconds to the microsecond (0.14, not 0.13999999999999999).
@@ -320,6 +323,8 @@ def classify(tr: Tracker, path: str) -> Analysis:
     res = Analysis(path, tcp_packets=tr.packets)
     n = res.n = tr.nconns
     res._flow_key = tr.flow_key[: tr.nflows]
+    if n and tr.row_id[n - 1] != n - 1:  # not 0 .. n-1: a streamed piece
+        res.ids = tr.row_id[:n] + 1
     if n == 0:
         res.cols = {"hist_str": "", "hist_at": np.zeros(1, dtype=np.int64), "an_by_conn": {}}
         return res

@@ -34,7 +34,7 @@ def _col(initial: float, doc: str, dtype: type = np.int64) -> Any:
 def _grow(arr: npt.NDArray[Any], n: int, fill: float) -> npt.NDArray[Any]:
     if arr.shape[0] >= n:
         return arr
-    cap = max(n, arr.shape[0] * 2, 1024)
+    cap = max(n + n // 4, 1024)  # (a quarter of headroom: streaming compacts often)
     out = np.full((cap, *arr.shape[1:]), fill, dtype=arr.dtype)
     out[: arr.shape[0]] = arr
     return out
@@ -46,6 +46,13 @@ class _Columns:
     def grow(self, rows: int) -> None:
         for f in fields(self):  # type: ignore[arg-type]
             setattr(self, f.name, _grow(getattr(self, f.name), rows, f.metadata["initial"]))
+
+    def rows(self, idx: npt.NDArray[np.int64]) -> Any:
+        """A table of the same kind holding rows ``idx`` (copies)."""
+        out = type(self)()
+        for f in fields(self):  # type: ignore[arg-type]
+            setattr(out, f.name, getattr(self, f.name)[idx])
+        return out
 
 
 @dataclass

@@ -73,6 +73,10 @@ def iter_jsonl(res: Analysis, file: str | None = None) -> Iterator[str]:
 
 
 def _block(res: Analysis, lo: int, hi: int, tail: str) -> str:
+    return "".join(_lines(res, lo, hi, tail))
+
+
+def _lines(res: Analysis, lo: int, hi: int, tail: str) -> list[str]:
     c = res.cols
     m = hi - lo
     sl = slice(lo, hi)
@@ -109,7 +113,7 @@ def _block(res: Analysis, lo: int, hi: int, tail: str) -> str:
             anomalies[i - lo] = json.dumps(found, separators=(",", ":"))
 
     columns: list[list[Any]] = [
-        list(range(lo + 1, hi + 1)),
+        list(range(lo + 1, hi + 1)) if res.ids is None else res.ids[sl].tolist(),
         c_addr, c_port, s_addr, s_port,
         _us(start), _us(end), _us(end - start),
         col("first_frame"), col("last_frame"), lookup(_BOOL, "partial"), lookup(_BOOL, "flipped"),
@@ -120,7 +124,7 @@ def _block(res: Analysis, lo: int, hi: int, tail: str) -> str:
         _fins(c, sl, "c"), _fins(c, sl, "s"),
         anomalies, state.tolist(), history, _tunnels(res, sl), _tails(res, lo, hi, tail),
     ]  # fmt: skip
-    return "".join(map(_LINE.__mod__, zip(*columns, strict=True)))
+    return list(map(_LINE.__mod__, zip(*columns, strict=True)))
 
 
 def _tails(res: Analysis, lo: int, hi: int, tail: str) -> list[str]:
@@ -207,3 +211,103 @@ def _fins(c: dict[str, Any], sl: slice, side: str) -> list[str]:
     if qn.size:
         out[qn] = list(map(_FIN_UNACKED.__mod__, zip(*fin(qn), strict=True)))
     return out.tolist()  # type: ignore[no-any-return]
+
+
+class OrderedJsonl:
+    """JSON Lines of a streamed analysis (pieces of connections in any
+    order, each piece's ids ascending) written in id order.  Lines that
+    wait for an earlier connection are held in memory up to ``budget``
+    bytes, then spilled to a temporary file (sorted by id, with numpy arrays
+    of their ids and offsets) and read back in order, a run of consecutive
+    ids at a time."""
+
+    def __init__(self, out: TextIO, file: str | None = None, budget: int = 8 << 20) -> None:
+        self.out, self.budget = out, budget
+        self.tail = "" if file is None else ',"file":' + json.dumps(file)
+        self.next = 1
+        self.held: dict[int, str] = {}
+        self.held_bytes = 0
+        self.spill: Any = None
+        # spilled runs: (ids, byte offsets with the end appended, cursor)
+        self.segs: list[tuple[I64, I64]] = []
+        self.cursor: list[int] = []
+        self.heads: list[tuple[int, int]] = []  # heap of (next id, segment)
+
+    def add(self, res: Analysis) -> None:
+        ids = list(range(1, res.n + 1)) if res.ids is None else res.ids.tolist()
+        for lo in range(0, res.n, BLOCK):
+            hi = min(res.n, lo + BLOCK)
+            lines = _lines(res, lo, hi, self.tail)
+            waiting = self.held or self.heads
+            if ids[lo] == self.next and not waiting and ids[hi - 1] - ids[lo] == hi - lo - 1:
+                self.out.write("".join(lines))  # in order, nothing waiting
+                self.next = ids[hi - 1] + 1
+                continue
+            for i, line in zip(ids[lo:hi], lines, strict=True):
+                self.held[i] = line
+                self.held_bytes += len(line)
+            self._drain()
+            if self.held_bytes > self.budget:
+                self._spill()
+
+    def close(self) -> None:
+        self._drain()
+        if self.spill is not None:
+            self.spill.close()
+
+    def _spill(self) -> None:
+        import heapq
+        import tempfile
+
+        if self.spill is None:
+            self.spill = tempfile.TemporaryFile()  # noqa: SIM115 - closed by close()
+        f = self.spill
+        f.seek(0, 2)
+        ids = sorted(self.held)
+        data = [self.held[i].encode() for i in ids]
+        offs = np.cumsum([f.tell(), *map(len, data)])
+        f.write(b"".join(data))
+        self.segs.append((np.array(ids, dtype=np.int64), offs))
+        self.cursor.append(0)
+        heapq.heappush(self.heads, (ids[0], len(self.segs) - 1))
+        self.held.clear()
+        self.held_bytes = 0
+
+    def _drain(self) -> None:
+        out: list[str] = []
+        size = 0
+        while True:
+            line = self.held.pop(self.next, None)
+            if line is not None:
+                self.held_bytes -= len(line)
+                self.next += 1
+            elif self.heads and self.heads[0][0] == self.next:
+                line = self._read_run()
+            else:
+                break
+            out.append(line)
+            size += len(line)
+            if size > 1 << 20:  # written as it goes, a megabyte at a time
+                self.out.write("".join(out))
+                out.clear()
+                size = 0
+        if out:
+            self.out.write("".join(out))
+
+    def _read_run(self) -> str:
+        """The spilled lines from ``next`` on with consecutive ids in one
+        segment (next to each other in the file), up to 4,096, in one read."""
+        import heapq
+
+        _, k = heapq.heappop(self.heads)
+        ids, offs = self.segs[k]
+        j = self.cursor[k]
+        w = ids[j : j + 4096]
+        run = int(np.argmin(np.r_[w - w[0] == np.arange(w.size), False]))
+        self.spill.seek(int(offs[j]))
+        text: str = self.spill.read(int(offs[j + run] - offs[j])).decode()
+        self.next = int(ids[j + run - 1]) + 1
+        self.cursor[k] = j + run
+        if j + run < ids.size:
+            heapq.heappush(self.heads, (int(ids[j + run]), k))
+        return text

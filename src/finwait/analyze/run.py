@@ -24,6 +24,8 @@ from .classify import Analysis, classify
 from .tracker import Tracker
 
 Progress = Callable[[int], None]
+Emit = Callable[[Analysis], None]
+STREAM_CHUNK = 4 << 20
 
 
 def analyze_file(
@@ -32,12 +34,21 @@ def analyze_file(
     chunk_size: int = 8 << 20,
     zeek_timeouts: bool = False,
     verify_checksums: bool = False,
+    emit: Emit | None = None,
 ) -> Analysis:
     """Classify every TCP connection in ``path``.  ``progress`` is called
     with the number of bytes read so far; ``zeek_timeouts`` splits
     connections where Zeek's timers would; ``verify_checksums`` drops
-    segments with a bad TCP checksum (history ``C``/``c``), as Zeek does."""
+    segments with a bad TCP checksum (history ``C``/``c``), as Zeek does.
+
+    With ``emit``, the analysis streams: connections are classified and
+    handed to ``emit`` in pieces as they are done with (see
+    :meth:`Tracker.retire`; each piece's ``ids`` are its connection ids,
+    pieces come in any order), so memory holds only the open ones; the
+    result then has the counts and ``n`` (every connection) but no rows."""
     tracker = Tracker(zeek_timeouts)
+    if emit is not None:  # smaller batches: retired sooner, smaller temporaries
+        chunk_size = min(chunk_size, STREAM_CHUNK)
     tunnels = Tunnels()
     drops: Counter[str] = Counter()
     records = 0
@@ -46,11 +57,21 @@ def analyze_file(
         for batch in iter_batches(path, chunk_size):
             records += len(batch)
             tracker.add(decode(batch, drops, tunnels, verify_checksums))
+            if emit is not None:
+                done = tracker.retire()
+                if done is not None:
+                    emit(_piece(done, path, tunnels))
             if progress is not None:
                 progress(batch.file_offset + int(batch.buf.size))
     except CaptureError as exc:
         error = exc
-    res = classify(tracker, str(path))
+    if emit is None:
+        res = classify(tracker, str(path))
+    else:
+        if tracker.nconns:
+            emit(_piece(tracker, path, tunnels))
+        res = Analysis(str(path), tcp_packets=tracker.packets, n=tracker.next_id)
+        res.cols = {"tunnel": np.zeros(0, dtype=np.int64)}
     res.records_read = records
     res.notes = Counter({k: drops.pop(k) for k in NOTES if k in drops})
     res.drops = drops
@@ -59,6 +80,13 @@ def analyze_file(
         res.error = str(error)
         res.error_offset = None if isinstance(error, EmptyCaptureError) else error.offset
         res.empty = isinstance(error, EmptyCaptureError)
+    return res
+
+
+def _piece(tr: Tracker, path: str | Path, tunnels: Tunnels) -> Analysis:
+    res = classify(tr, str(path))
+    res.ids = tr.row_id[: tr.nconns] + 1
+    res.tunnels = tunnels.stacks
     return res
 
 

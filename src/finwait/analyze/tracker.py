@@ -128,6 +128,18 @@ class Events:
         return tuple(np.concatenate([p[k] for p in self.parts]) for k in range(4))  # type: ignore[return-value]
 
 
+def _events_rows(ev: Events, new: I64) -> Events:
+    """``ev`` with its connections renumbered by ``new`` (old row -> new
+    row, -1: dropped)."""
+    conn, frame, code, d = ev.arrays()
+    c = new[conn]
+    m = c >= 0
+    out = Events()
+    if m.any():
+        out.parts.append((c[m], frame[m], code[m], d[m]))
+    return out
+
+
 # Zeek's TCP timers (base/init-bare.zeek defaults), seconds: a connection is
 # removed this long after its close completed (a RST, or a FIN once the peer
 # has closed or never sent), after an unanswered first SYN, after a side whose
@@ -137,6 +149,12 @@ ZEEK_ATTEMPT_DELAY = 5.0  # tcp_attempt_delay
 ZEEK_INACTIVITY = 300.0  # tcp_inactivity_timeout
 ZEEK_PARTIAL_CLOSE_DELAY = 3.0  # tcp_partial_close_delay
 _NEVER = float("inf")
+
+# Without Zeek's timers: a packet this long after the previous one on its
+# 4-tuple starts a new connection, once both FINs or a RST were seen (Zeek's
+# tcp_close_delay), or in any case (Zeek's tcp_inactivity_timeout).
+CLOSE_AFTER = ZEEK_CLOSE_DELAY
+IDLE_AFTER = ZEEK_INACTIVITY
 
 
 _BIG = np.int64(1 << 41)  # above any relative end (2 TiB a direction)
@@ -212,6 +230,12 @@ class Tracker:
         # relative number where the hole starts.
         self.hole_slot = np.zeros(0, dtype=np.int64)
         self.hole_start = np.zeros(0, dtype=np.int64)
+        # Streaming (:meth:`retire`): rows are the connections still held;
+        # ``row_id`` is each row's connection id (0-based, order of first
+        # packet), ``next_id`` the next id to give, ``now`` the latest time.
+        self.row_id = np.zeros(0, dtype=np.int64)
+        self.next_id = 0
+        self.now = -np.inf
 
     # -- ids ---------------------------------------------------------------
 
@@ -333,7 +357,91 @@ class Tracker:
         self.c.grow(total)
         self.s.grow(2 * total)
         self.hist_count = _grow(self.hist_count, 2 * total, 0)
+        self.row_id = _grow(self.row_id, total, -1)
+        self.row_id[self.nconns : total] = np.arange(self.next_id, self.next_id + n)
+        self.next_id += n
         self.nconns = total
+
+    # -- streaming -------------------------------------------------------------
+
+    def retire(self) -> Tracker | None:
+        """Take out the connections no later packet can belong to: closed
+        (both FINs, or a RST) and without a packet for CLOSE_AFTER (5 s) of
+        capture time, or without one for IDLE_AFTER (300 s), since such a
+        packet starts a new connection (:meth:`_horizon_starts`, or Zeek's
+        timers, :meth:`_timer_starts`, which remove them then too).
+        Returns them as a tracker of their own (rows in id order,
+        ``row_id`` their ids) for :func:`~finwait.analyze.classify.classify`,
+        or None; this tracker keeps the others."""
+        n = self.nconns
+        if not n:
+            return None
+        s = self.s.pairs(n)
+        closed = (s.anyfin_frame != NONE).all(axis=1) | (s.anyrst_frame != NONE).any(axis=1)
+        idle = self.now - self.c.last_ts[:n]
+        done = idle > np.where(closed, CLOSE_AFTER, IDLE_AFTER)
+        if not done.any():
+            return None
+        out, keep = np.flatnonzero(done), np.flatnonzero(~done)
+        snap = self._take(out)
+        self._compact(keep)
+        return snap
+
+    def _take(self, rows: I64) -> Tracker:
+        m = rows.size
+        dr = (2 * rows[:, None] + np.arange(2)).ravel()
+        snap = Tracker(self.zeek_timeouts)
+        snap.nconns = snap.next_id = m
+        snap.s = self.s.rows(dr)
+        snap.c = self.c.rows(rows)
+        snap.flow_key = self.flow_key[snap.c.flow]
+        snap.nflows = m
+        snap.c.flow = np.arange(m, dtype=np.int64)
+        snap.hist_count = self.hist_count[dr]
+        snap.row_id = self.row_id[rows]
+        new = np.full(self.nconns, -1, dtype=np.int64)
+        new[rows] = np.arange(m)
+        for name in ("history", "anomalies", "rsts"):
+            setattr(snap, name, _events_rows(getattr(self, name), new))
+        return snap
+
+    def _compact(self, keep: I64) -> None:
+        """Keep only rows ``keep`` (in order), and the flows they are on."""
+        k = keep.size
+        dr = (2 * keep[:, None] + np.arange(2)).ravel()
+        new = np.full(self.nconns, -1, dtype=np.int64)
+        new[keep] = np.arange(k)
+        self.s = self.s.rows(dr)
+        self.c = self.c.rows(keep)
+        self.hist_count = self.hist_count[dr]
+        self.row_id = self.row_id[keep]
+        for name in ("history", "anomalies", "rsts"):
+            setattr(self, name, _events_rows(getattr(self, name), new))
+        fc = self.flow_conn[: self.nflows]
+        fc[:] = np.where(fc >= 0, new[np.maximum(fc, 0)], -1)
+        if self.hole_slot.size:
+            hs = new[self.hole_slot >> 1]
+            held = hs >= 0
+            self.hole_slot = 2 * hs[held] + (self.hole_slot[held] & 1)
+            self.hole_start = self.hole_start[held]
+        self.nconns = k
+        if self._exact:
+            return  # (flows stay: the exact path's table holds their ids)
+        live = np.zeros(self.nflows, dtype=bool)
+        live[self.c.flow[:k]] = True
+        fkeep = np.flatnonzero(live)
+        fmap = np.full(self.nflows, -1, dtype=np.int64)
+        fmap[fkeep] = np.arange(fkeep.size)
+        self.flow_key = self.flow_key[fkeep]
+        self.flow_conn = self.flow_conn[fkeep]
+        self.flow_fr = self.flow_fr[fkeep]
+        self.nflows = fkeep.size
+        self.c.flow[:k] = fmap[self.c.flow[:k]]
+        held = live[self._known_id]
+        self._known_h = self._known_h[held]
+        self._known_id = fmap[self._known_id[held]]
+        if self._timers:
+            self._timers = {int(fmap[f]): v for f, v in self._timers.items() if live[f]}
 
     # -- one batch -----------------------------------------------------------
 
@@ -342,6 +450,7 @@ class Tracker:
         if n == 0:
             return
         self.packets += n
+        self.now = max(self.now, float(cols.ts.max()))
         fid, d, o = self._flows(cols)  # o: by 4-tuple, capture order within
         # Addresses and ports are done with: reorder only what is used below.
         e = np.zeros(0, dtype=np.int64)
@@ -408,6 +517,8 @@ class Tracker:
         start[gpos0[new_flow]] = True
         if self.zeek_timeouts:
             start = self._timer_starts(f, d, p, start)
+        else:
+            start |= self._horizon_starts(f, d, p, gpos0, gidx, psyn)
         has_p = lastP >= 0
         self.flow_fr[flows] = np.where(
             has_p,
@@ -434,6 +545,45 @@ class Tracker:
         conn = np.where(valid, ids[np.maximum(last_start, 0)], self.flow_conn[f])
         self.flow_conn[flows] = conn[gend]
         return conn
+
+    def _horizon_starts(
+        self, f: I64, d: I64, p: TcpColumns, gpos0: I64, gidx: I64, psyn: Mask
+    ) -> Mask:
+        """Packets more than CLOSE_AFTER after the previous one on their
+        4-tuple once its connection is closed (both FINs, or a RST, since
+        the last SYN), or more than IDLE_AFTER after it in any case: each
+        starts a new connection (so a connection can be forgotten then,
+        :meth:`retire`).  Zeek's timers do this with ``--zeek-timeouts``."""
+        n = f.size
+        ts, fl = p.ts, p.flags
+        cur = self.flow_conn[f[gpos0]]
+        prev_t = np.r_[np.inf, ts[:-1]]
+        prev_t[gpos0] = np.inf
+        held = cur >= 0
+        prev_t[gpos0[held]] = self.c.last_ts[cur[held]]
+        gap = ts - prev_t
+        # Counted from the last SYN before the packet, else from the batch's
+        # first packet of the 4-tuple plus what its connection had seen.
+        last_syn = np.maximum.accumulate(np.where(psyn, np.arange(n), -1))
+        in_syn = last_syn >= gpos0[gidx]
+        base = np.where(in_syn, last_syn, gpos0[gidx])
+        row = np.where(in_syn, -1, np.repeat(cur, np.diff(np.r_[gpos0, n])))
+        seen = []
+        r2 = 2 * np.maximum(row, 0)
+        fin, rst = self.s.anyfin_frame, self.s.anyrst_frame
+        if not fin.size:  # no connection yet
+            fin = rst = np.full(2, NONE, dtype=np.int64)
+            r2 = np.zeros(n, dtype=np.int64)
+        for m, col in (
+            (((fl & FIN) != 0) & (d == 0), fin[r2]),
+            (((fl & FIN) != 0) & (d == 1), fin[r2 + 1]),
+            ((fl & RST) != 0, np.minimum(rst[r2], rst[r2 + 1])),
+        ):
+            ex = np.cumsum(m) - m
+            seen.append((ex - ex[base] > 0) | ((row >= 0) & (col != NONE)))
+        closed = seen[2] | (seen[0] & seen[1])
+        out: Mask = (gap > IDLE_AFTER) | (closed & (gap > CLOSE_AFTER))
+        return out
 
     def _timer_starts(self, f: I64, d: I64, p: TcpColumns, start: Mask) -> Mask:
         """``start`` plus the packets that come after Zeek would have removed

@@ -4,6 +4,7 @@ opened and was released (docs/analyze.md)."""
 from __future__ import annotations
 
 import csv
+import importlib.util
 import os
 import sys
 import time
@@ -18,7 +19,10 @@ if TYPE_CHECKING:
     from ..analyze import Analysis
 
 # The analyzer (numpy) and the renderers are imported when a command runs,
-# not when the CLI is built: `finwait analyze --help` stays fast.
+# not when the CLI is built: `finwait analyze --help` stays fast.  A missing
+# numpy is still found here, so the CLI names the extra that brings it.
+if importlib.util.find_spec("numpy") is None:
+    raise ModuleNotFoundError("No module named 'numpy'", name="numpy")
 
 CSV_FIELDS = (
     "file", "id", "client_addr", "client_port", "server_addr", "server_port", "start", "end",
@@ -30,11 +34,17 @@ PROGRESS_AFTER = 1.0  # seconds: a run that takes longer shows a progress bar
 
 
 def _run(
-    path: str, progress: bool, zeek_timeouts: bool = False, checksums: bool = False
+    path: str,
+    progress: bool,
+    zeek_timeouts: bool = False,
+    checksums: bool = False,
+    emit: Any = None,
 ) -> Analysis:
     from ..analyze import analyze_file
 
-    opts: dict[str, Any] = {"zeek_timeouts": zeek_timeouts, "verify_checksums": checksums}
+    opts: dict[str, Any] = {
+        "zeek_timeouts": zeek_timeouts, "verify_checksums": checksums, "emit": emit,
+    }  # fmt: skip
     if not progress:
         return analyze_file(path, **opts)
     bar = _LateBar(path)
@@ -42,6 +52,21 @@ def _run(
         return analyze_file(path, progress=bar.update, **opts)
     finally:
         bar.stop()
+
+
+def _run_json(
+    path: str, progress: bool, zeek_timeouts: bool, checksums: bool, multi: bool
+) -> Analysis:
+    """``--json`` streamed: each connection is written once it is done with
+    (analyze_file's ``emit``), in id order, so memory holds only the open
+    ones."""
+    from ..analyze.jsonl import OrderedJsonl
+
+    w = OrderedJsonl(sys.stdout, path if multi else None)
+    try:
+        return _run(path, progress, zeek_timeouts, checksums, emit=w.add)
+    finally:
+        w.close()
 
 
 def _run_set(
@@ -230,6 +255,9 @@ def analyze_cmd(
     # The bar is on stderr, so it may run beside --json/--csv/--stats on stdout.
     show_bar = not one_conn and sys.stderr.isatty()
     results: list[Analysis]
+    # Plain --json on files read one by one streams (memory: open connections only).
+    stream = as_json and not (one_conn or as_stats or html_out is not None or parquet_out)
+    streamed = False
     if dask_at is not None:
         results = _run_dask(dask_at, files, as_set, zeek_timeouts, int(chunk_mb * (1 << 20)),
                             verify_checksums, show_bar)  # fmt: skip
@@ -245,6 +273,10 @@ def analyze_cmd(
             results = list(
                 pool.map(_run, files, [False] * n, [zeek_timeouts] * n, [verify_checksums] * n)
             )
+    elif stream:
+        streamed = True
+        multi = len(files) > 1
+        results = [_run_json(f, show_bar, zeek_timeouts, verify_checksums, multi) for f in files]
     else:
         results = [_run(f, show_bar, zeek_timeouts, verify_checksums) for f in files]
     from ..analyze.jsonl import write_jsonl
@@ -276,7 +308,7 @@ def analyze_cmd(
         _one(results[0], explain, ladder, svg)
     elif as_json:
         multi = len(results) > 1
-        for res in results:
+        for res in results if not streamed else ():  # (streamed: written while reading)
             write_jsonl(res, out, res.path if multi else None)
     elif as_csv:
         w = csv.writer(out)
