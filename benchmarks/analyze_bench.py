@@ -139,6 +139,10 @@ def main() -> None:
         print(f"start-up (finwait analyze --json, one packet): median "
               f"{statistics.median(r[0] for r in runs):.3f} s wall, "
               f"{statistics.median(r[1] for r in runs):.3f} s CPU")  # fmt: skip
+        runs = [timed([finwait, "--version"]) for _ in range(max(args.runs, 5))]
+        print(f"start-up (finwait --version): median "
+              f"{statistics.median(r[0] for r in runs):.3f} s wall, "
+              f"{statistics.median(r[1] for r in runs):.3f} s CPU")  # fmt: skip
     for cap in args.captures:
         bench(cap, args.runs, finwait, not args.no_tshark, not args.no_dpkt)
 

@@ -18,6 +18,10 @@ from .files import DIRS_OK, INPUT, OUTPUT, OUTPUT_DIR, write_text, writing
 if TYPE_CHECKING:
     from ..analyze import Analysis
 
+# numpy's BLAS starts a thread per core at import; the analyzer does no
+# linear algebra, so one thread (the user's setting wins) saves start-up CPU.
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+
 # The analyzer (numpy) and the renderers are imported when a command runs,
 # not when the CLI is built: `finwait analyze --help` stays fast.  A missing
 # numpy is still found here, so the CLI names the extra that brings it.
