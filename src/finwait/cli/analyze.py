@@ -260,7 +260,8 @@ def analyze_cmd(
     show_bar = not one_conn and sys.stderr.isatty()
     results: list[Analysis]
     # Plain --json on files read one by one streams (memory: open connections only).
-    stream = as_json and not (one_conn or as_stats or html_out is not None or parquet_out)
+    whole = one_conn or as_stats or html_out or parquet_out or dataset_out
+    stream = as_json and not whole
     streamed = False
     if dask_at is not None:
         results = _run_dask(dask_at, files, as_set, zeek_timeouts, int(chunk_mb * (1 << 20)),
