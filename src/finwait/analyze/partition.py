@@ -305,8 +305,16 @@ def merge_trackers(a: Tracker, b: Tracker) -> tuple[Tracker, I64, I64]:
                           np.where(y >= 0, new[np.maximum(y, 0) + na], -1)]  # fmt: skip
         elif name in _PER_FLOW:
             value = np.concatenate([va[:fa], vb[: b.nflows]])
-        elif name in _SUMMED or name in ("nconns", "nflows"):
+        elif name in _SUMMED or name in ("nconns", "nflows", "next_id"):
             value = va + vb
+        elif name == "row_id":  # (trackers folded whole: ids are the rows)
+            value = np.arange(n, dtype=np.int64)
+        elif name == "now":
+            value = max(va, vb)
+        elif name == "hole_slot":  # open content holes: 2 * conn + direction
+            value = np.r_[2 * new[va >> 1] + (va & 1), 2 * new[(vb >> 1) + na] + (vb & 1)]
+        elif name == "hole_start":
+            value = np.r_[va, vb]
         else:
             raise NotImplementedError(f"merge_trackers: unknown tracker attribute {name!r}")
         setattr(out, name, value)
