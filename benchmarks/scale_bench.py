@@ -21,6 +21,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).parent))
 
@@ -75,18 +76,65 @@ def model(capture: str, chunk_mb: int, n: int = 2) -> None:
     print(f"  merge of {n} partitions    {t_merge:7.3f} s")
 
 
-def measure(cmd: list[str]) -> tuple[float, float, float, float]:
+def start_cluster(n: int) -> tuple[list[subprocess.Popen[bytes]], str]:
+    """A dask scheduler and ``n`` one-thread workers on this machine."""
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    address = f"tcp://127.0.0.1:{port}"
+    bindir = Path(sys.executable).parent
+    quiet = {"stdout": subprocess.DEVNULL, "stderr": subprocess.DEVNULL}
+    procs = [subprocess.Popen([str(bindir / "dask"), "scheduler", "--host", "127.0.0.1",
+                               "--port", str(port), "--no-dashboard"], **quiet)]  # type: ignore[call-overload]  # fmt: skip
+    time.sleep(3)
+    for _ in range(n):
+        procs.append(subprocess.Popen([str(bindir / "dask"), "worker", address, "--nthreads", "1",
+                                       "--no-dashboard"], **quiet))  # type: ignore[call-overload]  # fmt: skip
+    import importlib
+
+    client: Any = importlib.import_module("distributed").Client
+    with client(address, timeout=60) as c:
+        c.wait_for_workers(n, timeout=60)
+    return procs, address
+
+
+def _cpu_now(pids: list[int]) -> dict[int, tuple[float, float]]:
+    """(CPU s, RSS MB) of each of ``pids`` and their descendants."""
+    import psutil
+
+    out: dict[int, tuple[float, float]] = {}
+    for pid in pids:
+        try:
+            top = psutil.Process(pid)
+            for p in [top, *top.children(recursive=True)]:
+                ct = p.cpu_times()
+                out[p.pid] = (ct.user + ct.system, p.memory_info().rss / 2**20)
+        except psutil.Error:
+            continue
+    return out
+
+
+def measure(
+    cmd: list[str], cluster: list[int] | None = None
+) -> tuple[float, float, float, float, float, float]:
     """(wall s, CPU s of the process tree, peak RSS MB of the main
-    process, peak RSS MB of the largest other process: a worker), the
-    peaks sampled every 50 ms with psutil."""
+    process, peak RSS MB of the largest other process (a worker), CPU s of
+    the main process, CPU s of the busiest worker): peaks and per-process
+    CPU sampled every 50 ms with psutil (a worker's last 50 ms may be
+    missed).  ``cluster``: the pids of a running Dask cluster, whose CPU
+    during the run counts too."""
     import resource
 
     import psutil
 
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    c0 = _cpu_now(cluster or [])
     t = time.perf_counter()
     proc = subprocess.Popen(cmd)
     peaks: dict[int, float] = {}
+    cpu_of: dict[int, float] = {}
     top = psutil.Process(proc.pid)
     main_pid = None
     while proc.poll() is None:
@@ -97,6 +145,8 @@ def measure(cmd: list[str]) -> tuple[float, float, float, float]:
         for p in procs:
             try:
                 rss = p.memory_info().rss / 2**20
+                ct = p.cpu_times()
+                cpu_of[p.pid] = ct.user + ct.system
                 # finwait itself: the shell (if it has not exec'd) or its child.
                 if main_pid is None and p.name() != "sh" and p.pid in (proc.pid, *(
                         c.pid for c in top.children())):  # fmt: skip
@@ -108,9 +158,17 @@ def measure(cmd: list[str]) -> tuple[float, float, float, float]:
     wall = time.perf_counter() - t
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    c1 = _cpu_now(cluster or [])
+    for pid, (c, rss) in c1.items():
+        cpu += c - c0.get(pid, (0.0, 0.0))[0]
+        cpu_of[pid] = c - c0.get(pid, (0.0, 0.0))[0]
+        peaks[pid] = max(peaks.get(pid, 0.0), rss)
     main_peak = peaks.pop(main_pid, 0.0) if main_pid is not None else 0.0
+    main_cpu = cpu_of.pop(main_pid, 0.0) if main_pid is not None else 0.0
     peaks.pop(proc.pid, None)  # the shell
-    return wall, cpu, main_peak, max(peaks.values(), default=0.0)
+    cpu_of.pop(proc.pid, None)
+    return (wall, cpu, main_peak, max(peaks.values(), default=0.0), main_cpu,
+            max(cpu_of.values(), default=0.0))  # fmt: skip
 
 
 def main() -> None:
@@ -135,31 +193,51 @@ def main() -> None:
         "--set --workers 2": ["--set", "--workers", "2", *ck, str(setdir)],
         "--set --dask local:2": ["--set", "--dask", "local:2", *ck, str(setdir)],
     }
+    cluster = None
     if args.no_dask:
         runs = {k: v for k, v in runs.items() if "dask" not in k}
+    else:
+        # A cluster already running (as on a real one): the per-run cost of
+        # Dask without the LocalCluster's start-up.
+        cluster, address = start_cluster(2)
+        items = list(runs.items())
+        items.insert(3, ("--dask tcp:// (running, 2)", ["--dask", address, *ck, cap]))
+        runs = dict(items)
     print(f"{cap}: {n:,} packets, {Path(cap).stat().st_size / 1e6:,.0f} MB; set: {nfiles} files")
     print(f"{'run':28} {'wall s':>7} {'packets/s':>11} {'CPU s':>7} {'pkts/CPU-s':>11} "
-          f"{'main MB':>8} {'worker MB':>9} {'vs seq':>7}")  # fmt: skip
+          f"{'main MB':>8} {'worker MB':>9} {'vs seq':>7} {'main CPU':>8} {'worker CPU':>10} "
+          f"{'2 free cores':>12}")  # fmt: skip
     wall: dict[str, float] = {}
     cpus: dict[str, float] = {}
     for name, argv in runs.items():
         cmd = ["sh", "-c", " ".join([f'"{fw}"', "analyze", "--json", *(f'"{a}"' for a in argv)])
                + " > /dev/null"]  # fmt: skip
-        secs, cpu, main_mb, worker_mb = measure(cmd)
+        pids = [p.pid for p in cluster] if cluster and "tcp://" in name else None
+        secs, cpu, main_mb, worker_mb, main_cpu, worker_cpu = measure(cmd, pids)
         wall[name], cpus[name] = secs, cpu
         ratio = wall["sequential"] / secs
+        # With two free cores the run would take about its critical path:
+        # the main process's CPU plus the busiest worker's (they overlap
+        # little: the main process plans, then waits, then merges).
+        ideal = cpus["sequential"] / (main_cpu + worker_cpu) if main_cpu else 0.0
         print(f"{name:28} {secs:7.2f} {n / secs:11,.0f} {cpu:7.2f} {n / cpu:11,.0f} "
-              f"{main_mb:8.0f} {worker_mb:9.0f} {ratio:6.2f}x", flush=True)  # fmt: skip
+              f"{main_mb:8.0f} {worker_mb:9.0f} {ratio:6.2f}x {main_cpu:8.2f} {worker_cpu:10.2f} "
+              f"{ideal:11.2f}x", flush=True)  # fmt: skip
     if not args.no_dpkt:
         secs, cpu, rss = timed([sys.executable, "-c", DPKT_LOOP, cap])
         print(f"{'anchor: dpkt loop':28} {secs:7.2f} {n / secs:11,.0f} {cpu:7.2f} {n / cpu:11,.0f} "
               f"{rss:8.0f} {'-':>9} {wall['sequential'] / secs:6.2f}x")  # fmt: skip
         print(f"  finwait sequential / dpkt loop: {secs / wall['sequential']:.1f}x; "
               f"--workers 2 / dpkt loop: {secs / wall['--workers 2']:.1f}x")  # fmt: skip
-    if "--dask local:2" in wall:
-        over = wall["--dask local:2"] / wall["--workers 2"] - 1
-        cov = cpus["--dask local:2"] / cpus["--workers 2"] - 1
-        print(f"  Dask overhead over plain processes: {over:+.0%} wall, {cov:+.0%} CPU")
+    for k in ("--dask local:2", "--dask tcp:// (running, 2)"):
+        if k in wall:
+            over = wall[k] / wall["--workers 2"] - 1
+            cov = cpus[k] / cpus["--workers 2"] - 1
+            print(f"  {k} over --workers 2: {over:+.0%} wall, {cov:+.0%} CPU")
+    if cluster is not None:
+        for p in cluster:
+            p.terminate()
+            p.wait()
     if "--workers 2" in cpus:
         print(
             f"  --workers 2 CPU over sequential CPU: {cpus['--workers 2'] / cpus['sequential'] - 1:+.0%}"

@@ -186,12 +186,15 @@ def _search(
     if kind == "pcap":
         ns = header[:4] in (b"\xa1\xb2\x3c\x4d", b"\x4d\x3c\xb2\xa1")
         frac_max = 1_000_000_000 if ns else 1_000_000
-        sec0 = words(cand, 0)
+        sec0: npt.NDArray[np.int64] | None = None  # the first record's seconds
         for _ in range(CHAIN):
             live = at_end(cand, nxt) & (nxt + 16 <= n)
-            cand, nxt, sec0 = cand[live], nxt[live], sec0[live]
-            sec, frac, cap, orig = (words(nxt, k) for k in range(4))
-            ok = (frac < frac_max) & (cap <= limit) & (cap <= orig) & (np.abs(sec - sec0) <= DAY)
+            # The sub-second field first: it rules out most positions.
+            live[live] = words(nxt[live], 1) < frac_max
+            cand, nxt = cand[live], nxt[live]
+            sec, cap, orig = words(nxt, 0), words(nxt, 2), words(nxt, 3)
+            sec0 = sec if sec0 is None else sec0[live]
+            ok = (cap <= limit) & (cap <= orig) & (np.abs(sec - sec0) <= DAY)
             # Not before the file's first record (less a day): a position 4
             # bytes into a true header reads the sub-second field as seconds
             # and, when captured and original lengths agree, chains on.

@@ -41,7 +41,7 @@ import numpy.typing as npt
 from ..capture.decode import TcpColumns, Tunnels
 from .chunks import Chunk, Part, decode_batches
 from .columns import ConnColumns, DirColumns
-from .tracker import Events, Tracker, _mix
+from .tracker import Events, Tracker
 
 I64 = npt.NDArray[np.int64]
 Stacks = list[tuple[tuple[str, str, str], ...]]
@@ -60,14 +60,16 @@ FOLD_BATCH = 1 << 15  # segments a tracker takes at a time
 
 
 def partition_of(cols: TcpColumns, n: int) -> I64:
-    """Each segment's partition, 0 .. n - 1: a hash of its unordered
-    4-tuple (the same for both directions: sums of the two endpoints'
-    words, mixed)."""
+    """Each segment's partition, 0 .. n - 1: a multiplicative hash of the
+    sum of both endpoints' low address words and ports, the same for both
+    directions.  (Only the low 32 bits of an address count: IPv6 peers
+    that differ only above them share a partition, which costs balance,
+    never exactness.)"""
     if n == 1:
         return np.zeros(len(cols), dtype=np.int64)
-    a = cols.src.sum(axis=1) + cols.dst.sum(axis=1)  # < 2**35
-    b = cols.sport + cols.dport  # < 2**17
-    h = _mix(((a << 17) | b).view(np.uint64))
+    a = cols.src[:, 3] + cols.dst[:, 3] + cols.sport + cols.dport
+    with np.errstate(over="ignore"):
+        h = (a.view(np.uint64) * np.uint64(0x9E3779B97F4A7C15)) >> np.uint64(32)
     out: I64 = (h % np.uint64(n)).astype(np.int64)
     return out
 
