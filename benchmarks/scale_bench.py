@@ -5,11 +5,14 @@ with the dpkt loop (analyze_bench.py) as the anchor in the same run.
     python benchmarks/scale_capture.py /tmp/mixed.pcap /tmp/big.pcap --copies 10
     python benchmarks/scale_bench.py /tmp/big.pcap --set-mb 100
 
-Prints, per configuration: wall seconds, packets/s, CPU seconds (all
-processes), peak RSS of the largest process, and the ratio to the
-sequential run; then the model's inputs (docs/scale.md): the per-chunk
-decode rate and the fold rate (the part that stays sequential), measured in
-this process on the same chunks.  The machine is shared: wall time counts
+Prints, per configuration (the median of ``--repeat`` interleaved rounds):
+wall seconds, packets/s, CPU seconds (all processes), peak RSS of the main
+process and of the largest worker, the ratio to the sequential run (of the
+file, or of the set), the main process's and the busiest worker's CPU
+seconds, and the speed-up on 2 free cores that they imply (sequential CPU
+over main + busiest worker CPU); then the model's inputs (docs/scale.md):
+the cut search, the read + decode + split rate per chunk, the folds' rate
+and the merge's cost, measured in this process on the same chunks.  The machine is shared: wall time counts
 other processes' turns on the cores, so CPU time is printed beside it.
 """
 
@@ -17,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import shutil
+import statistics
 import subprocess
 import sys
 import time
@@ -178,6 +182,8 @@ def main() -> None:
     ap.add_argument("--chunk-mb", type=int, default=32)
     ap.add_argument("--no-dpkt", action="store_true")
     ap.add_argument("--no-dask", action="store_true")
+    ap.add_argument("--repeat", type=int, default=1,
+                    help="rounds over all runs (interleaved); the median of each column")  # fmt: skip
     args = ap.parse_args()
     fw = shutil.which("finwait") or str(Path(sys.executable).with_name("finwait"))
     cap = args.capture
@@ -209,17 +215,25 @@ def main() -> None:
           f"{'2 free cores':>12}")  # fmt: skip
     wall: dict[str, float] = {}
     cpus: dict[str, float] = {}
-    for name, argv in runs.items():
-        cmd = ["sh", "-c", " ".join([f'"{fw}"', "analyze", "--json", *(f'"{a}"' for a in argv)])
-               + " > /dev/null"]  # fmt: skip
-        pids = [p.pid for p in cluster] if cluster and "tcp://" in name else None
-        secs, cpu, main_mb, worker_mb, main_cpu, worker_cpu = measure(cmd, pids)
+    got: dict[str, list[tuple[float, ...]]] = {name: [] for name in runs}
+    for _ in range(args.repeat):
+        for name, argv in runs.items():
+            cmd = ["sh", "-c", " ".join([f'"{fw}"', "analyze", "--json",
+                                         *(f'"{a}"' for a in argv)]) + " > /dev/null"]  # fmt: skip
+            pids = [p.pid for p in cluster] if cluster and "tcp://" in name else None
+            got[name].append(measure(cmd, pids))
+    for name in runs:
+        secs, cpu, main_mb, worker_mb, main_cpu, worker_cpu = (
+            statistics.median(x[k] for x in got[name]) for k in range(6)
+        )
         wall[name], cpus[name] = secs, cpu
-        ratio = wall["sequential"] / secs
+        base = "sequential" if not name.startswith("--set") else next(iter(
+            k for k in runs if k.startswith("--set (")))  # fmt: skip
+        ratio = wall[base] / secs
         # With two free cores the run would take about its critical path:
         # the main process's CPU plus the busiest worker's (they overlap
         # little: the main process plans, then waits, then merges).
-        ideal = cpus["sequential"] / (main_cpu + worker_cpu) if main_cpu else 0.0
+        ideal = cpus[base] / (main_cpu + worker_cpu) if main_cpu else 0.0
         print(f"{name:28} {secs:7.2f} {n / secs:11,.0f} {cpu:7.2f} {n / cpu:11,.0f} "
               f"{main_mb:8.0f} {worker_mb:9.0f} {ratio:6.2f}x {main_cpu:8.2f} {worker_cpu:10.2f} "
               f"{ideal:11.2f}x", flush=True)  # fmt: skip
