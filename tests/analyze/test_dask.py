@@ -39,3 +39,22 @@ def test_local_cluster_equals_sequential(tmp_path: Path) -> None:
     assert list(got.records()) == list(want.records())
     assert list(url.records()) == list(want.records())
     assert list(got_set.records()) == list(analyze_set(files).records())
+
+
+def test_progress_on_a_terminal(tmp_path: Path) -> None:
+    """On a terminal, Dask's progress bar goes to stderr; stdout keeps only
+    the JSON Lines; the cluster's shutdown leaves no traceback."""
+    import json
+
+    from tests.test_long_runs import _on_a_terminal
+
+    path = tmp_path / "z.pcap"
+    path.write_bytes(zoo(15, 40))  # stdout is a pipe read at the end: under 64 KB
+    code, out, err = _on_a_terminal(
+        ["analyze", "--dask", "local:2", "--chunk-mb", "0.02", "--json", str(path)], tmp_path
+    )
+    assert code == 0, err
+    assert "100% Completed" in err, err
+    assert "Traceback" not in err and "Warning" not in err, err
+    recs = [json.loads(x) for x in out.splitlines()]
+    assert recs == list(analyze_file(path).records())

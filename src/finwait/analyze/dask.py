@@ -54,9 +54,15 @@ class DaskRunner(AbstractContextManager["DaskRunner"]):
         self.progress = progress
         if address == "local" or address.startswith("local:"):
             n = int(address.split(":", 1)[1]) if ":" in address else None
+            import logging
+
+            # No dashboard (nobody looks at it; it warns when 8787 is taken),
+            # and the workers' shutdown noise (a heartbeat to a scheduler
+            # already gone) kept off stderr.
             self.cluster = dd.LocalCluster(
-                n_workers=n, threads_per_worker=1, processes=True, dashboard_address=None
-            )
+                n_workers=n, threads_per_worker=1, processes=True, dashboard_address=":0",
+                scheduler_kwargs={"dashboard": False}, silence_logs=logging.CRITICAL,
+            )  # fmt: skip
             self.client = dd.Client(self.cluster)
         else:
             self.client = dd.Client(address, timeout=30)
