@@ -416,7 +416,7 @@ class Host:
             if st is State.CLOSED or st is State.LISTEN:
                 self._remove(conn)  # done by _update_tables already; idempotent
                 continue
-            d = conn.next_deadline()
+            d = conn.timers.next()
             if d != self._deadline.get(conn):
                 self._deadline[conn] = d
                 if d is not None:
@@ -458,7 +458,7 @@ class Host:
         self._settle()
 
     def take_segments(self) -> list[Segment]:
-        self._settle()
+        # The timer heap is settled when it is read (next_deadline, on_timer).
         out = self._out[:]
         self._out.clear()
         return out

@@ -395,7 +395,9 @@ class Connection(Sender, Receiver):
         keepalive = cfg.keepalive
         if keepalive is not None and self.state is ESTABLISHED:
             self.timers.arm_once(KEEPALIVE, now + keepalive)
-        self._changed()
+        on_change = self._on_change  # _changed(), written out
+        if on_change is not None:
+            on_change(self)
         return self._verdict
 
     def _predicted(self, seg: Segment, now: float) -> bool:

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from ..wire.segment import ACK, FIN, RST, SYN, URG, Segment, TcpOptions
+from ..wire.segment import ACK, FIN, RST, SYN, URG, Segment, TcpOptions, new_options
 from . import seqnum
 from .buffers import Reassembly
 from .config import Config
@@ -40,10 +40,8 @@ _MAX_WSCALE = 14  # RFC 7323 §2.3
 
 def scale_for(buffer: int) -> int:
     """The smallest shift that lets ``buffer`` be advertised (RFC 7323 §2.3)."""
-    shift = 0
-    while (buffer >> shift) > 0xFFFF and shift < _MAX_WSCALE:
-        shift += 1
-    return shift
+    # buffer >> s <= 0xFFFF  <=>  buffer >> 16 < 2**s: s is that bit length.
+    return min((buffer >> 16).bit_length(), _MAX_WSCALE)
 
 
 class Receiver(TcbCore):
@@ -111,7 +109,7 @@ class Receiver(TcbCore):
             sack = self._ooo.sack_blocks(3 if self.ts_ok else 4)
         if self.ts_ok:
             ts = ((int(now * 1000) + self._ts_offset) & MASK, self.ts_recent)
-            return TcpOptions(None, None, False, ts, sack, ())
+            return new_options(TcpOptions, (None, None, False, ts, sack, ()))
         if sack:
             return TcpOptions(sack_blocks=sack)
         return NO_OPTIONS

@@ -115,3 +115,4 @@ class Segment(NamedTuple):
 # urgent))``: all eleven fields in order, the same value as ``Segment(...)``
 # without the keyword handling of the generated ``__new__`` (half the cost).
 new_segment = tuple.__new__
+new_options = tuple.__new__  # likewise ``new_options(TcpOptions, (six fields))``
