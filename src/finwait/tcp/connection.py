@@ -377,15 +377,13 @@ class Connection(Sender, Receiver):
                 Verdict.SEGMENT_IN_CLOSED if st is State.CLOSED else Verdict.SEGMENT_IN_LISTEN
             )
             return self._verdict
-        if (
-            st is not State.SYN_SENT
-            and self.state.sending
-            and (  # anything to send: unsent data, or our FIN
-                self._fin_seq is not None
-                or self.snd_nxt != (self._snd_base + len(self._sndbuf)) & MASK
-            )
-        ):
-            self._push(now)
+        if st is not State.SYN_SENT and self.state.sending:
+            # Anything to send (what _push's loop looks at first): unsent
+            # data, or our FIN not sent yet.
+            nxt = self.snd_nxt
+            unsent = (self._snd_base + len(self._sndbuf) - nxt) & MASK
+            if 0 < unsent < HALF or nxt == self._fin_seq:
+                self._push(now)
         if self._ack_now:
             self._send_ack(now)
         elif self._delack_pending:

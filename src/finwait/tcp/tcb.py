@@ -226,7 +226,7 @@ class TcbCore:
         if old is new:
             return
         self.state = new
-        self._event(StateChanged(old, new, now))
+        self._events.append((self, StateChanged(old, new, now)))  # type: ignore[arg-type]
 
     def _ts_now(self, now: float) -> int:
         return (int(now * 1000) + self._ts_offset) & MASK
