@@ -30,10 +30,10 @@ RTT = 0.1
 class Flow:
     """A bulk transfer from the engine; the test plays the receiver."""
 
-    def __init__(self, iw: int = 10) -> None:
+    def __init__(self, iw: int = 10, name: str = "cubic") -> None:
         cfg = Config(
             delayed_ack=False,
-            congestion_control="cubic",
+            congestion_control=name,
             initial_window_segments=iw,
             send_buffer=1 << 24,
             sack_permitted=False,
@@ -319,3 +319,33 @@ def test_linux_growth_counts_delivered_not_acked_after_dupacks(name: str) -> Non
     assert len(x.take_segments_sent()) == 2  # limited transmit
     x.deliver(seq=1, ack=1 + 3 * smss, window=65535)
     assert x.conn.cc.cwnd == 11 * smss
+
+
+def test_linux_avoidance_after_rto_starts_afresh() -> None:
+    """After an RTO Linux forgets W_max (cubictcp_state() on entering Loss):
+    avoidance from ssthresh 7 grows at most one segment per 20 ACKed until
+    the Reno estimate (one per 7·15/8 = 13 ACKed) overtakes cwnd, and cnt is
+    recomputed only once HZ/32 ticks have passed.  With ACKs every 2 ms in
+    rounds of 100 ms, cwnd reaches 8 at the 16th ACK of avoidance, the ACK
+    that opens the third round (upstream cubic-rto-ss-ca-cwnd-bump); the
+    RFC's W_max of 10 would make it the 8th."""
+    f = Flow(name="cubic-linux")
+    smss = f.smss
+    f.flight = []
+    while not f.flight:  # no ACK: wait for the RTO's retransmission
+        f.x.advance(0.001)
+        f.flight = f.x.take_segments_sent()
+    assert f.cc.cwnd == smss and f.cc.ssthresh == 7 * smss
+    cwnds: list[float] = []
+    while len(cwnds) < 40:
+        segs, f.flight = f.flight, []
+        f.x.advance(RTT - 0.002 * (len(segs) - 1))
+        for i, seg in enumerate(segs):
+            if i:
+                f.x.advance(0.002)
+            before = f.cwnd
+            f.ack(seg)
+            if before >= 7:
+                cwnds.append(f.cwnd)
+    assert cwnds[:15] == [7] * 15
+    assert cwnds[15] == 8

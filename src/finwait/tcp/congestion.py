@@ -367,14 +367,127 @@ class Cubic(NewReno):
         self._epoch = None  # §5.8: no credit for time spent idle
 
 
-class CubicLinux(Cubic):
-    """CUBIC as Linux grows it in slow start: every byte an ACK covers
-    counts, however many (``tcp_slow_start()`` has no L); one ACK of ten
-    segments doubles an initial window of ten.  Growth counts what an ACK
-    delivered (:func:`reno_delivered`).  The Linux profile's."""
+# Linux tcp_cubic.c's fixed-point constants (beta 717/1024, C = 410/1024
+# scaled for the time unit 1/1024 s) and the scheduler tick its clock counts.
+LINUX_BETA = 717
+LINUX_BETA_SCALE = 8 * (1024 + LINUX_BETA) // 3 // (1024 - LINUX_BETA)  # 15
+LINUX_CUBE_RTT_SCALE = 410
+LINUX_CUBE_FACTOR = (1 << 40) // 410
+LINUX_HZ = 250
 
-    __slots__ = ()
+
+class CubicLinux(Cubic):
+    """CUBIC as Linux runs it (``tcp_cubic.c``).  The Linux profile's.
+
+    Slow start: every byte an ACK covers counts, however many
+    (``tcp_slow_start()`` has no L); one ACK of ten segments doubles an
+    initial window of ten.  Growth counts what an ACK delivered
+    (:func:`reno_delivered`).
+
+    Congestion avoidance is Linux's ``bictcp_update()`` and
+    ``tcp_cong_avoid_ai()`` in whole segments: a count ``cnt`` of segments
+    ACKed per one-segment increase, recomputed from the cubic function only
+    when cwnd changed or ``HZ/32`` ticks passed (the clock is jiffies, here
+    ``hz`` per second), at most 20 while no loss set W_max, never below 2,
+    lowered by the Reno estimate (one segment per ``cwnd·15/8`` ACKed).  An
+    RTO forgets W_max, the epoch and the least RTT (``cubictcp_state()`` on
+    entering Loss), so the avoidance after it starts from cwnd at 1/20 per
+    ACK, as the kernel's, not from the RFC's W_max."""
+
+    __slots__ = (
+        "_ack_cnt", "_cnt", "_cwnd_cnt", "_last_cwnd", "_last_time", "_origin", "_tcp_cwnd",
+    )  # fmt: skip
     ss_limit = None
+    hz = LINUX_HZ
+
+    def __init__(self, smss: int, iw_segments: int | None = None) -> None:
+        super().__init__(smss, iw_segments)
+        self._forget()
+        self._cwnd_cnt = 0  # tp->snd_cwnd_cnt
+
+    def _forget(self) -> None:
+        """``bictcp_reset()``."""
+        self.w_max = 0.0
+        self._epoch = None
+        self._cnt = 0
+        self._ack_cnt = 0
+        self._tcp_cwnd = 0
+        self._last_cwnd = 0
+        self._last_time = 0
+        self._origin = 0
+        self._k = 0.0
+
+    def _avoid(self, acked: int) -> None:
+        smss = self.smss
+        segs, rest = divmod(acked + int(self._acc), smss)
+        self._acc = float(rest)
+        if segs <= 0:
+            return
+        cwnd = max(self.cwnd // smss, 1)
+        hz = self.hz
+        now = int(self._now * hz + 1e-6)  # tcp_jiffies32
+        # bictcp_update()
+        self._ack_cnt += segs
+        if self._last_cwnd != cwnd or now - self._last_time > hz // 32:
+            if self._epoch is None or now != self._last_time:
+                self._last_cwnd = cwnd
+                self._last_time = now
+                if self._epoch is None:
+                    self._epoch = float(now)
+                    self._ack_cnt = segs
+                    self._tcp_cwnd = cwnd
+                    w_max = int(self.w_max)
+                    if w_max <= cwnd:
+                        self._k = 0.0
+                        self._origin = cwnd
+                    else:
+                        self._k = float(round((LINUX_CUBE_FACTOR * (w_max - cwnd)) ** (1 / 3)))
+                        self._origin = w_max
+                t = now - int(self._epoch)
+                if self._rtt is not None:
+                    t += -int(-self._rtt * hz // 1)  # usecs_to_jiffies(delay_min): rounds up
+                t = (t << 10) // hz
+                k = int(self._k)
+                delta = (LINUX_CUBE_RTT_SCALE * abs(t - k) ** 3) >> 40
+                target = self._origin - delta if t < k else self._origin + delta
+                cnt = cwnd // (target - cwnd) if target > cwnd else 100 * cwnd
+                if not self.w_max and cnt > 20:
+                    cnt = 20  # the first epoch: 5 % per RTT
+                self._cnt = cnt
+            # tcp_friendliness
+            per = (cwnd * LINUX_BETA_SCALE) >> 3
+            while self._ack_cnt > per:
+                self._ack_cnt -= per
+                self._tcp_cwnd += 1
+            if self._tcp_cwnd > cwnd:
+                self._cnt = min(self._cnt, cwnd // (self._tcp_cwnd - cwnd))
+            self._cnt = max(self._cnt, 2)
+        # tcp_cong_avoid_ai()
+        w = self._cnt
+        if self._cwnd_cnt >= w:
+            self._cwnd_cnt = 0
+            self.cwnd += smss
+        self._cwnd_cnt += segs
+        if self._cwnd_cnt >= w:
+            more = self._cwnd_cnt // w
+            self._cwnd_cnt -= more * w
+            self.cwnd += more * smss
+
+    def _reduce(self) -> None:
+        """``cubictcp_recalc_ssthresh()``: W_max in whole segments."""
+        cwnd = self.cwnd // self.smss
+        w_max = int(self.w_max)
+        super()._reduce()
+        self.w_max = float(cwnd * (1024 + LINUX_BETA) // 2048 if cwnd < w_max else cwnd)
+        self._cwnd_cnt = 0
+
+    def on_timeout(self, flight: int) -> None:
+        """``tcp_enter_loss()``: ssthresh from W_max as any loss, then the
+        Loss state resets CUBIC (W_max, epoch, least RTT) and the count."""
+        super().on_timeout(flight)
+        self._forget()
+        self._rtt = None
+        self._cwnd_cnt = 0
 
 
 ALGORITHMS: dict[str, type[NewReno]] = {
