@@ -70,6 +70,12 @@ class Config:
     # RTO = SRTT + max(4·RTTVAR, rto_min), Linux's __tcp_set_rto(), where RFC
     # 6298 §2 takes max(SRTT + 4·RTTVAR, rto_min) (D-11).
     rto_linux: bool = False
+    # Linux's scheduler tick (CONFIG_HZ): with it the retransmission timer
+    # and the tail-loss probe fire as Linux's do, on a tick and in the timer
+    # wheel's bucket (:func:`timers.tick_expiry`); None: at the exact time.
+    # The Linux profile takes 1000, what the upstream packetdrill scripts
+    # assume; Config.linux(hz=250) matches a CONFIG_HZ=250 kernel.
+    hz: int | None = None
 
     @classmethod
     def linux(cls, **changes: object) -> Config:
@@ -87,6 +93,7 @@ class Config:
             "over_window_when_empty": True,
             "fin_beyond_window": True,
             "rto_linux": True,
+            "hz": 1000,
             "congestion_control": "cubic-linux",
             "rack": True,
             "tlp": True,

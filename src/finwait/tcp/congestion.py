@@ -373,7 +373,7 @@ LINUX_BETA = 717
 LINUX_BETA_SCALE = 8 * (1024 + LINUX_BETA) // 3 // (1024 - LINUX_BETA)  # 15
 LINUX_CUBE_RTT_SCALE = 410
 LINUX_CUBE_FACTOR = (1 << 40) // 410
-LINUX_HZ = 250
+LINUX_HZ = 1000  # Config.linux()'s hz
 
 
 class CubicLinux(Cubic):

@@ -55,6 +55,7 @@ from .timers import (
     REORDER,
     RETRANSMIT,
     USER_TIMEOUT,
+    tick_expiry,
 )
 from .verdict import Verdict
 
@@ -274,14 +275,26 @@ class Sender(TcbCore):
         self._last_send = now
         at = self.timers.at  # _arm_rexmit and cancel(PERSIST), written out
         if at[RETRANSMIT] is None:
-            at[RETRANSMIT] = now + self.rtt.rto
+            at[RETRANSMIT] = self._rto_at(now)
         if self.config.user_timeout is not None:
             self._arm_user_timeout(now)
         at[PERSIST] = None
         self._persist_backoff = 0
 
+    def _rto_at(self, now: float) -> float:
+        """When the retransmission timer armed now expires (Config.hz)."""
+        hz = self.config.hz
+        rtt = self.rtt
+        if hz is None:
+            return now + rtt.rto
+        # Linux keeps the RTO in ticks (usecs_to_jiffies() rounds up) and
+        # doubles that on each backoff.
+        b = rtt.backoff
+        ticks = -int(-(rtt.rto / (1 << b) * hz - 1e-9) // 1) << b
+        return tick_expiry(now, min(ticks / hz, rtt.rto_max), hz)
+
     def _arm_rexmit(self, now: float) -> None:
-        self.timers.arm_once(RETRANSMIT, now + self.rtt.rto)
+        self.timers.arm_once(RETRANSMIT, self._rto_at(now))
         self._arm_user_timeout(now)
 
     def _arm_user_timeout(self, now: float) -> None:
@@ -536,7 +549,7 @@ class Sender(TcbCore):
             if in_rec:
                 rack.prr_out += 1
             if rec.seq == self.snd_una:
-                self.timers.at[RETRANSMIT] = now + self.rtt.rto  # the head resent: RTO anew
+                self.timers.at[RETRANSMIT] = self._rto_at(now)  # the head resent: RTO anew
 
     def _on_reorder_timeout(self, now: float) -> None:
         """RACK's reordering timer (RFC 8985 §6.3, Linux
@@ -573,6 +586,12 @@ class Sender(TcbCore):
             pto = 1.0
         else:
             pto = 2 * srtt + (self.config.rto_min if len(rack.log) == 1 else TIMEOUT_MIN)
+        hz = self.config.hz
+        if hz is not None:  # on the tick; never after the RTO's expiry
+            rto_at = self._rto_at(now) if advancing else at[RETRANSMIT]
+            probe_at = tick_expiry(now, pto, hz)
+            at[LOSS_PROBE] = probe_at if rto_at is None else min(probe_at, rto_at)
+            return
         rto_left = self.rtt.rto if advancing else (at[RETRANSMIT] or now) - now
         if rto_left > 0:
             pto = min(pto, rto_left)
@@ -600,7 +619,7 @@ class Sender(TcbCore):
             rack.tlp_retrans = True
         rack.tlp_high_seq = self.snd_max
         self._count("tlp")
-        self.timers.at[RETRANSMIT] = now + self.rtt.rto
+        self.timers.at[RETRANSMIT] = self._rto_at(now)
 
     def _step_ack(self, seg: Segment, now: float, ack_only: bool = False) -> bool:
         """Step five: the ACK field (§3.10.7.4 fifth, RFC 5961 §5.2)."""
@@ -717,7 +736,7 @@ class Sender(TcbCore):
         if ack == self.snd_max:
             at[RETRANSMIT] = None
         else:
-            at[RETRANSMIT] = now + self.rtt.rto
+            at[RETRANSMIT] = self._rto_at(now)
             if self.config.user_timeout is not None:
                 self._arm_user_timeout(now)
         if data_acked > 0:
@@ -757,7 +776,7 @@ class Sender(TcbCore):
             cc.enter_recovery(seqnum.sub(self.snd_max, una))
             cc.recover = self.snd_max
             self._retransmit_first(now)
-            self.timers.arm(RETRANSMIT, now + self.rtt.rto)
+            self.timers.arm(RETRANSMIT, self._rto_at(now))
 
     def _dupthresh(self) -> int:
         """3 (RFC 5681), or fewer for a small flight with nothing new to send

@@ -86,3 +86,21 @@ class Timers:
     def describe(self) -> dict[str, float]:
         """The armed deadlines by name (for tests and debugging)."""
         return {NAMES[i]: t for i, t in enumerate(self.at) if t is not None}
+
+
+def tick_expiry(now: float, delay: float, hz: int) -> float:
+    """When a Linux timer armed at ``now`` for ``delay`` seconds fires, on a
+    kernel ticking ``hz`` times a second: the delay is rounded up to whole
+    ticks (``usecs_to_jiffies()``), and the timer wheel puts the expiry in
+    a bucket of its level — 8**level ticks, level 0 below 63 ticks, each
+    level 8 times wider — rounded up to the bucket's end, never early
+    (``calc_index()``).  Tick 0 is at time 0."""
+    clk = int(now * hz + 1e-9)
+    ticks = max(1, -int(-(delay * hz - 1e-9) // 1))
+    expires = clk + ticks
+    shift = 0
+    start = 63
+    while ticks >= start and shift < 24:
+        shift += 3
+        start <<= 3
+    return (((expires >> shift) + 1) << shift) / hz
