@@ -22,7 +22,9 @@ MSS = 1000
 PEER = TcpOptions(mss=MSS, sack_permitted=True)
 # NewReno's halving keeps the numbers below simple; the profile runs CUBIC
 # (beta 0.7, tests/tcp/test_cubic.py), which RACK and PRR drive the same way.
-LINUX = Config.linux(delayed_ack=False, quick_acks=0, congestion_control="newreno-abc")
+# Timers at the exact time (hz=None): the profile's ticks and timer-wheel
+# buckets are tests/tcp/test_rto_linux.py's.
+LINUX = Config.linux(delayed_ack=False, quick_acks=0, congestion_control="newreno-abc", hz=None)
 
 
 def s(i: int) -> int:
@@ -278,7 +280,9 @@ def test_prr_ssrb_sends_what_is_delivered_up_to_ssthresh() -> None:
 def test_without_prr_recovery_holds_the_pipe_to_ssthresh() -> None:
     """Config.prr off (RACK on): cwnd = ssthresh in recovery (RFC 6675)."""
     x = setup(
-        Config.linux(delayed_ack=False, quick_acks=0, prr=False, congestion_control="newreno-abc"),
+        Config.linux(
+            delayed_ack=False, quick_acks=0, prr=False, congestion_control="newreno-abc", hz=None
+        ),
         write=20 * MSS,
     )
     for k in (2, 3, 4):
@@ -363,7 +367,7 @@ def test_tso_segments_are_logged_per_smss() -> None:
     still holds one record per SMSS, as the peer SACKs them: a SACK of the
     second MSS of a 10-MSS super-segment delivers it (and arms the
     reordering timer for the first)."""
-    tso = Config.linux(delayed_ack=False, quick_acks=0, send_size=10 * MSS)
+    tso = Config.linux(delayed_ack=False, quick_acks=0, send_size=10 * MSS, hz=None)
     x = setup(tso, segments=1, write=10 * MSS)  # one super-segment on the wire
     rack = c(x)._rack
     assert rack is not None and len(rack.log) == 10
