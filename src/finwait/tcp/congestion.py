@@ -1,6 +1,6 @@
 """Congestion control: the interface the sender drives, and NewReno.
 
-:class:`CongestionControl` is what ``sender.py`` calls: on each ACK of new
+:class:`CongestionControl` is what ``sender.py`` and ``recovery.py`` call: on each ACK of new
 data, on entering and leaving fast recovery, on a DupAck in recovery, on a
 retransmission timeout and after an idle period; it keeps ``cwnd`` and
 ``ssthresh`` and the loss-recovery bookkeeping the sender reads

@@ -264,11 +264,8 @@ class Connection(Sender, Receiver):
         st = self.state
         if discard:
             self.read_closed = True
-            if (
-                (self._rcvbuf or self._ooo)
-                and self.config.abort_on_close_with_unread
-                and (st.synchronized)
-            ):
+            unread = self._rcvbuf or self._ooo
+            if unread and self.config.abort_on_close_with_unread and st.synchronized:
                 self._count("abort_on_close")
                 self._rcvbuf.clear()
                 self.abort(now)
@@ -294,12 +291,6 @@ class Connection(Sender, Receiver):
         else:
             raise ConnectionClosing("connection closing")  # CL-8
         self._changed()
-
-    def _queue_fin(self, state: State, now: float) -> None:
-        """Place our FIN after the last queued byte and send what can go."""
-        self._fin_seq = _add(self._snd_base, len(self._sndbuf))
-        self._set_state(state, now)
-        self._push(now)
 
     def abort(self, now: float) -> None:
         """ABORT (§3.10.5): RST in the synchronized states that can still

@@ -114,10 +114,11 @@ class Rack:
 
     # -- the log --------------------------------------------------------
 
-    def sent(self, seq: int, end: int, now: float, smss: int) -> int:
+    def sent(self, seq: int, end: int, now: float, smss: int, in_recovery: bool = False) -> int:
         """New data [seq, end) went out for the first time: one record per
         SMSS, as the device cuts a larger (TSO) segment and as the peer
-        SACKs them.  Returns the number of records."""
+        SACKs them; in recovery PRR counts them (``prr_out``).  Returns the
+        number of records."""
         log = self.log
         n = 1
         while ((end - seq) & MASK) > smss:
@@ -126,6 +127,8 @@ class Rack:
             seq = nxt
             n += 1
         log.append(Sent(seq, end, now))
+        if in_recovery:
+            self.prr_out += n
         return n
 
     def resent(self, seq: int, end: int, now: float) -> None:
@@ -184,11 +187,26 @@ class Rack:
         number of segments newly delivered (cumulatively or by SACK) and
         whether a D-SACK block came (RFC 2883).  As for the scoreboard, a
         block that does not lie within (SND.UNA, SND.MAX] is ignored."""
+        delivered, dbytes = self._cut(una, now, min_rtt)
+        dsack = False
+        if blocks:
+            first = blocks[0]
+            if _le(first[1], una) or (
+                len(blocks) > 1 and _le(blocks[1][0], first[0]) and _le(first[1], blocks[1][1])
+            ):
+                dsack = True  # RFC 2883 §4: below the ACK, or inside the second block
+            n, b = self._mark_sacked(una, blocks, snd_max, now, min_rtt)
+            delivered += n
+            dbytes += b
+        self.delivered_bytes = dbytes
+        return delivered, dsack
+
+    def _cut(self, una: int, now: float, min_rtt: float | None) -> tuple[int, int]:
+        """Drop the records SND.UNA now covers (trim one it covers in part).
+        Returns the segments and bytes newly delivered among them."""
         log = self.log
         delivered = 0
         dbytes = 0
-        fack: int | None = None  # the highest end SACKed before this ACK
-        # Cumulatively acknowledged records.
         i = 0
         n = len(log)
         while i < n:
@@ -218,42 +236,51 @@ class Rack:
                         self.reordering_seen = True
                         break
             del log[:i]
-        dsack = False
-        if blocks:
-            first = blocks[0]
-            if _le(first[1], una) or (
-                len(blocks) > 1 and _le(blocks[1][0], first[0]) and _le(first[1], blocks[1][1])
-            ):
-                dsack = True  # RFC 2883 §4: below the ACK, or inside the second block
-            if self.sacked_out:
-                for rec in reversed(log):
-                    if rec.flags & SACKED:
-                        fack = rec.end
-                        break
-            for left, right in blocks:
-                if not (_lt(una, left) and _lt(left, right) and _le(right, snd_max)):
-                    continue
-                for rec in log:
-                    if _le(rec.end, left) or rec.flags & SACKED:
-                        continue  # below the block, or already SACKed
-                    if _le(right, rec.seq):
-                        break  # above it
-                    if _lt(rec.seq, left) or _lt(right, rec.end):
-                        continue  # only partly covered: not delivered whole
-                    f = rec.flags
-                    if f & LOST:
-                        self.lost_out -= 1
-                    if f & RETRANS:
-                        self.retrans_out -= 1
-                    rec.flags = (f & EVER_RETRANS) | SACKED
-                    self.sacked_out += 1
-                    delivered += 1
-                    dbytes += (rec.end - rec.seq) & MASK
-                    self._advance(rec, now, min_rtt)
-                    if fack is not None and not f & EVER_RETRANS and _lt(rec.end, fack):
-                        self.reordering_seen = True  # SACKed below an earlier SACK
-        self.delivered_bytes = dbytes
-        return delivered, dsack
+        return delivered, dbytes
+
+    def _mark_sacked(
+        self,
+        una: int,
+        blocks: tuple[tuple[int, int], ...],
+        snd_max: int,
+        now: float,
+        min_rtt: float | None,
+    ) -> tuple[int, int]:
+        """Mark the records the SACK ``blocks`` cover whole.  Returns the
+        segments and bytes newly delivered; a segment SACKed below one
+        SACKed by an earlier ACK shows reordering."""
+        log = self.log
+        delivered = 0
+        dbytes = 0
+        fack: int | None = None  # the highest end SACKed before this ACK
+        if self.sacked_out:
+            for rec in reversed(log):
+                if rec.flags & SACKED:
+                    fack = rec.end
+                    break
+        for left, right in blocks:
+            if not (_lt(una, left) and _lt(left, right) and _le(right, snd_max)):
+                continue
+            for rec in log:
+                if _le(rec.end, left) or rec.flags & SACKED:
+                    continue  # below the block, or already SACKed
+                if _le(right, rec.seq):
+                    break  # above it
+                if _lt(rec.seq, left) or _lt(right, rec.end):
+                    continue  # only partly covered: not delivered whole
+                f = rec.flags
+                if f & LOST:
+                    self.lost_out -= 1
+                if f & RETRANS:
+                    self.retrans_out -= 1
+                rec.flags = (f & EVER_RETRANS) | SACKED
+                self.sacked_out += 1
+                delivered += 1
+                dbytes += (rec.end - rec.seq) & MASK
+                self._advance(rec, now, min_rtt)
+                if fack is not None and not f & EVER_RETRANS and _lt(rec.end, fack):
+                    self.reordering_seen = True  # SACKed below an earlier SACK
+        return delivered, dbytes
 
     def _advance(self, rec: Sent, now: float, min_rtt: float | None) -> None:
         """RFC 8985 RACK_update(): take the delivery of ``rec``, unless it

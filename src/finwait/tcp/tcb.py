@@ -3,9 +3,11 @@
 A connection is one object (``connection.Connection``) made of two halves
 and a core, as gVisor's ``snd.go`` / ``rcv.go``:
 
-* ``sender.Sender`` — SND.*, the send buffer, FIN placement, push and
-  retransmission, congestion control with the SACK scoreboard, RTT/RTO,
-  persist, and step five of §3.10.7.4 (the ACK field);
+* ``sender.Sender`` — SND.*, the send buffer, FIN placement, push, the
+  retransmission timeout, RTT/RTO, persist, and step five of §3.10.7.4
+  (the ACK field); its base ``recovery.Recovery`` is loss recovery short
+  of a timeout (DupAcks and NewReno/SACK fast recovery, or RACK-TLP and
+  PRR), over congestion control (``congestion.py``);
 * ``receiver.Receiver`` — RCV.*, reassembly, delayed ACK and the window we
   advertise; steps one (sequence check), seven (text) and eight (FIN);
 * ``connection.Connection`` — the state, the user calls and the §3.10 event
@@ -170,10 +172,11 @@ class TcbCore:
     _last_challenge: float
 
     if TYPE_CHECKING:
-        # What each part calls in another (defined in sender.py,
+        # What each part calls in another (defined in sender.py, recovery.py,
         # receiver.py, connection.py).
-        def _push(self, now: float) -> None: ...
+        def _push(self, now: float, override: bool = False, probe: bool = False) -> None: ...
         def _arm_rexmit(self, now: float) -> None: ...
+        def _rto_at(self, now: float) -> float: ...
         def _emit_syn(self, now: float, ack: bool) -> None: ...
         def _ack_header(self, now: float) -> tuple[int, int, TcpOptions]: ...
         def _options(self, now: float) -> TcpOptions: ...
