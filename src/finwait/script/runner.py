@@ -385,13 +385,16 @@ class Runner:
         64 KB super-packets, so upstream scripts write ``P. 1:10001(10000)``
         for ten segments that leave together.  Contiguous data segments sent
         within the tolerance of the first are merged until the line's length
-        is reached; anything else is kept for the next line."""
+        is reached (the last may carry the FIN: ``FP. 13001:20001(7000)``);
+        anything else is kept for the next line."""
         while len(seg.payload) < length:
             got = self._next_outbound(t + within)
             if got is None:
                 break
             t2, nxt = got
-            same = (nxt.flags | PSH) == (seg.flags | PSH) and nxt.ack == seg.ack
+            # The burst's last segment may carry the FIN (Linux's TSO packet does).
+            same = (nxt.flags | PSH | FIN) == (seg.flags | PSH | FIN) and nxt.ack == seg.ack
+            same = same and not seg.flags & FIN
             if not (nxt.payload and same and nxt.seq == (seg.seq + len(seg.payload)) & MASK
                     and t2 - t <= within):  # fmt: skip
                 self._held.insert(0, got)
