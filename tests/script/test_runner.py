@@ -140,23 +140,58 @@ def test_engine_refuses_a_device_queue_it_cannot_model(command: str) -> None:
     assert run_script("q.pkt", "engine", text=ok).status == "PASS"
 
 
-def test_engine_blocking_write_returns_once_all_is_queued() -> None:
+@pytest.mark.parametrize("target", ["engine", pytest.param("kernel", marks=pytest.mark.live)])
+def test_blocking_write_returns_once_all_is_queued(
+    target: str, request: pytest.FixtureRequest
+) -> None:
     """A blocking write larger than the send buffer waits for room and
     returns the whole count (Linux tcp_sendmsg()); a short count was the
-    upstream blocking-write script's failure."""
+    upstream blocking-write script's failure.  The peer's 40000-byte window
+    makes Linux's buffers 20000 bytes, as large as sk_sndbuf: 30000 bytes
+    are taken (what the first window sends, and a buffer filled behind it),
+    and the writer sleeps until no more than two thirds of sk_sndbuf is
+    queued; woken, it queues the other 30000 (10-segment TSO pieces, as in
+    blocking-write-sndbuf.pkt)."""
+    if target == "kernel":
+        request.getfixturevalue("live")
     text = """--tolerance_usecs=25000
+`sysctl -q net.ipv4.tcp_min_tso_segs=10`
     0 socket(..., SOCK_STREAM, IPPROTO_TCP) = 3
    +0 setsockopt(3, SOL_SOCKET, SO_REUSEADDR, [1], 4) = 0
    +0 bind(3, ..., ...) = 0
    +0 listen(3, 1) = 0
-   +0 < S 0:0(0) win 65535 <mss 1000,nop,wscale 7>
+   +0 < S 0:0(0) win 40000 <mss 1000,nop,wscale 0>
    +0 > S. 0:0(0) ack 1 <mss 1460,nop,wscale 8>
- +.1 < . 1:1(0) ack 1 win 1000
+ +.1 < . 1:1(0) ack 1 win 40000
    +0 accept(3, ..., ...) = 4
-   +0 setsockopt(4, SOL_SOCKET, SO_SNDBUF, [5000], 4) = 0
-   +0...0.2 write(4, ..., 20000) = 20000
-   +0 > P. 1:10001(10000) ack 1
- +.2 < . 1:1(0) ack 10001 win 1000
+   +0 setsockopt(4, SOL_SOCKET, SO_SNDBUF, [10000], 4) = 0
+   +0...0.2 write(4, ..., 60000) = 60000
+   +0 > . 1:10001(10000) ack 1
+ +.1 < . 1:1(0) ack 10001 win 40000
+   +0 > . 10001:30001(20000) ack 1
+ +.1 < . 1:1(0) ack 30001 win 40000
 """
-    out = run_script("bw.pkt", "engine", text=text)
+    out = run_script("bw.pkt", target, text=text)
+    assert out.status == "PASS", out.summary()
+
+
+@pytest.mark.live
+def test_kernel_target_connections_run_cubic(tmp_path: Path, live: None) -> None:
+    """packetdrill's defaults make CUBIC the default congestion control.  A
+    namespace may only take one of the host's allowed algorithms as its
+    default (a host defaulting to BBR, which paces, refuses it): the kernel
+    target's sockets then ask for CUBIC themselves."""
+    script = tmp_path / "cc.pkt"
+    script.write_text(
+        "    0 socket(..., SOCK_STREAM, IPPROTO_TCP) = 3\n"
+        "   +0 setsockopt(3, SOL_SOCKET, SO_REUSEADDR, [1], 4) = 0\n"
+        "   +0 bind(3, ..., ...) = 0\n"
+        "   +0 listen(3, 1) = 0\n"
+        "   +0 < S 0:0(0) win 32792 <mss 1000,nop,wscale 7>\n"
+        "   +0 > S. 0:0(0) ack 1 <mss 1460,nop,wscale 8>\n"
+        " +.01 < . 1:1(0) ack 1 win 257\n"
+        "   +0 accept(3, ..., ...) = 4\n"
+        "   +0 `ss -tin state established | grep -q cubic`\n"
+    )
+    out = run_script(str(script), "kernel")
     assert out.status == "PASS", out.summary()

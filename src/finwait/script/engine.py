@@ -33,6 +33,7 @@ from .runner import (
     REMOTE_V6,
     CallResult,
 )
+from .sndbuf import SendQueue, size_goal, tso_piece, writable
 
 # Linux's values, so that scripts may write either the name or the number.
 CONSTANTS: dict[str, int] = {
@@ -94,6 +95,8 @@ def const(expr: Expr, line: int, path: str) -> int:
 # A script's shell commands may choose the kernel's congestion control; the
 # engine runs its counterpart (the Linux profile's as Linux counts in slow
 # start, the RFC profile's as RFC 5681 does).
+# net.ipv4.tcp_min_tso_segs (sysctl, or packetdrill's set_sysctls.py /proc/...=N).
+_MIN_TSO_SYSCTL = re.compile(r"tcp_min_tso_segs\s*=\s*[\"']?(\d+)")
 _CC_SYSCTL = re.compile(
     r"net[./]ipv4[./]tcp_congestion_control\s*=\s*[\"']?(\w+)"
     r"|echo\s+[\"']?(\w+)[\"']?\s*>\s*/proc/sys/net/ipv4/tcp_congestion_control"
@@ -138,6 +141,7 @@ class Sock:
     linger: tuple[int, int] | None = None
     reset_seen: bool = False  # a reset was reported once: later writes get EPIPE
     written: int = 0  # bytes a blocking write has queued so far
+    sendq: SendQueue | None = None  # Linux's accounting, once SO_SNDBUF is set
     opts: dict[tuple[int, int], int] = field(default_factory=dict)
 
 
@@ -157,6 +161,7 @@ class EngineTarget:
         self.remote_addr = REMOTE_V6 if ipv6 else REMOTE_V4
         self.profile = profile
         self.base_config = config or script_config(profile)
+        self.min_tso_segs = 2  # net.ipv4.tcp_min_tso_segs
         self.host = Host([self.local_addr], self.base_config, syncookies=True)
         self.t = 0.0
         self.out: deque[tuple[float, Segment]] = deque()
@@ -228,6 +233,8 @@ class EngineTarget:
         if m is not None:
             raise ScriptError(f"shell command {m.group(0).strip()!r} changes what the kernel's "
                               "device does; the engine target does not model it", line, self.path)  # fmt: skip
+        for m in _MIN_TSO_SYSCTL.finditer(text):
+            self.min_tso_segs = max(int(m.group(1)), 1)  # the TSO piece (sndbuf.py)
         for m in _CC_SYSCTL.finditer(text):
             name = m.group(1) or m.group(2)
             algo = _CC_NAMES.get((self.profile, name))
@@ -336,6 +343,8 @@ class EngineTarget:
         fd = want if isinstance(want, int) and want >= 0 and want not in self.socks else None
         fd = self._free_fd() if fd is None else fd
         child = Sock(fd, sock.config, conn=conn)
+        if sock.sendq is not None:  # SO_SNDBUF is inherited
+            child.sendq = SendQueue(sock.sendq.sndbuf)
         self.socks[fd] = child
         self.by_conn[conn] = child
         if conn.state is State.CLOSED:
@@ -398,6 +407,7 @@ class EngineTarget:
             cfg = replace(cfg, recv_buffer=linux_receive_space(v, cfg.mss))
         elif (level, name) == (1, 7):  # SO_SNDBUF
             cfg = replace(cfg, send_buffer=max(2 * v, SOCK_MIN_SNDBUF))
+            sock.sendq = SendQueue(cfg.send_buffer)
         elif (level, name) == (1, 9):  # SO_KEEPALIVE
             cfg = replace(cfg, keepalive=7200.0 if v else None)
         elif (level, name) == (6, 4):  # TCP_KEEPIDLE
@@ -515,15 +525,40 @@ class EngineTarget:
                 raise _Blocked if not sock.nonblock else _Fail("EAGAIN")
             raise _Fail("EPIPE")
         try:
-            sent = conn.send(bytes(n), self.t)
+            sent = self._queue(sock, conn, n)
         except TcpError:
             raise _Fail("EPIPE") from None
-        self._drain()
         if sent == 0 and n > 0:
             if sock.nonblock:
                 raise _Fail("EAGAIN")
             raise _Blocked
         return CallResult(sent)
+
+    def _queue(self, sock: Sock, conn: Connection, n: int) -> int:
+        """Queue up to ``n`` bytes on ``conn``: under SO_SNDBUF as Linux
+        does (``sndbuf.py``), else as much as ``Config.send_buffer`` takes."""
+        q = sock.sendq
+        if q is None:
+            sent = conn.send(bytes(n), self.t)
+            self._drain()
+            return sent
+        unsent = (conn._snd_base + len(conn._sndbuf) - conn.snd_nxt) & 0xFFFFFFFF
+        unsent = unsent if unsent < 0x80000000 else 0  # past the data: the FIN
+        cc, rtt, mss = conn.cc, conn.rtt, conn.smss
+        flight = (conn.snd_nxt - conn.snd_una) & 0xFFFFFFFF
+        room = max(min(cc.cwnd, conn.snd_wnd) - flight, 0)
+        piece = tso_piece(mss, cc.cwnd, cc.ssthresh, rtt.srtt, rtt.min_rtt, self.min_tso_segs)
+        goal = size_goal(mss, conn.max_snd_wnd)
+        k = q.fill(n, conn.unacked, unsent, room, goal, piece, conn.max_snd_wnd >> 1)
+        if k <= 0:
+            return 0
+        if conn.config.send_buffer < conn.unacked + k:  # the engine's own limit
+            conn.config = replace(conn.config, send_buffer=conn.unacked + k)
+        sent = conn.send(bytes(k), self.t)
+        self._drain()
+        if sock.nonblock:
+            q.asleep = False  # no sleeper: the next write tests for room afresh
+        return sent
 
     def _sys_read(self, call: Syscall, line: int) -> CallResult:
         sock = self._sock(call, line)
@@ -633,7 +668,12 @@ class EngineTarget:
             ev |= 0x10
         if conn.peer_fin or sock.shut_rd or st is State.CLOSED:
             ev |= 0x1 | 0x40 | 0x2000
-        if st.synchronized and st is not State.CLOSED and conn.send_space > 0 and not sock.shut_wr:
+        room = (
+            conn.send_space > 0
+            if sock.sendq is None
+            else conn.state.can_send and writable(sock.sendq.sndbuf, conn.unacked)
+        )
+        if st.synchronized and st is not State.CLOSED and room and not sock.shut_wr:
             ev |= 0x4 | 0x100
         if st is State.CLOSED and conn.reset_received:
             ev |= 0x4 | 0x100

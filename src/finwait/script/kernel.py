@@ -50,6 +50,15 @@ READ_GRACE = 0.2  # seconds a segment may take to reach Python after it left
 # tun0).  The device lives in the lab's private namespace, so the name is free.
 TUN_NAME = "tun0"
 
+DEFAULT_CC = "cubic"  # packetdrill's defaults.sh
+
+
+def _netns_cc() -> str:
+    """The congestion control new sockets get in this thread's namespace."""
+    with open("/proc/sys/net/ipv4/tcp_congestion_control") as f:
+        return f.read().strip()
+
+
 # packetdrill's gtests/net/common/defaults.sh, the ones a namespace has.
 SYSCTLS: tuple[tuple[str, str], ...] = (
     ("net/ipv4/tcp_rmem", f"4096 540000 {15 * 1024 * 1024}"),
@@ -61,7 +70,7 @@ SYSCTLS: tuple[tuple[str, str], ...] = (
     ("net/ipv4/tcp_sack", "1"),
     ("net/ipv4/tcp_dsack", "1"),
     ("net/ipv4/tcp_reordering", "3"),
-    ("net/ipv4/tcp_congestion_control", "cubic"),
+    ("net/ipv4/tcp_congestion_control", DEFAULT_CC),
     ("net/ipv4/tcp_slow_start_after_idle", "0"),
     ("net/ipv4/tcp_early_retrans", "4"),
     ("net/ipv4/tcp_recovery", "1"),
@@ -97,6 +106,7 @@ class KernelTarget:
         except LabError as exc:
             raise ScriptError(f"kernel target unavailable: {exc}", 0, path) from None
         self.record: list[tuple[float, Segment, bool]] = []
+        self._cc_refused: str | None = None  # the namespace's default, if not DEFAULT_CC
         self.socks: dict[int, socket.socket] = {}
         self._closed = False
         self._stop = threading.Event()
@@ -132,6 +142,12 @@ class KernelTarget:
             for key, value in SYSCTLS:
                 with contextlib.suppress(OSError), open(f"/proc/sys/{key}", "w") as f:
                     f.write(value)
+            # A namespace other than the initial one may only make an algorithm
+            # of net.ipv4.tcp_allowed_congestion_control its default: where
+            # CUBIC is not one (the host's own default being, say, BBR, which
+            # paces), the sockets ask for it themselves (CAP_NET_ADMIN may).
+            cc = _netns_cc()
+            self._cc_refused = cc if cc != DEFAULT_CC else None
         except BaseException as exc:
             self._setup_error = exc
             self._ready.set()
@@ -323,6 +339,9 @@ class KernelTarget:
     def _sys_socket(self, call: Syscall, line: int, _: object) -> CallResult:
         want = call.ret if isinstance(call.ret, int) and call.ret >= 0 else None
         sock = socket.socket(self.family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
+        if self._cc_refused is not None and _netns_cc() == self._cc_refused:
+            # The namespace could not take the default (see _work): ask per socket.
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_CONGESTION, DEFAULT_CC.encode())
         fd = want if want is not None else 3 + len(self.socks)
         if fd in self.socks:
             sock.close()
