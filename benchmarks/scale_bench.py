@@ -182,14 +182,15 @@ def main() -> None:
     ap.add_argument("--chunk-mb", type=int, default=32)
     ap.add_argument("--no-dpkt", action="store_true")
     ap.add_argument("--no-dask", action="store_true")
+    ap.add_argument("--no-set", action="store_true", help="the one-file runs only")
     ap.add_argument("--repeat", type=int, default=1,
                     help="rounds over all runs (interleaved); the median of each column")  # fmt: skip
     args = ap.parse_args()
     fw = shutil.which("finwait") or str(Path(sys.executable).with_name("finwait"))
     cap = args.capture
     n = count_packets(cap)
-    setdir = rotated(cap, args.set_mb)
-    nfiles = len(list(setdir.iterdir()))
+    setdir = rotated(cap, args.set_mb) if not args.no_set else Path(cap)
+    nfiles = len(list(setdir.iterdir())) if not args.no_set else 0
     ck = ["--chunk-mb", str(args.chunk_mb)]
     runs = {
         "sequential": [cap],
@@ -199,6 +200,8 @@ def main() -> None:
         "--set --workers 2": ["--set", "--workers", "2", *ck, str(setdir)],
         "--set --dask local:2": ["--set", "--dask", "local:2", *ck, str(setdir)],
     }
+    if args.no_set:
+        runs = {k: v for k, v in runs.items() if not k.startswith("--set")}
     cluster = None
     if args.no_dask:
         runs = {k: v for k, v in runs.items() if "dask" not in k}

@@ -18,6 +18,27 @@ from .test_jsonl import zoo
 pytest.importorskip("distributed")
 
 
+def _mmapped_alloc() -> bool:
+    """Whether a 1 MB numpy array is mmapped by glibc in this process
+    (mallinfo2's count of mmapped blocks goes up while it lives)."""
+    import ctypes
+
+    import numpy as np
+
+    class MallInfo2(ctypes.Structure):
+        _fields_ = [(name, ctypes.c_size_t) for name in (
+            "arena", "ordblks", "smblks", "hblks", "hblkhd", "usmblks", "fsmblks", "uordblks",
+            "fordblks", "keepcost")]  # fmt: skip
+
+    mallinfo2 = ctypes.CDLL(None).mallinfo2
+    mallinfo2.restype = MallInfo2
+    before = mallinfo2().hblks
+    a = np.ones(1 << 17)  # 1 MB
+    hit = bool(mallinfo2().hblks > before)
+    del a
+    return hit
+
+
 def test_local_cluster_equals_sequential(tmp_path: Path) -> None:
     from finwait.analyze.dask import DaskRunner
 
@@ -30,11 +51,17 @@ def test_local_cluster_equals_sequential(tmp_path: Path) -> None:
     files = rotate_at(data, [0.3, 0.6], tmp_path)
     with DaskRunner("local:2") as runner:
         assert runner.workers == 2
+        # The nanny's MALLOC_TRIM_THRESHOLD_ mmaps every numpy temporary
+        # (twice the CPU time); the tasks restore glibc's usual thresholds.
+        probe = runner.client.run(_mmapped_alloc)
+        assert all(probe.values()), probe
         got = analyze_set([path], runner=runner, cuts={str(path): cuts}, as_set=False)
         assert runner.tasks >= 7 * 7  # the chunks really went to the cluster
         url = analyze_set([f"file://{path}"], runner=runner, cuts={f"file://{path}": cuts},
                           as_set=False)  # fmt: skip
         got_set = analyze_set(files, runner=runner, chunk_bytes=size // 9)
+        probe = runner.client.run(_mmapped_alloc)
+        assert not any(probe.values()), probe
     assert got.error is None and got.records_read == want.records_read
     assert list(got.records()) == list(want.records())
     assert list(url.records()) == list(want.records())
