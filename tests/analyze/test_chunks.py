@@ -240,3 +240,32 @@ def test_no_boundary_four_bytes_into_a_header(tmp_path: Path) -> None:
     for c in range(100, 76 * 300, 7):
         chunks = plan(path, cuts=[c])
         assert all(ch.start in true for ch in chunks), c
+
+
+def test_quick_scan_defers_to_the_full_window(tmp_path: Path) -> None:
+    """Records of 36 kB whose payload is itself a run of small consistent
+    record headers.  From a true record start, 16 true records run far past
+    the quick scan's 64 kB while the payload's fake chain right after it
+    fits: the quick scan must not take the fake chain while the earlier,
+    true one is undecided.  Everywhere, the answer is the full search's."""
+    from finwait.analyze import chunks as ch
+
+    body = b"".join(struct.pack("<IIII", 1_780_000_000, k, 20, 20) + bytes(20)
+                    for k in range(1000))  # fmt: skip
+    rec = len(body) + 16
+    recs = [struct.pack("<IIII", 1_780_000_001, k, len(body), len(body)) + body
+            for k in range(40)]  # fmt: skip
+    path = tmp_path / "big.pcap"
+    head = struct.pack("<IHHiIII", 0xA1B2C3D4, 2, 4, 0, 0, 65535, 1)
+    path.write_bytes(head + b"".join(recs))
+    info = ch._header(str(path))
+    assert info is not None
+    kind, header, limit = info
+    for k in (1, 2, 7, 20):
+        for off in (24 + rec * k, 24 + rec * k - 10, 24 + rec * k + 5_000):
+            got = ch.find_boundary(str(path), off, kind, header, limit, 1_780_000_000)
+            full = ch._scan(str(path), off, 1 << 30, ch.WINDOW, kind, header, limit,
+                            1_780_000_000)  # fmt: skip
+            assert got == full[1], (off, got, full)
+            if off <= 24 + rec * k:
+                assert got == 24 + rec * k
