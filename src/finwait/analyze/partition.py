@@ -30,6 +30,10 @@ instead of 144); packets never do.
 from __future__ import annotations
 
 import dataclasses
+import os
+import pickle
+import queue
+import struct
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field, fields
@@ -374,26 +378,33 @@ def process_runner(n: int) -> Runner:
     ``p``, ``p + n``, ``p + 2n`` ... (a round ahead of its fold), sends
     piece ``q`` of each to worker ``q`` and keeps piece ``p``; it folds piece
     ``p`` of every chunk, in order, into its tracker.  Only pieces (compact
-    columns) and, at the end, the partitions' trackers travel; the merge
-    runs here."""
+    columns, as raw bytes on a pipe per pair of workers: :func:`_send`) and,
+    at the end, the partitions' trackers travel; the merge runs here."""
 
     def run(chunks: list[Chunk], file_of: list[int], zeek_timeouts: bool,
             done: ChunkDone | None) -> Partial | None:  # fmt: skip
         import multiprocessing as mp
 
         ctx = mp.get_context()
-        inboxes = [ctx.Queue() for _ in range(n)]
+        # pipes[q][p]: worker q's pieces for worker p (read end, write end)
+        pipes = [[ctx.Pipe(duplex=False) if q != p else None for p in range(n)]
+                 for q in range(n)]  # fmt: skip
         events = ctx.Queue()
         procs = [
             ctx.Process(
                 target=_peer,
-                args=(p, n, chunks, file_of, zeek_timeouts, inboxes, events),
+                args=(p, n, chunks, file_of, zeek_timeouts, pipes, events),
                 daemon=True,
             )
             for p in range(n)
         ]
         for pr in procs:
             pr.start()
+        for row in pipes:
+            for pair in row:
+                if pair is not None:
+                    pair[0].close()
+                    pair[1].close()
         parts: dict[int, Partial] = {}
         failed = False
         try:
@@ -418,11 +429,95 @@ def process_runner(n: int) -> Runner:
     return run
 
 
+# -- pieces between worker processes -------------------------------------------
+#
+# A piece goes as a small pickled header (its chunk, record count, tunnel
+# stacks, counters, error, and each column's dtype and shape) followed by
+# each column's bytes, written straight from the arrays and read straight
+# into new ones (os.write / os.readv): no pickling of the columns, no
+# intermediate copies.  Each destination has its own sender thread, so a
+# worker never waits for a peer to read before it goes on decoding and
+# folding, and a slow reader holds up only the pieces meant for it.
+
+
+def _wire(piece: Piece) -> tuple[bytes, list[npt.NDArray[Any]]]:
+    """A piece's header and its columns in compact dtypes, each the
+    concatenation of the piece's batches."""
+    cols = piece.cols
+    frame_dt = np.uint32 if piece.records < (1 << 32) else np.int64
+    arrays: list[npt.NDArray[Any]] = []
+    if cols:
+        for name in _NAMES:
+            dt = frame_dt if name == "frame" else _DTYPES[name]
+            parts = [getattr(c, name) for c in cols]
+            arrays.append(np.concatenate(parts, dtype=dt, casting="unsafe")
+                          if len(parts) > 1 else parts[0].astype(dt))  # fmt: skip
+    shapes = [(a.dtype.str, a.shape) for a in arrays]
+    meta = (piece.index, piece.records, piece.stacks, piece.drops, piece.error, shapes)
+    return pickle.dumps(meta, protocol=pickle.HIGHEST_PROTOCOL), arrays
+
+
+def _write(fd: int, data: Any) -> None:
+    view = memoryview(data).cast("B")
+    while view.nbytes:
+        view = view[os.write(fd, view) :]
+
+
+def _read(fd: int, into: Any) -> None:
+    view = memoryview(into).cast("B")
+    while view.nbytes:
+        got = os.readv(fd, [view])
+        if not got:
+            raise EOFError("a peer closed its pipe")
+        view = view[got:]
+
+
+def _sender(fd: int, todo: queue.Queue[Piece | None]) -> None:
+    while (piece := todo.get()) is not None:
+        head, arrays = _wire(piece)
+        _write(fd, struct.pack("<Q", len(head)))
+        _write(fd, head)
+        for a in arrays:
+            if a.nbytes:
+                _write(fd, np.ascontiguousarray(a))
+
+
+def _receive(fd: int) -> Piece:
+    size = bytearray(8)
+    _read(fd, size)
+    head = bytearray(struct.unpack("<Q", size)[0])
+    _read(fd, head)
+    index, records, stacks, drops, error, shapes = pickle.loads(head)
+    piece = Piece(index, records, stacks, drops=drops, error=error)
+    if shapes:
+        arrays = []
+        for dt, shape in shapes:
+            a = np.empty(shape, dtype=np.dtype(dt))
+            if a.nbytes:
+                _read(fd, a)
+            arrays.append(a)
+        cols: list[Any] = [a if k == "ts" else a.astype(np.int64)
+                           for k, a in zip(_NAMES, arrays, strict=True)]  # fmt: skip
+        piece.cols = [TcpColumns(*cols)]
+    return piece
+
+
 def _peer(p: int, n: int, chunks: list[Chunk], file_of: list[int], zeek_timeouts: bool,
-          inboxes: list[Any], events: Any) -> None:  # fmt: skip
+          pipes: list[list[Any]], events: Any) -> None:  # fmt: skip
+    import threading
+
     try:
         folder = Folder(file_of, zeek_timeouts)
         own = list(range(p, len(chunks), n))
+        outboxes: dict[int, queue.Queue[Piece | None]] = {}
+        threads = []
+        for q in range(n):
+            if q != p:
+                outboxes[q] = queue.Queue()
+                t = threading.Thread(target=_sender, args=(pipes[p][q][1].fileno(), outboxes[q]),
+                                     daemon=True)  # fmt: skip
+                t.start()
+                threads.append(t)
         k = 0
         held: dict[int, Piece] = {}
         for i in range(len(chunks)):
@@ -430,20 +525,23 @@ def _peer(p: int, n: int, chunks: list[Chunk], file_of: list[int], zeek_timeouts
             # chunk i has already sent every own chunk up to i + n.
             while k < len(own) and own[k] <= i + n:
                 pieces = decode_split(chunks[own[k]], n)
-                for q in range(n):
-                    if q != p:
-                        inboxes[q].put(pieces[q].pack())
+                for q, box in outboxes.items():
+                    box.put(pieces[q])
                 held[own[k]] = pieces[p]
                 k += 1
-            while i not in held:
-                got: Piece = inboxes[p].get()
-                held[got.index] = got
-            folder.fold(held.pop(i))
+            # Chunk i's piece comes from its decoder, whose pieces for this
+            # worker arrive in chunk order on their own pipe.
+            piece = held.pop(i) if i in held else _receive(pipes[i % n][p][0].fileno())
+            folder.fold(piece)
             if folder.error is not None:
                 events.put(("error", p, folder.error))
                 return
             if p == 0:
                 events.put(("chunk", p, i))
+        for box in outboxes.values():
+            box.put(None)
+        for t in threads:
+            t.join()
         events.put(("done", p, folder.result()))
     except BaseException as exc:  # reported, so the caller falls back
         events.put(("crash", p, repr(exc)))
