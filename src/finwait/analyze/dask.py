@@ -2,20 +2,27 @@
 on a cluster (``tcp://HOST:PORT``, a running ``dask scheduler``) or on a
 LocalCluster of this machine (``local`` or ``local:N`` workers).
 
-The graph, for ``n`` workers and chunks ``0 .. C - 1``:
+The graph, for ``n`` workers and chunks ``0 .. C - 1`` (``1 + 2n`` tasks a
+chunk):
 
 - ``split-i``: read, decode and split chunk ``i`` into ``n`` compact pieces
-  (any worker: it opens the file itself, through fsspec for a URL);
+  on worker ``i mod n`` (loosely: another worker may take it), which opens
+  the file itself, through fsspec for a URL; ``n`` getitem tasks name its
+  pieces;
 - ``fold-p-i``: fold piece ``p`` of chunk ``i`` into partition ``p``'s
-  tracker, after ``fold-p-(i-1)``; all of partition ``p``'s folds are pinned
-  to worker ``p``, so its tracker never moves; piece ``p`` of each chunk is
-  what travels (about 70 bytes a segment);
-- ``split-i`` waits for the folds of chunk ``i - 2n`` (a few bytes of
-  token), so at most ``2n`` chunks' pieces exist at once: memory on each
-  worker is bounded by the chunk size (and its own connections), not by the
-  file size;
-- the partitions' results are merged as a tree (``merge``: ``log2 n``
-  levels), and only the final merge comes back to this process.
+  tracker, after ``fold-p-(i-1)``, on worker ``p``.  The tracker is that
+  worker's state for the run (:data:`_FOLDERS`), never a task's result:
+  a fold returns the chunk's index, so results stay immutable, the chain
+  travels as a few bytes, and a fold run again for a chunk already folded
+  is a no-op (retry-safe); piece ``p`` of each chunk is what travels
+  (about 70 bytes a segment);
+- ``split-i`` also waits for the folds of chunk ``i - 2n`` (their
+  indices), so at most ``2n`` chunks' pieces exist at once: memory on
+  each worker is bounded by the chunk size (and its own connections), not
+  by the file size;
+- ``result-p`` takes partition ``p``'s tracker out of its worker; the
+  results are merged as a tree (``merge``: ``log2 n`` levels), and only the
+  final merge comes back to this process.
 
 On a terminal, Dask's own progress bar (``distributed.progress``) runs on
 stderr.  Needs ``pip install 'finwait[dask]'``.
@@ -39,7 +46,7 @@ from types import TracebackType
 from typing import Any
 
 from .chunks import Chunk
-from .partition import ChunkDone, Folder, Partial, Piece, decode_split, fold, merge, result, tree
+from .partition import ChunkDone, Folder, Partial, Piece, decode_split, merge, tree
 
 _MALLOC_SET = False
 M_TRIM_THRESHOLD, M_MMAP_THRESHOLD = -1, -3  # glibc's mallopt() parameters
@@ -62,23 +69,37 @@ def _malloc() -> None:
     mallopt(M_TRIM_THRESHOLD, 64 << 20)
 
 
+# A worker's partitions, by (run, partition): the trackers the folds feed.
+_FOLDERS: dict[tuple[str, int], Folder] = {}
+
+
 def _split(chunk: Chunk, n: int, *after: int) -> list[Piece]:
     _malloc()
     return decode_split(chunk, n, pack=True)
 
 
-def _folder(file_of: list[int], zeek_timeouts: bool) -> Folder:
+def _start(run: str, p: int, file_of: list[int], zeek_timeouts: bool) -> int:
     _malloc()
-    return Folder(file_of, zeek_timeouts)
+    _FOLDERS[run, p] = Folder(file_of, zeek_timeouts)
+    return -1
 
 
-def _fold(folder: Folder, piece: Piece) -> Folder:
-    _malloc()
-    return fold(folder, piece)
+def _fold(run: str, p: int, _prev: int, piece: Piece) -> int:
+    """Fold ``piece`` into the run's partition ``p`` on this worker; its
+    chunk's index.  A piece already folded (a task run again) is skipped."""
+    folder = _FOLDERS[run, p]
+    if piece.index >= folder.next:
+        folder.fold(piece)
+    return piece.index
 
 
-def _token(_folder: Folder) -> int:
-    return 0
+def _result(run: str, p: int, _last: int) -> Partial:
+    return _FOLDERS.pop((run, p)).result()
+
+
+def _forget(run: str) -> None:
+    for key in [k for k in _FOLDERS if k[0] == run]:
+        del _FOLDERS[key]
 
 
 class DaskRunner(AbstractContextManager["DaskRunner"]):
@@ -99,10 +120,23 @@ class DaskRunner(AbstractContextManager["DaskRunner"]):
             # No dashboard (nobody looks at it; it warns when 8787 is taken),
             # and the workers' shutdown noise (a heartbeat to a scheduler
             # already gone) kept off stderr.
-            self.cluster = dd.LocalCluster(
-                n_workers=n, threads_per_worker=1, processes=True, dashboard_address=":0",
-                scheduler_kwargs={"dashboard": False}, silence_logs=logging.CRITICAL,
-            )  # fmt: skip
+            import multiprocessing
+
+            import dask
+
+            # Workers forked from this process (it has imported numpy and
+            # finwait already: no second start-up of 0.6 s CPU per worker),
+            # and without Dask's sampling profiler (a thread walking the
+            # task's stack every 10 ms).
+            fork = "fork" in multiprocessing.get_all_start_methods()
+            with dask.config.set({
+                "distributed.worker.multiprocessing-method": "fork" if fork else "spawn",
+                "distributed.worker.profile.enabled": False,
+            }):  # fmt: skip
+                self.cluster = dd.LocalCluster(
+                    n_workers=n, threads_per_worker=1, processes=True, dashboard_address=":0",
+                    scheduler_kwargs={"dashboard": False}, silence_logs=logging.CRITICAL,
+                )  # fmt: skip
             self.client = dd.Client(self.cluster)
         else:
             self.client = dd.Client(address, timeout=30)
@@ -113,33 +147,40 @@ class DaskRunner(AbstractContextManager["DaskRunner"]):
     def __call__(
         self, chunks: list[Chunk], file_of: list[int], zeek_timeouts: bool, done: ChunkDone | None
     ) -> Partial | None:
+        import uuid
+
         c = self.client
         n, addrs = self.workers, self.addrs or [None]
         ahead = 2 * n
+        run = uuid.uuid4().hex
 
         def on(p: int) -> dict[str, Any]:
             return {"workers": [addrs[p]], "allow_other_workers": False, "pure": False}
 
-        folders = [c.submit(_folder, file_of, zeek_timeouts, **on(p)) for p in range(n)]
-        tokens: list[list[Any]] = []
+        last = [c.submit(_start, run, p, file_of, zeek_timeouts, **on(p)) for p in range(n)]
+        folds: list[list[Any]] = []
         for i, chunk in enumerate(chunks):
-            after = tokens[i - ahead] if i >= ahead else []
-            sp = c.submit(_split, chunk, n, *after, pure=False)
+            after = folds[i - ahead] if i >= ahead else []
+            sp = c.submit(_split, chunk, n, *after, workers=[addrs[i % n]],
+                          allow_other_workers=True, pure=False)  # fmt: skip
             for p in range(n):
                 piece = c.submit(operator.getitem, sp, p, pure=False)
-                folders[p] = c.submit(_fold, folders[p], piece, **on(p))
-            tokens.append([c.submit(_token, folders[p], **on(p)) for p in range(n)])
-        parts = [c.submit(result, folders[p], **on(p)) for p in range(n)]
+                last[p] = c.submit(_fold, run, p, last[p], piece, **on(p))
+            folds.append(list(last))
+        parts = [c.submit(_result, run, p, last[p], **on(p)) for p in range(n)]
         final = tree(parts, lambda a, b: c.submit(merge, a, b, pure=False))
-        self.tasks += len(chunks) * (1 + 3 * n) + 2 * n - 1
-        if self.progress:
-            import importlib
+        self.tasks += len(chunks) * (1 + 2 * n) + 2 * n + n - 1
+        try:
+            if self.progress:
+                import importlib
 
-            progress: Any = importlib.import_module("distributed").progress
-            with redirect_stdout(sys.stderr):  # stdout may be the JSON Lines
-                progress(final)
-                sys.stderr.write("\n")
-        got: Partial = final.result()
+                progress: Any = importlib.import_module("distributed").progress
+                with redirect_stdout(sys.stderr):  # stdout may be the JSON Lines
+                    progress(final)
+                    sys.stderr.write("\n")
+            got: Partial = final.result()
+        finally:
+            c.run(_forget, run)
         if done is not None and chunks:
             done(len(chunks) - 1)
         return None if got.error is not None else got

@@ -214,14 +214,6 @@ class Folder:
                        self.tunnels.stacks, self.error)  # fmt: skip
 
 
-def fold(folder: Folder, piece: Piece) -> Folder:
-    return folder.fold(piece)
-
-
-def result(folder: Folder) -> Partial:
-    return folder.result()
-
-
 # -- the merge ---------------------------------------------------------------
 
 # Tracker attributes that only matter while packets are still added.
