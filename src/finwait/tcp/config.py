@@ -57,6 +57,10 @@ class Config:
     rack: bool = False
     tlp: bool = False
     prr: bool = False
+    # Grow cwnd only while it is used (Linux tcp_is_cwnd_limited(), LX-16):
+    # a burst filled it this round, or, in slow start, it is below twice the
+    # most segments out.  Off: every ACK of new data grows it (RFC 5681).
+    cwnd_validate: bool = False
     # Linux's segment test (tcp_sequence(), tcp_data_queue()) where a segment
     # reaches past the right edge of the receive window.  RFC 9293
     # §3.10.7.4 accepts the part in the window and trims the rest (SA-1.5).
@@ -98,6 +102,7 @@ class Config:
             "rack": True,
             "tlp": True,
             "prr": True,
+            "cwnd_validate": True,
         }
         base.update(changes)
         return cls(**base)  # type: ignore[arg-type]

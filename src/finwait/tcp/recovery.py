@@ -191,6 +191,25 @@ class Recovery(TcbCore):
         else:
             cc.on_full_ack(seqnum.sub(self.snd_max, ack))
 
+    def _validate_cwnd(self, nxt: int) -> None:
+        """After a burst, Linux's record of the window's use (LX-16,
+        tcp_cwnd_validate()): for the round (until SND.UNA reaches the SND.NXT
+        noted), whether a burst filled cwnd, else the most segments out."""
+        smss, rack = self.smss, self._rack
+        out = -(-((nxt - self.snd_una) & MASK) // smss)
+        filled = (rack.pipe() if rack is not None else out) >= self.cc.cwnd // smss
+        was, most, end = self._cwnd_use
+        if not _lt(self.snd_una, end) or filled or (not was and out > most):
+            self._cwnd_use = (filled, out, nxt)
+
+    def _cwnd_used(self) -> bool:
+        """Whether an ACK may grow cwnd (tcp_is_cwnd_limited()): the window
+        was filled this round or, in slow start, is below twice the most
+        segments out; always without Config.cwnd_validate."""
+        filled, most, _ = self._cwnd_use
+        cc = self.cc
+        return filled or (cc.cwnd < cc.ssthresh and cc.cwnd // self.smss < 2 * most)
+
     # -- RACK-TLP (RFC 8985) and PRR (RFC 6937), the Linux profile ----------
 
     def _rack_ack(self, seg: Segment, new_ack: bool, acked: int, now: float) -> None:
@@ -225,7 +244,7 @@ class Recovery(TcbCore):
         if cc.in_recovery:
             if delivered:
                 self._recovery_cwnd(delivered, new_ack, newly_lost)
-        elif new_ack and not exited:
+        elif new_ack and not exited and self._cwnd_used():
             # Byte counting counts what this ACK newly delivered: bytes SACKed
             # before count once, when SACKed (Linux: acked_sacked).
             cc.on_new_ack(rack.delivered_bytes if sacked_before else acked)

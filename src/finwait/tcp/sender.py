@@ -101,6 +101,7 @@ class Sender(Recovery):
         self._persist_backoff = 0
         self._ts_offset = ts_offset & MASK
         self._rack = None  # made when SACK is agreed and Config.rack is on (tcb._negotiated)
+        self._cwnd_use = (True, 0, iss)  # Config.cwnd_validate: (filled, most out, round end)
 
     def _emit_syn(self, now: float, ack: bool, send: bool = True) -> None:
         """SYN or SYN,ACK at ISS with our options (§3.7.1, RFC 7323, RFC 2018).
@@ -246,6 +247,8 @@ class Sender(Recovery):
             self._pingpong = True
         self.snd_nxt = nxt
         self._last_send = now
+        if self.config.cwnd_validate:
+            self._validate_cwnd(nxt)
         at = self.timers.at  # _arm_rexmit and cancel(PERSIST), written out
         if at[RETRANSMIT] is None:
             at[RETRANSMIT] = self._rto_at(now)
@@ -466,7 +469,7 @@ class Sender(Recovery):
         if cc.in_recovery:
             if self._rack is None:
                 self._newreno_ack(ack, acked, now)
-        elif self._rack is None:
+        elif self._rack is None and self._cwnd_used():
             cc.on_new_ack(acked)
         cc.dupacks = 0
         # RFC 6298 §5.2/§5.3: stop the timer when all is acked, else restart.

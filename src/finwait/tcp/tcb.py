@@ -57,7 +57,7 @@ SENDER_SLOTS = (
     "iss", "snd_una", "snd_nxt", "snd_max", "snd_wnd", "snd_wl1", "snd_wl2", "snd_up",
     "max_snd_wnd", "smss", "_send_size", "peer_mss", "snd_wscale", "snd_wscale_offered", "_sndbuf",
     "_snd_base", "_fin_seq", "cc", "rtt", "_rtt_seq", "_rtt_start", "_sb", "_high_rxt",
-    "_retries", "_last_send", "_persist_backoff", "_ts_offset", "_rack",
+    "_retries", "_last_send", "_persist_backoff", "_ts_offset", "_rack", "_cwnd_use",
 )  # fmt: skip
 RECEIVER_SLOTS = (
     "irs", "rcv_nxt", "rcv_up", "_rcv_adv", "rcv_wscale", "_offer_wscale", "_sws_step",
@@ -139,6 +139,7 @@ class TcbCore:
     _rtt_start: float
     _sb: Scoreboard | None  # what the peer SACKed (made on first use)
     _rack: Rack | None  # transmit log, RACK-TLP and PRR (rack.py): SACK and Config.rack
+    _cwnd_use: tuple[bool, int, int]  # Config.cwnd_validate: (filled, most out, round end)
     _high_rxt: int  # RFC 6675 HighRxt: the end of the last retransmission in recovery
     _retries: int
     _last_send: float
