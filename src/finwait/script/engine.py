@@ -34,6 +34,7 @@ from .runner import (
     CallResult,
 )
 from .sndbuf import SendQueue, size_goal, tso_piece, writable
+from .tcpinfo import engine_tcp_info
 
 # Linux's values, so that scripts may write either the name or the number.
 CONSTANTS: dict[str, int] = {
@@ -162,6 +163,7 @@ class EngineTarget:
         self.profile = profile
         self.base_config = config or script_config(profile)
         self.min_tso_segs = 2  # net.ipv4.tcp_min_tso_segs
+        self.under_test: Connection | None = None  # whose tcp_info %{ }% blocks see
         self.host = Host([self.local_addr], self.base_config, syncookies=True)
         self.t = 0.0
         self.out: deque[tuple[float, Segment]] = deque()
@@ -248,6 +250,12 @@ class EngineTarget:
 
     def close(self) -> None:
         pass
+
+    def tcp_info(self) -> dict[str, int] | None:
+        """``struct tcp_info`` of the connection under test (the last one
+        accepted or connected): the fields the engine keeps (tcpinfo.py)."""
+        conn = self.under_test
+        return None if conn is None else engine_tcp_info(conn)
 
     # ------------------------------------------------------------------
     # Socket calls
@@ -347,6 +355,7 @@ class EngineTarget:
             child.sendq = SendQueue(sock.sendq.sndbuf)
         self.socks[fd] = child
         self.by_conn[conn] = child
+        self.under_test = conn
         if conn.state is State.CLOSED:
             child.error = "ECONNRESET" if conn.reset_received else None
         return CallResult(fd)
@@ -365,6 +374,7 @@ class EngineTarget:
                 self.host.config = saved
             sock.conn = conn
             self.by_conn[conn] = sock
+            self.under_test = conn
             self._drain()
             if sock.nonblock:
                 raise _Fail("EINPROGRESS")

@@ -40,6 +40,7 @@ from ..wire.segment import Segment
 from .engine import CONSTANTS, const
 from .model import Array, ScriptError, Struct, Syscall
 from .runner import DEFAULT_BIND_PORT, LOCAL_V4, LOCAL_V6, REMOTE_V4, REMOTE_V6, CallResult
+from .tcpinfo import kernel_tcp_info
 
 ETH_P_ALL = 0x0003  # linux/if_ether.h
 SO_TIMESTAMPNS = 35  # asm-generic/socket.h
@@ -107,6 +108,7 @@ class KernelTarget:
             raise ScriptError(f"kernel target unavailable: {exc}", 0, path) from None
         self.record: list[tuple[float, Segment, bool]] = []
         self._cc_refused: str | None = None  # the namespace's default, if not DEFAULT_CC
+        self._under_test: socket.socket | None = None  # whose tcp_info %{ }% blocks see
         self.socks: dict[int, socket.socket] = {}
         self._closed = False
         self._stop = threading.Event()
@@ -261,6 +263,18 @@ class KernelTarget:
             raise ScriptError(f"command failed ({proc.returncode}): {text!r}"
                               + (f": {err[-1]}" if err else ""), line, self.path)  # fmt: skip
 
+    def tcp_info(self) -> dict[str, int] | None:
+        """``getsockopt(TCP_INFO)`` of the connection under test (the last
+        one accepted or connected)."""
+        sock = self._under_test
+        if sock is None:
+            return None
+        try:
+            raw = sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_INFO, 256)
+        except OSError:
+            return None
+        return kernel_tcp_info(raw)
+
     def close(self) -> None:
         if self._closed:
             return
@@ -367,12 +381,14 @@ class KernelTarget:
         while num in self.socks:
             num += 1
         self.socks[num] = child
+        self._under_test = child
         return CallResult(num)
 
     _sys_accept4 = _sys_accept
 
     def _sys_connect(self, call: Syscall, line: int, _: object) -> CallResult:
-        err = self._sock(call, line).connect_ex((self.remote_addr, DEFAULT_BIND_PORT))
+        self._under_test = sock = self._sock(call, line)
+        err = sock.connect_ex((self.remote_addr, DEFAULT_BIND_PORT))
         if err:
             return CallResult(-1, errno_mod.errorcode.get(err, str(err)))
         return CallResult(0)

@@ -4,7 +4,7 @@ A script is a list of options (``--name=value`` lines), an optional init and
 cleanup shell command, and a list of events; each event has the line it was
 written on, a time specification and one action: a TCP segment to inject
 (``<``) or to expect (``>``), a socket call with its expected result, a shell
-command, or a ``%{ }%`` code block (which finwait does not run).
+command, or a ``%{ }%`` code block (tcp_info assertions, ``tcpinfo.py``).
 """
 
 from __future__ import annotations
@@ -122,7 +122,7 @@ class Command:
 
 @dataclass(frozen=True, slots=True)
 class Code:
-    """A ``%{ }%`` block: reported as skipped, never run."""
+    """A ``%{ }%`` block: assertions on tcp_info (``tcpinfo.py``)."""
 
     text: str
 

@@ -37,6 +37,7 @@ from .model import (
     ScriptError,
     Syscall,
 )
+from .tcpinfo import AssertionFailed, Unsupported, run_block
 
 MASK = 0xFFFFFFFF
 LOCAL_V4, REMOTE_V4 = "198.18.0.1", "198.18.0.2"
@@ -82,6 +83,8 @@ class Target(Protocol):
     def start_call(self, call: Syscall, line: int, may_block: bool) -> None: ...
     def call_result(self, wait_until: float | None) -> tuple[float, CallResult] | None: ...
     def run_command(self, text: str, line: int) -> None: ...
+
+    def tcp_info(self) -> dict[str, int] | None: ...
     def close(self) -> None: ...
 
 
@@ -215,6 +218,7 @@ class Runner:
         # A blocking call under way: its event, when it started, when it must return.
         self.pending: tuple[Event, float, float] | None = None
         self._held: list[tuple[float, Segment]] = []  # read ahead while merging a burst
+        self.code_names: dict[str, object] = {}  # what %{ }% blocks assign, block to block
 
     def _opt_line(self, prefix: str) -> int:
         for key, _, line in self.script.options:
@@ -272,8 +276,7 @@ class Runner:
         act = ev.action
         lo, hi = self._when(ev)
         if isinstance(act, Code):
-            self.outcome.skipped.append(ev.line)
-            self.log(ev.line, None, "%{ }% block skipped")
+            self._code(ev, act, lo)
             return
         if isinstance(act, Packet) and act.direction == ">":
             self._outbound(ev, act, lo, hi)
@@ -288,6 +291,27 @@ class Runner:
             self.target.run_command(act.text, ev.line)
         else:
             self._syscall(ev, act, t)
+        self.last_time = t
+
+    def _code(self, ev: Event, act: Code, lo: float | None) -> None:
+        """A ``%{ }%`` block, at its time, on the connection's tcp_info
+        (``tcpinfo.py``); one this runner cannot evaluate, or one naming a
+        field the target does not report, is skipped and listed."""
+        t = lo if lo is not None else self.target.now()
+        self.target.advance(t)
+        info = self.target.tcp_info()
+        try:
+            if info is None:
+                raise Unsupported("no connection")
+            run_block(act.text, info, self.code_names)
+        except Unsupported as exc:
+            self.outcome.skipped.append(ev.line)
+            self.log(ev.line, t, f"%{{ }}% block skipped ({exc})")
+        except AssertionFailed as exc:
+            raise Mismatch(ev.line, "tcp_info assertion failed", act.text.strip(),
+                           str(exc)) from None  # fmt: skip
+        else:
+            self.log(ev.line, t, "%{ }% block holds")
         self.last_time = t
 
     # ------------------------------------------------------------------
