@@ -269,3 +269,27 @@ def test_quick_scan_defers_to_the_full_window(tmp_path: Path) -> None:
             assert got == full[1], (off, got, full)
             if off <= 24 + rec * k:
                 assert got == 24 + rec * k
+
+
+def test_partition_hash_uses_every_address_bit() -> None:
+    """IPv6 clients that differ only above their low 32 bits (one /64 per
+    site, the same interface id) spread over the partitions, the same for
+    both directions of a connection."""
+    import numpy as np
+
+    from finwait.analyze.partition import partition_of
+    from finwait.capture.decode import TcpColumns
+
+    k = 64
+    cli = np.array([[0x20010DB8, site, 0, 1] for site in range(k)], dtype=np.int64)
+    srv = np.tile(np.array([0x20010DB8, 0xFFFF, 0, 2], dtype=np.int64), (k, 1))
+    z = np.zeros(k, dtype=np.int64)
+    sport, dport = np.full(k, 40000), np.full(k, 443)
+
+    def cols(src, dst, sp, dp):  # type: ignore[no-untyped-def]
+        return TcpColumns(z, z.astype(float), src, dst, sp, dp, z, z, z, z, z, z)
+
+    there = partition_of(cols(cli, srv, sport, dport), 2)
+    back = partition_of(cols(srv, cli, dport, sport), 2)
+    assert (there == back).all()
+    assert 16 <= int(there.sum()) <= k - 16, there

@@ -65,13 +65,13 @@ FOLD_BATCH = 1 << 15  # segments a tracker takes at a time
 
 def partition_of(cols: TcpColumns, n: int) -> I64:
     """Each segment's partition, 0 .. n - 1: a multiplicative hash of the
-    sum of both endpoints' low address words and ports, the same for both
-    directions.  (Only the low 32 bits of an address count: IPv6 peers
-    that differ only above them share a partition, which costs balance,
-    never exactness.)"""
+    sum of both endpoints' address words (all four: IPv6 peers that differ
+    only in their high bits spread too) and ports, the same for both
+    directions."""
     if n == 1:
         return np.zeros(len(cols), dtype=np.int64)
-    a = cols.src[:, 3] + cols.dst[:, 3] + cols.sport + cols.dport
+    w = cols.src + cols.dst  # (column by column: 5x faster than .sum(axis=1))
+    a = w[:, 0] + w[:, 1] + w[:, 2] + w[:, 3] + cols.sport + cols.dport
     with np.errstate(over="ignore"):
         h = (a.view(np.uint64) * np.uint64(0x9E3779B97F4A7C15)) >> np.uint64(32)
     out: I64 = (h % np.uint64(n)).astype(np.int64)
