@@ -30,6 +30,12 @@ def test_assert_assign_and_print() -> None:
             "assert tcpi_snd_cwnd == 10, 'cwnd=%d' % tcpi_snd_cwnd", {"tcpi_snd_cwnd": 12}, {}
         )
     run_block("assert tcpi_snd_cwnd == 10, \\\n  tcpi_snd_cwnd", {"tcpi_snd_cwnd": 10}, {})
+    # One statement a line, however the lines are indented after "%{".
+    run_block(
+        "assert tcpi_sacked == 3\n      assert tcpi_lost == 4",
+        {"tcpi_sacked": 3, "tcpi_lost": 4},
+        {},
+    )
 
 
 @pytest.mark.parametrize(

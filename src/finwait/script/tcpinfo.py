@@ -106,8 +106,9 @@ def _statement(st: ast.stmt, names: dict[str, Any]) -> None:
 def parse(code: str) -> list[ast.stmt]:
     """The block's statements (``\\`` line continuations as packetdrill's);
     Unsupported if it is not Python."""
-    try:
-        return ast.parse(code.replace("\\\n", " ").strip()).body
+    lines = code.replace("\\\n", " ").splitlines()
+    try:  # no compound statements: each line stands at the left margin
+        return ast.parse("\n".join(line.strip() for line in lines)).body
     except SyntaxError as exc:
         raise Unsupported(f"syntax: {exc.msg}") from None
 
@@ -130,7 +131,8 @@ def engine_tcp_info(conn: Any) -> dict[str, int]:
     counterpart (others are absent, and a block naming one is skipped):
     congestion window and ssthresh in segments (TCP_INFINITE_SSTHRESH before
     any loss), the congestion-avoidance state as Linux names it, segments out,
-    SACKed, lost and retransmitted (RACK's scoreboard, with SACK), RTTs in µs."""
+    SACKed, lost and retransmitted, the reordering degree and how often it
+    was seen (RACK's scoreboard, with SACK), RTTs in µs."""
     cc, rtt, smss = conn.cc, conn.rtt, conn.smss
     rack = conn._rack
     ssthresh = cc.ssthresh // smss if cc.ssthresh < 1 << 30 else CONSTANTS["TCP_INFINITE_SSTHRESH"]
@@ -155,6 +157,8 @@ def engine_tcp_info(conn: Any) -> dict[str, int]:
             tcpi_sacked=rack.sacked_out,
             tcpi_lost=rack.lost_out,
             tcpi_retrans=rack.retrans_out,
+            tcpi_reordering=rack.reordering,
+            tcpi_reord_seen=rack.reord_seen,
         )
     elif not flight:
         info.update(tcpi_unacked=0, tcpi_sacked=0, tcpi_lost=0, tcpi_retrans=0)
