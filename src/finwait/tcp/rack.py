@@ -33,6 +33,7 @@ SACKED = 4
 LOST = 8
 
 DUPTHRESH = 3  # RFC 8985 §6.2 (and Linux tcp_reordering)
+MAX_REORDERING = 300  # Linux net.ipv4.tcp_max_reordering
 TIMEOUT_MIN = 0.002  # Linux TCP_TIMEOUT_MIN: slack added to the reordering timer
 
 
@@ -73,11 +74,14 @@ class Rack:
         "log",
         "loss_high",
         "lost_out",
+        "mss",
         "prior_cwnd",
         "prr_delivered",
         "prr_out",
         "reo_wnd_mult",
         "reo_wnd_persist",
+        "reord_seen",
+        "reordering",
         "reordering_seen",
         "retrans_out",
         "rtt",
@@ -101,6 +105,12 @@ class Rack:
         # Linux's Loss state (go-back-N resends; no probes, no RACK recovery).
         self.loss_high: int | None = None
         self.reordering_seen = False
+        # Linux's tp->reordering (segments; net.ipv4.tcp_reordering, 3, to
+        # start) and tp->reord_seen: how far out of order a delivery came
+        # (tcp_check_sack_reordering()), and how often.
+        self.reordering = DUPTHRESH
+        self.reord_seen = 0
+        self.mss = 1  # the SMSS the records are cut at (sent())
         self.reo_wnd_mult = 1
         self.reo_wnd_persist = 0
         self.dsack_round: int | None = None
@@ -120,6 +130,7 @@ class Rack:
         SACKs them; in recovery PRR counts them (``prr_out``).  Returns the
         number of records."""
         log = self.log
+        self.mss = smss
         n = 1
         while ((end - seq) & MASK) > smss:
             nxt = (seq + smss) & MASK
@@ -205,6 +216,7 @@ class Rack:
         """Drop the records SND.UNA now covers (trim one it covers in part).
         Returns the segments and bytes newly delivered among them."""
         log = self.log
+        prior = self._fack(una) if self.sacked_out else None  # the highest SACKed before
         delivered = 0
         dbytes = 0
         i = 0
@@ -228,14 +240,18 @@ class Rack:
                 self.retrans_out -= 1
             i += 1
         if i:
-            if self.sacked_out and not self.reordering_seen:
+            low = None
+            if prior is not None:
                 # A never-resent segment delivered below one SACKed earlier
                 # arrived out of order (Linux tcp_check_sack_reordering()).
                 for rec in log[:i]:
                     if not rec.flags & (EVER_RETRANS | SACKED):
-                        self.reordering_seen = True
+                        low = rec.seq
                         break
             del log[:i]
+            if low is not None:
+                self.reordering_seen = True
+                self._reordered(low, self._fack(una))
         return delivered, dbytes
 
     def _mark_sacked(
@@ -252,12 +268,8 @@ class Rack:
         log = self.log
         delivered = 0
         dbytes = 0
-        fack: int | None = None  # the highest end SACKed before this ACK
-        if self.sacked_out:
-            for rec in reversed(log):
-                if rec.flags & SACKED:
-                    fack = rec.end
-                    break
+        fack = self._fack(una) if self.sacked_out else None  # the highest SACKed before
+        low: int | None = None  # the lowest newly SACKed below it, never resent
         for left, right in blocks:
             if not (_lt(una, left) and _lt(left, right) and _le(right, snd_max)):
                 continue
@@ -280,7 +292,31 @@ class Rack:
                 self._advance(rec, now, min_rtt)
                 if fack is not None and not f & EVER_RETRANS and _lt(rec.end, fack):
                     self.reordering_seen = True  # SACKed below an earlier SACK
+                    if low is None or _lt(rec.seq, low):
+                        low = rec.seq
+        if low is not None:
+            self._reordered(low, self._fack(una))
         return delivered, dbytes
+
+    def _fack(self, una: int) -> int:
+        """The end of the highest SACKed segment, SND.UNA when none is
+        (Linux tcp_highest_sack_seq())."""
+        for rec in reversed(self.log):
+            if rec.flags & SACKED:
+                return rec.end
+        return una
+
+    def _reordered(self, low: int, fack: int) -> None:
+        """``low`` was delivered after ``fack`` (Linux
+        tcp_check_sack_reordering()): the reordering degree, in segments,
+        grows to cover it."""
+        metric = (fack - low) & MASK
+        if metric >= HALF:
+            return
+        mss = self.mss
+        if metric > self.reordering * mss:
+            self.reordering = min(-(-metric // mss), MAX_REORDERING)
+        self.reord_seen += 1
 
     def _advance(self, rec: Sent, now: float, min_rtt: float | None) -> None:
         """RFC 8985 RACK_update(): take the delivery of ``rec``, unless it

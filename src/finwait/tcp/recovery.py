@@ -33,7 +33,7 @@ from typing import TYPE_CHECKING
 
 from ..wire.segment import ACK, FIN, SYN, Segment
 from . import seqnum
-from .rack import TIMEOUT_MIN
+from .rack import DUPTHRESH, TIMEOUT_MIN
 from .tcb import MASK, TcbCore
 from .timers import LOSS_PROBE, REORDER, RETRANSMIT, tick_expiry
 
@@ -241,13 +241,16 @@ class Recovery(TcbCore):
         newly_lost = self._rack_detect(new_ack, now)
         if newly_lost and not cc.in_recovery:
             self._enter_rack_recovery(now)
+        # Linux tcp_may_raise_cwnd(): an ACK of new data, or any delivery
+        # once reordering is high (LX-17); only while cwnd is used (LX-16).
+        grow = new_ack or (delivered > 0 and rack.reordering > DUPTHRESH)
         if cc.in_recovery:
             if delivered:
                 self._recovery_cwnd(delivered, new_ack, newly_lost)
-        elif new_ack and not exited and self._cwnd_used():
+        elif grow and not exited and self._cwnd_used():
             # Byte counting counts what this ACK newly delivered: bytes SACKed
             # before count once, when SACKed (Linux: acked_sacked).
-            cc.on_new_ack(rack.delivered_bytes if sacked_before else acked)
+            cc.on_new_ack(rack.delivered_bytes if sacked_before or not new_ack else acked)
         if cc.in_recovery or rack.lost_out:
             self._rack_retransmit(now)
         at = self.timers.at
