@@ -60,6 +60,15 @@ LINGER_STATES = frozenset(
     {State.FIN_WAIT_1, State.FIN_WAIT_2, State.CLOSING, State.LAST_ACK, State.TIME_WAIT}
 )
 _MAX_TRACES = 4096  # bound on traces of 4-tuples no connection claimed
+# The secret of the ISNs, timestamp offsets and ports (RFC 6528, RFC 7323
+# §5.4, RFC 6056): one per process, as Linux keeps one per boot, not one per
+# Stack.  A new Stack picks the same ports again, and the kernel still holds
+# the earlier connections of those 4-tuples in TIME-WAIT: it takes a new SYN
+# only if its sequence number and timestamp lie beyond the old connection's
+# (RFC 6191, tcp_timewait_state_process()).  With a key per Stack, half of
+# them did not: the kernel answered the old ACK, we reset it and sent the
+# SYN again a second later.
+_ISN_KEY = os.urandom(16)
 
 Addr = tuple[str, int]
 Handler = Callable[["StreamReader", "StreamWriter"], Awaitable[None]]
@@ -127,7 +136,7 @@ class Stack:
         if offload and cfg.send_size is None:
             # The device segments (TSO): _push builds segments of up to 64 KB.
             cfg = dataclasses.replace(cfg, send_size=GSO_MAX_PAYLOAD)
-        host = Host(addrs, cfg, isn_key=os.urandom(16), name=name)
+        host = Host(addrs, cfg, isn_key=_ISN_KEY, name=name)
         sink = PcapFile(pcap) if pcap else None
         driver = Driver(host, fd, batch=batch, pcap=sink, drop=drop, offload=offload)
         stack = cls(host, driver, record=record)
@@ -675,13 +684,17 @@ async def open_connection(
     *,
     stack: Stack,
     timeout: float | None = None,
+    local_addr: Addr | None = None,
 ) -> tuple[StreamReader, StreamWriter]:
     """Active OPEN to ``host:port``; returns once ESTABLISHED.
 
-    Raises ``ConnectionRefusedError`` when a RST answers the SYN and
-    ``TimeoutError`` when the SYN retransmissions (or ``timeout``) run out.
+    ``local_addr``: ``(address, port)`` to connect from, as asyncio's
+    (``""`` or port 0: the stack picks).  Raises ``ConnectionRefusedError``
+    when a RST answers the SYN and ``TimeoutError`` when the SYN
+    retransmissions (or ``timeout``) run out.
     """
-    conn = stack.host.connect(host, port, stack.now())
+    src, sport = local_addr or ("", 0)
+    conn = stack.host.connect(host, port, stack.now(), src=src or None, sport=sport or None)
     stream = stack._register(conn)
     stack.pump()
     try:
