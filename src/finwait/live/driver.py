@@ -111,6 +111,10 @@ class Driver:
         self._timer_at: float | None = None
         self._pumping = False
         self._closed = False
+        # Packets written so far (pump reads again after a round that wrote).
+        self._written = 0
+        # Read/drain passes per pump (see pump).
+        self.passes = 4
 
     # -- lifecycle --------------------------------------------------------
 
@@ -225,15 +229,26 @@ class Driver:
             # taken now, not after every ready task of the event loop has run
             # (a burst of connections wakes thousands of them, and the TUN's
             # queue overflows meanwhile: docs/live.md, "Under load").
-            self._read_some()
-            if self._closed:
-                return  # the device went away while reading
-            # The one drain loop (finwait.drive), bounded: handlers cannot
-            # make us spin.  after_pump hooks run after every round, the
-            # last (empty) one included.
-            if drain(self.host, self._write, self._dispatch, self.on_state, max_rounds=64):
-                for hook in self.after_pump:
-                    hook()
+            # A TUN write runs the kernel's receive path in the writer's own
+            # system call: its answer (a SYN,ACK, the ACK of our data or of
+            # our FIN, the next data of a bulk transfer) is already queued
+            # when the write returns.  So after any round that wrote, read
+            # again at once, rather than one event-loop wake-up (an epoll
+            # wait, a callback) later for every exchange.  Bounded: the
+            # loop's other callbacks still run under a flood.
+            for _ in range(self.passes):
+                self._read_some()
+                if self._closed:
+                    return  # the device went away while reading
+                written = self._written
+                # The one drain loop (finwait.drive), bounded: handlers cannot
+                # make us spin.  after_pump hooks run after every round, the
+                # last (empty) one included.
+                if drain(self.host, self._write, self._dispatch, self.on_state, max_rounds=64):
+                    for hook in self.after_pump:
+                        hook()
+                if self._written == written:
+                    break
         finally:
             self._pumping = False
         self._rearm()
@@ -286,6 +301,7 @@ class Driver:
                 self.counters[
                     f"tun write error {errno.errorcode.get(exc.errno or 0, exc.errno)}"
                 ] += 1
+        self._written += n
         self.counters["packets out"] += n
         if supers:
             self.counters["super-packets out"] += supers
