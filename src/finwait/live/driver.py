@@ -322,15 +322,19 @@ class Driver:
         self.counters["packets out"] += 1
 
     def _rearm(self) -> None:
+        """Make the one timer fire by the Host's next deadline.  A timer armed
+        earlier than that stays: it fires, finds nothing due (or something
+        due by then) and re-arms — rather than a cancel and a new handle in
+        the loop's heap every time a connection moves its deadline later
+        (each new connection, each ACK that restarts a retransmission timer)."""
         deadline = self.host.next_deadline()
-        if deadline == self._timer_at:
+        at = self._timer_at
+        if deadline is None or (at is not None and at <= deadline):
             return
         if self._timer is not None:
             self._timer.cancel()
-            self._timer = None
         self._timer_at = deadline
-        if deadline is not None:
-            self._timer = self.loop.call_at(deadline, self._on_timer)
+        self._timer = self.loop.call_at(deadline, self._on_timer)
 
     def stats(self) -> dict[str, Any]:
         return {"driver": dict(self.counters), "host": dict(self.host.counters)}

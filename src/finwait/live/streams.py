@@ -226,7 +226,8 @@ class Stack:
                 server.accept_dead(conn, entry[1])
 
     def _register(self, conn: Connection, events: list[Event] | None = None) -> _Stream:
-        stream = _Stream(self, conn, self._trace_for(conn))
+        # Not recording: the (empty) trace is made only if someone asks.
+        stream = _Stream(self, conn, self._trace_for(conn) if self.record else None)
         self._streams[id(conn)] = stream
         conn_events = self._stash.pop(id(conn), None)
         if conn_events is not None:
@@ -294,11 +295,11 @@ class Stack:
 class _Stream:
     """The state shared by one connection's reader and writer."""
 
-    def __init__(self, stack: Stack, conn: Connection, trace: Trace) -> None:
+    def __init__(self, stack: Stack, conn: Connection, trace: Trace | None) -> None:
         self.stack = stack
         self.conn = conn
         self.key = (*conn.local, *conn.remote)
-        self.trace = trace
+        self._trace = trace
         loop = asyncio.get_running_loop()
         self.connected: asyncio.Future[None] = loop.create_future()
         self.done: asyncio.Future[None] = loop.create_future()
@@ -316,12 +317,24 @@ class _Stream:
         self._readable = asyncio.Event()
         self._writable = asyncio.Event()
 
+    @property
+    def trace(self) -> Trace:
+        trace = self._trace
+        if trace is None:  # a stack that does not record: endpoints only
+            trace = self._trace = Trace()
+            trace.add_endpoint(LOCAL, *self.conn.local)
+            trace.add_endpoint(REMOTE, *self.conn.remote)
+        return trace
+
     # -- from the engine ---------------------------------------------------------
 
     def on_event(self, ev: Event) -> None:
-        if isinstance(ev, StateChanged):
-            pass  # recorded by the Stack, in the drain's order (_record_state)
-        elif isinstance(ev, Connected):
+        if type(ev) is StateChanged:
+            # Recorded by the Stack, in the drain's order (_record_state).
+            # The state only moves with one of these: the one place to look.
+            self.sync_state()
+            return
+        if isinstance(ev, Connected):
             _resolve(self.connected)
         elif isinstance(ev, DataReceived):
             self._readable.set()
@@ -345,7 +358,6 @@ class _Stream:
             if not self.connected.done():
                 self._fail(ConnectionResetError("connection closed before it was established"))
             self._finish()
-        self.sync_state()
 
     def sync_state(self) -> None:
         state = self.conn.state
