@@ -22,6 +22,15 @@ def test_packet_roundtrip(seg: Segment) -> None:
     assert decode_packet(encode_packet(seg)) == seg
 
 
+@given(segments(), st.booleans())
+def test_headers_only_then_the_payload_is_the_packet(seg: Segment, partial: bool) -> None:
+    """What a gathering writer (os.writev) sends is byte for byte the packet."""
+    whole = encode_packet(seg, partial_checksum=partial)
+    hdrs = encode_packet(seg, partial_checksum=partial, headers_only=True)
+    assert hdrs + seg.payload == whole
+    assert len(hdrs) == len(whole) - len(seg.payload)
+
+
 @given(segments())
 def test_tcp_roundtrip(seg: Segment) -> None:
     raw = encode_tcp(seg)

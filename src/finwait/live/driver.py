@@ -55,6 +55,8 @@ VNET_GSO_TCPV6 = 4
 GSO_MAX_PAYLOAD = 65535 - 20 - 60
 _MOD32 = 0xFFFFFFFF
 
+Parts = tuple[bytes, ...]
+"""One packet as the buffers of one gathering write (see :func:`packet_parts`)."""
 DropHook = Callable[[str, Segment], bool]
 """``(direction, segment) -> True`` to lose the packet (tests only)."""
 PacketObserver = Callable[[str, Segment, float], None]
@@ -275,26 +277,28 @@ class Driver:
                     obs(OUT, seg, now)
                 kept.append(seg)
             segs = kept
-        offload = self.offload
-        packets = (
+        packets: Iterator[Parts] = (
             # Without a pcap to keep whole, the kernel completes the
             # super-packets' checksums (it never computes them for one
             # delivered locally): no pass over 64 KB in Python.
-            super_packets(segs, self._mss_of, partial_checksum=self.pcap is None)
-            if offload
-            else map(encode_packet, segs)
+            packet_parts(segs, self._mss_of, partial_checksum=self.pcap is None)
+            if self.offload
+            else ((encode_packet(seg),) for seg in segs)
         )
         fd = self.fd
         pcap = self.pcap
+        skip = VNET_HDR_LEN if self.offload else 0
         n = supers = 0
-        for pkt in packets:
+        for parts in packets:
             n += 1
-            if offload and pkt[1]:
-                supers += 1
             if pcap is not None:
-                pcap.write_packet(now, pkt[VNET_HDR_LEN:] if offload else pkt)
+                pcap.write_packet(now, b"".join(parts)[skip:])
             try:
-                os.write(fd, pkt)
+                if len(parts) == 1:
+                    os.write(fd, parts[0])
+                else:  # a super-packet: header, headers, payload gathered
+                    supers += 1
+                    os.writev(fd, parts)
             except OSError as exc:
                 # A TUN write only fails if the device is down or the packet is
                 # malformed for the kernel; the engine retransmits like a loss.
@@ -340,39 +344,41 @@ class Driver:
         return {"driver": dict(self.counters), "host": dict(self.host.counters)}
 
 
-def _gso_packet(seg: Segment, gso_size: int, partial_checksum: bool = False) -> bytes:
-    """``seg`` as one TCP super-packet the kernel cuts into ``gso_size`` pieces.
-    ``partial_checksum``: the TCP checksum is left to the kernel (NEEDS_CSUM,
-    as a VM's virtio-net hands it over), which never computes it for a
-    packet delivered locally; otherwise it is complete (flags 0) and the
-    kernel verifies the whole super-packet once, as one that GRO built."""
-    pkt = encode_packet(seg, partial_checksum=partial_checksum)
-    v6 = pkt[0] >> 4 == 6
-    ip_len = 40 if v6 else (pkt[0] & 0x0F) << 2
-    hdr_len = ip_len + ((pkt[ip_len + 12] >> 4) << 2)
+def _gso_parts(seg: Segment, gso_size: int, partial_checksum: bool = False) -> Parts:
+    """``seg`` as one TCP super-packet the kernel cuts into ``gso_size``
+    pieces, in three buffers for one gathering write: the virtio_net_hdr, the
+    IP and TCP headers, the payload (not copied).  ``partial_checksum``: the
+    TCP checksum is left to the kernel (NEEDS_CSUM, as a VM's virtio-net
+    hands it over), which never computes it for a packet delivered locally;
+    otherwise it is complete (flags 0) and the kernel verifies the whole
+    super-packet once, as one that GRO built."""
+    hdrs = encode_packet(seg, partial_checksum=partial_checksum, headers_only=True)
+    v6 = hdrs[0] >> 4 == 6
+    ip_len = 40 if v6 else (hdrs[0] & 0x0F) << 2
     gso = VNET_GSO_TCPV6 if v6 else VNET_GSO_TCPV4
     if partial_checksum:
         # csum_start: the TCP header; csum_offset: its checksum field.
-        return _VNET.pack(VNET_F_NEEDS_CSUM, gso, hdr_len, gso_size, ip_len, 16) + pkt
-    return _VNET.pack(0, gso, hdr_len, gso_size, 0, 0) + pkt
+        vnet = _VNET.pack(VNET_F_NEEDS_CSUM, gso, len(hdrs), gso_size, ip_len, 16)
+    else:
+        vnet = _VNET.pack(0, gso, len(hdrs), gso_size, 0, 0)
+    return (vnet, hdrs, seg.payload)
 
 
-def super_packets(
+def _gso_packet(seg: Segment, gso_size: int, partial_checksum: bool = False) -> bytes:
+    """:func:`_gso_parts` in one piece."""
+    return b"".join(_gso_parts(seg, gso_size, partial_checksum))
+
+
+def packet_parts(
     segs: list[Segment],
     mss_of: Callable[[Segment], int] | None = None,
     *,
     partial_checksum: bool = False,
-) -> Iterator[bytes]:
-    """Each packet to write, with its virtio_net_hdr.  A run of consecutive
-    data segments of one connection becomes one TCP super-packet (GSO): the
-    same header fields but the sequence number, all but the last exactly
-    ``gso_size`` long, no flag but ACK before the last (which may add PSH) —
-    segments the kernel's own segmentation (tcp_gso_segment()) would cut the
-    super-packet back into.  A segment longer than its connection's SMSS
-    (``mss_of``; the engine builds them with ``Config.send_size``, TSO) is
-    one super-packet by itself, cut at the SMSS.  Everything else goes out
-    as it is.  ``partial_checksum``: the super-packets' TCP checksums are
-    left for the kernel to complete (:func:`_gso_packet`)."""
+) -> Iterator[Parts]:
+    """The packets of :func:`super_packets`, each as the buffers one
+    ``os.writev`` gathers: ``(packet,)`` for an ordinary one, ``(virtio
+    header, headers, payload)`` for a super-packet — its up to 64 KB are
+    handed to the kernel as they are, not copied twice more into one."""
     i, n = 0, len(segs)
     while i < n:
         first = segs[i]
@@ -380,7 +386,7 @@ def super_packets(
         if mss_of is not None and size > 536 and not first.flags & (SYN | RST | URG):
             mss = mss_of(first)
             if 0 < mss < size:
-                yield _gso_packet(first, mss, partial_checksum)
+                yield _gso_parts(first, mss, partial_checksum)
                 i += 1
                 continue
         j = i + 1
@@ -411,12 +417,32 @@ def super_packets(
                 if k < size or b.flags != ACK:
                     break  # a short or pushed segment ends the run
         if j == i + 1:
-            yield _VNET_PLAIN + encode_packet(first)
+            yield (_VNET_PLAIN + encode_packet(first),)
         else:
             payload = b"".join([s.payload for s in segs[i:j]])
             merged = first._replace(payload=payload, flags=segs[j - 1].flags)
-            yield _gso_packet(merged, size, partial_checksum)
+            yield _gso_parts(merged, size, partial_checksum)
         i = j
+
+
+def super_packets(
+    segs: list[Segment],
+    mss_of: Callable[[Segment], int] | None = None,
+    *,
+    partial_checksum: bool = False,
+) -> Iterator[bytes]:
+    """Each packet to write, with its virtio_net_hdr.  A run of consecutive
+    data segments of one connection becomes one TCP super-packet (GSO): the
+    same header fields but the sequence number, all but the last exactly
+    ``gso_size`` long, no flag but ACK before the last (which may add PSH) —
+    segments the kernel's own segmentation (tcp_gso_segment()) would cut the
+    super-packet back into.  A segment longer than its connection's SMSS
+    (``mss_of``; the engine builds them with ``Config.send_size``, TSO) is
+    one super-packet by itself, cut at the SMSS.  Everything else goes out
+    as it is.  ``partial_checksum``: the super-packets' TCP checksums are
+    left for the kernel to complete (:func:`_gso_parts`)."""
+    for parts in packet_parts(segs, mss_of, partial_checksum=partial_checksum):
+        yield parts[0] if len(parts) == 1 else b"".join(parts)
 
 
 class PcapFile:

@@ -190,22 +190,33 @@ def decode_ip_header(
 
 
 def encode_packet(
-    seg: Segment, *, ttl: int = 64, ident: int = 0, partial_checksum: bool = False
+    seg: Segment,
+    *,
+    ttl: int = 64,
+    ident: int = 0,
+    partial_checksum: bool = False,
+    headers_only: bool = False,
 ) -> bytes:
     """``seg`` as an IPv4 packet with DF set (RFC 9293 §3.7.1 sizes segments so
     they need no fragmenting) or an IPv6 packet, chosen by address form.
     ``partial_checksum``: the TCP checksum is left for a device to complete
     (:func:`finwait.wire.tcp.encode_tcp_raw`'s ``partial``).
+    ``headers_only``: the IP and TCP headers alone — the packet's bytes up to
+    the payload, lengths and checksums counting it — for a writer that
+    gathers them with ``seg.payload`` (``os.writev``) instead of copying it.
 
     Raises ``ValueError`` on an unusable address, a field out of range, or a
     packet over 65535 bytes.
     """
     src, dst = address_pair(seg.src, seg.dst)
     addr_sum = int.from_bytes(src, "big") + int.from_bytes(dst, "big")
-    tcp = encode_tcp_raw(seg, addr_sum + IPPROTO_TCP, partial=partial_checksum)
+    tcp = encode_tcp_raw(
+        seg, addr_sum + IPPROTO_TCP, partial=partial_checksum, header_only=headers_only
+    )
+    tcp_len = len(tcp) + len(seg.payload) if headers_only else len(tcp)
     try:
         if len(src) == 4:
-            total = 20 + len(tcp)
+            total = 20 + tcp_len
             if total > 0xFFFF:
                 raise ValueError(f"ipv4 packet of {total} bytes exceeds 65535")
             if not (0 <= ttl <= 0xFF and 0 <= ident <= 0xFFFF):
@@ -216,8 +227,8 @@ def encode_packet(
             csum = 0xFFFF ^ fold(words)
             hdr = _IP4.pack(0x45, 0, total, ident, IPV4_DF, ttl, IPPROTO_TCP, csum, src, dst)
             return hdr + tcp
-        if len(tcp) > 0xFFFF:
-            raise ValueError(f"ipv6 payload of {len(tcp)} bytes exceeds 65535 (no jumbograms)")
-        return _IP6.pack(0x60000000, len(tcp), IPPROTO_TCP, ttl, src, dst) + tcp
+        if tcp_len > 0xFFFF:
+            raise ValueError(f"ipv6 payload of {tcp_len} bytes exceeds 65535 (no jumbograms)")
+        return _IP6.pack(0x60000000, tcp_len, IPPROTO_TCP, ttl, src, dst) + tcp
     except struct.error as exc:
         raise ValueError(f"ip header field out of range: {exc}") from None

@@ -208,12 +208,16 @@ def encode_tcp(seg: Segment, *, checksum: bool = True) -> bytes:
     )
 
 
-def encode_tcp_raw(seg: Segment, pseudo: int | None, *, partial: bool = False) -> bytes:
+def encode_tcp_raw(
+    seg: Segment, pseudo: int | None, *, partial: bool = False, header_only: bool = False
+) -> bytes:
     """:func:`encode_tcp` with the pseudo-header partial sum already computed
     (without the TCP length, which is added here), or None for no checksum.
     ``partial``: the checksum field holds only the pseudo-header's sum,
     folded, not complemented — what a device that computes the checksum
-    (checksum offload, Linux CHECKSUM_PARTIAL) completes over the segment."""
+    (checksum offload, Linux CHECKSUM_PARTIAL) completes over the segment.
+    ``header_only``: the header (with options) alone, exactly as it starts
+    the whole encoding; the caller sends the payload beside it."""
     _, _, sport, dport, seq, ack, flags, window, payload, opts, urgent = seg
     if opts is NO_OPTIONS:
         raw_opts = b""
@@ -245,6 +249,8 @@ def encode_tcp_raw(seg: Segment, pseudo: int | None, *, partial: bool = False) -
             hdr = _HDR.pack(sport, dport, seq, ack, hlen << 2, flags, window, csum, urgent)
     except struct.error as exc:
         raise ValueError(f"tcp header field out of range: {exc}") from None
+    if header_only:
+        return hdr + raw_opts
     return hdr + raw_opts + payload
 
 
