@@ -120,7 +120,12 @@ class Stack:
 
         ``addr`` defaults to both of finwait's lab addresses.  ``drop`` is the
         driver's loss hook (tests).  ``offload``: TUN segmentation offload
-        (:func:`finwait.live.lab.open_tun`), up to 64 KB per read and write.
+        (:func:`finwait.live.lab.open_tun`), up to 64 KB per read and write;
+        with it the engine builds segments of up to 64 KB (``send_size``, when
+        the config leaves it None) and the default congestion control,
+        ``newreno``, counts bytes in slow start (``newreno-abc``): the
+        kernel ACKs each super-packet once, a stretch ACK for up to 45
+        segments.
 
         On a normal exit, with ``linger`` (the default), the stack first holds
         every connection the application has closed and TCP has not finished
@@ -136,6 +141,14 @@ class Stack:
         if offload and cfg.send_size is None:
             # The device segments (TSO): _push builds segments of up to 64 KB.
             cfg = dataclasses.replace(cfg, send_size=GSO_MAX_PAYLOAD)
+        if offload and cfg.congestion_control == "newreno":
+            # The kernel ACKs a super-packet once: one ACK for up to 45
+            # segments.  Slow start counting one SMSS per ACK (RFC 3465's
+            # L = 1, the default newreno) then grows cwnd by a 45th of what
+            # was delivered, and a bulk sender waits for ACKs all along;
+            # byte counting (newreno-abc: what an ACK delivers, as Linux's
+            # tcp_slow_start()) doubles it per round trip as intended.
+            cfg = dataclasses.replace(cfg, congestion_control="newreno-abc")
         host = Host(addrs, cfg, isn_key=_ISN_KEY, name=name)
         sink = PcapFile(pcap) if pcap else None
         driver = Driver(host, fd, batch=batch, pcap=sink, drop=drop, offload=offload)
