@@ -26,14 +26,7 @@ from __future__ import annotations
 from ..wire.segment import ACK, FIN, RST, SYN, URG, Segment
 from . import seqnum
 from .config import Config
-from .events import (
-    CloseAcknowledged,
-    Closed,
-    Connected,
-    Event,
-    Reset,
-    TimedOut,
-)
+from .events import CLOSE_ACKNOWLEDGED, CLOSED, CONNECTED, Event, Reset, TimedOut
 from .receiver import Receiver, scale_for
 from .sender import Sender
 from .state import State
@@ -274,7 +267,7 @@ class Connection(Sender, Receiver):
             raise ConnectionDoesNotExist("connection does not exist")  # CL-1
         if st is State.SYN_SENT:
             self._delete(now)  # CL-3: no segment
-            self._event(Closed())
+            self._event(CLOSED)
         elif st is State.SYN_RECEIVED:
             if self._sndbuf:
                 self._close_pending = True  # CL-4: after ESTABLISHED
@@ -318,7 +311,7 @@ class Connection(Sender, Receiver):
         timers = self.timers
         if timers.fire(TIME_WAIT, now):
             self._delete(now)  # §3.10.8: 2MSL expired
-            self._event(Closed())
+            self._event(CLOSED)
             self._changed()
             return
         if timers.fire(USER_TIMEOUT, now):
@@ -445,7 +438,7 @@ class Connection(Sender, Receiver):
             self._negotiated()
             self._ack_syn(seg.ack, now)
             self._set_state(ESTABLISHED, now)
-            self._event(Connected())
+            self._event(CONNECTED)
             self.snd_wnd = seg.window  # the SYN,ACK's window is never scaled
             self.max_snd_wnd = max(self.max_snd_wnd, self.snd_wnd)
             self.snd_wl1, self.snd_wl2 = seg.seq, seg.ack
@@ -550,7 +543,7 @@ class Connection(Sender, Receiver):
         if st is State.FIN_WAIT_1:
             if fin_acked:
                 self._set_state(State.FIN_WAIT_2, now)  # SA-4.6
-                self._event(CloseAcknowledged())
+                self._event(CLOSE_ACKNOWLEDGED)
                 self._arm_fin_wait_2(now)
         elif st is State.CLOSING:
             if not fin_acked:
@@ -559,7 +552,7 @@ class Connection(Sender, Receiver):
         elif st is State.LAST_ACK:
             if fin_acked:
                 self._delete(now)  # SA-4.10: no TIME-WAIT for the passive closer
-                self._event(Closed())
+                self._event(CLOSED)
             return False
         elif st is State.TIME_WAIT:
             if seg.flags & FIN:

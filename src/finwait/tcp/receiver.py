@@ -25,7 +25,7 @@ from ..wire.segment import ACK, FIN, RST, SYN, URG, Segment, TcpOptions, new_opt
 from . import seqnum
 from .buffers import Reassembly
 from .config import Config
-from .events import EndOfStream, Reset
+from .events import END_OF_STREAM, Reset
 from .state import State
 from .tcb import HALF, MASK, NO_OPTIONS, TcbCore
 from .timers import DELAYED_ACK, TIME_WAIT
@@ -345,7 +345,7 @@ class Receiver(TcbCore):
         self.rcv_nxt = _add(self.rcv_nxt, 1)
         self._ooo.clear()
         self._ooo_fin = None
-        self._event(EndOfStream())
+        self._event(END_OF_STREAM)
         if st in (State.ESTABLISHED, State.SYN_RECEIVED):
             self._set_state(State.CLOSE_WAIT, now)
             # Linux tcp_fin(): the ACK of a FIN is delayed (pingpong), so an

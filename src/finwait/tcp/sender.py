@@ -47,7 +47,7 @@ from ..wire.segment import ACK, FIN, PSH, SYN, Segment, TcpOptions, new_segment
 from . import congestion, seqnum
 from .buffers import SendBuffer
 from .config import Config
-from .events import Connected, SendAcknowledged
+from .events import CONNECTED, SendAcknowledged
 from .recovery import Recovery
 from .rto import RttEstimator
 from .scoreboard import Scoreboard
@@ -425,7 +425,7 @@ class Sender(Recovery):
             return False
         self._ack_syn(_add(una, 1), now)
         self._set_state(State.ESTABLISHED, now)
-        self._event(Connected())
+        self._event(CONNECTED)
         self.snd_wnd = seg.window << self.snd_wscale
         self.max_snd_wnd = max(self.max_snd_wnd, self.snd_wnd)
         self.snd_wl1, self.snd_wl2 = seg.seq, ack
