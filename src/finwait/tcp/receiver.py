@@ -36,6 +36,7 @@ _lt = seqnum.lt
 _le = seqnum.le
 _in_window = seqnum.in_window
 _MAX_WSCALE = 14  # RFC 7323 §2.3
+_NEVER = float("-inf")
 
 
 def scale_for(buffer: int) -> int:
@@ -73,7 +74,7 @@ class Receiver(TcbCore):
         self._full_unacked = 0
         self._quick = cfg.quick_acks
         self._pingpong = False
-        self._last_data_rcv = float("-inf")
+        self._last_data_rcv = _NEVER
         self._last_challenge = -1e18
 
     @property

@@ -28,7 +28,10 @@ class RttEstimator:
         self.rto_max = rto_max
         self._base = initial  # §2.1: RTO before any sample
         self._backoff = 0
-        self.rto = 0.0  # the current RTO, kept up to date (read for every segment sent)
+        # The current RTO, kept up to date (read for every segment sent): here
+        # _update() with no backoff, written out, as every connection makes one.
+        rto = initial if initial > rto_min else rto_min
+        self.rto = rto if rto < rto_max else rto_max
         # linux: Linux's estimator (tcp_rtt_estimator(), __tcp_set_rto()): RTO
         # = SRTT + RTTVAR where RTTVAR, four mean deviations, never falls below
         # rto_min within a round trip (so a steady path gets SRTT + 200 ms)
@@ -38,7 +41,6 @@ class RttEstimator:
         self._mdev = 0.0  # Linux mdev_us: 4 x the mean deviation
         self._mdev_max = 0.0
         self._rtt_seq: int | None = None
-        self._update()
 
     def sample(self, rtt: float, una: int | None = None, nxt: int | None = None) -> None:
         """A round-trip measurement R (§2.2, §2.3); clears the backoff.

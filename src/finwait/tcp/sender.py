@@ -44,7 +44,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from ..wire.segment import ACK, FIN, PSH, SYN, Segment, TcpOptions, new_segment
-from . import congestion, seqnum
+from . import seqnum
 from .buffers import SendBuffer
 from .config import Config
 from .events import CONNECTED, SendAcknowledged
@@ -90,7 +90,8 @@ class Sender(Recovery):
         self._sndbuf = SendBuffer()
         self._snd_base = _add(self.iss, 1)
         self._fin_seq = None
-        self.cc = congestion.make(cfg.congestion_control, self.smss, cfg.initial_window_segments)
+        # self.cc is made once the handshake has settled SMSS (tcb._negotiated):
+        # nothing before a synchronized state sends data.
         self.rtt = RttEstimator(cfg.rto_initial, cfg.rto_min, cfg.rto_max, cfg.rto_linux)
         self._rtt_seq = None
         self._rtt_start = 0.0

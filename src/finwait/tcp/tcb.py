@@ -133,7 +133,7 @@ class TcbCore:
     _sndbuf: SendBuffer  # the bytes from _snd_base on (unacked + unsent)
     _snd_base: int
     _fin_seq: int | None  # our FIN's sequence number, once CLOSE was called
-    cc: CongestionControl
+    cc: CongestionControl  # made by _negotiated, when SMSS is known
     rtt: RttEstimator
     _rtt_seq: int | None  # Karn: one timed segment at a time
     _rtt_start: float
