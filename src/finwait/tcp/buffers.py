@@ -119,19 +119,19 @@ class SendBuffer:
     gathered in a growing last chunk, so a chunk is at least ``CHUNK``
     bytes but the last, and finding an offset walks few chunks."""
 
-    __slots__ = ("_chunks", "_head", "_len")
+    __slots__ = ("_chunks", "_head", "size")
     CHUNK = 1 << 16
 
     def __init__(self) -> None:
         self._chunks: list[bytes | bytearray] = []
         self._head = 0  # bytes of _chunks[0] already cut away
-        self._len = 0
+        self.size = 0  # len(): the sender reads it on every segment, without a call
 
     def __len__(self) -> int:
-        return self._len
+        return self.size
 
     def __bool__(self) -> bool:
-        return self._len > 0
+        return self.size > 0
 
     def __iadd__(self, data: bytes | bytearray | memoryview) -> SendBuffer:
         n = len(data)
@@ -145,7 +145,7 @@ class SendBuffer:
             chunks.append(bytearray(data))
         else:
             chunks.append(data if type(data) is bytes else bytes(data))
-        self._len += n
+        self.size += n
         return self
 
     def __getitem__(self, s: slice) -> bytes:
@@ -153,7 +153,7 @@ class SendBuffer:
         segment costs; a whole chunk is returned as it is)."""
         head = self._head
         start = (s.start or 0) + head
-        stop = min(s.stop, self._len) + head
+        stop = min(s.stop, self.size) + head
         if stop <= start:
             return b""
         first = self._chunks[0]
@@ -179,10 +179,10 @@ class SendBuffer:
 
     def __delitem__(self, s: slice) -> None:
         """``del buf[:n]``: the first ``n`` bytes were acknowledged."""
-        n = min(s.stop, self._len)
+        n = min(s.stop, self.size)
         if n <= 0:
             return
-        self._len -= n
+        self.size -= n
         chunks = self._chunks
         head = self._head + n
         i = 0
@@ -195,4 +195,4 @@ class SendBuffer:
 
     def clear(self) -> None:
         self._chunks.clear()
-        self._head = self._len = 0
+        self._head = self.size = 0

@@ -365,7 +365,7 @@ class Connection(Sender, Receiver):
             # Anything to send (what _push's loop looks at first): unsent
             # data, or our FIN not sent yet.
             nxt = self.snd_nxt
-            unsent = (self._snd_base + len(self._sndbuf) - nxt) & MASK
+            unsent = (self._snd_base + self._sndbuf.size - nxt) & MASK
             if 0 < unsent < HALF or nxt == self._fin_seq:
                 self._push(now)
         if self._ack_now:

@@ -25,7 +25,7 @@ from ..wire.segment import ACK, FIN, RST, SYN, URG, Segment, TcpOptions, new_opt
 from . import seqnum
 from .buffers import Reassembly
 from .config import Config
-from .events import END_OF_STREAM, Reset
+from .events import END_OF_STREAM, DataReceived, Reset
 from .state import State
 from .tcb import HALF, MASK, NO_OPTIONS, TcbCore
 from .timers import DELAYED_ACK, TIME_WAIT
@@ -308,7 +308,14 @@ class Receiver(TcbCore):
         buf = self._rcvbuf
         buf += data
         self.rcv_nxt = (self.rcv_nxt + n) & MASK
-        self._data_event(n)
+        # DataReceived, merged with the previous event when that was one too,
+        # so a burst of segments is one wake-up for the user.
+        evs = self._events
+        last = evs[-1] if evs else None
+        if last is not None and last[0] is self and type(last[1]) is DataReceived:
+            evs[-1] = (self, DataReceived(last[1].length + n))
+        else:
+            evs.append((self, DataReceived(n)))  # type: ignore[arg-type]
         # Delayed ACK (RFC 1122 §4.2.3.2, RFC 9293 §3.8.6.3): at least every
         # second full-sized segment, and within the delay for the rest.
         cfg = self.config

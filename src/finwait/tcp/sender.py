@@ -170,7 +170,7 @@ class Sender(Recovery):
             return
         buf, base, fin_seq = self._sndbuf, self._snd_base, self._fin_seq
         smss, size = self.smss, self._send_size  # size: SMSS, or a multiple (TSO)
-        data_end = (base + len(buf)) & MASK
+        data_end = (base + buf.size) & MASK
         una, nxt, snd_max = self.snd_una, self.snd_nxt, self.snd_max
         cc, rack = self.cc, self._rack
         if rack is None and not cc.dupacks:
@@ -444,8 +444,8 @@ class Sender(Recovery):
         data_acked = (ack - base) & MASK
         if data_acked >= HALF:
             data_acked = 0  # the ACK of our SYN only
-        elif data_acked > len(self._sndbuf):
-            data_acked = len(self._sndbuf)  # and of our FIN
+        elif data_acked > self._sndbuf.size:
+            data_acked = self._sndbuf.size  # and of our FIN
         if data_acked:
             del self._sndbuf[:data_acked]
             self._snd_base = (base + data_acked) & MASK
@@ -458,7 +458,8 @@ class Sender(Recovery):
         ts = seg.options.timestamps
         sample: float | None = None
         if self.ts_ok and ts is not None and ts[1]:
-            sample = ((self._ts_now(now) - ts[1]) & MASK) / 1000.0
+            ts_now = int(now * 1000) + self._ts_offset  # _ts_now(now), written out
+            sample = ((ts_now - ts[1]) & MASK) / 1000.0
             self.rtt.sample(sample, ack, self.snd_nxt)
         elif self._rtt_seq is not None and not _lt(ack, self._rtt_seq):
             sample = now - self._rtt_start
@@ -480,7 +481,8 @@ class Sender(Recovery):
         if ack == self.snd_max:
             at[RETRANSMIT] = None
         else:
-            at[RETRANSMIT] = self._rto_at(now)
+            hz = self.config.hz  # _rto_at(now), written out for the exact clock
+            at[RETRANSMIT] = now + self.rtt.rto if hz is None else self._rto_at(now)
             if self.config.user_timeout is not None:
                 self._arm_user_timeout(now)
         if data_acked > 0:

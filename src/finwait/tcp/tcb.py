@@ -32,7 +32,7 @@ from . import congestion, seqnum
 from .buffers import Reassembly, SendBuffer
 from .config import Config
 from .congestion import CongestionControl
-from .events import DataReceived, Event, StateChanged
+from .events import Event, StateChanged
 from .rack import Rack
 from .rto import RttEstimator
 from .scoreboard import Scoreboard
@@ -207,17 +207,6 @@ class TcbCore:
 
     def _event(self, ev: Event) -> None:
         self._events.append((self, ev))  # type: ignore[arg-type]
-
-    def _data_event(self, n: int) -> None:
-        """DataReceived, merged with the previous event when that was one
-        too, so a burst of segments is one wake-up for the user."""
-        evs = self._events
-        if evs:
-            conn, last = evs[-1]
-            if conn is self and type(last) is DataReceived:
-                evs[-1] = (self, DataReceived(last.length + n))
-                return
-        evs.append((self, DataReceived(n)))  # type: ignore[arg-type]
 
     def _judge(self, verdict: Verdict) -> None:
         """The segment in hand was discarded (or reset us): ``receive``
