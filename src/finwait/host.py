@@ -34,9 +34,11 @@ EPHEMERAL_LOW = 32768  # Linux ip_local_port_range
 EPHEMERAL_HIGH = 60999
 SOMAXCONN = 4096  # Linux net.core.somaxconn since 5.4: the backlog nobody chose
 
-_ESTABLISHED = State.ESTABLISHED
-_TIME_WAIT = State.TIME_WAIT
-_SYN_RECEIVED = State.SYN_RECEIVED
+
+# The states as module names: on Python 3.11 ``State.X`` goes through
+# EnumType.__getattr__, ten times the cost of a global (see state.py).
+_CLOSED, _LISTEN, _SYN_RECEIVED = State.CLOSED, State.LISTEN, State.SYN_RECEIVED
+_ESTABLISHED, _TIME_WAIT = State.ESTABLISHED, State.TIME_WAIT
 
 Key = tuple[str, int, str, int]  # local addr, local port, remote addr, remote port
 
@@ -127,7 +129,7 @@ class Host:
             self._touch(conn)
         while listener.accept_queue:
             conn = listener.accept_queue.popleft()
-            if conn.state is not State.CLOSED:
+            if conn.state is not _CLOSED:
                 conn.abort(now)
             self._touch(conn)
         self._settle()
@@ -401,7 +403,7 @@ class Host:
             del self._listener_of[conn]
             if st.synchronized and not lst.closed:
                 lst.accept_queue.append(conn)
-        if st is State.CLOSED or st is State.LISTEN:
+        if st is _CLOSED or st is _LISTEN:
             self._remove(conn)
 
     def _settle(self) -> None:
@@ -413,7 +415,7 @@ class Host:
         self._touched = {}
         for conn in touched:
             st = conn.state
-            if st is State.CLOSED or st is State.LISTEN:
+            if st is _CLOSED or st is _LISTEN:
                 self._remove(conn)  # done by _update_tables already; idempotent
                 continue
             d = conn.timers.next()

@@ -55,11 +55,17 @@ __all__ = [
     "scale_for",
 ]
 
+# The states as module names: on Python 3.11 ``State.X`` goes through
+# EnumType.__getattr__, ten times the cost of a global (see state.py).
+_CLOSED, _LISTEN, _SYN_SENT = State.CLOSED, State.LISTEN, State.SYN_SENT
+_SYN_RECEIVED, _ESTABLISHED, _FIN_WAIT_1 = State.SYN_RECEIVED, State.ESTABLISHED, State.FIN_WAIT_1
+_FIN_WAIT_2, _CLOSE_WAIT, _CLOSING = State.FIN_WAIT_2, State.CLOSE_WAIT, State.CLOSING
+_LAST_ACK, _TIME_WAIT = State.LAST_ACK, State.TIME_WAIT
+
 _add = seqnum.add
 _lt = seqnum.lt
 _le = seqnum.le
 
-ESTABLISHED = State.ESTABLISHED
 ACCEPTED = Verdict.ACCEPTED
 
 
@@ -100,7 +106,7 @@ class Connection(Sender, Receiver):
         self.config = cfg
         self.local = local
         self.remote = remote
-        self.state = State.CLOSED
+        self.state = _CLOSED
         self.passive = False
         self.reset_received = False
         self._close_pending = False
@@ -134,7 +140,7 @@ class Connection(Sender, Receiver):
     ) -> Connection:
         """Active OPEN: send SYN, enter SYN-SENT."""
         conn = cls(local, remote, iss, config, ts_offset=ts_offset, outbox=outbox)
-        conn._set_state(State.SYN_SENT, now)
+        conn._set_state(_SYN_SENT, now)
         conn._open(now, ack=False)
         return conn
 
@@ -156,11 +162,11 @@ class Connection(Sender, Receiver):
         again, and its send time is unknown, so it gives no RTT sample."""
         local, remote = (syn.dst, syn.dport), (syn.src, syn.sport)
         conn = cls(local, remote, iss, config, ts_offset=ts_offset, outbox=outbox)
-        conn._set_state(State.LISTEN, now)  # the listener's TCB, cloned for this SYN
+        conn._set_state(_LISTEN, now)  # the listener's TCB, cloned for this SYN
         conn.passive = True
         conn._take_syn(syn, now)
         conn._negotiated()
-        conn._set_state(State.SYN_RECEIVED, now)
+        conn._set_state(_SYN_RECEIVED, now)
         conn._open(now, ack=True, send=not cookie)
         return conn
 
@@ -205,7 +211,7 @@ class Connection(Sender, Receiver):
         """SEND: queue as much of ``data`` as the send buffer takes; returns
         the number of bytes accepted."""
         st = self.state
-        if st is State.CLOSED:
+        if st is _CLOSED:
             if self.reset_received:
                 raise ConnectionResetByPeer("connection reset")
             raise ConnectionDoesNotExist("connection does not exist")
@@ -263,23 +269,23 @@ class Connection(Sender, Receiver):
                 self._rcvbuf.clear()
                 self.abort(now)
                 return
-        if st is State.CLOSED:
+        if st is _CLOSED:
             raise ConnectionDoesNotExist("connection does not exist")  # CL-1
-        if st is State.SYN_SENT:
+        if st is _SYN_SENT:
             self._delete(now)  # CL-3: no segment
             self._event(CLOSED)
-        elif st is State.SYN_RECEIVED:
+        elif st is _SYN_RECEIVED:
             if self._sndbuf:
                 self._close_pending = True  # CL-4: after ESTABLISHED
             else:
-                self._queue_fin(State.FIN_WAIT_1, now)
-        elif st is ESTABLISHED:
-            self._queue_fin(State.FIN_WAIT_1, now)  # CL-5
-        elif st is State.CLOSE_WAIT:
-            self._queue_fin(State.LAST_ACK, now)  # CL-7
-        elif st is State.FIN_WAIT_1:
+                self._queue_fin(_FIN_WAIT_1, now)
+        elif st is _ESTABLISHED:
+            self._queue_fin(_FIN_WAIT_1, now)  # CL-5
+        elif st is _CLOSE_WAIT:
+            self._queue_fin(_LAST_ACK, now)  # CL-7
+        elif st is _FIN_WAIT_1:
             pass  # CL-6: already closing; "ok", and never a second FIN
-        elif st is State.FIN_WAIT_2:
+        elif st is _FIN_WAIT_2:
             self._arm_fin_wait_2(now)  # CL-6, and now possibly orphaned
         else:
             raise ConnectionClosing("connection closing")  # CL-8
@@ -289,14 +295,14 @@ class Connection(Sender, Receiver):
         """ABORT (§3.10.5): RST in the synchronized states that can still
         talk, nothing otherwise; the user sees a local reset (AB-3)."""
         st = self.state
-        if st is State.CLOSED:
+        if st is _CLOSED:
             raise ConnectionDoesNotExist("connection does not exist")
         if st in (
-            State.SYN_RECEIVED,
-            State.ESTABLISHED,
-            State.FIN_WAIT_1,
-            State.FIN_WAIT_2,
-            State.CLOSE_WAIT,
+            _SYN_RECEIVED,
+            _ESTABLISHED,
+            _FIN_WAIT_1,
+            _FIN_WAIT_2,
+            _CLOSE_WAIT,
         ):
             # AB-1; the Linux profile's form carries ACK and RCV.NXT (D-2).
             self._emit_rst(self.snd_max, now, with_ack=self.config.rst_ack)
@@ -331,7 +337,7 @@ class Connection(Sender, Receiver):
         if timers.fire(KEEPALIVE, now):
             self._on_keepalive(now)
         st = self.state
-        if timers.fire(DELAYED_ACK, now) and st.synchronized and st is not State.TIME_WAIT:
+        if timers.fire(DELAYED_ACK, now) and st.synchronized and st is not _TIME_WAIT:
             self._send_ack(now)
             self._pingpong = False  # no data to carry the ACK: not interactive (Linux)
         self._changed()
@@ -352,16 +358,14 @@ class Connection(Sender, Receiver):
         self._verdict = ACCEPTED
         if st.synchronized and cfg.header_prediction and self._predicted(seg, now):
             self._steps_five_to_eight(seg, now)
-        elif st is State.SYN_SENT:
+        elif st is _SYN_SENT:
             self._arrive_syn_sent(seg, now)  # which sends what it may
         elif st.synchronized:
             self._arrive_synchronized(seg, now)
         else:
-            self._judge(
-                Verdict.SEGMENT_IN_CLOSED if st is State.CLOSED else Verdict.SEGMENT_IN_LISTEN
-            )
+            self._judge(Verdict.SEGMENT_IN_CLOSED if st is _CLOSED else Verdict.SEGMENT_IN_LISTEN)
             return self._verdict
-        if st is not State.SYN_SENT and self.state.sending:
+        if st is not _SYN_SENT and self.state.sending:
             # Anything to send (what _push's loop looks at first): unsent
             # data, or our FIN not sent yet.
             nxt = self.snd_nxt
@@ -375,7 +379,7 @@ class Connection(Sender, Receiver):
             if at[DELAYED_ACK] is None:
                 at[DELAYED_ACK] = now + cfg.delayed_ack_timeout
         keepalive = cfg.keepalive
-        if keepalive is not None and self.state is ESTABLISHED:
+        if keepalive is not None and self.state is _ESTABLISHED:
             self.timers.arm_once(KEEPALIVE, now + keepalive)
         on_change = self._on_change  # _changed(), written out
         if on_change is not None:
@@ -437,7 +441,7 @@ class Connection(Sender, Receiver):
         if flags & ACK:
             self._negotiated()
             self._ack_syn(seg.ack, now)
-            self._set_state(ESTABLISHED, now)
+            self._set_state(_ESTABLISHED, now)
             self._event(CONNECTED)
             self.snd_wnd = seg.window  # the SYN,ACK's window is never scaled
             self.max_snd_wnd = max(self.max_snd_wnd, self.snd_wnd)
@@ -450,7 +454,7 @@ class Connection(Sender, Receiver):
         else:
             # Simultaneous open (SA-SS-5, MUST-10).
             self._negotiated()
-            self._set_state(State.SYN_RECEIVED, now)
+            self._set_state(_SYN_RECEIVED, now)
             self._emit_syn(now, ack=True)
 
     def _arrive_synchronized(self, seg: Segment, now: float) -> bool:
@@ -458,7 +462,7 @@ class Connection(Sender, Receiver):
         through to the end (so new data may be sent)."""
         flags = seg.flags
         if (
-            self.state is State.SYN_RECEIVED
+            self.state is _SYN_RECEIVED
             and flags & (SYN | ACK | RST) == SYN
             and (seg.seq == self.irs)
         ):
@@ -474,9 +478,9 @@ class Connection(Sender, Receiver):
             self._on_rst(seg, now)
             return False
         if flags & SYN:  # fourth (third, security, is not implemented)
-            if self.state is State.SYN_RECEIVED and self.passive:
+            if self.state is _SYN_RECEIVED and self.passive:
                 self._judge(Verdict.SYN_IN_SYN_RECEIVED)
-                self._set_state(State.LISTEN, now)  # SA-3.1
+                self._set_state(_LISTEN, now)  # SA-3.1
                 self._delete(now)
                 return False
             self._challenge_ack(seg, now, Verdict.CHALLENGE_ACK_SYN)  # SA-3.2, RFC 5961 §4
@@ -504,7 +508,7 @@ class Connection(Sender, Receiver):
                 self.ts_recent = pending[1]
                 self.ts_recent_age = now
         flags = seg.flags
-        if flags & URG and self.state in (ESTABLISHED, State.FIN_WAIT_1, State.FIN_WAIT_2):
+        if flags & URG and self.state in (_ESTABLISHED, _FIN_WAIT_1, _FIN_WAIT_2):
             up = _add(seg.seq, seg.urgent)  # sixth (RFC 6093: pointer to after the data)
             if _lt(self.rcv_up, up):
                 self.rcv_up = up
@@ -515,7 +519,7 @@ class Connection(Sender, Receiver):
     def _on_rst(self, seg: Segment, now: float) -> None:
         """Step two: RFC 5961 §3.2 and the per-state resets (SA-2.x)."""
         st = self.state
-        if st is State.TIME_WAIT and self.config.rfc1337:
+        if st is _TIME_WAIT and self.config.rfc1337:
             self._judge(Verdict.RST_IN_TIME_WAIT_IGNORED)  # RFC 1337, TW-4
             return
         if seg.seq != self.rcv_nxt:
@@ -523,11 +527,11 @@ class Connection(Sender, Receiver):
             return
         self._judge(Verdict.RESET)
         self.reset_received = True
-        if st is State.SYN_RECEIVED and self.passive:
-            self._set_state(State.LISTEN, now)  # SA-2.4: back to the listener
+        if st is _SYN_RECEIVED and self.passive:
+            self._set_state(_LISTEN, now)  # SA-2.4: back to the listener
             self._delete(now)
             return
-        refused = st is State.SYN_RECEIVED
+        refused = st is _SYN_RECEIVED
         self._rcvbuf.clear()
         self._sndbuf.clear()
         self._delete(now)
@@ -536,25 +540,25 @@ class Connection(Sender, Receiver):
     def _ack_state_step(self, seg: Segment, now: float) -> bool:
         """The per-state part of step five (SA-4.6 .. SA-4.11)."""
         st = self.state
-        if st is ESTABLISHED:
+        if st is _ESTABLISHED:
             return True
         fin_seq = self._fin_seq
         fin_acked = fin_seq is not None and self.snd_una == _add(fin_seq, 1)
-        if st is State.FIN_WAIT_1:
+        if st is _FIN_WAIT_1:
             if fin_acked:
-                self._set_state(State.FIN_WAIT_2, now)  # SA-4.6
+                self._set_state(_FIN_WAIT_2, now)  # SA-4.6
                 self._event(CLOSE_ACKNOWLEDGED)
                 self._arm_fin_wait_2(now)
-        elif st is State.CLOSING:
+        elif st is _CLOSING:
             if not fin_acked:
                 return False  # SA-4.9: ignore the segment
             self._enter_time_wait(now)
-        elif st is State.LAST_ACK:
+        elif st is _LAST_ACK:
             if fin_acked:
                 self._delete(now)  # SA-4.10: no TIME-WAIT for the passive closer
                 self._event(CLOSED)
             return False
-        elif st is State.TIME_WAIT:
+        elif st is _TIME_WAIT:
             if seg.flags & FIN:
                 # SA-4.11 (a retransmitted FIN usually fails step one instead).
                 self._send_ack(now)
@@ -573,13 +577,13 @@ class Connection(Sender, Receiver):
             self.timers.arm_once(FIN_WAIT_2, now + t)
 
     def _enter_time_wait(self, now: float) -> None:
-        self._set_state(State.TIME_WAIT, now)
+        self._set_state(_TIME_WAIT, now)
         self.timers.clear()  # only the 2MSL timer runs in TIME-WAIT
         self.timers.arm(TIME_WAIT, now + 2 * self.config.msl)
 
     def _delete(self, now: float) -> None:
         """Delete the TCB (enter CLOSED): flush the queues and stop every timer."""
-        self._set_state(State.CLOSED, now)
+        self._set_state(_CLOSED, now)
         self._ooo.clear()
         self.timers.clear()
         self._ack_now = False

@@ -31,6 +31,12 @@ from .tcb import HALF, MASK, NO_OPTIONS, TcbCore
 from .timers import DELAYED_ACK, TIME_WAIT
 from .verdict import Verdict
 
+# The states as module names: on Python 3.11 ``State.X`` goes through
+# EnumType.__getattr__, ten times the cost of a global (see state.py).
+_SYN_RECEIVED, _ESTABLISHED, _FIN_WAIT_1 = State.SYN_RECEIVED, State.ESTABLISHED, State.FIN_WAIT_1
+_FIN_WAIT_2, _CLOSE_WAIT, _CLOSING = State.FIN_WAIT_2, State.CLOSE_WAIT, State.CLOSING
+_TIME_WAIT = State.TIME_WAIT
+
 _add = seqnum.add
 _lt = seqnum.lt
 _le = seqnum.le
@@ -246,7 +252,7 @@ class Receiver(TcbCore):
                 return
         if flags & FIN and not flags & ACK:
             self._count("fin_without_ack")
-        if self.state is State.TIME_WAIT and flags & FIN and _add(seq, seg_len) == nxt:
+        if self.state is _TIME_WAIT and flags & FIN and _add(seq, seg_len) == nxt:
             self.timers.arm(TIME_WAIT, now + 2 * self.config.msl)  # SA-1.4, TW-3
             self._count("time_wait_fin_retransmitted")
         self._challenge_ack(seg, now, Verdict.UNACCEPTABLE_SEGMENT)  # SA-1.2
@@ -354,8 +360,8 @@ class Receiver(TcbCore):
         self._ooo.clear()
         self._ooo_fin = None
         self._event(END_OF_STREAM)
-        if st in (State.ESTABLISHED, State.SYN_RECEIVED):
-            self._set_state(State.CLOSE_WAIT, now)
+        if st in (_ESTABLISHED, _SYN_RECEIVED):
+            self._set_state(_CLOSE_WAIT, now)
             # Linux tcp_fin(): the ACK of a FIN is delayed (pingpong), so an
             # application that closes promptly sends one FIN,ACK: the
             # three-segment close (LX-1).  In quick-ACK mode (Linux profile)
@@ -370,9 +376,9 @@ class Receiver(TcbCore):
                 self._ack_now = True
             if self.config.quick_acks:
                 self._pingpong = True
-        elif st is State.FIN_WAIT_1:
-            self._set_state(State.CLOSING, now)  # simultaneous close (LX-2)
+        elif st is _FIN_WAIT_1:
+            self._set_state(_CLOSING, now)  # simultaneous close (LX-2)
             self._ack_now = True
-        elif st is State.FIN_WAIT_2:
+        elif st is _FIN_WAIT_2:
             self._ack_now = True
             self._enter_time_wait(now)

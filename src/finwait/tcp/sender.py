@@ -65,11 +65,14 @@ from .timers import (
 )
 from .verdict import Verdict
 
+# The states as module names: on Python 3.11 ``State.X`` goes through
+# EnumType.__getattr__, ten times the cost of a global (see state.py).
+_LISTEN, _SYN_SENT, _SYN_RECEIVED = State.LISTEN, State.SYN_SENT, State.SYN_RECEIVED
+_ESTABLISHED, _FIN_WAIT_1 = State.ESTABLISHED, State.FIN_WAIT_1
+
 _add = seqnum.add
 _lt = seqnum.lt
 _le = seqnum.le
-_ESTABLISHED = State.ESTABLISHED
-_SYN_RECEIVED = State.SYN_RECEIVED
 
 
 class Sender(Recovery):
@@ -297,13 +300,13 @@ class Sender(Recovery):
         self._retries += 1
         limit = (
             self.config.syn_retries
-            if st in (State.SYN_SENT, State.SYN_RECEIVED)
+            if st in (_SYN_SENT, _SYN_RECEIVED)
             else (self.config.data_retries)
         )
         if self._retries > limit:
-            if st is State.SYN_RECEIVED and self.passive:
+            if st is _SYN_RECEIVED and self.passive:
                 self._count("synack_timeout")
-                self._set_state(State.LISTEN, now)  # back to the listener, silently
+                self._set_state(_LISTEN, now)  # back to the listener, silently
                 self._delete(now)
                 return
             self._time_out(now, "retransmission_timeout")
@@ -322,8 +325,8 @@ class Sender(Recovery):
         if self.snd_una == self.iss:
             # Our SYN is unacknowledged: resend it (SYN,ACK once we have the
             # peer's SYN), then a FIN queued by CLOSE in SYN-RECEIVED (CL-4).
-            self._emit_syn(now, ack=st is not State.SYN_SENT)
-            if st is State.FIN_WAIT_1:
+            self._emit_syn(now, ack=st is not _SYN_SENT)
+            if st is _FIN_WAIT_1:
                 self.snd_nxt = _add(self.iss, 1)
                 self._push(now)
         elif st.sending:
@@ -355,7 +358,7 @@ class Sender(Recovery):
 
     def _on_keepalive(self, now: float) -> None:
         self.timers.cancel(KEEPALIVE)
-        if self.config.keepalive is None or self.state is not State.ESTABLISHED:
+        if self.config.keepalive is None or self.state is not _ESTABLISHED:
             return
         if now - self._last_recv >= self.config.keepalive:
             self._count("keepalive_probe")
@@ -425,14 +428,14 @@ class Sender(Recovery):
             self._judge(Verdict.BAD_ACK_SYN_RECEIVED)
             return False
         self._ack_syn(_add(una, 1), now)
-        self._set_state(State.ESTABLISHED, now)
+        self._set_state(_ESTABLISHED, now)
         self._event(CONNECTED)
         self.snd_wnd = seg.window << self.snd_wscale
         self.max_snd_wnd = max(self.max_snd_wnd, self.snd_wnd)
         self.snd_wl1, self.snd_wl2 = seg.seq, ack
         if self._close_pending:
             self._close_pending = False
-            self._queue_fin(State.FIN_WAIT_1, now)
+            self._queue_fin(_FIN_WAIT_1, now)
         return True
 
     def _on_new_ack(self, seg: Segment, ack: int, now: float) -> None:
