@@ -174,10 +174,11 @@ class Host:
     # ------------------------------------------------------------------
     # RFC 6528 ISNs and RFC 6056 ports
 
-    def _hash32(self, tag: bytes, *parts: object) -> int:
+    def _hash32(self, tag: bytes, text: str) -> int:
+        """F(tag, text): the keyed hash's first 32 bits."""
         h = self._keyed.copy()
         h.update(tag)
-        h.update("|".join(map(str, parts)).encode())
+        h.update(text.encode())
         return int.from_bytes(h.digest(), "big")
 
     def _isn(self, src: str, sport: int, dst: str, dport: int, now: float) -> int:
@@ -189,7 +190,7 @@ class Host:
         """(ISN, timestamp offset).  ISN = M + F(4-tuple, secret): M a 4 µs
         clock, F a keyed hash (RFC 6528 §3).  The per-connection timestamp
         offset (RFC 7323 §5.4) is F's bits, rotated, so one hash serves both."""
-        f = self._hash32(b"isn", src, sport, dst, dport)
+        f = self._hash32(b"isn", f"{src}|{sport}|{dst}|{dport}")
         ts_offset = f >> 7 | (f & 0x7F) << 25
         if self._isn_source is not None:
             return self._isn_source(src, sport, dst, dport, now) & seqnum.MASK, ts_offset
@@ -203,7 +204,7 @@ class Host:
         if offset is None:
             if len(self._port_offsets) >= 4096:
                 self._port_offsets.clear()  # bounded: it is only a cache
-            offset = self._port_offsets[dest] = self._hash32(b"port", src, dst, dport)
+            offset = self._port_offsets[dest] = self._hash32(b"port", f"{src}|{dst}|{dport}")
         for _ in range(span):
             self._port_counter += 1
             port = EPHEMERAL_LOW + (offset + self._port_counter) % span
@@ -392,7 +393,8 @@ class Host:
         right after the ``receive()`` that established it; the timer heap is
         brought up to date lazily (``_settle``)."""
         self._touched[conn] = None
-        if conn.state is not _ESTABLISHED or (self._listener_of and conn in self._listener_of):
+        st = conn.state  # what _update_tables acts on: a listener's, or the end of a TCB
+        if st is _CLOSED or st is _LISTEN or (self._listener_of and conn in self._listener_of):
             self._update_tables(conn)
 
     def _update_tables(self, conn: Connection) -> None:
@@ -416,8 +418,7 @@ class Host:
         for conn in touched:
             st = conn.state
             if st is _CLOSED or st is _LISTEN:
-                self._remove(conn)  # done by _update_tables already; idempotent
-                continue
+                continue  # removed from the tables by _touch already
             d = conn.timers.next()
             if d != self._deadline.get(conn):
                 self._deadline[conn] = d

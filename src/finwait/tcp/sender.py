@@ -156,7 +156,8 @@ class Sender(Recovery):
         if self._rtt_seq is not None and not _lt(ack, self._rtt_seq):
             self.rtt.sample(now - self._rtt_start, ack, self.snd_nxt)
             self._rtt_seq = None
-        self.rtt.backoff = 0
+        if self.rtt.backoff:  # (a property that recomputes the RTO)
+            self.rtt.backoff = 0
 
     def _queue_fin(self, state: State, now: float) -> None:
         """CLOSE: place our FIN after the last queued byte (``_fin_seq``),
