@@ -153,13 +153,13 @@ class SendBuffer:
         segment costs; a whole chunk is returned as it is)."""
         head = self._head
         start = (s.start or 0) + head
+        stop = s.stop + head
+        first = self._chunks[0] if self._chunks else b""
+        if stop <= len(first):  # the common case: within the oldest chunk
+            return first[start:stop] if type(first) is bytes else bytes(first[start:stop])
         stop = min(s.stop, self.size) + head
         if stop <= start:
             return b""
-        first = self._chunks[0]
-        if stop <= len(first):  # the common case: within the oldest chunk
-            piece = first[start:stop]
-            return piece if type(piece) is bytes else bytes(piece)
         pieces: list[bytes | bytearray] = []
         pos = 0  # where the chunk in hand starts
         for chunk in self._chunks:

@@ -43,7 +43,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from ..wire.segment import ACK, FIN, PSH, SYN, Segment, TcpOptions, new_segment
+from ..wire.segment import ACK, FIN, PSH, SYN, Segment, TcpOptions, new_options, new_segment
 from . import seqnum
 from .buffers import SendBuffer
 from .config import Config
@@ -120,7 +120,7 @@ class Sender(Recovery):
             wscale = self._offer_wscale
             ts = (self._ts_now(now), 0) if cfg.timestamps else None
             sack_perm = cfg.sack_permitted
-        opts = TcpOptions(mss=cfg.mss, wscale=wscale, sack_permitted=sack_perm, timestamps=ts)
+        opts = new_options(TcpOptions, (cfg.mss, wscale, sack_perm, ts, (), ()))
         window = min(self.rcv_wnd, 0xFFFF)  # never scaled on a SYN (RFC 7323 §2.2)
         flags = SYN | ACK if ack else SYN
         if send:
@@ -210,7 +210,7 @@ class Sender(Recovery):
                 flags |= FIN
             out.append(new_segment(Segment, (
                 src, dst, sport, dport, nxt, header[0], flags, header[1],
-                bytes(buf[off : off + n]) if n else b"", header[2], 0,
+                buf[off : off + n] if n else b"", header[2], 0,
             )))  # fmt: skip
             seq, nxt = nxt, (end + (flags & FIN)) & MASK
             if rack is not None:
