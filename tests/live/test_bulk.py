@@ -110,3 +110,38 @@ def test_bulk_with_loss_both_ways_recovers_with_sack(lab: Lab) -> None:
             assert c["dupack"] > 0 and c.get("rto", 0) <= seen[OUT] // 40 // 4, dict(c)
 
     run(main, timeout=60)
+
+
+@pytest.mark.parametrize("offload", [True, False], ids=["offload", "plain"])
+def test_slow_start_with_super_packets_counts_bytes(lab: Lab, offload: bool) -> None:
+    """With offload the kernel ACKs each super-packet once (a stretch ACK for
+    up to 45 segments): slow start must grow cwnd by what each ACK delivers,
+    not by one SMSS (RFC 3465's L = 1, which left cwnd near 100 kB after
+    3 MB).  Without offload every segment is its own packet and the default
+    newreno counts one SMSS per ACK, as configured."""
+    srv = kernel_listener(lab, 9202)
+
+    def kernel() -> int:
+        c, _ = srv.accept()
+        with c:
+            n = len(recv_all(c))
+        srv.close()
+        return n
+
+    async def main() -> None:
+        async with stack_on(lab, offload=offload) as stack:
+            peer = in_thread(kernel)
+            _reader, writer = await open_connection(lab.cfg.kernel_v4, 9202, stack=stack)
+            data = pattern(SIZE)
+            for i in range(0, SIZE, 1 << 16):
+                writer.write(data[i : i + (1 << 16)])
+                await writer.drain()
+            writer.write_eof()
+            assert await peer == SIZE
+            await writer.wait_closed()
+            conn = writer.connection
+            assert conn.config.congestion_control == ("newreno-abc" if offload else "newreno")
+            if offload:
+                assert conn.cc.cwnd > SIZE // 2, conn.cc.cwnd
+
+    run(main, timeout=60)
