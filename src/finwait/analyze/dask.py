@@ -124,15 +124,20 @@ class DaskRunner(AbstractContextManager["DaskRunner"]):
 
             import dask
 
-            # Workers forked from this process (it has imported numpy and
-            # finwait already: no second start-up of 0.6 s CPU per worker),
-            # and without Dask's sampling profiler (a thread walking the
-            # task's stack every 10 ms).
-            fork = "fork" in multiprocessing.get_all_start_methods()
+            # Workers forked from a fork server that has imported Dask, numpy
+            # and finwait once (a fork of this process, which runs Dask's
+            # threads, can deadlock on a lock held at the fork: it did), and
+            # without Dask's sampling profiler (a thread walking the task's
+            # stack every 10 ms).
+            forkserver = "forkserver" in multiprocessing.get_all_start_methods()
+            method = "forkserver" if forkserver else "spawn"
             with dask.config.set({
-                "distributed.worker.multiprocessing-method": "fork" if fork else "spawn",
+                "distributed.worker.multiprocessing-method": method,
                 "distributed.worker.profile.enabled": False,
             }):  # fmt: skip
+                if forkserver:
+                    du: Any = importlib.import_module("distributed.utils")
+                    du.get_mp_context().set_forkserver_preload(["distributed", __name__])
                 self.cluster = dd.LocalCluster(
                     n_workers=n, threads_per_worker=1, processes=True, dashboard_address=":0",
                     scheduler_kwargs={"dashboard": False}, silence_logs=logging.CRITICAL,
