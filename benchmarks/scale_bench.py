@@ -162,6 +162,9 @@ def measure(
     wall = time.perf_counter() - t
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    # Processes not reaped by the run (a fork server's workers are its
+    # children, not ours) miss the rusage: their sampled CPU counts then.
+    cpu = max(cpu, sum(cpu_of.values()))
     c1 = _cpu_now(cluster or [])
     for pid, (c, rss) in c1.items():
         cpu += c - c0.get(pid, (0.0, 0.0))[0]
