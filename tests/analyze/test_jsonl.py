@@ -179,3 +179,24 @@ def test_empty_analysis_writes_nothing(tmp_path: Path) -> None:
     res = analyze_file(path)
     out = io.StringIO()
     assert write_jsonl(res, out) == 0 and out.getvalue() == ""
+
+
+def test_times_are_the_text_of_python_round() -> None:
+    """The column-wise time formatter writes exactly ``repr(round(t, 6))``,
+    also at the edges: halves of a microsecond, exponent notation below
+    1e-4, negative zero, values too large for the fast path."""
+    import numpy as np
+
+    from finwait.analyze.jsonl import _us
+
+    rng = np.random.default_rng(7)
+    edges = [0.0, -0.0, 1e-4, 9.99e-5, 5e-5, 5e-7, 1.5e-6, 2.5e-6, 1.25e-5, -1.5, 0.1, 2.0**33,
+             2.0**33 - 1e-3, 1e17, float("inf"), 1796613947.2842145, 1700000000.0]  # fmt: skip
+    times = np.concatenate([
+        np.array(edges), rng.random(20000) * 2e9, np.round(rng.random(20000) * 2e15) / 1e6,
+        rng.random(20000) * 1e-3, (np.arange(20000) + 0.5) / 1e6 + 1.7e9,
+        (np.arange(20000) + 0.5) / 1e6,
+    ])  # fmt: skip
+    whole, head, tail = _us(times)
+    got = [f"{a}{b}{c}" for a, b, c in zip(whole, head, tail, strict=True)]
+    assert got == [repr(round(t, 6)) for t in times.tolist()]

@@ -34,14 +34,14 @@ I64 = npt.NDArray[np.int64]
 _EP = '{"addr":"%s","port":%d}'
 _PAIR = '{"client_to_server":%d,"server_to_client":%d}'
 _LINE = (
-    '{"id":%d,"client":' + _EP + ',"server":' + _EP + ',"start":%r,"end":%r,"duration":%r,'
+    '{"id":%d,"client":' + _EP + ',"server":' + _EP + ',"start":%s%s%s,"end":%s%s%s,"duration":%s%s%s,'
     '"first_frame":%d,"last_frame":%d,"partial":%s,"flipped":%s,"packets":' + _PAIR + ',"bytes":' + _PAIR
     + ',"retransmissions":' + _PAIR + ',"handshake":%s,"close":%s,"first_fin":%s,'
     '"reset_by":%s,"reset_after_fin":%s,"half_close_bytes":%d,'
     '"fins":{"client":%s,"server":%s},"anomalies":%s,"conn_state":"%s","history":"%s","tunnel":%s%s}\n'
 )  # fmt: skip
-_FIN = '{"frame":%d,"time":%r,"seq":%d,"ack":%d,"len":%d,"retransmissions":%d,"acked_by":'
-_FIN_ACKED = _FIN + '{"frame":%d,"time":%r,"seq":%d,"ack":%d,"carried_on":"%s"}}'
+_FIN = '{"frame":%d,"time":%s%s%s,"seq":%d,"ack":%d,"len":%d,"retransmissions":%d,"acked_by":'
+_FIN_ACKED = _FIN + '{"frame":%d,"time":%s%s%s,"seq":%d,"ack":%d,"carried_on":"%s"}}'
 _FIN_UNACKED = _FIN + "null}"
 
 _BOOL = np.array(["false", "true"], dtype=object)
@@ -115,7 +115,7 @@ def _lines(res: Analysis, lo: int, hi: int, tail: str) -> list[str]:
     columns: list[list[Any]] = [
         list(range(lo + 1, hi + 1)) if res.ids is None else res.ids[sl].tolist(),
         c_addr, c_port, s_addr, s_port,
-        _us(start), _us(end), _us(end - start),
+        *_us(start), *_us(end), *_us(end - start),
         col("first_frame"), col("last_frame"), lookup(_BOOL, "partial"), lookup(_BOOL, "flipped"),
         col("pkts_c"), col("pkts_s"), col("bytes_c"), col("bytes_s"), col("retr_c"), col("retr_s"),
         lookup(_HANDSHAKE, "handshake", 1), lookup(_CLOSE, "close", 1),
@@ -169,10 +169,43 @@ def _addresses(res: Analysis, words: npt.NDArray[np.int64]) -> npt.NDArray[Any]:
     return out
 
 
-def _us(times: npt.NDArray[Any]) -> list[float]:
-    """Seconds rounded to the microsecond (0.14, not 0.13999999999999999)."""
-    # Python's round, as Analysis.records (numpy's differs in rare halves).
-    return [round(t, 6) for t in times.tolist()]
+# Fractions of a second as text, three digits at a time: ".xyz" when more
+# digits follow, else with trailing zeros dropped (".5", ".0"); the last
+# three digits with trailing zeros dropped ("" for none).
+_DOT3 = np.array([f".{k:03d}" for k in range(1000)], dtype=object)
+_DOT3_END = np.array([f".{k:03d}".rstrip("0") if k else ".0" for k in range(1000)], dtype=object)
+_END3 = np.array([f"{k:03d}".rstrip("0") for k in range(1000)], dtype=object)
+
+
+def _us(times: npt.NDArray[Any]) -> list[list[Any]]:
+    """Seconds rounded to the microsecond as JSON text (0.14, not
+    0.13999999999999999), in three pieces per value for a ``%s%s%s`` slot:
+    the text of ``repr(round(t, 6))`` (Python's round, as Analysis.records
+    uses; numpy's differs in rare halves), formatted column-wise.
+
+    For 1e-4 <= t < 2**33 that text is the six-decimal one with trailing
+    zeros dropped (doubles there are closer than a microsecond, so no
+    shorter decimal names the same double), and ``rint(t * 1e6)`` is the
+    correctly rounded microsecond count unless ``t * 1e6`` is within its
+    rounding error of a half; those, zero's sign, and the values outside
+    (``repr`` switches to exponents below 1e-4) are formatted one by one."""
+    t = np.asarray(times, dtype=np.float64)
+    p = t * 1e6
+    q = np.rint(p)
+    with np.errstate(invalid="ignore"):  # (inf, nan: formatted one by one)
+        ok = (t >= 1e-4) & (t < 2.0**33) & (0.5 - np.abs(p - q) > np.spacing(p))
+    ok |= (t == 0) & ~np.signbit(t)
+    us = np.where(ok, q, 0).astype(np.int64)
+    frac = us % 1_000_000
+    hi, lo = frac // 1000, frac % 1000
+    whole: npt.NDArray[Any] = (us // 1_000_000).astype(object)
+    head = np.where(lo > 0, _DOT3[hi], _DOT3_END[hi])
+    tail = _END3[lo]
+    bad = np.flatnonzero(~ok)
+    if bad.size:
+        whole[bad] = [repr(round(x, 6)) for x in t[bad].tolist()]
+        head[bad] = tail[bad] = ""
+    return [whole.tolist(), head.tolist(), tail.tolist()]
 
 
 def _fins(c: dict[str, Any], sl: slice, side: str) -> list[str]:
@@ -192,7 +225,7 @@ def _fins(c: dict[str, Any], sl: slice, side: str) -> list[str]:
 
     def fin(rows: I64) -> list[list[Any]]:
         return [
-            take("fin_frame", rows), _us(c["fin_ts_" + side][sl][rows]), take("fin_seq", rows),
+            take("fin_frame", rows), *_us(c["fin_ts_" + side][sl][rows]), take("fin_seq", rows),
             take("fin_ack", rows), take("fin_plen", rows), take("fin_retr", rows),
         ]  # fmt: skip
 
@@ -204,7 +237,7 @@ def _fins(c: dict[str, Any], sl: slice, side: str) -> list[str]:
         carried = np.where(flags & FIN, "fin", np.where(plen > 0, "data", "pure_ack"))
         cols = [
             *fin(qa),
-            take("fack_frame", qa), _us(c["fack_ts_" + side][sl][qa]), take("fack_seq", qa),
+            take("fack_frame", qa), *_us(c["fack_ts_" + side][sl][qa]), take("fack_seq", qa),
             take("fack_ack", qa), carried.tolist(),
         ]  # fmt: skip
         out[qa] = list(map(_FIN_ACKED.__mod__, zip(*cols, strict=True)))
