@@ -138,3 +138,45 @@ def test_late_packet_starts_a_connection(tmp_path: Path) -> None:
     pkts[-1] = (640.0, pkts[-1][1])
     path.write_bytes(pcap(sorted(pkts, key=lambda p: p[0]), 101))
     assert analyze_file(path).n == 2
+
+
+@pytest.mark.parametrize("mode", [[], ["--csv"], ["--stats"]])
+def test_cli_modes_stream(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, mode: list[str]
+) -> None:
+    """The text summary, --csv and --stats stream too (memory: the open
+    connections), and print what the whole analysis gives (--set reads the
+    file whole)."""
+    from finwait.analyze.summary import Summary
+
+    path = _capture(tmp_path)
+    pieces: list[Analysis] = []
+    add = Summary.add
+
+    def counted(self: Summary, res: Analysis) -> None:
+        pieces.append(res)
+        add(self, res)
+
+    monkeypatch.setattr(Summary, "add", counted)
+    streamed = CliRunner().invoke(main, ["analyze", *mode, str(path)])
+    assert streamed.exit_code == 0, streamed.output
+    if not mode:
+        assert len(pieces) > 5  # gathered piece by piece
+    whole = CliRunner().invoke(main, ["analyze", "--set", *mode, str(path)])
+    assert whole.exit_code == 0, whole.output
+    assert streamed.output == whole.output
+
+
+def test_summary_ties_by_id(tmp_path: Path) -> None:
+    """Longest connections of equal duration are listed by id, whatever
+    the order their pieces came in."""
+    from finwait.analyze.summary import Summary
+
+    res = analyze_file(_capture(tmp_path))
+    res.cols["start"][:] = 0.0
+    res.cols["end"][:] = 2.0
+    res.cols["end"][[40, 90]] = 3.0
+    s = Summary()
+    s.add(res)
+    assert [r["id"] for r in s.longest()] == [41, 91, 1, 2, 3]
+    assert [r["id"] for r in s.first_unclosed()] == sorted(r["id"] for r in s.first_unclosed())

@@ -144,6 +144,8 @@ class Analysis:
     files: list[str] | None = None
     conn_files: list[list[int]] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
+    # Connections inside a tunnel, when the rows are not held (streamed).
+    tunnelled: int | None = None
 
     def __len__(self) -> int:
         return self.n
@@ -175,9 +177,14 @@ class Analysis:
             "skipped_by_reason": sk,
             "notes": dict(sorted(self.notes.items())),
             "connections": self.n,
-            "tunnelled_connections": int((self.cols["tunnel"] > 0).sum()) if self.n else 0,
+            "tunnelled_connections": self.tunnelled_connections(),
             "error": self.error,
         }
+
+    def tunnelled_connections(self) -> int:
+        if self.tunnelled is not None:
+            return self.tunnelled
+        return int((self.cols["tunnel"] > 0).sum()) if self.n else 0
 
     # -- summary -------------------------------------------------------------
 

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import itertools
 import json
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any, TextIO
 
 import numpy as np
@@ -248,15 +248,24 @@ def _fins(c: dict[str, Any], sl: slice, side: str) -> list[str]:
 
 class OrderedJsonl:
     """JSON Lines of a streamed analysis (pieces of connections in any
-    order, each piece's ids ascending) written in id order.  Lines that
+    order, each piece's ids ascending) written in id order; with ``lines``,
+    whatever lines that gives for rows ``lo`` .. ``hi`` - 1 of a piece
+    (one per connection: the CSV writer's).  Lines that
     wait for an earlier connection are held in memory up to ``budget``
     bytes, then spilled to a temporary file (sorted by id, with numpy arrays
     of their ids and offsets) and read back in order, a run of consecutive
     ids at a time."""
 
-    def __init__(self, out: TextIO, file: str | None = None, budget: int = 8 << 20) -> None:
+    def __init__(
+        self,
+        out: TextIO,
+        file: str | None = None,
+        budget: int = 8 << 20,
+        lines: Callable[[Analysis, int, int], list[str]] | None = None,
+    ) -> None:
         self.out, self.budget = out, budget
         self.tail = "" if file is None else ',"file":' + json.dumps(file)
+        self.lines = lines or (lambda res, lo, hi: _lines(res, lo, hi, self.tail))
         self.next = 1
         self.held: dict[int, str] = {}
         self.held_bytes = 0
@@ -270,7 +279,7 @@ class OrderedJsonl:
         ids = list(range(1, res.n + 1)) if res.ids is None else res.ids.tolist()
         for lo in range(0, res.n, BLOCK):
             hi = min(res.n, lo + BLOCK)
-            lines = _lines(res, lo, hi, self.tail)
+            lines = self.lines(res, lo, hi)
             waiting = self.held or self.heads
             if ids[lo] == self.next and not waiting and ids[hi - 1] - ids[lo] == hi - lo - 1:
                 self.out.write("".join(lines))  # in order, nothing waiting

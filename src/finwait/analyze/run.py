@@ -51,7 +51,7 @@ def analyze_file(
         chunk_size = min(chunk_size, STREAM_CHUNK)
     tunnels = Tunnels()
     drops: Counter[str] = Counter()
-    records = 0
+    records = tunnelled = 0
     error: CaptureError | None = None
     try:
         for batch in iter_batches(path, chunk_size):
@@ -60,7 +60,7 @@ def analyze_file(
             if emit is not None:
                 done = tracker.retire()
                 if done is not None:
-                    emit(_piece(done, path, tunnels))
+                    tunnelled += _emit(emit, _piece(done, path, tunnels))
             if progress is not None:
                 progress(batch.file_offset + int(batch.buf.size))
     except CaptureError as exc:
@@ -69,9 +69,10 @@ def analyze_file(
         res = classify(tracker, str(path))
     else:
         if tracker.nconns:
-            emit(_piece(tracker, path, tunnels))
+            tunnelled += _emit(emit, _piece(tracker, path, tunnels))
         res = Analysis(str(path), tcp_packets=tracker.packets, n=tracker.next_id)
         res.cols = {"tunnel": np.zeros(0, dtype=np.int64)}
+        res.tunnelled = tunnelled
     res.records_read = records
     res.notes = Counter({k: drops.pop(k) for k in NOTES if k in drops})
     res.drops = drops
@@ -81,6 +82,12 @@ def analyze_file(
         res.error_offset = None if isinstance(error, EmptyCaptureError) else error.offset
         res.empty = isinstance(error, EmptyCaptureError)
     return res
+
+
+def _emit(emit: Emit, piece: Analysis) -> int:
+    """Hand ``piece`` over; its count of tunnelled connections."""
+    emit(piece)
+    return piece.tunnelled_connections()
 
 
 def _piece(tr: Tracker, path: str | Path, tunnels: Tunnels) -> Analysis:

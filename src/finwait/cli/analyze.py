@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 import importlib.util
+import io
 import os
 import sys
 import time
@@ -17,6 +18,7 @@ from .files import DIRS_OK, INPUT, OUTPUT, OUTPUT_DIR, write_text, writing
 
 if TYPE_CHECKING:
     from ..analyze import Analysis
+    from ..analyze.summary import Summary
 
 # numpy's BLAS starts a thread per core at import; the analyzer does no
 # linear algebra, so one thread (the user's setting wins) saves start-up CPU.
@@ -58,19 +60,34 @@ def _run(
         bar.stop()
 
 
-def _run_json(
-    path: str, progress: bool, zeek_timeouts: bool, checksums: bool, multi: bool
-) -> Analysis:
-    """``--json`` streamed: each connection is written once it is done with
-    (analyze_file's ``emit``), in id order, so memory holds only the open
-    ones."""
+def _run_streamed(
+    path: str, progress: bool, zeek_timeouts: bool, checksums: bool, multi: bool, mode: str
+) -> tuple[Analysis, Summary | None]:
+    """One file read once, its connections handed over as they are done
+    with (analyze_file's ``emit``), so memory holds only the open ones:
+    ``json`` and ``csv`` lines are written in id order as they come, the
+    ``summary`` gathers its counts and few records, ``stats`` only counts."""
     from ..analyze.jsonl import OrderedJsonl
+    from ..analyze.summary import Summary
 
-    w = OrderedJsonl(sys.stdout, path if multi else None)
+    summary: Summary | None = None
+    writer: OrderedJsonl | None = None
+    if mode == "json":
+        writer = OrderedJsonl(sys.stdout, path if multi else None)
+    elif mode == "csv":
+        writer = OrderedJsonl(sys.stdout, lines=_csv_lines)
+    elif mode == "summary":
+        summary = Summary()
+    emit = writer.add if writer else summary.add if summary else _discard
     try:
-        return _run(path, progress, zeek_timeouts, checksums, emit=w.add)
+        return _run(path, progress, zeek_timeouts, checksums, emit=emit), summary
     finally:
-        w.close()
+        if writer is not None:
+            writer.close()
+
+
+def _discard(_piece: Analysis) -> None:
+    return None
 
 
 def _run_set(
@@ -259,10 +276,13 @@ def analyze_cmd(
     # The bar is on stderr, so it may run beside --json/--csv/--stats on stdout.
     show_bar = not one_conn and sys.stderr.isatty()
     results: list[Analysis]
-    # Plain --json on files read one by one streams (memory: open connections only).
-    whole = one_conn or as_stats or html_out or parquet_out or dataset_out
-    stream = as_json and not whole
+    # Files read one by one stream (memory: open connections only), except
+    # for what needs every connection at the end: one connection's packets
+    # (--explain, --ladder, --svg), the HTML report, Parquet.
+    whole = one_conn or html_out or parquet_out or dataset_out
+    mode = "stats" if as_stats else "json" if as_json else "csv" if as_csv else "summary"
     streamed = False
+    summaries: list[Summary | None] = []
     if dask_at is not None:
         results = _run_dask(dask_at, files, as_set, zeek_timeouts, int(chunk_mb * (1 << 20)),
                             verify_checksums, show_bar)  # fmt: skip
@@ -278,10 +298,16 @@ def analyze_cmd(
             results = list(
                 pool.map(_run, files, [False] * n, [zeek_timeouts] * n, [verify_checksums] * n)
             )
-    elif stream:
+    elif not whole:
         streamed = True
         multi = len(files) > 1
-        results = [_run_json(f, show_bar, zeek_timeouts, verify_checksums, multi) for f in files]
+        if mode == "csv":
+            csv.writer(sys.stdout).writerow(CSV_FIELDS)
+        results = []
+        for f in files:
+            res, summ = _run_streamed(f, show_bar, zeek_timeouts, verify_checksums, multi, mode)
+            results.append(res)
+            summaries.append(summ)
     else:
         results = [_run(f, show_bar, zeek_timeouts, verify_checksums) for f in files]
     from ..analyze.jsonl import write_jsonl
@@ -311,9 +337,11 @@ def analyze_cmd(
             out.write(json.dumps(res.stats()) + "\n")
     elif one_conn:
         _one(results[0], explain, ladder, svg)
+    elif streamed and mode != "summary":
+        pass  # written while reading
     elif as_json:
         multi = len(results) > 1
-        for res in results if not streamed else ():  # (streamed: written while reading)
+        for res in results:
             write_jsonl(res, out, res.path if multi else None)
     elif as_csv:
         w = csv.writer(out)
@@ -322,8 +350,8 @@ def analyze_cmd(
             for r in res.records():
                 w.writerow(_csv_row(res.path, r))
     else:
-        for res in results:
-            _summary(res)
+        for k, res in enumerate(results):
+            _summary(res, summaries[k] if streamed else None)
     failed = [r for r in results if r.error is not None]
     for bad in failed:
         for err in bad.errors or [str(bad.error)]:
@@ -359,6 +387,19 @@ def _warn_if_no_tcp(res: Analysis) -> None:
             f"no TCP connection: {why}",
             err=True,
         )
+
+
+def _csv_lines(res: Analysis, lo: int, hi: int) -> list[str]:
+    """The CSV rows of connections ``lo`` .. ``hi`` - 1 of ``res``, as text."""
+    buf = io.StringIO()
+    w = csv.writer(buf)
+    out = []
+    for r in res.records(lo, hi):
+        w.writerow(_csv_row(res.path, r))
+        out.append(buf.getvalue())
+        buf.seek(0)
+        buf.truncate()
+    return out
 
 
 def _csv_row(path: str, r: dict[str, Any]) -> list[Any]:
@@ -411,12 +452,16 @@ def _hp(end: dict[str, Any]) -> str:
     return hostport(end["addr"], end["port"])
 
 
-def _summary(res: Analysis) -> None:
+def _summary(res: Analysis, summ: Summary | None = None) -> None:
+    """The text summary; ``summ`` gathered while streaming, else from ``res``."""
     from rich.table import Table
 
-    from ..analyze.classify import CLOSES
+    from ..analyze.summary import Summary
     from ..render.rows import count
 
+    if summ is None:
+        summ = Summary()
+        summ.add(res)
     con = _console()
     skipped = res.stats()["skipped"]
     # Plain lines (not wrapped to the terminal): scripts grep them.
@@ -435,13 +480,10 @@ def _summary(res: Analysis) -> None:
     for side in ("client", "server", "both", "-"):
         t.add_column(f"first FIN: {side}", justify="right")
     t.add_column("total", justify="right")
-    grid = res.by_close_and_closer()
-    for close in CLOSES:
-        row = [grid.get((close, s), 0) for s in ("client", "server", "both", "-")]
-        if sum(row):
-            t.add_row(close, *(f"{x:,}" for x in row), f"{sum(row):,}")
+    for close, row in summ.close_rows():
+        t.add_row(close, *(f"{x:,}" for x in row), f"{sum(row):,}")
     con.print(t)
-    an = res.anomaly_counts()
+    an = summ.anomaly_counts()
     if an:
         ta = Table(title="Anomalies")
         ta.add_column("anomaly")
@@ -450,24 +492,18 @@ def _summary(res: Analysis) -> None:
         for name, (nc, ns) in sorted(an.items(), key=lambda kv: -kv[1][0]):
             ta.add_row(name, f"{nc:,}", f"{ns:,}")
         con.print(ta)
-    dur = res.cols["end"] - res.cols["start"]
-    longest = dur.argsort()[::-1][:5].tolist()
     tl = Table(title="Longest connections")
     for col in ("id", "client", "server", "duration s", "close"):
         tl.add_column(col)
-    for i in longest:
-        r = res.record(i + 1)
+    for r in summ.longest():
         tl.add_row(str(r["id"]), _hp(r["client"]), _hp(r["server"]), f"{r['duration']:.3f}",
                    r["close"])  # fmt: skip
     con.print(tl)
-    unclosed = [i for i in (res.cols["close"] == CLOSES.index("open")).nonzero()[0].tolist()]
-    unclosed += (res.cols["close"] == CLOSES.index("half_closed")).nonzero()[0].tolist()
-    if unclosed:
-        tu = Table(title=f"Unclosed connections ({len(unclosed)}; first 10)")
+    if summ.unclosed:
+        tu = Table(title=f"Unclosed connections ({summ.unclosed}; first 10)")
         for col in ("id", "client", "server", "close", "first FIN"):
             tu.add_column(col)
-        for i in sorted(unclosed)[:10]:
-            r = res.record(i + 1)
+        for r in summ.first_unclosed():
             tu.add_row(str(r["id"]), _hp(r["client"]), _hp(r["server"]), r["close"],
                        r["first_fin"] or "-")  # fmt: skip
         con.print(tu)
