@@ -12,16 +12,18 @@ import ipaddress
 from collections import Counter
 from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from ..capture.decode import NOTES, TcpColumns, Tunnels, decode, member
 from ..capture.reader import CaptureError, EmptyCaptureError, iter_batches
-from ..trace import Trace
-from ..wire.segment import Segment
 from .classify import Analysis, classify
 from .tracker import Tracker
+
+if TYPE_CHECKING:  # (imported on use: the engine's modules, not needed to analyse)
+    from ..trace import Trace
+    from ..wire.segment import Segment
 
 Progress = Callable[[int], None]
 Emit = Callable[[Analysis], None]
@@ -110,6 +112,8 @@ def connection_traces(
 ) -> dict[int, Trace]:
     """:func:`connection_trace` for several connections in one pass over the
     file; with ``limit``, each Trace keeps its first ``limit`` segments."""
+    from ..trace import Trace
+
     recs: dict[int, dict[str, Any]] = {}
     for cid in cids:
         if not 1 <= cid <= analysis.n:
@@ -186,6 +190,8 @@ def _addr_text(w: list[int]) -> str:
 
 
 def _segment(cols: TcpColumns, k: int) -> Segment:
+    from ..wire.segment import Segment
+
     return Segment(
         src=_addr_text(cols.src[k].tolist()),
         dst=_addr_text(cols.dst[k].tolist()),

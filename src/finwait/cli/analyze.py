@@ -311,7 +311,6 @@ def analyze_cmd(
     else:
         results = [_run(f, show_bar, zeek_timeouts, verify_checksums) for f in files]
     from ..analyze.jsonl import write_jsonl
-    from ..render.rows import count
 
     out = sys.stdout  # (CliRunner swaps it in tests)
     if html_out is not None:
@@ -353,6 +352,8 @@ def analyze_cmd(
         for k, res in enumerate(results):
             _summary(res, summaries[k] if streamed else None)
     failed = [r for r in results if r.error is not None]
+    if failed:
+        from ..render.rows import count  # (on use: it brings the engine's trace)
     for bad in failed:
         for err in bad.errors or [str(bad.error)]:
             click.echo(f"finwait analyze: {err}", err=True)

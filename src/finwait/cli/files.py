@@ -13,7 +13,6 @@ from __future__ import annotations
 import errno
 import os
 import stat
-import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from pathlib import Path
@@ -129,6 +128,8 @@ class _DirType(click.ParamType):  # type: ignore[type-arg]
             raise FileArgError(value, "is a file, not a directory")
         try:
             os.makedirs(value, exist_ok=True)
+            import tempfile  # (on use: it brings shutil, lzma, bz2 at start-up)
+
             fd, tmp = tempfile.mkstemp(dir=value, prefix=".finwait-check.")
             os.close(fd)
             os.unlink(tmp)
@@ -161,6 +162,8 @@ def write_text(path: str | os.PathLike[str], text: str) -> None:
             umask = os.umask(0)
             os.umask(umask)
             mode = 0o666 & ~umask
+        import tempfile
+
         fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".part", dir=target.parent)
         try:
             with os.fdopen(fd, "w", encoding="utf-8") as f:
