@@ -140,13 +140,14 @@ def test_late_packet_starts_a_connection(tmp_path: Path) -> None:
     assert analyze_file(path).n == 2
 
 
-@pytest.mark.parametrize("mode", [[], ["--csv"], ["--stats"]])
-def test_cli_modes_stream(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, mode: list[str]
-) -> None:
-    """The text summary, --csv and --stats stream too (memory: the open
-    connections), and print what the whole analysis gives (--set reads the
-    file whole)."""
+@pytest.mark.parametrize(
+    "mode",
+    [[], ["--csv"], ["--stats"], ["--explain", "1"], ["--explain", "140"], ["--ladder", "3"]],
+)
+def test_cli_modes_stream(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, mode: list[str]) -> None:
+    """The text summary, --csv, --stats and one connection's --explain or
+    --ladder stream too (memory: the open connections), and print what the
+    whole analysis gives (--set reads the file whole)."""
     from finwait.analyze.summary import Summary
 
     path = _capture(tmp_path)

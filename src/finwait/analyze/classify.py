@@ -144,8 +144,10 @@ class Analysis:
     files: list[str] | None = None
     conn_files: list[list[int]] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
-    # Connections inside a tunnel, when the rows are not held (streamed).
+    # Streamed (rows not held): connections inside a tunnel, and the records
+    # kept for :meth:`record` (connection id -> record).
     tunnelled: int | None = None
+    kept: dict[int, dict[str, Any]] | None = None
 
     def __len__(self) -> int:
         return self.n
@@ -219,6 +221,8 @@ class Analysis:
 
     def record(self, cid: int) -> dict[str, Any]:
         """The record of connection ``cid`` (1-based)."""
+        if self.kept is not None:
+            return self.kept[cid]
         return next(self.records(cid - 1, cid))
 
     def records(self, lo: int = 0, hi: int | None = None) -> Iterator[dict[str, Any]]:

@@ -61,14 +61,24 @@ def _run(
 
 
 def _run_streamed(
-    path: str, progress: bool, zeek_timeouts: bool, checksums: bool, multi: bool, mode: str
+    path: str,
+    progress: bool,
+    zeek_timeouts: bool,
+    checksums: bool,
+    multi: bool,
+    mode: str,
+    wanted: tuple[int, ...] = (),
 ) -> tuple[Analysis, Summary | None]:
     """One file read once, its connections handed over as they are done
     with (analyze_file's ``emit``), so memory holds only the open ones:
     ``json`` and ``csv`` lines are written in id order as they come, the
-    ``summary`` gathers its counts and few records, ``stats`` only counts."""
+    ``summary`` gathers its counts and few records, ``stats`` only counts,
+    ``one`` keeps the records of the connections ``wanted``."""
+    import numpy as np
+
     from ..analyze.jsonl import OrderedJsonl
     from ..analyze.summary import Summary
+    from ..capture.decode import member
 
     summary: Summary | None = None
     writer: OrderedJsonl | None = None
@@ -78,9 +88,19 @@ def _run_streamed(
         writer = OrderedJsonl(sys.stdout, lines=_csv_lines)
     elif mode == "summary":
         summary = Summary()
-    emit = writer.add if writer else summary.add if summary else _discard
+    kept: dict[int, dict[str, Any]] = {}
+
+    def keep(piece: Analysis) -> None:
+        ids = np.arange(1, piece.n + 1) if piece.ids is None else piece.ids
+        for row in np.flatnonzero(member(ids, np.array(sorted(wanted)))).tolist():
+            kept[int(ids[row])] = piece.record(row + 1)
+
+    emit = writer.add if writer else summary.add if summary else keep if wanted else _discard
     try:
-        return _run(path, progress, zeek_timeouts, checksums, emit=emit), summary
+        res = _run(path, progress, zeek_timeouts, checksums, emit=emit)
+        if mode == "one":
+            res.kept = kept
+        return res, summary
     finally:
         if writer is not None:
             writer.close()
@@ -277,10 +297,11 @@ def analyze_cmd(
     show_bar = not one_conn and sys.stderr.isatty()
     results: list[Analysis]
     # Files read one by one stream (memory: open connections only), except
-    # for what needs every connection at the end: one connection's packets
-    # (--explain, --ladder, --svg), the HTML report, Parquet.
-    whole = one_conn or html_out or parquet_out or dataset_out
-    mode = "stats" if as_stats else "json" if as_json else "csv" if as_csv else "summary"
+    # for what needs every connection at the end: the HTML report, Parquet.
+    whole = html_out or parquet_out or dataset_out
+    mode = next(m for m, on in (("stats", as_stats), ("one", one_conn), ("json", as_json),
+                                ("csv", as_csv), ("summary", True)) if on)  # fmt: skip
+    wanted = tuple(c for c in (explain, ladder, svg[0] if svg else None) if c is not None)
     streamed = False
     summaries: list[Summary | None] = []
     if dask_at is not None:
@@ -305,7 +326,9 @@ def analyze_cmd(
             csv.writer(sys.stdout).writerow(CSV_FIELDS)
         results = []
         for f in files:
-            res, summ = _run_streamed(f, show_bar, zeek_timeouts, verify_checksums, multi, mode)
+            res, summ = _run_streamed(
+                f, show_bar, zeek_timeouts, verify_checksums, multi, mode, wanted
+            )
             results.append(res)
             summaries.append(summ)
     else:
@@ -336,7 +359,7 @@ def analyze_cmd(
             out.write(json.dumps(res.stats()) + "\n")
     elif one_conn:
         _one(results[0], explain, ladder, svg)
-    elif streamed and mode != "summary":
+    elif streamed and mode in ("json", "csv"):
         pass  # written while reading
     elif as_json:
         multi = len(results) > 1
