@@ -227,17 +227,6 @@ def test_lying_sack_blocks_mark_nothing() -> None:
     x.expect_nothing()
 
 
-def test_rack_needs_sack() -> None:
-    x = Exchange(config=LINUX)
-    x.listen()
-    x.deliver(seq=0, flags=SYN, options=TcpOptions(mss=MSS))
-    x.expect(SYN | ACK, seq=0, ack=1)
-    x.deliver(seq=1, ack=1)
-    assert x.listener is not None
-    x.conn = x.listener.accept()
-    assert c(x)._rack is None
-
-
 # -- PRR (CC-12, CC-13) -------------------------------------------------
 
 

@@ -49,11 +49,12 @@ class Config:
     # An abort's RST carries ACK and RCV.NXT, as Linux's tcp_send_active_reset();
     # False: RFC 9293 §3.10.5's <SEQ=SND.NXT><CTL=RST>.
     rst_ack: bool = False
-    # Loss recovery as Linux runs it (tcp_recovery=1, tcp_early_retrans=3),
-    # with SACK only (``rack.py``): RACK detects loss by time (RFC 8985 §6),
-    # TLP probes the tail of a flight (§7), PRR paces cwnd down to ssthresh
-    # in recovery (RFC 6937).  TLP and PRR work on RACK's transmit log, so
-    # they need ``rack``.  Off: RFC 6675 / RFC 6582 recovery.
+    # Loss recovery as Linux runs it (tcp_recovery=1, tcp_early_retrans=3;
+    # ``rack.py``): with SACK, RACK detects loss by time (RFC 8985 §6) and TLP
+    # probes the tail of a flight (§7); without, DupAcks are counted as
+    # Linux's tcp_is_reno() does (CC-15); either way PRR paces cwnd down to
+    # ssthresh in recovery (RFC 6937).  TLP and PRR work on RACK's transmit
+    # log, so they need ``rack``.  Off: RFC 6675 / RFC 6582 recovery.
     rack: bool = False
     tlp: bool = False
     prr: bool = False

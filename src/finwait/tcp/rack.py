@@ -388,6 +388,38 @@ class Rack:
                 wait = remaining
         return newly, wait
 
+    # -- without SACK (Linux tcp_is_reno()) ------------------------------
+
+    def reno_dupack(self) -> int:
+        """A duplicate ACK when the peer cannot SACK: it stands for one
+        segment that left the network, counted in ``sacked_out`` as Linux's
+        ``tcp_add_reno_sack()`` does, at most the segments out less the
+        holes (``tcp_limit_reno_sacked()``).  Returns what it delivered."""
+        holes = min(max(self.lost_out, 1), len(self.log))
+        before = self.sacked_out
+        self.sacked_out = min(before + 1, len(self.log) - holes)
+        return max(self.sacked_out - before, 0)
+
+    def reno_ack(self, una: int, now: float, min_rtt: float | None) -> int:
+        """A cumulative ACK when the peer cannot SACK: cut the records it
+        covers; one of them filled the hole, the others were counted by
+        DupAcks already (``tcp_remove_reno_sacks()``).  Returns the segments
+        newly delivered, at least one."""
+        sacked = self.sacked_out
+        self.sacked_out = 0  # no record is SACKed: the count is DupAcks'
+        acked, self.delivered_bytes = self._cut(una, now, min_rtt)
+        self.sacked_out = max(sacked - acked + 1, 0) if acked else sacked
+        return max(acked - sacked, 1) if acked else 0
+
+    def mark_head_lost(self) -> int:
+        """Deem the segment at SND.UNA lost, if it is not already (Linux's
+        ``tcp_newreno_mark_lost()``).  Returns the number newly lost."""
+        if not self.log or self.log[0].flags & (LOST | SACKED):
+            return 0
+        self.log[0].flags |= LOST
+        self.lost_out += 1
+        return 1
+
     # -- PRR (RFC 6937) ---------------------------------------------------
 
     def prr_start(self, cwnd_segments: int) -> None:

@@ -19,7 +19,9 @@ Two forms, chosen by ``Config.rack`` (the Linux profile turns it on):
   (``_enter_rack_recovery``), sets cwnd by PRR (``_recovery_cwnd``) and
   resends what is lost (``_rack_retransmit``); a quiet tail is probed
   (``_schedule_tlp``, ``_on_loss_probe``).  In ``_send_window`` the pipe,
-  not SND.NXT - SND.UNA, bounds what ``_push`` may send.
+  not SND.NXT - SND.UNA, bounds what ``_push`` may send.  When the peer
+  cannot SACK, ACKs go to ``_reno_ack`` instead: Linux's DupAck counting
+  (``tcp_is_reno()``) on the same log, PRR and resending, no RACK or TLP.
 
 Both resend through ``_retransmit``, which never runs into SACKed bytes.
 The congestion arithmetic (ssthresh, cwnd in and after recovery) is the
@@ -142,7 +144,7 @@ class Recovery(TcbCore):
         if sack:
             if not newly_sacked:
                 return
-        elif seg.payload or (seg.window << self.snd_wscale) != self.snd_wnd:
+        elif not self._is_dupack(seg):
             return
         cc = self.cc
         cc.dupacks += 1
@@ -162,6 +164,13 @@ class Recovery(TcbCore):
             cc.recover = self.snd_max
             self._retransmit_first(now)
             self.timers.arm(RETRANSMIT, self._rto_at(now))
+
+    def _is_dupack(self, seg: Segment) -> bool:
+        """RFC 5681 §2 without SACK (the caller has checked SEG.ACK = SND.UNA
+        with data outstanding): no data, no SYN or FIN, the window unchanged."""
+        if seg.payload or seg.flags & (SYN | FIN):
+            return False
+        return (seg.window << self.snd_wscale) == self.snd_wnd
 
     def _dupthresh(self) -> int:
         """3 (RFC 5681), or fewer for a small flight with nothing new to send
@@ -258,6 +267,51 @@ class Recovery(TcbCore):
             at[LOSS_PROBE] = None
         elif new_ack and self.config.tlp and at[REORDER] is None:
             self._schedule_tlp(now, advancing=True)
+
+    def _reno_ack(self, new_ack: bool, dup: bool, acked: int, now: float) -> None:
+        """Loss recovery on an ACK in the Linux profile when the peer cannot
+        SACK (Linux tcp_is_reno(), CC-15): each DupAck (``dup``) counts one
+        segment delivered, a cumulative ACK the rest (``Rack.reno_dupack``,
+        ``Rack.reno_ack``); the third DupAck deems SND.UNA lost and enters
+        recovery; in it a partial ACK deems the next segment lost, cwnd
+        follows PRR and the lost segments are resent as with RACK.  An ACK of
+        exactly ``recover`` keeps recovery on (RFC 6582 §3.2 step 5, Linux
+        tcp_try_undo_recovery()); one beyond ends it, cwnd = ssthresh."""
+        rack = self._rack
+        assert rack is not None
+        cc = self.cc
+        una = self.snd_una
+        delivered = rack.reno_ack(una, now, self.rtt.min_rtt) if new_ack else 0
+        if rack.loss_high is not None and _le(rack.loss_high, una):
+            rack.loss_high = None
+        exited = hold = False
+        newly_lost = 0
+        if new_ack and cc.in_recovery and _le(cc.recover, una):
+            rack.sacked_out = 0  # tcp_reset_reno_sack()
+            hold = una == cc.recover
+            if not hold:
+                cc.in_recovery = False  # tcp_end_cwnd_reduction()
+                cc.cwnd = cc.ssthresh
+                rack.on_recovery_end()
+                exited = True
+        elif new_ack and not cc.in_recovery:
+            rack.sacked_out = 0  # leaving Disorder
+        if dup and rack.loss_high is None:
+            delivered += rack.reno_dupack()
+        if rack.loss_high is None and not hold:
+            if cc.in_recovery:
+                if new_ack:  # a partial ACK: the next segment is lost too
+                    newly_lost = rack.mark_head_lost()
+            elif rack.sacked_out >= rack.reordering:  # the third DupAck
+                newly_lost = rack.mark_head_lost()
+                self._enter_rack_recovery(now)
+        if cc.in_recovery:
+            if delivered:
+                self._recovery_cwnd(delivered, new_ack, newly_lost)
+        elif new_ack and not exited and self._cwnd_used():
+            cc.on_new_ack(min(acked, delivered * self.smss))
+        if cc.in_recovery or rack.lost_out:
+            self._rack_retransmit(now)
 
     def _tlp_ack(self, seg: Segment, new_ack: bool, delivered: int, dsack: bool) -> None:
         """An ACK during a TLP episode (RFC 8985 §7.4, Linux
@@ -383,7 +437,7 @@ class Recovery(TcbCore):
         rack = self._rack
         assert rack is not None
         at = self.timers.at
-        if not rack.log or self.cc.in_recovery or rack.loss_high is not None:
+        if not rack.log or self.cc.in_recovery or rack.loss_high is not None or not self.sack_ok:
             at[LOSS_PROBE] = None
             return
         srtt = self.rtt.srtt

@@ -104,7 +104,7 @@ class Sender(Recovery):
         self._last_send = 0.0
         self._persist_backoff = 0
         self._ts_offset = ts_offset & MASK
-        self._rack = None  # made when SACK is agreed and Config.rack is on (tcb._negotiated)
+        self._rack = None  # made when Config.rack is on (tcb._negotiated)
         self._cwnd_use = (True, 0, iss)  # Config.cwnd_validate: (filled, most out, round end)
 
     def _emit_syn(self, now: float, ack: bool, send: bool = True) -> None:
@@ -384,6 +384,7 @@ class Sender(Recovery):
             self._challenge_ack(seg, now, Verdict.ACK_TOO_OLD)
             return False
         newly = 0
+        dup = False
         new_ack = ack != una and ((una - ack) & MASK) >= HALF  # SND.UNA < SEG.ACK
         if self.sack_ok and (seg.options.sack_blocks or self._sb):
             sb = self._sb
@@ -393,8 +394,11 @@ class Sender(Recovery):
         rack = self._rack
         if new_ack:
             self._on_new_ack(seg, ack, now)
-        elif rack is None and ack == una and not ack_only and una != snd_max:  # data outstanding
-            self._maybe_dupack(seg, now, newly)
+        elif ack == una and not ack_only and una != snd_max:  # data outstanding
+            if rack is None:
+                self._maybe_dupack(seg, now, newly)
+            elif not self.sack_ok:
+                dup = self._is_dupack(seg)
         # Window update (SA-4.5): only from a segment newer than the last one used.
         seq = seg.seq
         wl1 = self.snd_wl1
@@ -413,7 +417,11 @@ class Sender(Recovery):
                     self._persist_backoff = 0
             self.snd_wl1, self.snd_wl2 = seg.seq, ack
         if rack is not None and (new_ack or rack.log):
-            self._rack_ack(seg, new_ack, (ack - una) & MASK if new_ack else 0, now)
+            acked = (ack - una) & MASK if new_ack else 0
+            if self.sack_ok:
+                self._rack_ack(seg, new_ack, acked, now)
+            else:
+                self._reno_ack(new_ack, dup, acked, now)
         if self.state is _ESTABLISHED:
             return True  # the per-state part has nothing to do in ESTABLISHED
         return self._ack_state_step(seg, now)

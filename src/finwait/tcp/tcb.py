@@ -138,7 +138,7 @@ class TcbCore:
     _rtt_seq: int | None  # Karn: one timed segment at a time
     _rtt_start: float
     _sb: Scoreboard | None  # what the peer SACKed (made on first use)
-    _rack: Rack | None  # transmit log, RACK-TLP and PRR (rack.py): SACK and Config.rack
+    _rack: Rack | None  # transmit log, RACK-TLP and PRR (rack.py): Config.rack
     _cwnd_use: tuple[bool, int, int]  # Config.cwnd_validate: (filled, most out, round end)
     _high_rxt: int  # RFC 6675 HighRxt: the end of the last retransmission in recovery
     _retries: int
@@ -294,4 +294,4 @@ class TcbCore:
         self._send_size = smss if size is None else max(smss, size // smss * smss)
         self.cc = congestion.make(cfg.congestion_control, self.smss, cfg.initial_window_segments)
         self.cc.recover = self.iss
-        self._rack = Rack() if self.sack_ok and cfg.rack else None
+        self._rack = Rack() if cfg.rack else None
