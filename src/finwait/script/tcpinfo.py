@@ -131,8 +131,9 @@ def engine_tcp_info(conn: Any) -> dict[str, int]:
     counterpart (others are absent, and a block naming one is skipped):
     congestion window and ssthresh in segments (TCP_INFINITE_SSTHRESH before
     any loss), the congestion-avoidance state as Linux names it, segments out,
-    SACKed, lost and retransmitted, the reordering degree and how often it
-    was seen (RACK's scoreboard, with SACK), RTTs in µs."""
+    SACKed (without SACK, the DupAcks counted, as Linux's ``sacked_out``),
+    lost and retransmitted, the reordering degree and how often it was seen
+    (the Linux profile's transmit log), RTTs in µs."""
     cc, rtt, smss = conn.cc, conn.rtt, conn.smss
     rack = conn._rack
     ssthresh = cc.ssthresh // smss if cc.ssthresh < 1 << 30 else CONSTANTS["TCP_INFINITE_SSTHRESH"]

@@ -88,7 +88,8 @@ class Config:
         choice — quick ACKs at connection start, an initial window of ten
         segments (RFC 6928), CUBIC with HyStart++ (RFC 9438, RFC 9406; byte
         counting in slow start, RFC 3465, as Linux), RST,ACK on an abort,
-        RACK-TLP and PRR for loss recovery, Linux's test of segments that
+        RACK-TLP and PRR for loss recovery (without SACK, Linux's DupAck
+        counting with PRR), Linux's test of segments that
         reach past the receive window.  Used by ``finwait script`` unless
         ``--profile rfc``."""
         base: dict[str, object] = {

@@ -18,6 +18,12 @@ segment it sends (and only when RACK is on), cuts records as the ACK
 advances and marks them from SACK blocks; everything else here is counting
 over that log.  Counts are in segments ("packets"), as Linux counts: the
 pipe is ``packets_out - (sacked_out + lost_out) + retrans_out``.
+
+When the peer cannot SACK the log is kept all the same, for PRR and
+resending, but nothing marks its records SACKed: ``sacked_out`` counts
+duplicate ACKs instead, as Linux's ``tcp_is_reno()`` path does
+(:meth:`Rack.reno_dupack`, :meth:`Rack.reno_ack`), and RACK's timing and TLP
+stay off (CC-15).
 """
 
 from __future__ import annotations

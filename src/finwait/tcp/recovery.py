@@ -12,8 +12,8 @@ Two forms, chosen by ``Config.rack`` (the Linux profile turns it on):
   partial ACK resends the next one (``_newreno_ack``).  RFC 3042 limited
   transmit lets new segments out on the first two DupAcks
   (``_send_window``).
-* RFC 8985 RACK-TLP with RFC 6937 PRR: no DupAck counting; every ACK goes
-  to ``_rack_ack``, which feeds the transmit log (``rack.py``), closes a
+* RFC 8985 RACK-TLP with RFC 6937 PRR (the Linux profile): with SACK, no
+  DupAck counting; every ACK goes to ``_rack_ack``, which feeds the transmit log (``rack.py``), closes a
   TLP episode (``_tlp_ack``), deems segments lost by time (``_rack_detect``,
   and later ``_on_reorder_timeout``), enters recovery
   (``_enter_rack_recovery``), sets cwnd by PRR (``_recovery_cwnd``) and
@@ -21,7 +21,9 @@ Two forms, chosen by ``Config.rack`` (the Linux profile turns it on):
   (``_schedule_tlp``, ``_on_loss_probe``).  In ``_send_window`` the pipe,
   not SND.NXT - SND.UNA, bounds what ``_push`` may send.  When the peer
   cannot SACK, ACKs go to ``_reno_ack`` instead: Linux's DupAck counting
-  (``tcp_is_reno()``) on the same log, PRR and resending, no RACK or TLP.
+  (``tcp_is_reno()``: three DupAcks deem SND.UNA lost, a partial ACK the
+  next segment) on the same log, with PRR and resending but no RACK or TLP
+  (CC-15).
 
 Both resend through ``_retransmit``, which never runs into SACKed bytes.
 The congestion arithmetic (ssthresh, cwnd in and after recovery) is the
@@ -433,7 +435,9 @@ class Recovery(TcbCore):
         tcp_schedule_loss_probe()): 2·SRTT, plus the minimum RTO (for a
         delayed ACK) when one segment is out, else 2 ms; 1 s without an RTT
         sample; never later than the RTO.  Not in recovery or after a
-        timeout, and never a second probe in one episode (CC-11)."""
+        timeout, never without SACK (Linux's tcp_schedule_loss_probe()
+        needs tcp_is_sack(); CC-15), and never a second probe in one
+        episode (CC-11)."""
         rack = self._rack
         assert rack is not None
         at = self.timers.at
