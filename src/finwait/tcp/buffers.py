@@ -119,13 +119,19 @@ class SendBuffer:
     gathered in a growing last chunk, so a chunk is at least ``CHUNK``
     bytes but the last, and finding an offset walks few chunks."""
 
-    __slots__ = ("_chunks", "_head", "size")
+    __slots__ = ("_chunks", "_cpos", "_cur", "_head", "size")
     CHUNK = 1 << 16
 
     def __init__(self) -> None:
         self._chunks: list[bytes | bytearray] = []
         self._head = 0  # bytes of _chunks[0] already cut away
         self.size = 0  # len(): the sender reads it on every segment, without a call
+        # The chunk the last cut ended in (an index into _chunks) and where it
+        # starts (counted from _chunks[0]'s first byte, cut or not): a sender
+        # cuts segment after segment from one chunk, often while the oldest
+        # chunk still holds bytes in flight.
+        self._cur = 0
+        self._cpos = 0
 
     def __len__(self) -> int:
         return self.size
@@ -151,22 +157,38 @@ class SendBuffer:
     def __getitem__(self, s: slice) -> bytes:
         """``buf[i:j]`` with 0 <= i <= j: the bytes, a copy (the one copy a
         segment costs; a whole chunk is returned as it is)."""
-        head = self._head
-        start = (s.start or 0) + head
-        stop = s.stop + head
-        first = self._chunks[0] if self._chunks else b""
-        if stop <= len(first):  # the common case: within the oldest chunk
-            return first[start:stop] if type(first) is bytes else bytes(first[start:stop])
-        stop = min(s.stop, self.size) + head
+        start = s.start or 0
+        if not self.size:
+            return b""
+        return self.cut(start, s.stop - start)
+
+    def cut(self, off: int, n: int) -> bytes:
+        """``buf[off : off + n]`` of a buffer that is not empty (what
+        ``_push`` puts in a segment)."""
+        start = self._head + off  # counted from _chunks[0]'s first byte
+        stop = start + n
+        pos = self._cpos
+        if pos <= start:
+            chunk = self._chunks[self._cur]
+            if stop - pos <= len(chunk):  # the common case: within the last chunk cut
+                piece = chunk[start - pos : stop - pos]
+                return piece if type(piece) is bytes else bytes(piece)
+        return self._cut_across(start, stop)
+
+    def _cut_across(self, start: int, stop: int) -> bytes:
+        """A cut not within the chunk of the last one: walk the chunks from
+        the first, and remember the one where it ends."""
+        stop = min(stop, self.size + self._head)
         if stop <= start:
             return b""
         pieces: list[bytes | bytearray] = []
         pos = 0  # where the chunk in hand starts
-        for chunk in self._chunks:
+        for i, chunk in enumerate(self._chunks):
             end = pos + len(chunk)
             if end > start:
                 lo = start - pos if start > pos else 0
                 if stop <= end:
+                    self._cur, self._cpos = i, pos
                     whole = lo == 0 and stop == end and type(chunk) is bytes
                     piece = chunk if whole else chunk[lo : stop - pos]
                     if not pieces:
@@ -179,20 +201,32 @@ class SendBuffer:
 
     def __delitem__(self, s: slice) -> None:
         """``del buf[:n]``: the first ``n`` bytes were acknowledged."""
-        n = min(s.stop, self.size)
+        n = s.stop
+        size = self.size
+        if n >= size:
+            self.clear()  # all of it (or more: our FIN too)
+            return
         if n <= 0:
             return
-        self.size -= n
+        self.size = size - n
         chunks = self._chunks
         head = self._head + n
-        i = 0
-        while i < len(chunks) and head >= len(chunks[i]):
-            head -= len(chunks[i])
+        if head < len(chunks[0]):  # within the oldest chunk
+            self._head = head
+            return
+        i = gone = 0
+        while head >= len(chunks[i]):  # (the last chunk is not all cut)
+            size = len(chunks[i])
+            head -= size
+            gone += size
             i += 1
-        if i:
-            del chunks[:i]
+        del chunks[:i]
+        self._cur -= i
+        self._cpos -= gone
+        if self._cur < 0:
+            self._cur = self._cpos = 0
         self._head = head
 
     def clear(self) -> None:
         self._chunks.clear()
-        self._head = self.size = 0
+        self._head = self.size = self._cur = self._cpos = 0

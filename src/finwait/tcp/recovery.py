@@ -76,6 +76,16 @@ class Recovery(TcbCore):
             return min(self.snd_wnd, ((nxt - self.snd_una) & MASK) + room)
         return min(self.snd_wnd, cc.cwnd)
 
+    def _rack_log(self, seq: int, end: int, new: bool, now: float) -> None:
+        """``_push`` sent [seq, end): new data, or again (go-back-N after a
+        timeout)."""
+        rack = self._rack
+        assert rack is not None
+        if new:
+            rack.sent(seq, end, now, self.smss, self.cc.in_recovery)
+        else:
+            self._rack_resent(seq, end, now)
+
     def _rack_resent(self, seq: int, end: int, now: float) -> None:
         """``_push`` sent [seq, end) again (go-back-N after a timeout): the
         log's records are retransmissions now, counted by PRR in recovery."""

@@ -183,57 +183,62 @@ class Sender(Recovery):
             wnd = self._send_window(nxt, probe)
         out, sent_data = self._out, False
         header: tuple[int, int, TcpOptions] | None = None  # (ack, window, options)
-        while True:
-            unsent = (data_end - nxt) & MASK
-            if unsent >= HALF:
-                unsent -= MASK + 1  # past the data: our FIN was sent
-            if unsent <= 0 and nxt != fin_seq:  # no data, no FIN due
-                break
-            flight = (nxt - una) & MASK
+        unsent = (data_end - nxt) & MASK
+        if unsent >= HALF:
+            unsent -= MASK + 1  # past the data: our FIN was sent
+        room = wnd - ((nxt - una) & MASK)  # what the window still takes
+        off = (nxt - base) & MASK
+        while unsent > 0 or nxt == fin_seq:  # data, or our FIN due
             n = 0
             if unsent > 0:
-                n = min(unsent, size, wnd - flight)
-                if n <= 0:
-                    if self.snd_wnd == 0 and una == self.snd_max:
-                        self._arm_persist(now)
-                    break
-                if n < smss and self._hold_small(n, unsent, flight, override, now):
+                n = unsent if unsent < size else size
+                if n > room:
+                    n = room
+                if n < smss and self._hold_small(n, unsent, wnd - room, override, now):
                     break
             if header is None:
                 header = self._ack_header(now)
                 (src, sport), (dst, dport) = self.local, self.remote
-            off = (nxt - base) & MASK
             end = (nxt + n) & MASK
-            sent_data = sent_data or n > 0
-            flags = ACK | PSH if n and end == data_end else ACK  # PSH: the last data
+            if n:
+                payload = buf.cut(off, n)
+                flags = ACK | PSH if n == unsent else ACK  # PSH: the last data
+                sent_data = True
+            else:
+                payload, flags = b"", ACK
             if end == fin_seq:
                 flags |= FIN
             out.append(new_segment(Segment, (
-                src, dst, sport, dport, nxt, header[0], flags, header[1],
-                buf[off : off + n] if n else b"", header[2], 0,
+                src, dst, sport, dport, nxt, header[0], flags, header[1], payload, header[2], 0,
             )))  # fmt: skip
             seq, nxt = nxt, (end + (flags & FIN)) & MASK
+            unsent -= n
+            room -= n
+            off += n
             if rack is not None:
-                if seq == snd_max:
-                    rack.sent(seq, nxt, now, smss, cc.in_recovery)
-                else:
-                    self._rack_resent(seq, nxt, now)  # go-back-N after a timeout
-            if _lt(snd_max, nxt):
+                self._rack_log(seq, nxt, seq == snd_max, now)
+            if ((snd_max - nxt) & MASK) >= HALF:  # SND.MAX < SND.NXT: new data
                 if self._rtt_seq is None and not self.ts_ok:
                     self._rtt_seq, self._rtt_start = nxt, now
                 self.snd_max = snd_max = nxt
-            if probe:
+            if probe or flags & FIN:
                 break
         if header is not None:
             self._sent_burst(nxt, now, sent_data, probe)
 
     def _hold_small(self, n: int, unsent: int, flight: int, override: bool, now: float) -> bool:
-        """Whether a segment of ``n`` < SMSS bytes waits.  Sender SWS
+        """Whether a segment of ``n`` < SMSS bytes waits; always when the
+        window has no room (``n`` <= 0): with a zero window and nothing in
+        flight, the persist timer probes it (§3.8.6.1).  Sender SWS
         avoidance (§3.8.6.2.1, MUST-38): less than a segment, and not all
         that is queued, goes only when nothing is in flight and it is at
         least half the largest window the peer offered; otherwise it waits
         for the window to open, or for the override timeout (the persist
         timer).  Then Nagle (RFC 896, §3.7.4), when on."""
+        if n <= 0:
+            if self.snd_wnd == 0 and self.snd_una == self.snd_max:
+                self._arm_persist(now)
+            return True
         if n < unsent and not override:
             if flight > 0:
                 return True
