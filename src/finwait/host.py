@@ -86,12 +86,12 @@ class Host:
         self._listener_of: dict[Connection, Listener] = {}
         self.counters: Counter[str] = Counter()
         # The Host's output queue, and the emit handle every connection gets.
-        self._outbox = Outbox(self.counters, self._touch)
+        self._touched: dict[Connection, None] = {}  # timers to settle (in place)
+        self._outbox = Outbox(self.counters, self._touch, self._touched)
         self._out: list[Segment] = self._outbox.segments
         self._events: list[tuple[Connection, Event]] = self._outbox.events
         self._timers: list[tuple[float, int, Connection]] = []
         self._deadline: dict[Connection, float | None] = {}
-        self._touched: dict[Connection, None] = {}
         self._tick = 0
         self._port_counter = 0
         self._port_offsets: dict[tuple[str, str, int], int] = {}
@@ -236,8 +236,11 @@ class Host:
         conn = self.conns.get((seg.dst, seg.dport, seg.src, seg.sport))
         if conn is not None:
             st = conn.state
-            if st is _ESTABLISHED:
-                return conn.receive(seg, now)
+            if st is _ESTABLISHED:  # in no listener's queue, and never back to LISTEN
+                verdict = conn.receive(seg, now)
+                if conn.state is _CLOSED:
+                    self._update_tables(conn)
+                return verdict
             if st is _TIME_WAIT and self._reopen_time_wait(conn, seg, now):
                 return Verdict.ACCEPTED
             lst = self._listener_of.get(conn)
@@ -250,7 +253,9 @@ class Host:
                 # Linux tcp_check_req(): with the accept queue full, the final
                 # ACK is dropped and the SYN,ACK retransmitted later.
                 return self._drop(Verdict.ACCEPT_QUEUE_FULL)
-            return conn.receive(seg, now)
+            verdict = conn.receive(seg, now)
+            self._touch(conn)
+            return verdict
         if seg.dst not in self.addrs:
             return self._drop(Verdict.NOT_FOR_US)
         listener = self.listeners.get((seg.dst, seg.dport)) or self.listeners.get(("", seg.dport))
@@ -387,11 +392,12 @@ class Host:
     # Timers and output
 
     def _touch(self, conn: Connection) -> None:
-        """A connection's ``changed`` handle, called at the end of every input
-        and user call: the tables (SYN and accept queues, the connection
-        table) follow its state at once, so ``accept()`` returns a connection
-        right after the ``receive()`` that established it; the timer heap is
-        brought up to date lazily (``_settle``)."""
+        """A connection's ``changed`` handle, called at the end of every user
+        call and timer, and by ``receive`` here after the connection's (which
+        only enters it in ``_touched``): the tables (SYN and accept queues,
+        the connection table) follow its state at once, so ``accept()``
+        returns a connection right after the ``receive()`` that established
+        it; the timer heap is brought up to date lazily (``_settle``)."""
         self._touched[conn] = None
         st = conn.state  # what _update_tables acts on: a listener's, or the end of a TCB
         if st is _CLOSED or st is _LISTEN or (self._listener_of and conn in self._listener_of):
@@ -414,7 +420,6 @@ class Host:
         touched = self._touched
         if not touched:
             return
-        self._touched = {}
         for conn in touched:
             st = conn.state
             if st is _CLOSED or st is _LISTEN:
@@ -425,6 +430,7 @@ class Host:
                 if d is not None:
                     self._tick += 1
                     heapq.heappush(self._timers, (d, self._tick, conn))
+        touched.clear()  # in place: every connection's Outbox holds it
 
     def _remove(self, conn: Connection) -> None:
         key = (conn.local[0], conn.local[1], conn.remote[0], conn.remote[1])

@@ -122,6 +122,7 @@ class Connection(Sender, Receiver):
         self.counters = {}
         self._host_counters = box.counters
         self._on_change = box.changed
+        self._touched = box.touched
 
     # ------------------------------------------------------------------
     # Construction: OPEN (§3.10.1)
@@ -381,9 +382,11 @@ class Connection(Sender, Receiver):
         keepalive = cfg.keepalive
         if keepalive is not None and self.state is _ESTABLISHED:
             self.timers.arm_once(KEEPALIVE, now + keepalive)
-        on_change = self._on_change  # _changed(), written out
-        if on_change is not None:
-            on_change(self)
+        touched = self._touched  # the Host's: it updates its tables itself
+        if touched is not None:
+            touched[self] = None
+        else:
+            self._changed()
         return self._verdict
 
     def _predicted(self, seg: Segment, now: float) -> bool:

@@ -315,11 +315,15 @@ class Receiver(TcbCore):
         buf += data
         self.rcv_nxt = (self.rcv_nxt + n) & MASK
         # DataReceived, merged with the previous event when that was one too,
-        # so a burst of segments is one wake-up for the user.
+        # so a burst of segments is one wake-up for the user (the event is
+        # not the user's until taken: it grows in place).
         evs = self._events
-        last = evs[-1] if evs else None
-        if last is not None and last[0] is self and type(last[1]) is DataReceived:
-            evs[-1] = (self, DataReceived(last[1].length + n))
+        if evs:
+            last = evs[-1]
+            if last[0] is self and type(last[1]) is DataReceived:
+                last[1].length += n
+            else:
+                evs.append((self, DataReceived(n)))  # type: ignore[arg-type]
         else:
             evs.append((self, DataReceived(n)))  # type: ignore[arg-type]
         # Delayed ACK (RFC 1122 §4.2.3.2, RFC 9293 §3.8.6.3): at least every

@@ -50,7 +50,7 @@ MAX_WSCALE = 14  # RFC 7323 §2.3
 
 CONNECTION_SLOTS = (
     "__weakref__", "config", "local", "remote", "state", "passive", "reset_received",
-    "timers", "counters", "_host_counters", "_on_change", "_out", "_events",
+    "timers", "counters", "_host_counters", "_on_change", "_touched", "_out", "_events",
     "_last_recv", "_close_pending", "read_closed", "_verdict",
 )  # fmt: skip
 SENDER_SLOTS = (
@@ -75,19 +75,25 @@ class Outbox:
     connection it makes (one per Host, so segments go on the wire in the
     order they were produced).  ``counters`` also gets every count, and
     ``changed`` is called at the end of every input and user call (the Host
-    updates its tables and timer heap from it)."""
+    updates its tables and timer heap from it) — but when ``touched`` is
+    given, the end of ``receive`` only enters the connection in it (a dict
+    used as an ordered set, the Host's list of connections whose timers to
+    settle), and the caller of ``receive`` updates its tables itself: one
+    dict store per segment instead of a call."""
 
-    __slots__ = ("changed", "counters", "events", "segments")
+    __slots__ = ("changed", "counters", "events", "segments", "touched")
 
     def __init__(
         self,
         counters: Counter[str] | None = None,
         changed: Callable[[Connection], None] | None = None,
+        touched: dict[Connection, None] | None = None,
     ) -> None:
         self.segments: list[Segment] = []
         self.events: list[tuple[Connection, Event]] = []
         self.counters = counters
         self.changed = changed
+        self.touched = touched
 
 
 class TcbCore:
@@ -108,6 +114,7 @@ class TcbCore:
     counters: dict[str, int]
     _host_counters: Counter[str] | None
     _on_change: Callable[[Connection], None] | None
+    _touched: dict[Connection, None] | None  # Outbox.touched
     _out: list[Segment]  # segments to send (the Host's queue, shared)
     _events: list[tuple[Connection, Event]]  # events for the user (shared)
     _last_recv: float  # time of the latest segment received
