@@ -254,7 +254,9 @@ class Host:
                 # ACK is dropped and the SYN,ACK retransmitted later.
                 return self._drop(Verdict.ACCEPT_QUEUE_FULL)
             verdict = conn.receive(seg, now)
-            self._touch(conn)
+            st = conn.state  # what _update_tables acts on (see _touch)
+            if st is _CLOSED or st is _LISTEN or lst is not None:
+                self._update_tables(conn)
             return verdict
         if seg.dst not in self.addrs:
             return self._drop(Verdict.NOT_FOR_US)
