@@ -36,6 +36,7 @@ class CongestionControl(Protocol):
     dupacks: int  # DupAcks counted since the last ACK of new data
     in_recovery: bool
     recover: int  # RFC 6582 "recover": SND.MAX when recovery began
+    samples: bool  # on_ack_sample does something (NewReno's does nothing)
 
     def on_ack_sample(self, now: float, rtt: float | None, ack: int, snd_max: int) -> None: ...
 
@@ -71,7 +72,7 @@ def initial_window(smss: int, segments: int | None = None) -> int:
 
 
 class NewReno:
-    __slots__ = ("cwnd", "dupacks", "in_recovery", "iw", "recover", "smss", "ssthresh")
+    __slots__ = ("cwnd", "dupacks", "in_recovery", "iw", "recover", "samples", "smss", "ssthresh")
 
     def __init__(self, smss: int, iw_segments: int | None = None) -> None:
         self.smss = smss
@@ -81,6 +82,7 @@ class NewReno:
         self.dupacks = 0
         self.in_recovery = False
         self.recover = 0  # RFC 6582 "recover": SND.MAX when recovery began
+        self.samples = type(self).on_ack_sample is not NewReno.on_ack_sample
 
     def on_ack_sample(self, now: float, rtt: float | None, ack: int, snd_max: int) -> None:
         """Time and RTT of an ACK of new data: NewReno needs neither."""

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from ..wire.segment import ACK, FIN, RST, SYN, URG, Segment, TcpOptions, new_options
+from ..wire.segment import ACK, FIN, RST, SYN, URG, Segment, TcpOptions, new_options, new_segment
 from . import seqnum
 from .buffers import Reassembly
 from .config import Config
@@ -135,7 +135,13 @@ class Receiver(TcbCore):
     def _send_ack(self, now: float) -> None:
         # Pure ACKs carry SND.MAX, not a rolled-back SND.NXT (BSD tcp_output):
         # a sequence number behind the peer's RCV.NXT would make it unacceptable.
-        self._emit(self.snd_max, ACK, now)
+        # (_emit(SND.MAX, ACK), written out: one ACK per two segments received)
+        ack, window, opts = self._ack_header(now)
+        (src, sport), (dst, dport) = self.local, self.remote
+        self._out.append(
+            new_segment(Segment, (src, dst, sport, dport, self.snd_max, ack, ACK, window, b"", opts, 0))
+        )  # fmt: skip
+        self._last_send = now
 
     def _challenge_ack(self, seg: Segment, now: float, verdict: Verdict) -> None:
         """RFC 5961 §3.2/§4.2/§5.2 challenge ACK (and the §3.10.7.4 step-1

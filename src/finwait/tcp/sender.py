@@ -483,12 +483,13 @@ class Sender(Recovery):
             self.rtt.sample(sample, ack, self.snd_nxt)
             self._rtt_seq = None
         cc = self.cc
-        cc.on_ack_sample(now, sample, ack, self.snd_max)  # CUBIC's clock, HyStart++'s RTTs
+        if cc.samples:
+            cc.on_ack_sample(now, sample, ack, self.snd_max)  # CUBIC's clock, HyStart++'s RTTs
         # With RACK, recovery and cwnd are _rack_ack's, once the SACK blocks are read.
         if cc.in_recovery:
             if self._rack is None:
                 self._newreno_ack(ack, acked, now)
-        elif self._rack is None and self._cwnd_used():
+        elif self._rack is None and (self._cwnd_use[0] or self._cwnd_used()):
             cc.on_new_ack(acked)
         cc.dupacks = 0
         # RFC 6298 §5.2/§5.3: stop the timer when all is acked, else restart.
