@@ -464,8 +464,7 @@ class Host:
                 self._deadline[conn] = None
                 due.append(conn)
         for conn in due:
-            conn.on_timer(now)
-            self._touch(conn)
+            conn.on_timer(now)  # which calls the change handle, _touch
         self._settle()
 
     def take_segments(self) -> list[Segment]:

@@ -173,12 +173,13 @@ class Connection(Sender, Receiver):
 
     def _open(self, now: float, ack: bool, send: bool = True) -> None:
         """Send our SYN (or SYN,ACK), which consumes ISS, and time it."""
-        self.snd_nxt = self.snd_max = _add(self.iss, 1)
+        self.snd_nxt = self.snd_max = (self.iss + 1) & MASK
         self._emit_syn(now, ack=ack, send=send)
         self._arm_rexmit(now)
         if send:
             self._rtt_seq, self._rtt_start = self.snd_nxt, now
-        self._changed()
+        # (no change handle: the Host enters a new connection in its tables
+        # and timers once it has made it)
 
     def take_segments(self) -> list[Segment]:
         out = self._out[:]
@@ -274,7 +275,7 @@ class Connection(Sender, Receiver):
             raise ConnectionDoesNotExist("connection does not exist")  # CL-1
         if st is _SYN_SENT:
             self._delete(now)  # CL-3: no segment
-            self._event(CLOSED)
+            self._events.append((self, CLOSED))
         elif st is _SYN_RECEIVED:
             if self._sndbuf:
                 self._close_pending = True  # CL-4: after ESTABLISHED
@@ -310,7 +311,7 @@ class Connection(Sender, Receiver):
             self._count("abort_sent_rst")
         self._sndbuf.clear()
         self._delete(now)
-        self._event(Reset(local=True))
+        self._events.append((self, Reset(local=True)))
         self._changed()
 
     def on_timer(self, now: float) -> None:
@@ -318,7 +319,7 @@ class Connection(Sender, Receiver):
         timers = self.timers
         if timers.fire(TIME_WAIT, now):
             self._delete(now)  # §3.10.8: 2MSL expired
-            self._event(CLOSED)
+            self._events.append((self, CLOSED))
             self._changed()
             return
         if timers.fire(USER_TIMEOUT, now):
@@ -347,7 +348,7 @@ class Connection(Sender, Receiver):
         state = self.state
         self._count(reason)
         self._delete(now)
-        self._event(TimedOut(state))
+        self._events.append((self, TimedOut(state)))
         self._changed()
 
     def receive(self, seg: Segment, now: float) -> Verdict:
@@ -430,7 +431,7 @@ class Connection(Sender, Receiver):
             if flags & ACK:  # SA-SS-3: acceptable ACK, refused
                 self.reset_received = True
                 self._delete(now)
-                self._event(Reset(refused=True))
+                self._events.append((self, Reset(refused=True)))
             else:
                 self._judge(Verdict.RST_WITHOUT_ACK_SYN_SENT)
             return
@@ -445,7 +446,7 @@ class Connection(Sender, Receiver):
             self._negotiated()
             self._ack_syn(seg.ack, now)
             self._set_state(_ESTABLISHED, now)
-            self._event(CONNECTED)
+            self._events.append((self, CONNECTED))
             self.snd_wnd = seg.window  # the SYN,ACK's window is never scaled
             self.max_snd_wnd = max(self.max_snd_wnd, self.snd_wnd)
             self.snd_wl1, self.snd_wl2 = seg.seq, seg.ack
@@ -538,7 +539,7 @@ class Connection(Sender, Receiver):
         self._rcvbuf.clear()
         self._sndbuf.clear()
         self._delete(now)
-        self._event(Reset(refused=refused))
+        self._events.append((self, Reset(refused=refused)))
 
     def _ack_state_step(self, seg: Segment, now: float) -> bool:
         """The per-state part of step five (SA-4.6 .. SA-4.11)."""
@@ -546,11 +547,11 @@ class Connection(Sender, Receiver):
         if st is _ESTABLISHED:
             return True
         fin_seq = self._fin_seq
-        fin_acked = fin_seq is not None and self.snd_una == _add(fin_seq, 1)
+        fin_acked = fin_seq is not None and self.snd_una == (fin_seq + 1) & MASK
         if st is _FIN_WAIT_1:
             if fin_acked:
                 self._set_state(_FIN_WAIT_2, now)  # SA-4.6
-                self._event(CLOSE_ACKNOWLEDGED)
+                self._events.append((self, CLOSE_ACKNOWLEDGED))
                 self._arm_fin_wait_2(now)
         elif st is _CLOSING:
             if not fin_acked:
@@ -559,7 +560,7 @@ class Connection(Sender, Receiver):
         elif st is _LAST_ACK:
             if fin_acked:
                 self._delete(now)  # SA-4.10: no TIME-WAIT for the passive closer
-                self._event(CLOSED)
+                self._events.append((self, CLOSED))
             return False
         elif st is _TIME_WAIT:
             if seg.flags & FIN:

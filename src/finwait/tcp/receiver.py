@@ -287,7 +287,7 @@ class Receiver(TcbCore):
                 self._emit_rst(seg.ack if seg.flags & ACK else self.snd_max, now)
                 self._sndbuf.clear()
                 self._delete(now)
-                self._event(Reset(local=True))
+                self._events.append((self, Reset(local=True)))  # type: ignore[arg-type]
                 return
             if seq == nxt:
                 self._deliver(payload, now)
@@ -366,10 +366,10 @@ class Receiver(TcbCore):
         if self.peer_fin:
             return
         self.peer_fin = True
-        self.rcv_nxt = _add(self.rcv_nxt, 1)
+        self.rcv_nxt = (self.rcv_nxt + 1) & MASK
         self._ooo.clear()
         self._ooo_fin = None
-        self._event(END_OF_STREAM)
+        self._events.append((self, END_OF_STREAM))  # type: ignore[arg-type]
         if st in (_ESTABLISHED, _SYN_RECEIVED):
             self._set_state(_CLOSE_WAIT, now)
             # Linux tcp_fin(): the ACK of a FIN is delayed (pingpong), so an

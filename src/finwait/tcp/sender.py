@@ -91,7 +91,7 @@ class Sender(Recovery):
         self.snd_wscale = 0
         self.snd_wscale_offered = False
         self._sndbuf = SendBuffer()
-        self._snd_base = _add(self.iss, 1)
+        self._snd_base = (self.iss + 1) & MASK
         self._fin_seq = None
         # self.cc is made once the handshake has settled SMSS (tcb._negotiated):
         # nothing before a synchronized state sends data.
@@ -141,19 +141,19 @@ class Sender(Recovery):
             )
         if ack:
             self.last_ack_sent = self.rcv_nxt
-            self._rcv_adv = _add(self.rcv_nxt, window)
+            self._rcv_adv = (self.rcv_nxt + window) & MASK
             self._ack_now = False
             self.timers.cancel(DELAYED_ACK)
         self._last_send = now
 
     def _ack_syn(self, ack: int, now: float) -> None:
         self.snd_una = ack
-        if _lt(self.snd_nxt, ack):
+        if ((self.snd_nxt - ack) & MASK) >= HALF:  # SND.NXT < ack
             self.snd_nxt = ack
         self._retries = 0
         self.timers.cancel(RETRANSMIT)
         self.timers.cancel(USER_TIMEOUT)
-        if self._rtt_seq is not None and not _lt(ack, self._rtt_seq):
+        if self._rtt_seq is not None and ((ack - self._rtt_seq) & MASK) < HALF:  # ack >= timed
             self.rtt.sample(now - self._rtt_start, ack, self.snd_nxt)
             self._rtt_seq = None
         if self.rtt.backoff:  # (a property that recomputes the RTO)
@@ -162,7 +162,7 @@ class Sender(Recovery):
     def _queue_fin(self, state: State, now: float) -> None:
         """CLOSE: place our FIN after the last queued byte (``_fin_seq``),
         enter ``state`` and send what can go."""
-        self._fin_seq = _add(self._snd_base, len(self._sndbuf))
+        self._fin_seq = (self._snd_base + self._sndbuf.size) & MASK
         self._set_state(state, now)
         self._push(now)
 
@@ -441,9 +441,9 @@ class Sender(Recovery):
             self._emit_rst(ack, now)
             self._judge(Verdict.BAD_ACK_SYN_RECEIVED)
             return False
-        self._ack_syn(_add(una, 1), now)
+        self._ack_syn((una + 1) & MASK, now)
         self._set_state(_ESTABLISHED, now)
-        self._event(CONNECTED)
+        self._events.append((self, CONNECTED))  # type: ignore[arg-type]
         self.snd_wnd = seg.window << self.snd_wscale
         self.max_snd_wnd = max(self.max_snd_wnd, self.snd_wnd)
         self.snd_wl1, self.snd_wl2 = seg.seq, ack

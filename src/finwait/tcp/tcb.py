@@ -212,9 +212,6 @@ class TcbCore:
         if self._host_counters is not None:
             self._host_counters[reason] += 1
 
-    def _event(self, ev: Event) -> None:
-        self._events.append((self, ev))  # type: ignore[arg-type]
-
     def _judge(self, verdict: Verdict) -> None:
         """The segment in hand was discarded (or reset us): ``receive``
         returns ``verdict``, and it is counted under its name."""
