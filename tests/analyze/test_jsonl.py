@@ -187,7 +187,7 @@ def test_times_are_the_text_of_python_round() -> None:
     1e-4, negative zero, values too large for the fast path."""
     import numpy as np
 
-    from finwait.analyze.jsonl import _us
+    from finwait.analyze.jsonl import _rows, _us
 
     rng = np.random.default_rng(7)
     edges = [0.0, -0.0, 1e-4, 9.99e-5, 5e-5, 5e-7, 1.5e-6, 2.5e-6, 1.25e-5, -1.5, 0.1, 2.0**33,
@@ -197,6 +197,25 @@ def test_times_are_the_text_of_python_round() -> None:
         rng.random(20000) * 1e-3, (np.arange(20000) + 0.5) / 1e6 + 1.7e9,
         (np.arange(20000) + 0.5) / 1e6,
     ])  # fmt: skip
-    whole, head, tail = _us(times)
-    got = [f"{a}{b}{c}" for a, b, c in zip(whole, head, tail, strict=True)]
-    assert got == [repr(round(t, 6)) for t in times.tolist()]
+    assert _rows(_us(times)) == [repr(round(t, 6)) for t in times.tolist()]
+
+
+def test_integers_are_the_text_of_percent_d() -> None:
+    """The column-wise integer formatter (groups of 4 digits from a table)
+    writes exactly ``%d``: zero, group edges, negatives, the int64 limits."""
+    import numpy as np
+
+    from finwait.analyze.jsonl import _digits, _rows
+
+    rng = np.random.default_rng(11)
+    edges = [0, 1, 9, 10, 9999, 10000, 10001, 99_999_999, 100_000_000, 4_294_967_295,
+             2**62, 2**63 - 1, -1, -10000, -(2**63) + 1]  # fmt: skip
+    cases = [
+        np.array(edges, dtype=np.int64),
+        np.array([0, 7], dtype=np.int64),
+        rng.integers(0, 10**6, 5000),
+        rng.integers(-(2**40), 2**40, 5000),
+        np.array([-(2**63), 5], dtype=np.int64),
+    ]
+    for v in cases:
+        assert _rows(_digits(v)) == [str(x) for x in v.tolist()]

@@ -1,21 +1,23 @@
 """The ``--json`` writer: JSON Lines straight from the classification
-columns, without building a dict per connection or calling ``json``.
-
-Each line is one ``%`` template filled from columns converted to Python
-values a block at a time; the nested objects that only some connections have
-(each side's FIN and the segment that acknowledged it, anomalies) are
-formatted for those connections only.  The output parses to exactly what
+columns, without building a dict per connection or calling ``json``, and
+without running Python code per connection or per value: each field is
+formatted for a block of connections at once with numpy (integers in groups
+of four digits looked up in a table, times likewise, names from tables of
+their JSON text), the fields are laid side by side in a matrix of words
+padded with NUL bytes, and the padding is dropped (see ``_Text``).  The
+nested objects that only some connections have (each side's FIN and the
+segment that acknowledged it, anomalies) are formatted for those connections
+only.  The output parses to exactly what
 :meth:`~finwait.analyze.classify.Analysis.records` gives (a test checks that
-on every capture the tests make): floats are written with ``repr``, as
-``json`` does, and every string comes from a fixed table, an address
-formatted by :mod:`ipaddress`, or Zeek's history letters, none of which need
-escaping; only the file name and the anomaly lists go through ``json``.
-Schema: docs/analyze.md.
+on every capture the tests make): floats are written as ``repr`` writes
+them, as ``json`` does, and every string comes from a fixed table, an
+address formatted by :mod:`ipaddress`, or Zeek's history letters, none of
+which need escaping; only the file name and the anomaly lists go through
+``json``.  Schema: docs/analyze.md.
 """
 
 from __future__ import annotations
 
-import itertools
 import json
 from collections.abc import Callable, Iterator
 from typing import Any, TextIO
@@ -30,31 +32,7 @@ __all__ = ["iter_jsonl", "write_jsonl"]
 
 BLOCK = 8192
 I64 = npt.NDArray[np.int64]
-
-_EP = '{"addr":"%s","port":%d}'
-_PAIR = '{"client_to_server":%d,"server_to_client":%d}'
-_LINE = (
-    '{"id":%d,"client":' + _EP + ',"server":' + _EP + ',"start":%s%s%s,"end":%s%s%s,"duration":%s%s%s,'
-    '"first_frame":%d,"last_frame":%d,"partial":%s,"flipped":%s,"packets":' + _PAIR + ',"bytes":' + _PAIR
-    + ',"retransmissions":' + _PAIR + ',"handshake":%s,"close":%s,"first_fin":%s,'
-    '"reset_by":%s,"reset_after_fin":%s,"half_close_bytes":%d,'
-    '"fins":{"client":%s,"server":%s},"anomalies":%s,"conn_state":"%s","history":"%s","tunnel":%s%s}\n'
-)  # fmt: skip
-_FIN = '{"frame":%d,"time":%s%s%s,"seq":%d,"ack":%d,"len":%d,"retransmissions":%d,"acked_by":'
-_FIN_ACKED = _FIN + '{"frame":%d,"time":%s%s%s,"seq":%d,"ack":%d,"carried_on":"%s"}}'
-_FIN_UNACKED = _FIN + "null}"
-
-_BOOL = np.array(["false", "true"], dtype=object)
-
-
-def _quoted(names: tuple[str, ...]) -> npt.NDArray[Any]:
-    """Index -1 is ``null``, k is ``"names[k]"`` (look up with ``index + 1``)."""
-    return np.array(["null", *(f'"{n}"' for n in names)], dtype=object)
-
-
-_HANDSHAKE = _quoted(HANDSHAKES)
-_CLOSE = _quoted(CLOSES)
-_SIDE = _quoted(SIDES)
+U32 = npt.NDArray[np.uint32]
 
 
 def write_jsonl(res: Analysis, out: TextIO, file: str | None = None) -> int:
@@ -69,62 +47,233 @@ def iter_jsonl(res: Analysis, file: str | None = None) -> Iterator[str]:
     """The JSON Lines text of ``res``, a block of connections at a time."""
     tail = "" if file is None else ',"file":' + json.dumps(file)
     for lo in range(0, res.n, BLOCK):
-        yield _block(res, lo, min(res.n, lo + BLOCK), tail)
+        yield _text(res, lo, min(res.n, lo + BLOCK), tail)
 
 
-def _block(res: Analysis, lo: int, hi: int, tail: str) -> str:
-    return "".join(_lines(res, lo, hi, tail))
+# -- text a column at a time -------------------------------------------------
+#
+# Text is held in 4-byte words (uint32) padded with NUL bytes, which JSON
+# text never holds (``json`` escapes it).  A *piece* is the text of one field
+# for ``n`` lines: a ``(words, n)`` matrix, line j in column j.  Pieces are
+# stacked one under the other, the stack is transposed once (each line's
+# words now next to each other) and the NUL bytes dropped.
+
+
+class _Text:
+    """The text of ``n`` lines built a field at a time, no Python code run
+    per line or per value."""
+
+    def __init__(self, n: int) -> None:
+        self.n = n
+        self.parts: list[U32] = []
+        self.literal = ""
+
+    def lit(self, text: str) -> _Text:
+        """Text every line has."""
+        self.literal += text
+        return self
+
+    def rows(self, piece: U32) -> _Text:
+        """A piece: each line's own text."""
+        self._flush()
+        self.parts.append(piece)
+        return self
+
+    def int(self, values: npt.NDArray[Any]) -> _Text:
+        """Integers as ``%d`` writes them."""
+        return self.rows(_digits(values))
+
+    def _flush(self) -> None:
+        if self.literal:
+            self.parts.append(_literal(self.literal))
+            self.literal = ""
+
+    def stack(self) -> U32:
+        """The pieces one under the other: a ``(words, n)`` piece."""
+        self._flush()
+        out = np.empty((sum(p.shape[0] for p in self.parts), self.n), dtype=np.uint32)
+        at = 0
+        for p in self.parts:
+            out[at : at + p.shape[0]] = p  # (a literal: a column, broadcast)
+            at += p.shape[0]
+        return out
+
+    def join(self) -> str:
+        text = np.ascontiguousarray(self.stack().T).tobytes()
+        return text.translate(None, b"\0").decode("ascii")
+
+
+def _literal(text: str) -> U32:
+    """``text`` as a column of words, NUL bytes in front to fill the first."""
+    b = text.encode()
+    return np.frombuffer(b"\0" * (-len(b) % 4) + b, dtype=np.uint32)[:, None]
+
+
+def _table(texts: list[bytes]) -> U32:
+    """Texts as a table: row k holds text k in words (NUL-padded at the end).
+    A piece is ``table[index].T``."""
+    a = np.array(texts)
+    size = -(-a.dtype.itemsize // 4) * 4
+    return np.ascontiguousarray(a.astype(f"S{size}")).view(np.uint32).reshape(a.size, size // 4)
+
+
+def _texts(texts: list[bytes]) -> U32:
+    """A piece of one text per line."""
+    return _table(texts).T
+
+
+# A number in groups of 4 digits, each group a word: 0 .. 9999 without
+# leading zeros (NUL bytes in front), 10000 + k with them ("0042"), and
+# 20000 for no digits at all (the leading groups of a small number).
+_GROUP = np.concatenate([
+    _table([str(k).rjust(4, "\0").encode() for k in range(10000)]).ravel(),
+    _table([f"{k:04d}".encode() for k in range(10000)]).ravel(),
+    _table([b""]).ravel(),
+])  # fmt: skip
+_MINUS = _table([b"\0\0\0-", b""]).ravel()  # index 0: a negative number's sign
+
+
+def _digits(values: npt.NDArray[Any]) -> U32:
+    """Decimal text of integers, as ``%d`` writes them: groups of 4 digits
+    looked up in a table."""
+    v = np.asarray(values).astype(np.int64, copy=False)
+    if not v.size:
+        return np.zeros((1, 0), dtype=np.uint32)
+    neg = v < 0
+    a = np.abs(v)
+    if int(v.min()) == -(2**63):  # (it has no positive: one by one)
+        return _texts([b"%d" % x for x in v.tolist()])
+    top = int(a.max())
+    groups = [a]
+    while top >= 10000:
+        groups[0], low = np.divmod(groups[0], 10000)
+        groups.insert(1, low)
+        top //= 10000
+    out = np.empty((len(groups) + 1, v.size), dtype=np.uint32)
+    started = np.zeros(v.size, dtype=bool)
+    for j, g in enumerate(groups[:-1]):
+        out[j + 1] = _GROUP[np.where(started, g + 10000, np.where(g > 0, g, 20000))]
+        started |= g > 0
+    out[-1] = _GROUP[np.where(started, groups[-1] + 10000, groups[-1])]
+    if neg.any():
+        out[0] = _MINUS[(~neg).astype(np.intp)]
+        return out
+    return out[1:]
+
+
+def _quoted(names: tuple[str, ...]) -> U32:
+    """Row 0 is ``null``, k + 1 is ``"names[k]"`` (look up with ``index + 1``)."""
+    return _table([b"null", *(f'"{n}"'.encode() for n in names)])
+
+
+_BOOL = _table([b"false", b"true"])
+_HANDSHAKE = _quoted(HANDSHAKES)
+_CLOSE = _quoted(CLOSES)
+_SIDE = _quoted(SIDES)
+_STATE = _table([s.encode() for s in ZEEK_STATES])
+_CARRIED = _table([b"pure_ack", b"data", b"fin"])
+_NULL = _literal("null")
+
+
+def _look(table: U32, index: npt.NDArray[Any]) -> U32:
+    """The piece of ``table``'s row ``index[j]`` for line j."""
+    out: U32 = table[index.astype(np.intp, copy=False)].T
+    return out
+
+
+def _pick(cond: npt.NDArray[np.bool_], a: U32, b: U32) -> U32:
+    """Line by line ``a`` where ``cond``, else ``b``."""
+    k = max(a.shape[0], b.shape[0])
+    a = np.pad(a, ((0, k - a.shape[0]), (0, 0)))
+    b = np.pad(b, ((0, k - b.shape[0]), (0, 0)))
+    out: U32 = np.where(cond, a, b)
+    return out
+
+
+def _place(n: int, fill: U32, parts: list[tuple[I64, U32]]) -> U32:
+    """A piece of ``n`` lines: ``fill`` (a literal) but for lines ``rows``
+    of each ``(rows, piece)`` in ``parts``."""
+    k = max(fill.shape[0], *(p.shape[0] for _, p in parts))
+    # Side by side: fill, then each part; line j takes column src[j].
+    cols = [np.pad(p, ((0, k - p.shape[0]), (0, 0))) for p in (fill, *(p for _, p in parts))]
+    src = np.zeros(n, dtype=np.intp)
+    at = 1
+    for rows, p in parts:
+        src[rows] = np.arange(at, at + p.shape[1])
+        at += p.shape[1]
+    out: U32 = np.concatenate(cols, axis=1).take(src, axis=1)
+    return out
+
+
+def _rows(piece: U32) -> list[str]:
+    """The lines of a piece, as strings."""
+    b = np.ascontiguousarray(piece.T).tobytes()
+    w = piece.shape[0] * 4
+    return [b[i : i + w].replace(b"\0", b"").decode("ascii") for i in range(0, len(b), w)]
+
+
+# -- the lines -----------------------------------------------------------------
 
 
 def _lines(res: Analysis, lo: int, hi: int, tail: str) -> list[str]:
+    """The lines of connections ``lo`` .. ``hi`` - 1, one string each."""
+    return [s + "\n" for s in _text(res, lo, hi, tail).split("\n")[:-1]]
+
+
+def _text(res: Analysis, lo: int, hi: int, tail: str) -> str:
+    """The JSON Lines text of connections ``lo`` .. ``hi`` - 1."""
+    if hi <= lo:
+        return ""
     c = res.cols
-    m = hi - lo
     sl = slice(lo, hi)
+    t = _Text(hi - lo)
 
-    def col(name: str) -> list[Any]:
-        out: list[Any] = c[name][sl].tolist()
-        return out
-
-    def lookup(table: npt.NDArray[Any], name: str, shift: int = 0) -> list[str]:
-        out: list[str] = table[c[name][sl] + shift].tolist()
-        return out
+    def side_pair(a: str, b: str) -> None:
+        t.lit('{"client_to_server":').int(c[a][sl]).lit(',"server_to_client":').int(c[b][sl])
+        t.lit("}")
 
     # Endpoints: the 4-tuple is stored low endpoint first; ``client`` says which.
     keys = res._flow_key[c["flow"][sl]]
     cl = c["client"][sl].astype(bool)
     lo_addr = _addresses(res, keys[:, 0:4])
     hi_addr = _addresses(res, keys[:, 5:9])
-    c_addr = np.where(cl, hi_addr, lo_addr).tolist()
-    s_addr = np.where(cl, lo_addr, hi_addr).tolist()
-    c_port = np.where(cl, keys[:, 9], keys[:, 4]).tolist()
-    s_port = np.where(cl, keys[:, 4], keys[:, 9]).tolist()
-
     start, end = c["start"][sl], c["end"][sl]
-    hist, at = c["hist_str"], c["hist_at"][lo : hi + 1].tolist()
-    history = [hist[a:b] for a, b in itertools.pairwise(at)]
-    zeek = c["zeek"][sl]
-    state = np.array(ZEEK_STATES, dtype=object)[np.maximum(zeek, 0)]
-    for j in np.flatnonzero(zeek < 0).tolist():
-        # RSTOS0 needs the history: a SYN, nothing from the responder, a RST.
-        state[j] = "RSTOS0" if _RSTOS0.match(history[j]) else "OTH"
-    anomalies = ["[]"] * m
-    for i, found in c["an_by_conn"].items():
-        if lo <= i < hi:
-            anomalies[i - lo] = json.dumps(found, separators=(",", ":"))
-
-    columns: list[list[Any]] = [
-        list(range(lo + 1, hi + 1)) if res.ids is None else res.ids[sl].tolist(),
-        c_addr, c_port, s_addr, s_port,
-        *_us(start), *_us(end), *_us(end - start),
-        col("first_frame"), col("last_frame"), lookup(_BOOL, "partial"), lookup(_BOOL, "flipped"),
-        col("pkts_c"), col("pkts_s"), col("bytes_c"), col("bytes_s"), col("retr_c"), col("retr_s"),
-        lookup(_HANDSHAKE, "handshake", 1), lookup(_CLOSE, "close", 1),
-        lookup(_SIDE, "first_fin", 1), lookup(_SIDE, "reset_by", 1),
-        lookup(_BOOL, "reset_after_fin"), col("half_close_bytes"),
-        _fins(c, sl, "c"), _fins(c, sl, "s"),
-        anomalies, state.tolist(), history, _tunnels(res, sl), _tails(res, lo, hi, tail),
-    ]  # fmt: skip
-    return list(map(_LINE.__mod__, zip(*columns, strict=True)))
+    ids = np.arange(lo + 1, hi + 1) if res.ids is None else res.ids[sl]
+    t.lit('{"id":').int(ids)
+    t.lit(',"client":{"addr":"').rows(_pick(cl, hi_addr, lo_addr))
+    t.lit('","port":').int(np.where(cl, keys[:, 9], keys[:, 4]))
+    t.lit('},"server":{"addr":"').rows(_pick(cl, lo_addr, hi_addr))
+    t.lit('","port":').int(np.where(cl, keys[:, 4], keys[:, 9]))
+    t.lit('},"start":').rows(_us(start)).lit(',"end":').rows(_us(end))
+    t.lit(',"duration":').rows(_us(end - start))
+    t.lit(',"first_frame":').int(c["first_frame"][sl])
+    t.lit(',"last_frame":').int(c["last_frame"][sl])
+    t.lit(',"partial":').rows(_look(_BOOL, c["partial"][sl]))
+    t.lit(',"flipped":').rows(_look(_BOOL, c["flipped"][sl]))
+    t.lit(',"packets":')
+    side_pair("pkts_c", "pkts_s")
+    t.lit(',"bytes":')
+    side_pair("bytes_c", "bytes_s")
+    t.lit(',"retransmissions":')
+    side_pair("retr_c", "retr_s")
+    t.lit(',"handshake":').rows(_look(_HANDSHAKE, c["handshake"][sl] + 1))
+    t.lit(',"close":').rows(_look(_CLOSE, c["close"][sl] + 1))
+    t.lit(',"first_fin":').rows(_look(_SIDE, c["first_fin"][sl] + 1))
+    t.lit(',"reset_by":').rows(_look(_SIDE, c["reset_by"][sl] + 1))
+    t.lit(',"reset_after_fin":').rows(_look(_BOOL, c["reset_after_fin"][sl]))
+    t.lit(',"half_close_bytes":').int(c["half_close_bytes"][sl])
+    t.lit(',"fins":{"client":').rows(_fins(c, sl, "c"))
+    t.lit(',"server":').rows(_fins(c, sl, "s"))
+    t.lit('},"anomalies":').rows(_anomaly_text(c, lo, hi))
+    t.lit(',"conn_state":"').rows(_states(c, lo, hi))
+    t.lit('","history":"').rows(_history_text(c, lo, hi))
+    t.lit('","tunnel":').rows(_tunnels(res, sl))
+    if res.files is None:
+        t.lit(tail)
+    else:
+        t.rows(_texts([x.encode() for x in _tails(res, lo, hi, tail)]))
+    t.lit("}\n")
+    return t.join()
 
 
 def _tails(res: Analysis, lo: int, hi: int, tail: str) -> list[str]:
@@ -138,14 +287,50 @@ def _tails(res: Analysis, lo: int, hi: int, tail: str) -> list[str]:
     ]
 
 
-def _tunnels(res: Analysis, sl: slice) -> list[str]:
+def _tunnels(res: Analysis, sl: slice) -> U32:
     """Each connection's ``tunnel`` list as JSON text (one text per stack)."""
-    text = [json.dumps(t, separators=(",", ":")) for t in res.tunnel_objects()]
-    out: list[str] = [text[k] for k in res.cols["tunnel"][sl].tolist()]
+    text = [json.dumps(t, separators=(",", ":")).encode() for t in res.tunnel_objects()]
+    return _look(_table(text), res.cols["tunnel"][sl])
+
+
+def _anomaly_text(c: dict[str, Any], lo: int, hi: int) -> U32:
+    """Each connection's ``anomalies`` list as JSON text (``[]`` for most)."""
+    found = [(i - lo, v) for i, v in c["an_by_conn"].items() if lo <= i < hi]
+    empty = _literal("[]")
+    if not found:
+        return np.broadcast_to(empty, (1, hi - lo))
+    rows = np.array([j for j, _ in found], dtype=np.int64)
+    text = _texts([json.dumps(v, separators=(",", ":")).encode() for _, v in found])
+    return _place(hi - lo, empty, [(rows, text)])
+
+
+def _history_text(c: dict[str, Any], lo: int, hi: int) -> U32:
+    """Each connection's Zeek history letters (a slice of ``hist_str``)."""
+    at = c["hist_at"][lo : hi + 1]
+    first, size = at[:-1] - at[0], np.diff(at)
+    w = -(-max(int(size.max()), 1) // 4) * 4
+    buf = np.frombuffer(c["hist_str"][int(at[0]) : int(at[-1])].encode("ascii") + b"\0",
+                        dtype=np.uint8)  # fmt: skip
+    k = np.arange(w)
+    idx = np.where(k < size[:, None], first[:, None] + k, buf.size - 1)
+    out: U32 = buf[idx].view(np.uint32).T
     return out
 
 
-def _addresses(res: Analysis, words: npt.NDArray[np.int64]) -> npt.NDArray[Any]:
+def _states(c: dict[str, Any], lo: int, hi: int) -> U32:
+    """Each connection's Zeek ``conn_state``."""
+    zeek = c["zeek"][lo:hi]
+    state = _STATE[np.maximum(zeek, 0)]
+    hist, at = c["hist_str"], c["hist_at"]
+    for j in np.flatnonzero(zeek < 0).tolist():
+        # RSTOS0 needs the history: a SYN, nothing from the responder, a RST.
+        h = hist[int(at[lo + j]) : int(at[lo + j + 1])]
+        state[j] = _STATE[ZEEK_STATES.index("RSTOS0" if _RSTOS0.match(h) else "OTH")]
+    out: U32 = state.T
+    return out
+
+
+def _addresses(res: Analysis, words: npt.NDArray[np.int64]) -> U32:
     """Text of each row of address words, formatted once per distinct address."""
     w = words.astype(np.uint64)
     # One 64-bit key per address for a 1-D unique; checked, since two
@@ -164,24 +349,26 @@ def _addresses(res: Analysis, words: npt.NDArray[np.int64]) -> npt.NDArray[Any]:
     uniq = words[first]
     if not np.array_equal(uniq[inv], words):
         uniq, inv = np.unique(words, axis=0, return_inverse=True)
-    text = np.array([res._addr(tuple(w)) for w in uniq.tolist()], dtype=object)
-    out: npt.NDArray[Any] = text[inv.ravel()]
-    return out
+    text = _table([res._addr(tuple(w)).encode() for w in uniq.tolist()])
+    return _look(text, inv.ravel())
 
 
-# Fractions of a second as text, three digits at a time: ".xyz" when more
-# digits follow, else with trailing zeros dropped (".5", ".0"); the last
-# three digits with trailing zeros dropped ("" for none).
-_DOT3 = np.array([f".{k:03d}" for k in range(1000)], dtype=object)
-_DOT3_END = np.array([f".{k:03d}".rstrip("0") if k else ".0" for k in range(1000)], dtype=object)
-_END3 = np.array([f"{k:03d}".rstrip("0") for k in range(1000)], dtype=object)
+# Fractions of a second as text, three digits at a time, a word each:
+# ".xyz" when more digits follow, else with trailing zeros dropped (".5",
+# ".0"; at 1000 + k), then the last three digits with trailing zeros dropped
+# (nothing for none).
+_HEAD = np.concatenate([
+    _table([f".{k:03d}".encode() for k in range(1000)]).ravel(),
+    _table([(f".{k:03d}".rstrip("0") if k else ".0").encode() for k in range(1000)]).ravel(),
+])  # fmt: skip
+_END3 = _table([f"{k:03d}".rstrip("0").encode() for k in range(1000)]).ravel()
 
 
-def _us(times: npt.NDArray[Any]) -> list[list[Any]]:
+def _us(times: npt.NDArray[Any]) -> U32:
     """Seconds rounded to the microsecond as JSON text (0.14, not
-    0.13999999999999999), in three pieces per value for a ``%s%s%s`` slot:
-    the text of ``repr(round(t, 6))`` (Python's round, as Analysis.records
-    uses; numpy's differs in rare halves), formatted column-wise.
+    0.13999999999999999): the text of ``repr(round(t, 6))`` (Python's
+    round, as Analysis.records uses; numpy's differs in rare halves),
+    formatted column-wise.
 
     For 1e-4 <= t < 2**33 that text is the six-decimal one with trailing
     zeros dropped (doubles there are closer than a microsecond, so no
@@ -196,54 +383,62 @@ def _us(times: npt.NDArray[Any]) -> list[list[Any]]:
         ok = (t >= 1e-4) & (t < 2.0**33) & (0.5 - np.abs(p - q) > np.spacing(p))
     ok |= (t == 0) & ~np.signbit(t)
     us = np.where(ok, q, 0).astype(np.int64)
-    frac = us % 1_000_000
-    hi, lo = frac // 1000, frac % 1000
-    whole: npt.NDArray[Any] = (us // 1_000_000).astype(object)
-    head = np.where(lo > 0, _DOT3[hi], _DOT3_END[hi])
-    tail = _END3[lo]
+    whole, frac = np.divmod(us, 1_000_000)
+    hi, lo = np.divmod(frac, 1000)
+    secs = _digits(whole)
+    k = secs.shape[0]
+    out = np.empty((k + 2, t.size), dtype=np.uint32)
+    out[:k] = secs
+    out[k] = _HEAD[hi + 1000 * (lo == 0)]
+    out[k + 1] = _END3[lo]
     bad = np.flatnonzero(~ok)
     if bad.size:
-        whole[bad] = [repr(round(x, 6)) for x in t[bad].tolist()]
-        head[bad] = tail[bad] = ""
-    return [whole.tolist(), head.tolist(), tail.tolist()]
+        text = _texts([repr(round(x, 6)).encode() for x in t[bad].tolist()])
+        good = np.flatnonzero(ok)
+        nothing = np.zeros((1, 1), dtype=np.uint32)
+        return _place(t.size, nothing, [(good, out[:, good]), (bad, text)])
+    return out
 
 
-def _fins(c: dict[str, Any], sl: slice, side: str) -> list[str]:
+def _fins(c: dict[str, Any], sl: slice, side: str) -> U32:
     """Each connection's ``fins.<side>`` object text, or ``null``: one
     template for a FIN and the segment that acknowledged it (the common
     case), another for a FIN never acknowledged."""
-    has = c["fin_has_" + side][sl]
-    out = np.full(has.size, "null", dtype=object)
+    has = c["fin_has_" + side][sl].astype(bool)
     q = np.flatnonzero(has)
     if not q.size:
-        return out.tolist()  # type: ignore[no-any-return]
-    acked = c["fack_has_" + side][sl][q]
+        return np.broadcast_to(_NULL, (1, has.size))
+    acked = c["fack_has_" + side][sl][q].astype(bool)
 
-    def take(name: str, rows: I64) -> list[Any]:
-        v: list[Any] = c[name + "_" + side][sl][rows].tolist()
+    def take(name: str, rows: I64) -> npt.NDArray[Any]:
+        v: npt.NDArray[Any] = c[name + "_" + side][sl][rows]
         return v
 
-    def fin(rows: I64) -> list[list[Any]]:
-        return [
-            take("fin_frame", rows), *_us(c["fin_ts_" + side][sl][rows]), take("fin_seq", rows),
-            take("fin_ack", rows), take("fin_plen", rows), take("fin_retr", rows),
-        ]  # fmt: skip
+    def fin(rows: I64) -> _Text:
+        t = _Text(rows.size)
+        t.lit('{"frame":').int(take("fin_frame", rows))
+        t.lit(',"time":').rows(_us(take("fin_ts", rows)))
+        t.lit(',"seq":').int(take("fin_seq", rows)).lit(',"ack":').int(take("fin_ack", rows))
+        t.lit(',"len":').int(take("fin_plen", rows))
+        t.lit(',"retransmissions":').int(take("fin_retr", rows)).lit(',"acked_by":')
+        return t
 
+    parts: list[tuple[I64, U32]] = []
     qa, qn = q[acked], q[~acked]
     if qa.size:
-        flags = c["fack_flags_" + side][sl][qa]
-        plen = c["fack_plen_" + side][sl][qa]
+        flags = take("fack_flags", qa)
+        plen = take("fack_plen", qa)
         # The acknowledging segment was itself a FIN, carried data, or neither.
-        carried = np.where(flags & FIN, "fin", np.where(plen > 0, "data", "pure_ack"))
-        cols = [
-            *fin(qa),
-            take("fack_frame", qa), *_us(c["fack_ts_" + side][sl][qa]), take("fack_seq", qa),
-            take("fack_ack", qa), carried.tolist(),
-        ]  # fmt: skip
-        out[qa] = list(map(_FIN_ACKED.__mod__, zip(*cols, strict=True)))
+        carried = np.where(flags & FIN, 2, np.where(plen > 0, 1, 0))
+        t = fin(qa)
+        t.lit('{"frame":').int(take("fack_frame", qa))
+        t.lit(',"time":').rows(_us(take("fack_ts", qa)))
+        t.lit(',"seq":').int(take("fack_seq", qa)).lit(',"ack":').int(take("fack_ack", qa))
+        t.lit(',"carried_on":"').rows(_look(_CARRIED, carried)).lit('"}}')
+        parts.append((qa, t.stack()))
     if qn.size:
-        out[qn] = list(map(_FIN_UNACKED.__mod__, zip(*fin(qn), strict=True)))
-    return out.tolist()  # type: ignore[no-any-return]
+        parts.append((qn, fin(qn).lit("null}").stack()))
+    return _place(has.size, _NULL, parts)
 
 
 class OrderedJsonl:
@@ -266,6 +461,8 @@ class OrderedJsonl:
         self.out, self.budget = out, budget
         self.tail = "" if file is None else ',"file":' + json.dumps(file)
         self.lines = lines or (lambda res, lo, hi: _lines(res, lo, hi, self.tail))
+        # The text of a block in one piece, when there is no need to split it.
+        self.text = (lambda res, lo, hi: _text(res, lo, hi, self.tail)) if lines is None else None
         self.next = 1
         self.held: dict[int, str] = {}
         self.held_bytes = 0
@@ -279,12 +476,16 @@ class OrderedJsonl:
         ids = list(range(1, res.n + 1)) if res.ids is None else res.ids.tolist()
         for lo in range(0, res.n, BLOCK):
             hi = min(res.n, lo + BLOCK)
-            lines = self.lines(res, lo, hi)
             waiting = self.held or self.heads
             if ids[lo] == self.next and not waiting and ids[hi - 1] - ids[lo] == hi - lo - 1:
-                self.out.write("".join(lines))  # in order, nothing waiting
+                # In order, nothing waiting.
+                if self.text is not None:
+                    self.out.write(self.text(res, lo, hi))
+                else:
+                    self.out.write("".join(self.lines(res, lo, hi)))
                 self.next = ids[hi - 1] + 1
                 continue
+            lines = self.lines(res, lo, hi)
             for i, line in zip(ids[lo:hi], lines, strict=True):
                 self.held[i] = line
                 self.held_bytes += len(line)
