@@ -18,7 +18,6 @@ which need escaping; only the file name and the anomaly lists go through
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable, Iterator
 from typing import Any, TextIO
 
@@ -32,6 +31,7 @@ __all__ = ["iter_jsonl", "write_jsonl"]
 
 BLOCK = 8192
 I64 = npt.NDArray[np.int64]
+U8 = npt.NDArray[np.uint8]
 U32 = npt.NDArray[np.uint32]
 
 
@@ -45,7 +45,7 @@ def write_jsonl(res: Analysis, out: TextIO, file: str | None = None) -> int:
 
 def iter_jsonl(res: Analysis, file: str | None = None) -> Iterator[str]:
     """The JSON Lines text of ``res``, a block of connections at a time."""
-    tail = "" if file is None else ',"file":' + json.dumps(file)
+    tail = "" if file is None else ',"file":' + _json(file)
     for lo in range(0, res.n, BLOCK):
         yield _text(res, lo, min(res.n, lo + BLOCK), tail)
 
@@ -122,13 +122,36 @@ def _texts(texts: list[bytes]) -> U32:
     return _table(texts).T
 
 
+def _digit_bytes(k: npt.NDArray[np.int64], width: int, lead: bool, trail: bool) -> U8:
+    """``k`` in ``width`` digits, a row of bytes each: leading zeros written
+    unless ``lead`` is false (then NUL bytes, but the last digit); with
+    ``trail``, zeros after the last non-zero digit are NUL bytes.  (numpy,
+    not a Python loop: the tables below are made at import, which start-up
+    time counts.)"""
+    p = 10 ** np.arange(width - 1, -1, -1)
+    out = ((k[:, None] // p) % 10 + 48).astype(np.uint8)
+    if not lead:
+        out[(k[:, None] < p) & (p > 1)] = 0
+    if trail:
+        out[(k[:, None] % (p * 10) == 0) & (p < 10 ** (width - 1))] = 0
+    return out
+
+
+def _word_rows(b: U8) -> U32:
+    """Rows of bytes as rows of words (NUL-padded at the end)."""
+    pad = np.zeros((b.shape[0], -b.shape[1] % 4), dtype=np.uint8)
+    out: U32 = np.ascontiguousarray(np.concatenate([b, pad], axis=1)).view(np.uint32)
+    return out
+
+
 # A number in groups of 4 digits, each group a word: 0 .. 9999 without
 # leading zeros (NUL bytes in front), 10000 + k with them ("0042"), and
 # 20000 for no digits at all (the leading groups of a small number).
+_K = np.arange(10000, dtype=np.int64)
 _GROUP = np.concatenate([
-    _table([str(k).rjust(4, "\0").encode() for k in range(10000)]).ravel(),
-    _table([f"{k:04d}".encode() for k in range(10000)]).ravel(),
-    _table([b""]).ravel(),
+    _word_rows(_digit_bytes(_K, 4, False, False)).ravel(),
+    _word_rows(_digit_bytes(_K, 4, True, False)).ravel(),
+    np.zeros(1, dtype=np.uint32),
 ])  # fmt: skip
 _MINUS = _table([b"\0\0\0-", b""]).ravel()  # index 0: a negative number's sign
 
@@ -276,11 +299,18 @@ def _text(res: Analysis, lo: int, hi: int, tail: str) -> str:
     return t.join()
 
 
+def _json(value: Any) -> str:
+    """``value`` as compact JSON (``json`` imported on use: start-up time)."""
+    import json
+
+    return json.dumps(value, separators=(",", ":"))
+
+
 def _tails(res: Analysis, lo: int, hi: int, tail: str) -> list[str]:
     """What ends each line: a capture set's ``files`` list, then ``file``."""
     if res.files is None:
         return [tail] * (hi - lo)
-    names = [json.dumps(f) for f in res.files]
+    names = [_json(f) for f in res.files]
     return [
         ',"files":[' + ",".join(names[k] for k in res.conn_files[i]) + "]" + tail
         for i in range(lo, hi)
@@ -289,7 +319,7 @@ def _tails(res: Analysis, lo: int, hi: int, tail: str) -> list[str]:
 
 def _tunnels(res: Analysis, sl: slice) -> U32:
     """Each connection's ``tunnel`` list as JSON text (one text per stack)."""
-    text = [json.dumps(t, separators=(",", ":")).encode() for t in res.tunnel_objects()]
+    text = [_json(t).encode() if t else b"[]" for t in res.tunnel_objects()]
     return _look(_table(text), res.cols["tunnel"][sl])
 
 
@@ -300,7 +330,7 @@ def _anomaly_text(c: dict[str, Any], lo: int, hi: int) -> U32:
     if not found:
         return np.broadcast_to(empty, (1, hi - lo))
     rows = np.array([j for j, _ in found], dtype=np.int64)
-    text = _texts([json.dumps(v, separators=(",", ":")).encode() for _, v in found])
+    text = _texts([_json(v).encode() for _, v in found])
     return _place(hi - lo, empty, [(rows, text)])
 
 
@@ -357,11 +387,13 @@ def _addresses(res: Analysis, words: npt.NDArray[np.int64]) -> U32:
 # ".xyz" when more digits follow, else with trailing zeros dropped (".5",
 # ".0"; at 1000 + k), then the last three digits with trailing zeros dropped
 # (nothing for none).
+_DOT = np.full((1000, 1), ord("."), dtype=np.uint8)
 _HEAD = np.concatenate([
-    _table([f".{k:03d}".encode() for k in range(1000)]).ravel(),
-    _table([(f".{k:03d}".rstrip("0") if k else ".0").encode() for k in range(1000)]).ravel(),
+    _word_rows(np.concatenate([_DOT, _digit_bytes(_K[:1000], 3, True, False)], axis=1)).ravel(),
+    _word_rows(np.concatenate([_DOT, _digit_bytes(_K[:1000], 3, True, True)], axis=1)).ravel(),
 ])  # fmt: skip
-_END3 = _table([f"{k:03d}".rstrip("0").encode() for k in range(1000)]).ravel()
+_END3 = _word_rows(_digit_bytes(_K[:1000], 3, True, True)).ravel()
+_END3[0] = 0  # (".xyz" then nothing)
 
 
 def _us(times: npt.NDArray[Any]) -> U32:
@@ -459,7 +491,7 @@ class OrderedJsonl:
         lines: Callable[[Analysis, int, int], list[str]] | None = None,
     ) -> None:
         self.out, self.budget = out, budget
-        self.tail = "" if file is None else ',"file":' + json.dumps(file)
+        self.tail = "" if file is None else ',"file":' + _json(file)
         self.lines = lines or (lambda res, lo, hi: _lines(res, lo, hi, self.tail))
         # The text of a block in one piece, when there is no need to split it.
         self.text = (lambda res, lo, hi: _text(res, lo, hi, self.tail)) if lines is None else None

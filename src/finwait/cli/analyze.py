@@ -77,7 +77,6 @@ def _run_streamed(
     import numpy as np
 
     from ..analyze.jsonl import OrderedJsonl
-    from ..analyze.summary import Summary
     from ..capture.decode import member
 
     summary: Summary | None = None
@@ -87,6 +86,8 @@ def _run_streamed(
     elif mode == "csv":
         writer = OrderedJsonl(sys.stdout, lines=_csv_lines)
     elif mode == "summary":
+        from ..analyze.summary import Summary  # (on use: heapq)
+
         summary = Summary()
     kept: dict[int, dict[str, Any]] = {}
 
