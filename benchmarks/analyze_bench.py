@@ -2,12 +2,21 @@
 run, on the same captures (make one with gen_mixed_capture.py, and the 5 M
 and VXLAN ones from it with scale_capture.py).
 
-Each tool runs as its own process under /usr/bin/time, so the figures
-include interpreter start-up and imports, and peak RSS is the process's.
-The dpkt loop is what a Python user would write: per packet, parse
-Ethernet/IP/TCP and track the flags seen per connection (4-tuple).
+Each tool runs as its own process, so the figures include interpreter
+start-up and imports, and peak RSS is the process's.  The tools take turns
+(round 1 of each, then round 2 ...), so a change in the machine's load
+falls on all of them alike; medians are reported.  The dpkt loop is what a
+Python user would write: per packet, parse Ethernet/IP/TCP and track the
+flags seen per connection (4-tuple).
 
     python benchmarks/analyze_bench.py /tmp/mixed.pcap [/tmp/mixed5m.pcap ...] [--runs 3]
+
+With --before SRC (the `src` folder of another finwait, e.g. from
+`git archive OLD src | tar -x -C /tmp/old`), that finwait runs too, in
+turn with the others, on the same interpreter and packages: a before/after
+measurement in one run.  Both trees' bytecode is compiled first (this
+machine sets PYTHONDONTWRITEBYTECODE, and compiling on every start would
+count).
 
 Decapsulation is always on (it is not an option): a plain capture stays on
 the bulk path, a tunnelled one takes the per-packet general path.  The
@@ -19,10 +28,13 @@ anchors are skipped (the dpkt loop takes minutes on a 5 M-packet capture).
 from __future__ import annotations
 
 import argparse
+import compileall
+import os
 import shutil
 import statistics
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 DPKT_LOOP = r"""
@@ -52,15 +64,18 @@ print(n, len(conns), closed)
 """
 
 
-def timed(cmd: list[str]) -> tuple[float, float, float]:
-    """(wall seconds, CPU seconds, peak RSS MB) of one run.  CPU time (user +
-    system) is reported too because the machine is shared: wall time counts
+def timed(cmd: list[str], env: dict[str, str] | None = None) -> tuple[float, float, float]:
+    """(wall seconds, CPU seconds, peak RSS MB) of one run, its output
+    discarded.  CPU time (user + system, the process and what it waited
+    for) is reported too because the machine is shared: wall time counts
     the other processes' turns on the cores."""
-    out = subprocess.run(
-        ["/usr/bin/time", "-f", "%e %U %S %M", *cmd], capture_output=True, text=True, check=True
-    )
-    secs, user, sys_, kb = out.stderr.strip().splitlines()[-1].split()
-    return float(secs), float(user) + float(sys_), int(kb) / 1024
+    t0 = time.perf_counter()
+    p = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, env=env)
+    _, status, ru = os.wait4(p.pid, 0)
+    wall = time.perf_counter() - t0
+    if os.waitstatus_to_exitcode(status) != 0:
+        raise SystemExit(f"{' '.join(cmd)}: exit status {os.waitstatus_to_exitcode(status)}")
+    return wall, ru.ru_utime + ru.ru_stime, ru.ru_maxrss / 1024
 
 
 def count_packets(path: str) -> int:
@@ -82,28 +97,44 @@ def one_packet_capture(path: str) -> None:
         f.write(struct.pack("<IIII", 1, 0, len(pkt), len(pkt)) + pkt)
 
 
-def bench(capture: str, runs: int, finwait: str, tshark: bool, dpkt: bool) -> None:
+Tool = tuple[list[str], dict[str, str] | None]
+
+
+def finwait_tools(finwait: str, before: str | None, args: list[str]) -> dict[str, Tool]:
+    """This finwait's command line and, with ``before``, the other's."""
+    tools: dict[str, Tool] = {"finwait analyze --json": ([finwait, "analyze", *args], None)}
+    if before is not None:
+        env = dict(os.environ, PYTHONPATH=before)
+        tools["finwait --json, before"] = ([finwait, "analyze", *args], env)
+    return tools
+
+
+def rounds(tools: dict[str, Tool], runs: int) -> dict[str, list[tuple[float, float, float]]]:
+    """``runs`` rounds, each tool once a round, in turn."""
+    res: dict[str, list[tuple[float, float, float]]] = {name: [] for name in tools}
+    for _ in range(runs):
+        for name, (cmd, env) in tools.items():
+            res[name].append(timed(cmd, env))
+    return res
+
+
+def bench(capture: str, runs: int, finwait: str, before: str | None, tshark: bool,
+          dpkt: bool) -> None:  # fmt: skip
     n = count_packets(capture)
-    tools = {
-        "finwait analyze --json": [
-            "sh", "-c", f'"{finwait}" analyze --json "{capture}" > /dev/null',
-        ],
-        "tshark -q -z conv,tcp": [
-            "sh", "-c", f'tshark -r "{capture}" -q -z conv,tcp > /dev/null',
-        ],
-        "dpkt loop, per-connection flags": [sys.executable, "-c", DPKT_LOOP, capture],
-    }  # fmt: skip
-    if not tshark or shutil.which("tshark") is None:
-        del tools["tshark -q -z conv,tcp"]
-    if not dpkt:
-        del tools["dpkt loop, per-connection flags"]
-    print(f"{capture}: {n:,} packets; median of {runs} runs")
+    tools = finwait_tools(finwait, before, ["--json", capture])
+    if tshark and shutil.which("tshark") is not None:
+        tools["tshark -q -z conv,tcp"] = (["tshark", "-r", capture, "-q", "-z", "conv,tcp"], None)
+    if dpkt:
+        tools["dpkt loop, per-connection flags"] = (
+            [sys.executable, "-c", DPKT_LOOP, capture],
+            None,
+        )
+    print(f"{capture}: {n:,} packets; median of {runs} runs, the tools in turn")
     head = ("seconds", "packets/s", "CPU s", "pkts/CPU s", "peak RSS MB")
     print(f"{'tool':34} {head[0]:>8} {head[1]:>12} {head[2]:>7} {head[3]:>12} {head[4]:>12}")
     wall: dict[str, float] = {}
     cpu: dict[str, float] = {}
-    for name, cmd in tools.items():
-        res = [timed(cmd) for _ in range(runs)]
+    for name, res in rounds(tools, runs).items():
         wall[name] = statistics.median(r[0] for r in res)
         cpu[name] = statistics.median(r[1] for r in res)
         rss = max(r[2] for r in res)
@@ -116,12 +147,18 @@ def bench(capture: str, runs: int, finwait: str, tshark: bool, dpkt: bool) -> No
                   f"{cpu[other] / cpu[fw]:.1f}x CPU")  # fmt: skip
 
 
+def compile_tree(src: str) -> None:
+    """Write the bytecode of every module under ``src`` (quietly)."""
+    compileall.compile_dir(src, quiet=1)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     ap.add_argument("captures", nargs="+")
     ap.add_argument("--runs", type=int, default=3)
+    ap.add_argument("--before", metavar="SRC", help="another finwait's src folder, run in turn")
     ap.add_argument("--no-tshark", action="store_true")
     ap.add_argument("--no-dpkt", action="store_true")
     args = ap.parse_args()
@@ -129,22 +166,31 @@ def main() -> None:
     # on PATH (pyenv's is a bash script) would add a quarter of a second.
     here = Path(sys.executable).parent / "finwait"
     finwait = str(here) if here.exists() else shutil.which("finwait") or "finwait"
+    import finwait as pkg
+
+    compile_tree(str(Path(pkg.__file__).parent))
+    before = None
+    if args.before is not None:
+        before = str(Path(args.before).resolve())
+        if not (Path(before) / "finwait" / "__init__.py").exists():
+            raise SystemExit(f"--before {args.before}: no finwait package in it")
+        compile_tree(before)
     import tempfile
 
     with tempfile.TemporaryDirectory() as tmp:
         tiny = str(Path(tmp) / "one.pcap")
         one_packet_capture(tiny)
-        runs = [timed(["sh", "-c", f'"{finwait}" analyze --json "{tiny}" > /dev/null'])
-                for _ in range(max(args.runs, 5))]  # fmt: skip
-        print(f"start-up (finwait analyze --json, one packet): median "
-              f"{statistics.median(r[0] for r in runs):.3f} s wall, "
-              f"{statistics.median(r[1] for r in runs):.3f} s CPU")  # fmt: skip
-        runs = [timed([finwait, "--version"]) for _ in range(max(args.runs, 5))]
-        print(f"start-up (finwait --version): median "
-              f"{statistics.median(r[0] for r in runs):.3f} s wall, "
-              f"{statistics.median(r[1] for r in runs):.3f} s CPU")  # fmt: skip
+        tools = {
+            f"{k}, one packet": v
+            for k, v in finwait_tools(finwait, before, ["--json", tiny]).items()
+        }
+        tools["finwait --version"] = ([finwait, "--version"], None)
+        for name, res in rounds(tools, max(args.runs, 9)).items():
+            print(f"start-up ({name}): median "
+                  f"{statistics.median(r[0] for r in res):.3f} s wall, "
+                  f"{statistics.median(r[1] for r in res):.3f} s CPU")  # fmt: skip
     for cap in args.captures:
-        bench(cap, args.runs, finwait, not args.no_tshark, not args.no_dpkt)
+        bench(cap, args.runs, finwait, before, not args.no_tshark, not args.no_dpkt)
 
 
 if __name__ == "__main__":
