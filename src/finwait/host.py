@@ -276,7 +276,21 @@ class Host:
             self._send_rst(seg, 0, seqnum.add(seg.seq, seg.seg_len), RST | ACK)  # SA-CL-4
         return self._drop(Verdict.NO_MATCHING_CONNECTION)
 
+    @property
+    def device_drops(self) -> bool:
+        """The device takes no segment (a queueing discipline that holds
+        nothing, ``tc qdisc add dev D root pfifo limit 0``): every
+        connection's transmissions fail as Linux's do (LX-18)."""
+        return self._outbox.drops
+
+    @device_drops.setter
+    def device_drops(self, value: bool) -> None:
+        self._outbox.drops = value
+
     def _send_rst(self, seg: Segment, seq: int, ack: int, flags: int) -> None:
+        if self._outbox.drops:
+            self.counters["local_drop"] += 1
+            return
         self._out.append(Segment(seg.dst, seg.src, seg.dport, seg.sport, seq, ack, flags, 0))
 
     def _arrive_listen(self, lst: Listener, seg: Segment, now: float) -> Verdict:
@@ -323,6 +337,9 @@ class Host:
     def _cookie_syn_ack(self, lst: Listener, seg: Segment, now: float) -> None:
         """Answer a SYN the full queue cannot hold with a cookie (RFC 4987 §3.6)."""
         assert self._cookies is not None
+        if self._outbox.drops:
+            self.counters["local_drop"] += 1
+            return
         cfg = self.config
         src, sport, dst, dport = seg.dst, seg.dport, seg.src, seg.sport
         _, ts_offset = self._initial_numbers(src, sport, dst, dport, now)

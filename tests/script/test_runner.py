@@ -128,16 +128,36 @@ def test_engine_follows_the_scripts_congestion_control_sysctl() -> None:
 
 @pytest.mark.parametrize(
     "command",
-    ["tc qdisc replace dev tun0 root fq", "tc qdisc add dev tun0 root pfifo limit 0"],
+    [
+        "tc qdisc replace dev tun0 root fq",
+        "tc qdisc add dev tun0 root pfifo",
+        "tc qdisc add dev tun0 root netem loss 100%",
+        "tc qdisc add dev tun0 root pfifo limit 0 extra",
+    ],
 )
 def test_engine_refuses_a_device_queue_it_cannot_model(command: str) -> None:
-    """Pacing (fq) or a queue that drops everything changes what the kernel
-    sends and when: the engine reports the line instead of ignoring it."""
+    """A tc command other than the queue of limit 0 and its removal changes
+    what the kernel sends and when in ways the engine does not model: it
+    reports the line instead of ignoring it."""
     text = f"0 socket(..., SOCK_STREAM, IPPROTO_TCP) = 3\n+0 `{command}`\n"
     out = run_script("q.pkt", "engine", text=text)
     assert out.status == "ERROR" and out.line == 2 and command in out.message
-    ok = "0 socket(..., SOCK_STREAM, IPPROTO_TCP) = 3\n+0 `tc qdisc add dev tun0 root pfifo`\n"
-    assert run_script("q.pkt", "engine", text=ok).status == "PASS"
+
+
+def test_engine_models_a_queue_that_takes_nothing() -> None:
+    """``pfifo limit 0`` (also after a ``delete`` whose error is thrown
+    away, as the upstream user-timeout-probe does it) makes the device take
+    no packet; ``tc qdisc delete`` gives the default back (LX-18)."""
+    from finwait.script.engine import EngineTarget
+
+    tgt = EngineTarget("q.pkt")
+    tgt.run_command("tc qdisc delete dev tun0 root 2>/dev/null ; "
+                    "tc qdisc add dev tun0 root pfifo limit 0", 3)  # fmt: skip
+    assert tgt.host.device_drops
+    tgt.run_command("tc qdisc delete dev tun0 root", 4)
+    assert not tgt.host.device_drops
+    tgt.run_command("./defaults.sh\ntc qdisc replace dev tun0 root pfifo limit 0", 5)
+    assert tgt.host.device_drops
 
 
 @pytest.mark.parametrize("target", ["engine", pytest.param("kernel", marks=pytest.mark.live)])

@@ -102,12 +102,14 @@ _CC_SYSCTL = re.compile(
     r"net[./]ipv4[./]tcp_congestion_control\s*=\s*[\"']?(\w+)"
     r"|echo\s+[\"']?(\w+)[\"']?\s*>\s*/proc/sys/net/ipv4/tcp_congestion_control"
 )
-# Queueing disciplines that change when (fq: pacing) or whether (a pfifo of
-# limit 0: every packet dropped before it leaves) segments go out: the engine
-# has no device queue, so a script that installs one cannot run on it.
-_UNMODELLED = re.compile(
-    r"tc\s+qdisc\s+(?:add|replace)[^\n`;]*?\broot\s+(?:fq\b|pfifo\s+limit\s+0\b)[^\n`;]*"
-)
+# Queueing disciplines (tc commands) are a property of the virtual device.
+# The engine models one: a pfifo of limit 0, which takes no packet (every
+# transmission fails, LX-18); deleting the root qdisc restores the default.
+# Any other tc command is an error naming it (fq's pacing is not modelled).
+_SHELL_SPLIT = re.compile(r"\n|;|&&|\|\|")
+_REDIRECT = re.compile(r"\s*\d?>\s*/dev/null")
+_TC_DROP_ALL = re.compile(r"tc\s+qdisc\s+(?:add|replace)\s+dev\s+\S+\s+root\s+pfifo\s+limit\s+0")
+_TC_DELETE = re.compile(r"tc\s+qdisc\s+(?:del|delete)\s+dev\s+\S+\s+root")
 _CC_NAMES = {
     ("linux", "reno"): "newreno-abc",
     ("linux", "cubic"): "cubic-linux",
@@ -231,10 +233,10 @@ class EngineTarget:
         setting it models, the congestion-control algorithm (``sysctl
         net.ipv4.tcp_congestion_control=reno``, or the same through /proc),
         for the sockets made after it.  The rest is the kernel's."""
-        m = _UNMODELLED.search(text)
-        if m is not None:
-            raise ScriptError(f"shell command {m.group(0).strip()!r} changes what the kernel's "
-                              "device does; the engine target does not model it", line, self.path)  # fmt: skip
+        for part in _SHELL_SPLIT.split(text):
+            cmd = _REDIRECT.sub("", part).strip()
+            if cmd.split()[:1] == ["tc"]:
+                self._run_tc(cmd, line)
         for m in _MIN_TSO_SYSCTL.finditer(text):
             self.min_tso_segs = max(int(m.group(1)), 1)  # the TSO piece (sndbuf.py)
         for m in _CC_SYSCTL.finditer(text):
@@ -247,6 +249,18 @@ class EngineTarget:
             for sock in self.socks.values():
                 if sock.conn is None and sock.listener is None:
                     sock.config = replace(sock.config, congestion_control=algo)
+
+    def _run_tc(self, cmd: str, line: int) -> None:
+        """A ``tc`` command: the device's queueing discipline.  ``pfifo
+        limit 0`` takes no packet (``Host.device_drops``, LX-18); deleting
+        the root qdisc brings the default back."""
+        if _TC_DROP_ALL.fullmatch(cmd):
+            self.host.device_drops = True
+        elif _TC_DELETE.fullmatch(cmd):
+            self.host.device_drops = False
+        else:
+            raise ScriptError(f"shell command {cmd!r} changes what the kernel's device does "
+                              "in a way the engine target does not model", line, self.path)  # fmt: skip
 
     def close(self) -> None:
         pass

@@ -133,7 +133,9 @@ def engine_tcp_info(conn: Any) -> dict[str, int]:
     any loss), the congestion-avoidance state as Linux names it, segments out,
     SACKed (without SACK, the DupAcks counted, as Linux's ``sacked_out``),
     lost and retransmitted, the reordering degree and how often it was seen
-    (the Linux profile's transmit log), RTTs in µs."""
+    (the Linux profile's transmit log), RTTs in µs, probes since the last
+    ACK (zero-window, or refused by the device) and the backoff (the
+    retransmission timer's plus the zero-window probes')."""
     cc, rtt, smss = conn.cc, conn.rtt, conn.smss
     rack = conn._rack
     ssthresh = cc.ssthresh // smss if cc.ssthresh < 1 << 30 else CONSTANTS["TCP_INFINITE_SSTHRESH"]
@@ -142,6 +144,8 @@ def engine_tcp_info(conn: Any) -> dict[str, int]:
         "tcpi_snd_cwnd": cc.cwnd // smss,
         "tcpi_snd_ssthresh": ssthresh,
         "tcpi_snd_mss": smss,
+        "tcpi_probes": conn._probes,
+        "tcpi_backoff": rtt.backoff + conn._persist_backoff,
     }
     if rack is not None:
         if rack.loss_high is not None:

@@ -116,7 +116,7 @@ class Connection(Sender, Receiver):
         self.timers = Timers()
         self._init_send(cfg, iss, ts_offset)
         self._init_receive(cfg)
-        box = outbox if outbox is not None else Outbox()
+        self._box = box = outbox if outbox is not None else Outbox()
         self._out = box.segments
         self._events = box.events
         self.counters = {}

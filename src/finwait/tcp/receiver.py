@@ -137,6 +137,9 @@ class Receiver(TcbCore):
         # a sequence number behind the peer's RCV.NXT would make it unacceptable.
         # (_emit(SND.MAX, ACK), written out: one ACK per two segments received)
         ack, window, opts = self._ack_header(now)
+        if self._box.drops:  # lost on the way out, settled all the same (LX-18)
+            self._count("local_drop")
+            return
         (src, sport), (dst, dport) = self.local, self.remote
         self._out.append(
             new_segment(Segment, (src, dst, sport, dport, self.snd_max, ack, ACK, window, b"", opts, 0))

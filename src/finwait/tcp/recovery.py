@@ -119,6 +119,9 @@ class Recovery(TcbCore):
             flags |= FIN
         if n == 0 and not flags & FIN:
             return False
+        if self._box.drops:  # LX-18: refused, so not resent (Linux tcp_retransmit_skb())
+            self._count("local_drop")
+            return False
         self._count("fast_retransmit")
         self._rtt_seq = None
         self._high_rxt = _add(end, flags & FIN)

@@ -72,6 +72,7 @@ _ESTABLISHED, _FIN_WAIT_1 = State.ESTABLISHED, State.FIN_WAIT_1
 
 _add = seqnum.add
 _lt = seqnum.lt
+RESOURCE_PROBE_INTERVAL = 0.5  # Linux TCP_RESOURCE_PROBE_INTERVAL (HZ/2)
 _le = seqnum.le
 
 
@@ -103,6 +104,8 @@ class Sender(Recovery):
         self._retries = 0
         self._last_send = 0.0
         self._persist_backoff = 0
+        self._probes = 0
+        self._probe_start = None
         self._ts_offset = ts_offset & MASK
         self._rack = None  # made when Config.rack is on (tcb._negotiated)
         self._cwnd_use = (True, 0, iss)  # Config.cwnd_validate: (filled, most out, round end)
@@ -123,7 +126,9 @@ class Sender(Recovery):
         opts = new_options(TcpOptions, (cfg.mss, wscale, sack_perm, ts, (), ()))
         window = min(self.rcv_wnd, 0xFFFF)  # never scaled on a SYN (RFC 7323 §2.2)
         flags = SYN | ACK if ack else SYN
-        if send:
+        if send and self._box.drops:
+            self._count("local_drop")  # counted as sent, as Linux's tcp_connect() (LX-18)
+        elif send:
             self._out.append(
                 Segment(
                     self.local[0],
@@ -196,6 +201,8 @@ class Sender(Recovery):
                     n = room
                 if n < smss and self._hold_small(n, unsent, wnd - room, override, now):
                     break
+            if self._box.drops and self._local_drop(now):
+                break
             if header is None:
                 header = self._ack_header(now)
                 (src, sport), (dst, dport) = self.local, self.remote
@@ -212,9 +219,7 @@ class Sender(Recovery):
                 src, dst, sport, dport, nxt, header[0], flags, header[1], payload, header[2], 0,
             )))  # fmt: skip
             seq, nxt = nxt, (end + (flags & FIN)) & MASK
-            unsent -= n
-            room -= n
-            off += n
+            unsent, room, off = unsent - n, room - n, off + n
             if rack is not None:
                 self._rack_log(seq, nxt, seq == snd_max, now)
             if ((snd_max - nxt) & MASK) >= HALF:  # SND.MAX < SND.NXT: new data
@@ -225,6 +230,64 @@ class Sender(Recovery):
                 break
         if header is not None:
             self._sent_burst(nxt, now, sent_data, probe)
+
+    def _local_drop(self, now: float) -> bool:
+        """The device refused the next segment (LX-18; Linux tcp_write_xmit()
+        when tcp_transmit_skb() fails): it is not sent, SND.NXT stays.  With
+        nothing in flight no retransmission timer will come, so the probe
+        timer is armed (``tcp_check_probe_timer()``: max(RTO, 200 ms)), which
+        then tries every 500 ms (``_resource_probe``)."""
+        self._count("local_drop")
+        at = self.timers.at
+        if self.snd_una == self.snd_max and at[PERSIST] is None and at[RETRANSMIT] is None:
+            at[PERSIST] = self._timer_at(now, max(self.rtt.rto, self.config.rto_min))
+        return True  # (so that _push reads: refused, stop)
+
+    def _timer_at(self, now: float, delay: float) -> float:
+        """When a timer armed now for ``delay`` fires (on Linux's ticks with
+        Config.hz)."""
+        hz = self.config.hz
+        return now + delay if hz is None else tick_expiry(now, delay, hz)
+
+    def _resource_probe(self, now: float) -> None:
+        """The probe timer while the device refuses what we send (LX-18;
+        Linux tcp_probe_timer() and tcp_send_probe0() when the probe gets
+        NET_XMIT_DROP): with data waiting and none in flight, count a probe
+        and try again in 500 ms (``TCP_RESOURCE_PROBE_INTERVAL``), without
+        backing off, never past the user timeout, which counts from the
+        first probe; at the user timeout, or after ``data_retries`` probes,
+        the connection times out."""
+        if self.snd_una != self.snd_max or not self._unsent():
+            self._probes, self._probe_start = 0, None
+            return
+        ut = self.config.user_timeout
+        start = self._probe_start
+        if start is None:
+            self._probe_start = start = now
+        elif ut is not None and now - start >= ut - 1e-9:
+            self._time_out(now, "user_timeout")
+            return
+        if self._probes >= self.config.data_retries:
+            self._time_out(now, "retransmission_timeout")
+            return
+        self._push(now, override=True)  # tcp_write_wakeup(): the device refuses it again
+        if self.snd_una != self.snd_max:  # it went: the device takes segments again
+            self._probes, self._probe_start = 0, None
+            return
+        self._probes += 1
+        wait = RESOURCE_PROBE_INTERVAL
+        if ut is not None:  # tcp_clamp_probe0_to_user_timeout()
+            hz = self.config.hz
+            wait = min(wait, max(ut - (now - start), 2 / hz if hz else 0.0))
+        self.timers.at[PERSIST] = self._timer_at(now, wait)
+
+    def _unsent(self) -> bool:
+        """Data or our FIN waits to be sent."""
+        unsent = (self._snd_base + len(self._sndbuf) - self.snd_nxt) & MASK
+        if 0 < unsent < HALF:
+            return True
+        fin = self._fin_seq
+        return fin is not None and not _lt(fin, self.snd_nxt)
 
     def _hold_small(self, n: int, unsent: int, flight: int, override: bool, now: float) -> bool:
         """Whether a segment of ``n`` < SMSS bytes waits; always when the
@@ -266,6 +329,7 @@ class Sender(Recovery):
             self._arm_user_timeout(now)
         at[PERSIST] = None
         self._persist_backoff = 0
+        self._probe_start = None
         if self._rack is not None and self.config.tlp and not probe:
             self._schedule_tlp(now, advancing=False)
 
@@ -318,7 +382,9 @@ class Sender(Recovery):
             self._time_out(now, "retransmission_timeout")
             return
         self._count("rto")
-        self.rtt.back_off()
+        drops = self._box.drops
+        if not drops:  # resent for certain: back off (with the device refusing, LX-18: not)
+            self.rtt.back_off()
         self._rtt_seq = None  # Karn's algorithm
         if self._sb is not None:
             self._sb.clear()  # the peer may have reneged (RFC 2018 §8): resend it all
@@ -341,6 +407,8 @@ class Sender(Recovery):
             self.cc.recover = self.snd_max
             self.snd_nxt = self.snd_una  # go back N
             self._push(now, override=True)  # what was sent is resent, small or not
+        if drops:  # Linux tcp_retransmit_timer(): "local congestion", 500 ms
+            self.timers.at[RETRANSMIT] = self._timer_at(now, RESOURCE_PROBE_INTERVAL)
         self._arm_rexmit(now)
 
     def _on_persist(self, now: float) -> None:
@@ -348,6 +416,9 @@ class Sender(Recovery):
         with no data, which the peer must answer with its current window."""
         self.timers.cancel(PERSIST)
         if not self.state.sending:
+            return
+        if self._box.drops or self._probe_start is not None:
+            self._resource_probe(now)
             return
         if self.snd_wnd > 0:
             # The window is open but too small for sender SWS avoidance: this
@@ -358,6 +429,7 @@ class Sender(Recovery):
             return
         self._count("window_probe")
         self._emit(_add(self.snd_una, -1), ACK, now)
+        self._probes += 1
         self._persist_backoff = min(self._persist_backoff + 1, 16)
         backoff = self.rtt.rto * (1 << self._persist_backoff)
         self.timers.arm(PERSIST, now + min(backoff, self.config.rto_max))
@@ -388,8 +460,9 @@ class Sender(Recovery):
         if ((ack - una + self.max_snd_wnd) & MASK) >= HALF:  # SEG.ACK < SND.UNA - MAX.SND.WND
             self._challenge_ack(seg, now, Verdict.ACK_TOO_OLD)
             return False
-        newly = 0
-        dup = False
+        newly, dup = 0, False
+        if ((ack - una) & MASK) < HALF:  # not older than SND.UNA (Linux tcp_ack())
+            self._probes = 0  # no probe is outstanding
         new_ack = ack != una and ((una - ack) & MASK) >= HALF  # SND.UNA < SEG.ACK
         if self.sack_ok and (seg.options.sack_blocks or self._sb):
             sb = self._sb

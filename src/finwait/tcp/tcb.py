@@ -50,7 +50,7 @@ MAX_WSCALE = 14  # RFC 7323 §2.3
 
 CONNECTION_SLOTS = (
     "__weakref__", "config", "local", "remote", "state", "passive", "reset_received",
-    "timers", "counters", "_host_counters", "_on_change", "_touched", "_out", "_events",
+    "timers", "counters", "_host_counters", "_on_change", "_touched", "_out", "_events", "_box",
     "_last_recv", "_close_pending", "read_closed", "_verdict",
 )  # fmt: skip
 SENDER_SLOTS = (
@@ -58,6 +58,7 @@ SENDER_SLOTS = (
     "max_snd_wnd", "smss", "_send_size", "peer_mss", "snd_wscale", "snd_wscale_offered", "_sndbuf",
     "_snd_base", "_fin_seq", "cc", "rtt", "_rtt_seq", "_rtt_start", "_sb", "_high_rxt",
     "_retries", "_last_send", "_persist_backoff", "_ts_offset", "_rack", "_cwnd_use",
+    "_probes", "_probe_start",
 )  # fmt: skip
 RECEIVER_SLOTS = (
     "irs", "rcv_nxt", "rcv_up", "_rcv_adv", "rcv_wscale", "_offer_wscale", "_sws_step",
@@ -79,9 +80,16 @@ class Outbox:
     given, the end of ``receive`` only enters the connection in it (a dict
     used as an ordered set, the Host's list of connections whose timers to
     settle), and the caller of ``receive`` updates its tables itself: one
-    dict store per segment instead of a call."""
+    dict store per segment instead of a call.
 
-    __slots__ = ("changed", "counters", "events", "segments", "touched")
+    ``drops`` is a property of the device the segments go to: when set, it
+    takes none of them (a queueing discipline that holds nothing, ``tc
+    qdisc add dev D root pfifo limit 0``), and a connection learns so as it
+    transmits, as Linux's does when ``tcp_transmit_skb()`` gets
+    ``NET_XMIT_DROP`` back: a data segment is not counted as sent, an ACK
+    or RST is simply lost (LX-18)."""
+
+    __slots__ = ("changed", "counters", "drops", "events", "segments", "touched")
 
     def __init__(
         self,
@@ -94,6 +102,7 @@ class Outbox:
         self.counters = counters
         self.changed = changed
         self.touched = touched
+        self.drops = False
 
 
 class TcbCore:
@@ -116,6 +125,7 @@ class TcbCore:
     _on_change: Callable[[Connection], None] | None
     _touched: dict[Connection, None] | None  # Outbox.touched
     _out: list[Segment]  # segments to send (the Host's queue, shared)
+    _box: Outbox  # the Host's emit handle; .drops: the device takes nothing (LX-18)
     _events: list[tuple[Connection, Event]]  # events for the user (shared)
     _last_recv: float  # time of the latest segment received
     _close_pending: bool  # CLOSE in SYN-RECEIVED with data queued (CL-4)
@@ -151,6 +161,8 @@ class TcbCore:
     _retries: int
     _last_send: float
     _persist_backoff: int
+    _probes: int  # probes since the last ACK, zero-window or local (Linux icsk_probes_out)
+    _probe_start: float | None  # the first local-drop probe (Linux icsk_probes_tstamp)
     _ts_offset: int  # RFC 7323 §5.4 per-connection TSval offset
 
     # -- the receive half (receiver.py) ----------------------------------
@@ -235,6 +247,11 @@ class TcbCore:
             ack, window, opts = self._ack_header(now)
         else:
             ack, window, opts = 0, 0 if flags & RST else self._window_field(), self._options(now)
+        if self._box.drops:
+            # Lost on the way out; the ACK it carried counts as sent all the
+            # same (Linux runs tcp_event_ack_sent() before the device answers).
+            self._count("local_drop")
+            return
         local, remote = self.local, self.remote
         self._out.append(
             new_segment(Segment, (
@@ -246,6 +263,9 @@ class TcbCore:
     def _emit_rst(self, seq: int, now: float, with_ack: bool = False) -> None:
         """<SEQ=seq><CTL=RST>; ``with_ack``: <SEQ=seq><ACK=RCV.NXT><CTL=RST,ACK>,
         Linux's tcp_send_active_reset() form."""
+        if self._box.drops:
+            self._count("local_drop")
+            return
         local, remote = self.local, self.remote
         self._out.append(
             new_segment(Segment, (
