@@ -5,6 +5,10 @@ with the dpkt loop (analyze_bench.py) as the anchor in the same run.
     python benchmarks/scale_capture.py /tmp/mixed.pcap /tmp/big.pcap --copies 10
     python benchmarks/scale_bench.py /tmp/big.pcap --set-mb 100
 
+``--baseline DIR`` (a ``src`` directory of another finwait, e.g. from
+``git archive main src | tar -x -C /tmp/before``) runs every configuration
+with it too, in the same rounds, interleaved: rows marked ``(before)``.
+
 Prints, per configuration (the median of ``--repeat`` interleaved rounds):
 wall seconds, packets/s, CPU seconds (all processes), peak RSS of the main
 process and of the largest worker, the ratio to the sequential run (of the
@@ -80,8 +84,10 @@ def model(capture: str, chunk_mb: int, n: int = 2) -> None:
     print(f"  merge of {n} partitions    {t_merge:7.3f} s")
 
 
-def start_cluster(n: int) -> tuple[list[subprocess.Popen[bytes]], str]:
-    """A dask scheduler and ``n`` one-thread workers on this machine."""
+def start_cluster(n: int, src: str | None = None) -> tuple[list[subprocess.Popen[bytes]], str]:
+    """A dask scheduler and ``n`` one-thread workers on this machine (with
+    ``src`` first on their path: the baseline's cluster)."""
+    import os
     import socket
 
     with socket.socket() as s:
@@ -89,7 +95,8 @@ def start_cluster(n: int) -> tuple[list[subprocess.Popen[bytes]], str]:
         port = s.getsockname()[1]
     address = f"tcp://127.0.0.1:{port}"
     bindir = Path(sys.executable).parent
-    quiet = {"stdout": subprocess.DEVNULL, "stderr": subprocess.DEVNULL}
+    env = {**os.environ, "PYTHONPATH": src} if src else None
+    quiet = {"stdout": subprocess.DEVNULL, "stderr": subprocess.DEVNULL, "env": env}
     procs = [subprocess.Popen([str(bindir / "dask"), "scheduler", "--host", "127.0.0.1",
                                "--port", str(port), "--no-dashboard"], **quiet)]  # type: ignore[call-overload]  # fmt: skip
     time.sleep(3)
@@ -186,8 +193,11 @@ def main() -> None:
     ap.add_argument("--no-dpkt", action="store_true")
     ap.add_argument("--no-dask", action="store_true")
     ap.add_argument("--no-set", action="store_true", help="the one-file runs only")
+    ap.add_argument("--no-model", action="store_true", help="without the model's inputs")
     ap.add_argument("--repeat", type=int, default=1,
                     help="rounds over all runs (interleaved); the median of each column")  # fmt: skip
+    ap.add_argument("--baseline", metavar="SRC",
+                    help="another finwait's src directory: every run with it too, interleaved")  # fmt: skip
     args = ap.parse_args()
     fw = shutil.which("finwait") or str(Path(sys.executable).with_name("finwait"))
     cap = args.capture
@@ -205,16 +215,23 @@ def main() -> None:
     }
     if args.no_set:
         runs = {k: v for k, v in runs.items() if not k.startswith("--set")}
-    cluster = None
+    clusters: dict[str, list[subprocess.Popen[bytes]]] = {}
     if args.no_dask:
         runs = {k: v for k, v in runs.items() if "dask" not in k}
     else:
         # A cluster already running (as on a real one): the per-run cost of
         # Dask without the LocalCluster's start-up.
-        cluster, address = start_cluster(2)
         items = list(runs.items())
-        items.insert(3, ("--dask tcp:// (running, 2)", ["--dask", address, *ck, cap]))
+        items.insert(3, ("--dask tcp:// (running, 2)", ["--dask", "ADDRESS", *ck, cap]))
         runs = dict(items)
+    if args.baseline:
+        runs = {k: v for name, argv in runs.items()
+                for k, v in ((name, argv), (f"{name} (before)", argv))}  # fmt: skip
+    for name, argv in runs.items():
+        if "ADDRESS" in argv:  # each finwait with its own running cluster
+            procs, address = start_cluster(2, args.baseline if "(before)" in name else None)
+            clusters[name] = procs
+            argv[argv.index("ADDRESS")] = address
     print(f"{cap}: {n:,} packets, {Path(cap).stat().st_size / 1e6:,.0f} MB; set: {nfiles} files")
     print(f"{'run':28} {'wall s':>7} {'packets/s':>11} {'CPU s':>7} {'pkts/CPU-s':>11} "
           f"{'main MB':>8} {'worker MB':>9} {'vs seq':>7} {'main CPU':>8} {'worker CPU':>10} "
@@ -224,17 +241,22 @@ def main() -> None:
     got: dict[str, list[tuple[float, ...]]] = {name: [] for name in runs}
     for _ in range(args.repeat):
         for name, argv in runs.items():
-            cmd = ["sh", "-c", " ".join([f'"{fw}"', "analyze", "--json",
+            prog = f'"{fw}"'
+            if name.endswith("(before)"):
+                prog = f'env PYTHONPATH="{args.baseline}" "{sys.executable}" -m finwait'
+            cmd = ["sh", "-c", " ".join([prog, "analyze", "--json",
                                          *(f'"{a}"' for a in argv)]) + " > /dev/null"]  # fmt: skip
-            pids = [p.pid for p in cluster] if cluster and "tcp://" in name else None
+            pids = [p.pid for p in clusters[name]] if name in clusters else None
             got[name].append(measure(cmd, pids))
+    crit: dict[str, float] = {}
     for name in runs:
         secs, cpu, main_mb, worker_mb, main_cpu, worker_cpu = (
             statistics.median(x[k] for x in got[name]) for k in range(6)
         )
-        wall[name], cpus[name] = secs, cpu
-        base = "sequential" if not name.startswith("--set") else next(iter(
-            k for k in runs if k.startswith("--set (")))  # fmt: skip
+        wall[name], cpus[name], crit[name] = secs, cpu, main_cpu + worker_cpu
+        tag = " (before)" if name.endswith(" (before)") else ""
+        base = f"sequential{tag}" if not name.startswith("--set") else next(iter(
+            k for k in runs if k.startswith("--set (") and k.endswith(tag)))  # fmt: skip
         ratio = wall[base] / secs
         # With two free cores the run would take about its critical path:
         # the main process's CPU plus the busiest worker's (they overlap
@@ -247,22 +269,26 @@ def main() -> None:
         secs, cpu, rss = timed([sys.executable, "-c", DPKT_LOOP, cap])
         print(f"{'anchor: dpkt loop':28} {secs:7.2f} {n / secs:11,.0f} {cpu:7.2f} {n / cpu:11,.0f} "
               f"{rss:8.0f} {'-':>9} {wall['sequential'] / secs:6.2f}x")  # fmt: skip
-        print(f"  finwait sequential / dpkt loop: {secs / wall['sequential']:.1f}x; "
-              f"--workers 2 / dpkt loop: {secs / wall['--workers 2']:.1f}x")  # fmt: skip
-    for k in ("--dask local:2", "--dask tcp:// (running, 2)"):
-        if k in wall:
-            over = wall[k] / wall["--workers 2"] - 1
-            cov = cpus[k] / cpus["--workers 2"] - 1
-            print(f"  {k} over --workers 2: {over:+.0%} wall, {cov:+.0%} CPU")
-    if cluster is not None:
-        for p in cluster:
+        print(f"  finwait sequential / dpkt loop: {secs / wall['sequential']:.1f}x wall, "
+              f"{cpu / cpus['sequential']:.1f}x CPU")  # fmt: skip
+    for tag in ("", " (before)"):
+        w2 = f"--workers 2{tag}"
+        if w2 not in cpus:
+            continue
+        print(f"  {w2} over sequential: {cpus[w2] / cpus[f'sequential{tag}'] - 1:+.0%} CPU")
+        for k in ("--dask local:2", "--dask tcp:// (running, 2)"):
+            if k + tag in wall:
+                over = wall[k + tag] / wall[w2] - 1
+                cov = cpus[k + tag] / cpus[w2] - 1
+                cp = crit[k + tag] / crit[w2] - 1
+                print(f"  {k}{tag} over {w2}: {over:+.0%} wall, {cov:+.0%} CPU, "
+                      f"{cp:+.0%} main + busiest worker CPU")  # fmt: skip
+    for procs in clusters.values():
+        for p in procs:
             p.terminate()
             p.wait()
-    if "--workers 2" in cpus:
-        print(
-            f"  --workers 2 CPU over sequential CPU: {cpus['--workers 2'] / cpus['sequential'] - 1:+.0%}"
-        )
-    model(cap, args.chunk_mb)
+    if not args.no_model:
+        model(cap, args.chunk_mb)
 
 
 if __name__ == "__main__":

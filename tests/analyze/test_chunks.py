@@ -167,8 +167,36 @@ def test_process_pool(tmp_path: Path) -> None:
     path = tmp_path / "z.pcap"
     path.write_bytes(zoo(8, 300))
     size = path.stat().st_size
-    _same(path, [size // 3, 2 * size // 3], process_runner(2))
-    _same(path, [size * k // 8 for k in range(1, 8)], process_runner(3))
+    for n, parts in ((2, 3), (3, 8)):
+        runner = process_runner(n)
+        assert _same(path, [size * k // parts for k in range(1, parts)], runner) == parts
+        assert sum(runner.decoded) == parts  # (no fall-back)
+
+
+def test_process_pool_balances_decoding(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Chunks go to whichever worker has time: with worker 1's folds slowed
+    down (50 ms more a chunk), worker 0 decodes most chunks, and the result
+    is still the sequential one, without falling back.  (Chunk ``p + kn``
+    to worker ``p``, as before, gave each the same count.)"""
+    import multiprocessing
+    import time
+
+    from finwait.analyze import partition
+
+    fold = partition.Folder.fold
+
+    def slow(self: partition.Folder, piece: partition.Piece) -> partition.Folder:
+        if multiprocessing.current_process().name == "finwait-partition-1":
+            time.sleep(0.05)
+        return fold(self, piece)
+
+    monkeypatch.setattr(partition.Folder, "fold", slow)  # (the workers are forks)
+    path = tmp_path / "z.pcap"
+    path.write_bytes(zoo(8, 300))
+    size = path.stat().st_size
+    runner = process_runner(2)
+    assert _same(path, [size * k // 16 for k in range(1, 16)], runner) == 16
+    assert sum(runner.decoded) == 16 and runner.decoded[0] >= 11, runner.decoded
 
 
 def test_url_through_fsspec(tmp_path: Path) -> None:

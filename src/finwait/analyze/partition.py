@@ -61,6 +61,7 @@ _DTYPES = {
 _NAMES = ("frame", "ts", "src", "dst", "sport", "dport", "seq", "ack", "flags", "window",
           "plen", "tunnel")  # fmt: skip
 FOLD_BATCH = 1 << 15  # segments a tracker takes at a time
+AHEAD = 2  # a worker decodes up to AHEAD * n chunks past the slowest fold
 
 
 def partition_of(cols: TcpColumns, n: int) -> I64:
@@ -365,16 +366,32 @@ def serial_runner(n: int) -> Runner:
     return run
 
 
-def process_runner(n: int) -> Runner:
-    """``n`` worker processes.  Worker ``p`` reads and decodes the chunks
-    ``p``, ``p + n``, ``p + 2n`` ... (a round ahead of its fold), sends
-    piece ``q`` of each to worker ``q`` and keeps piece ``p``; it folds piece
-    ``p`` of every chunk, in order, into its tracker.  Only pieces (compact
-    columns, as raw bytes on a pipe per pair of workers: :func:`_send`) and,
-    at the end, the partitions' trackers travel; the merge runs here."""
+def process_runner(n: int) -> ProcessRunner:
+    """Run partitions on ``n`` worker processes (:class:`ProcessRunner`)."""
+    return ProcessRunner(n)
 
-    def run(chunks: list[Chunk], file_of: list[int], zeek_timeouts: bool,
-            done: ChunkDone | None) -> Partial | None:  # fmt: skip
+
+class ProcessRunner:
+    """``n`` worker processes.  Each worker takes the next chunk nobody has
+    taken yet (a shared counter), reads and decodes it, sends piece ``q`` of
+    it to worker ``q`` and keeps its own; worker ``p`` folds piece ``p`` of
+    every chunk, in order, into its tracker.  A worker takes chunk ``k``
+    only while ``k`` is at most ``n`` chunks past the slowest worker's fold
+    (memory: about ``n + 1`` chunks' pieces in flight), and it takes chunks
+    whenever it would otherwise wait: so the decoding goes to whichever
+    worker has time (a smaller partition, a larger share of the cores),
+    and the workers finish together.  Only pieces (compact columns, as raw
+    bytes on a pipe per pair of workers: :func:`_sender`) and, at the end,
+    the partitions' trackers travel; the merge runs here.  ``decoded``:
+    after a run, how many chunks each worker decoded."""
+
+    def __init__(self, n: int) -> None:
+        self.n = n
+        self.decoded = [0] * n
+
+    def __call__(self, chunks: list[Chunk], file_of: list[int], zeek_timeouts: bool,
+                 done: ChunkDone | None) -> Partial | None:  # fmt: skip
+        n = self.n
         import multiprocessing as mp
 
         ctx = mp.get_context()
@@ -382,11 +399,13 @@ def process_runner(n: int) -> Runner:
         pipes = [[ctx.Pipe(duplex=False) if q != p else None for p in range(n)]
                  for q in range(n)]  # fmt: skip
         events = ctx.Queue()
+        shared = (ctx.Value("q", 0), ctx.Array("q", n))  # next chunk; chunks folded, per worker
         procs = [
             ctx.Process(
                 target=_peer,
-                args=(p, n, chunks, file_of, zeek_timeouts, pipes, events),
+                args=(p, n, chunks, file_of, zeek_timeouts, pipes, events, shared),
                 daemon=True,
+                name=f"finwait-partition-{p}",
             )
             for p in range(n)
         ]
@@ -398,6 +417,7 @@ def process_runner(n: int) -> Runner:
                     pair[0].close()
                     pair[1].close()
         parts: dict[int, Partial] = {}
+        decoded = self.decoded = [0] * n
         failed = False
         try:
             while len(parts) < n and not failed:
@@ -405,7 +425,7 @@ def process_runner(n: int) -> Runner:
                 if kind == "chunk" and done is not None:
                     done(payload)
                 elif kind == "done":
-                    parts[p] = payload
+                    parts[p], decoded[p] = payload
                 elif kind in ("error", "crash"):
                     failed = True
         finally:
@@ -417,8 +437,6 @@ def process_runner(n: int) -> Runner:
         if failed:
             return None
         return tree([parts[p] for p in range(n)], merge)  # type: ignore[no-any-return]
-
-    return run
 
 
 # -- pieces between worker processes -------------------------------------------
@@ -474,9 +492,13 @@ def _sender(fd: int, todo: queue.Queue[Piece | None]) -> None:
                 _write(fd, np.ascontiguousarray(a))
 
 
-def _receive(fd: int) -> Piece:
+def _receive(fd: int) -> Piece | None:
+    """The next piece on the pipe; None at its end (the peer is done)."""
     size = bytearray(8)
-    _read(fd, size)
+    got = os.readv(fd, [size])
+    if not got:
+        return None
+    _read(fd, memoryview(size)[got:])
     head = bytearray(struct.unpack("<Q", size)[0])
     _read(fd, head)
     index, records, stacks, drops, error, shapes = pickle.loads(head)
@@ -495,12 +517,13 @@ def _receive(fd: int) -> Piece:
 
 
 def _peer(p: int, n: int, chunks: list[Chunk], file_of: list[int], zeek_timeouts: bool,
-          pipes: list[list[Any]], events: Any) -> None:  # fmt: skip
+          pipes: list[list[Any]], events: Any, shared: tuple[Any, Any]) -> None:  # fmt: skip
     import threading
+    from multiprocessing.connection import wait
 
     try:
         folder = Folder(file_of, zeek_timeouts)
-        own = list(range(p, len(chunks), n))
+        nxt, folded = shared
         outboxes: dict[int, queue.Queue[Piece | None]] = {}
         threads = []
         for q in range(n):
@@ -510,21 +533,46 @@ def _peer(p: int, n: int, chunks: list[Chunk], file_of: list[int], zeek_timeouts
                                      daemon=True)  # fmt: skip
                 t.start()
                 threads.append(t)
-        k = 0
+        inbox = {pipes[q][p][0].fileno(): pipes[q][p][0] for q in range(n) if q != p}
         held: dict[int, Piece] = {}
+        decoded = 0
+
+        def take() -> int | None:
+            """The next chunk nobody has taken, if it is at most ``n``
+            * AHEAD chunks past the slowest worker's fold (None otherwise)."""
+            with nxt.get_lock():
+                k = int(nxt.value)
+                if k >= len(chunks) or k > min(folded[:]) + AHEAD * n:
+                    return None
+                nxt.value = k + 1
+            return k
+
         for i in range(len(chunks)):
-            # Decode own chunks up to a round ahead: a worker waiting for
-            # chunk i has already sent every own chunk up to i + n.
-            while k < len(own) and own[k] <= i + n:
-                pieces = decode_split(chunks[own[k]], n)
+            pause = 0.0
+            while i not in held:
+                # The pieces already sent here first; then decode while
+                # allowed, else wait for a peer's piece, looking again every
+                # few ms (a slower worker's fold may allow more).
+                for conn in wait(list(inbox.values()), timeout=pause):
+                    got = _receive(conn.fileno())  # type: ignore[union-attr]
+                    if got is None:
+                        del inbox[conn.fileno()]  # type: ignore[union-attr]
+                    else:
+                        held[got.index] = got
+                if i in held:
+                    break
+                k = take()
+                if k is None:
+                    pause = 0.005
+                    continue
+                pause = 0.0
+                pieces = decode_split(chunks[k], n)
                 for q, box in outboxes.items():
                     box.put(pieces[q])
-                held[own[k]] = pieces[p]
-                k += 1
-            # Chunk i's piece comes from its decoder, whose pieces for this
-            # worker arrive in chunk order on their own pipe.
-            piece = held.pop(i) if i in held else _receive(pipes[i % n][p][0].fileno())
-            folder.fold(piece)
+                held[k] = pieces[p]
+                decoded += 1
+            folder.fold(held.pop(i))
+            folded[p] = i + 1
             if folder.error is not None:
                 events.put(("error", p, folder.error))
                 return
@@ -534,6 +582,6 @@ def _peer(p: int, n: int, chunks: list[Chunk], file_of: list[int], zeek_timeouts
             box.put(None)
         for t in threads:
             t.join()
-        events.put(("done", p, folder.result()))
+        events.put(("done", p, (folder.result(), decoded)))
     except BaseException as exc:  # reported, so the caller falls back
         events.put(("crash", p, repr(exc)))
