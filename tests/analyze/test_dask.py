@@ -82,6 +82,63 @@ def test_local_cluster_equals_sequential(tmp_path: Path) -> None:
     assert list(got_set.records()) == list(analyze_set(files).records())
 
 
+_FORKED = """
+import json, os, sys
+from finwait.analyze import analyze_file
+from finwait.analyze.dask import DaskRunner
+from finwait.analyze.sets import analyze_set
+
+path = sys.argv[1]
+size = os.path.getsize(path)
+with DaskRunner("local:2") as runner:
+    parents = runner.client.run(os.getppid)
+    got = analyze_set([path], runner=runner, cuts={path: [size // 3, 2 * size // 3]},
+                      as_set=False)
+    tasks = runner.tasks
+print(json.dumps([runner.started, sorted(set(parents.values())) == [os.getpid()], tasks,
+                  list(got.records()) == list(analyze_file(path).records())]))
+"""
+
+
+def test_local_workers_forked_before_any_thread(tmp_path: Path) -> None:
+    """In a process where no thread runs yet (the ``finwait`` command),
+    ``local:2``'s workers are forks of it (no fork server, no nanny: their
+    parent is the process itself), and they give the sequential result."""
+    import json
+    import subprocess
+    import sys
+
+    path = tmp_path / "z.pcap"
+    path.write_bytes(zoo(14, 300))
+    out = subprocess.run([sys.executable, "-c", _FORKED, str(path)], capture_output=True,
+                         text=True, timeout=300, check=True).stdout  # fmt: skip
+    assert json.loads(out.splitlines()[-1]) == ["fork", True, 3 * 5 + 2 * 2 + 1, True]
+
+
+def test_local_workers_from_a_fork_server_when_a_thread_runs(tmp_path: Path) -> None:
+    """Where a thread already runs (a fork then could deadlock on a lock it
+    holds), ``local:2``'s workers come from a fork server instead, and
+    give the sequential result too."""
+    import threading
+
+    from finwait.analyze.dask import DaskRunner
+
+    path = tmp_path / "z.pcap"
+    path.write_bytes(zoo(15, 200))
+    size = path.stat().st_size
+    stop = threading.Event()
+    t = threading.Thread(target=stop.wait)
+    t.start()
+    try:
+        with DaskRunner("local:2") as runner:
+            assert runner.started == "forkserver"
+            got = analyze_set([path], runner=runner, cuts={str(path): [size // 2]}, as_set=False)
+    finally:
+        stop.set()
+        t.join()
+    assert list(got.records()) == list(analyze_file(path).records())
+
+
 def test_progress_on_a_terminal(tmp_path: Path) -> None:
     """On a terminal, Dask's progress bar goes to stderr; stdout keeps only
     the JSON Lines; the cluster's shutdown leaves no traceback."""

@@ -102,6 +102,33 @@ def _forget(run: str) -> None:
         del _FOLDERS[key]
 
 
+def _local_worker(link: Any) -> None:
+    """A LocalCluster's worker in a fork of the ``finwait`` process: waits
+    for the scheduler's address, then runs one one-thread worker until the
+    scheduler closes it."""
+    import asyncio
+    import logging
+
+    import dask
+    from distributed import Worker
+
+    try:
+        address = link.recv()
+    except EOFError:  # the cluster did not start
+        return
+    link.close()
+    logging.getLogger("distributed").setLevel(logging.CRITICAL)
+
+    async def run() -> None:
+        # (death_timeout: gone when the scheduler is, even if finwait was killed)
+        async with Worker(address, nthreads=1, memory_limit=0, dashboard=False,
+                          death_timeout=30) as worker:  # fmt: skip
+            await worker.finished()
+
+    with dask.config.set({"distributed.worker.profile.enabled": False}):
+        asyncio.run(run())
+
+
 class DaskRunner(AbstractContextManager["DaskRunner"]):
     """A partition runner (analyze/partition.py's ``Runner``) on a Dask
     cluster: one partition per worker."""
@@ -113,41 +140,80 @@ class DaskRunner(AbstractContextManager["DaskRunner"]):
         self.cluster: Any = None
         self.client: Any
         self.progress = progress
+        self.procs: list[Any] = []
+        self.started = "cluster"  # how local workers were started (tests)
         if address == "local" or address.startswith("local:"):
             n = int(address.split(":", 1)[1]) if ":" in address else None
-            import logging
-
-            # No dashboard (nobody looks at it; it warns when 8787 is taken),
-            # and the workers' shutdown noise (a heartbeat to a scheduler
-            # already gone) kept off stderr.
-            import multiprocessing
-
-            import dask
-
-            # Workers forked from a fork server that has imported Dask, numpy
-            # and finwait once (a fork of this process, which runs Dask's
-            # threads, can deadlock on a lock held at the fork: it did), and
-            # without Dask's sampling profiler (a thread walking the task's
-            # stack every 10 ms).
-            forkserver = "forkserver" in multiprocessing.get_all_start_methods()
-            method = "forkserver" if forkserver else "spawn"
-            with dask.config.set({
-                "distributed.worker.multiprocessing-method": method,
-                "distributed.worker.profile.enabled": False,
-            }):  # fmt: skip
-                if forkserver:
-                    du: Any = importlib.import_module("distributed.utils")
-                    du.get_mp_context().set_forkserver_preload(["distributed", __name__])
-                self.cluster = dd.LocalCluster(
-                    n_workers=n, threads_per_worker=1, processes=True, dashboard_address=":0",
-                    scheduler_kwargs={"dashboard": False}, silence_logs=logging.CRITICAL,
-                )  # fmt: skip
-            self.client = dd.Client(self.cluster)
+            self._local(dd, n)
         else:
             self.client = dd.Client(address, timeout=30)
         self.addrs = sorted(self.client.scheduler_info()["workers"])
         self.workers = max(1, len(self.addrs))
         self.tasks = 0  # tasks submitted (tests: the work went to the cluster)
+
+    def _local(self, dd: Any, n: int | None) -> None:
+        """A LocalCluster: the scheduler in this process, ``n`` one-thread
+        workers (one per core by default).
+
+        The workers are forks of this process taken before any thread runs
+        (Dask's, the scheduler's loop): they have Dask, numpy and finwait
+        imported already, and no nanny.  A fork of a process that runs Dask's
+        threads can deadlock on a lock held at the fork (it did: a worker
+        stuck in a logging handler's flush), so where a thread already runs
+        (a test process that used a cluster before), the workers come from
+        a fork server that imports Dask, numpy and finwait once, under
+        nannies; spawned where there is no fork server.  Both without
+        Dask's sampling profiler (a thread walking the task's stack every
+        10 ms)."""
+        import importlib
+        import logging
+        import multiprocessing
+        import os
+        import threading
+
+        import dask
+
+        methods = multiprocessing.get_all_start_methods()
+        n = n or os.cpu_count() or 1
+        quiet = {"distributed.worker.profile.enabled": False}
+        # No dashboard (nobody looks at it; it warns when 8787 is taken), and
+        # the workers' shutdown noise kept off stderr.
+        opts: dict[str, Any] = {"threads_per_worker": 1, "dashboard_address": ":0",
+                                "scheduler_kwargs": {"dashboard": False},
+                                "silence_logs": logging.CRITICAL}  # fmt: skip
+        if "fork" in methods and threading.active_count() == 1:
+            ctx = multiprocessing.get_context("fork")
+            links = [ctx.Pipe(duplex=False) for _ in range(n)]
+            for read, _ in links:
+                proc = ctx.Process(target=_local_worker, args=(read,), daemon=True,
+                                   name="finwait-dask-worker")  # fmt: skip
+                proc.start()
+                self.procs.append(proc)
+            try:
+                with dask.config.set(quiet):
+                    self.cluster = dd.LocalCluster(n_workers=0, processes=True, **opts)
+                for _, write in links:
+                    write.send(self.cluster.scheduler_address)
+                self.client = dd.Client(self.cluster)
+                self.client.wait_for_workers(n, timeout=60)
+            except BaseException:
+                self.close()
+                raise
+            finally:
+                for read, write in links:
+                    read.close()
+                    write.close()
+            self.started = "fork"
+            return
+        forkserver = "forkserver" in methods
+        method = "forkserver" if forkserver else "spawn"
+        with dask.config.set({**quiet, "distributed.worker.multiprocessing-method": method}):
+            if forkserver:
+                du: Any = importlib.import_module("distributed.utils")
+                du.get_mp_context().set_forkserver_preload(["distributed", __name__])
+            self.cluster = dd.LocalCluster(n_workers=n, processes=True, **opts)
+        self.client = dd.Client(self.cluster)
+        self.started = method
 
     def __call__(
         self, chunks: list[Chunk], file_of: list[int], zeek_timeouts: bool, done: ChunkDone | None
@@ -191,9 +257,16 @@ class DaskRunner(AbstractContextManager["DaskRunner"]):
         return None if got.error is not None else got
 
     def close(self) -> None:
-        self.client.close()
+        if getattr(self, "client", None) is not None:
+            self.client.close()
         if self.cluster is not None:
-            self.cluster.close()
+            self.cluster.close()  # (the scheduler tells its workers to close)
+        for proc in self.procs:
+            proc.join(10)
+            if proc.is_alive():
+                proc.kill()
+                proc.join()
+        self.procs = []
 
     def __exit__(
         self,
