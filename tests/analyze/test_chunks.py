@@ -256,6 +256,22 @@ def test_damaged_file_chunked(tmp_path: Path) -> None:
     assert list(got.records()) == list(want.records())
 
 
+@pytest.mark.xfail(strict=True, reason="known: the tracker's idle/close horizon depends on batches")
+def test_tracker_does_not_depend_on_batches(tmp_path: Path) -> None:
+    """Known bug (found by the chunked runs): a 4-tuple's packet 74 s after
+    a connection that began without a SYN (a horizon start, 18.5 s after a
+    RST) starts yet another connection when both are in one batch (the
+    horizon counts the RST, from before that start, as a close) but not
+    when a batch boundary falls between them (it looks at the connection
+    begun at the horizon start: no close).  So the sequential result
+    depends on the batch size, and chunked runs differ from it for such a
+    capture (291 connections against 290 here)."""
+    path = tmp_path / "z.pcap"
+    path.write_bytes(zoo(9, 300))
+    want = list(analyze_file(path).records())
+    assert list(analyze_file(path, chunk_size=1 << 16).records()) == want
+
+
 def test_no_boundary_four_bytes_into_a_header(tmp_path: Path) -> None:
     """Records whose captured and original lengths agree, all within a
     second: 4 bytes into a header the sub-second field reads as seconds and
