@@ -287,6 +287,17 @@ class Host:
     def device_drops(self, value: bool) -> None:
         self._outbox.drops = value
 
+    @property
+    def device_paces(self) -> bool:
+        """The device is Linux's fq queueing discipline (``tc qdisc add dev D
+        root fq``): every connection's data segments leave at its pacing
+        rate (CC-16), as with ``Config.pacing``."""
+        return self._outbox.paces
+
+    @device_paces.setter
+    def device_paces(self, value: bool) -> None:
+        self._outbox.paces = value
+
     def _send_rst(self, seg: Segment, seq: int, ack: int, flags: int) -> None:
         if self._outbox.drops:
             self.counters["local_drop"] += 1

@@ -129,16 +129,16 @@ def test_engine_follows_the_scripts_congestion_control_sysctl() -> None:
 @pytest.mark.parametrize(
     "command",
     [
-        "tc qdisc replace dev tun0 root fq",
+        "tc qdisc replace dev tun0 root fq maxrate 1mbit",
         "tc qdisc add dev tun0 root pfifo",
         "tc qdisc add dev tun0 root netem loss 100%",
         "tc qdisc add dev tun0 root pfifo limit 0 extra",
     ],
 )
 def test_engine_refuses_a_device_queue_it_cannot_model(command: str) -> None:
-    """A tc command other than the queue of limit 0 and its removal changes
-    what the kernel sends and when in ways the engine does not model: it
-    reports the line instead of ignoring it."""
+    """A tc command other than the queue of limit 0, fq with its defaults and
+    their removal changes what the kernel sends and when in ways the engine
+    does not model: it reports the line instead of ignoring it."""
     text = f"0 socket(..., SOCK_STREAM, IPPROTO_TCP) = 3\n+0 `{command}`\n"
     out = run_script("q.pkt", "engine", text=text)
     assert out.status == "ERROR" and out.line == 2 and command in out.message
@@ -158,6 +158,22 @@ def test_engine_models_a_queue_that_takes_nothing() -> None:
     assert not tgt.host.device_drops
     tgt.run_command("./defaults.sh\ntc qdisc replace dev tun0 root pfifo limit 0", 5)
     assert tgt.host.device_drops
+
+
+def test_engine_models_fq_as_pacing() -> None:
+    """``fq`` paces every connection (CC-16), with the pacing sysctls and
+    tcp_min_tso_segs of the script; a queue of limit 0 replaces it."""
+    from finwait.script.engine import EngineTarget
+
+    tgt = EngineTarget("q.pkt")
+    tgt.run_command("./defaults.sh\ntc qdisc replace dev tun0 root fq\n"
+                    "sysctl -q net/ipv4/tcp_pacing_ss_ratio=150\n"
+                    "sysctl -e -q net.ipv4.tcp_min_tso_segs=3", 3)  # fmt: skip
+    assert tgt.host.device_paces and not tgt.host.device_drops
+    cfg = tgt.base_config
+    assert (cfg.pacing_ss_ratio, cfg.pacing_ca_ratio, cfg.pacing_min_segs) == (150, 120, 3)
+    tgt.run_command("tc qdisc replace dev tun0 root pfifo limit 0", 4)
+    assert tgt.host.device_drops and not tgt.host.device_paces
 
 
 @pytest.mark.parametrize("target", ["engine", pytest.param("kernel", marks=pytest.mark.live)])

@@ -103,12 +103,15 @@ _CC_SYSCTL = re.compile(
     r"|echo\s+[\"']?(\w+)[\"']?\s*>\s*/proc/sys/net/ipv4/tcp_congestion_control"
 )
 # Queueing disciplines (tc commands) are a property of the virtual device.
-# The engine models one: a pfifo of limit 0, which takes no packet (every
-# transmission fails, LX-18); deleting the root qdisc restores the default.
-# Any other tc command is an error naming it (fq's pacing is not modelled).
+# The engine models two: a pfifo of limit 0, which takes no packet (every
+# transmission fails, LX-18), and fq with its defaults, which paces each
+# connection (CC-16); deleting the root qdisc restores the default.  Any
+# other tc command (fq with options included) is an error naming it.
 _SHELL_SPLIT = re.compile(r"\n|;|&&|\|\|")
 _REDIRECT = re.compile(r"\s*\d?>\s*/dev/null")
 _TC_DROP_ALL = re.compile(r"tc\s+qdisc\s+(?:add|replace)\s+dev\s+\S+\s+root\s+pfifo\s+limit\s+0")
+_TC_FQ = re.compile(r"tc\s+qdisc\s+(?:add|replace)\s+dev\s+\S+\s+root\s+fq")
+_PACING_SYSCTL = re.compile(r"tcp_pacing_(ss|ca)_ratio\s*=\s*[\"']?(\d+)")
 _TC_DELETE = re.compile(r"tc\s+qdisc\s+(?:del|delete)\s+dev\s+\S+\s+root")
 _CC_NAMES = {
     ("linux", "reno"): "newreno-abc",
@@ -237,8 +240,15 @@ class EngineTarget:
             cmd = _REDIRECT.sub("", part).strip()
             if cmd.split()[:1] == ["tc"]:
                 self._run_tc(cmd, line)
+        for m in _PACING_SYSCTL.finditer(text):
+            ratio = int(m.group(2))
+            if m.group(1) == "ss":
+                self.base_config = replace(self.base_config, pacing_ss_ratio=ratio)
+            else:
+                self.base_config = replace(self.base_config, pacing_ca_ratio=ratio)
         for m in _MIN_TSO_SYSCTL.finditer(text):
             self.min_tso_segs = max(int(m.group(1)), 1)  # the TSO piece (sndbuf.py)
+            self.base_config = replace(self.base_config, pacing_min_segs=self.min_tso_segs)
         for m in _CC_SYSCTL.finditer(text):
             name = m.group(1) or m.group(2)
             algo = _CC_NAMES.get((self.profile, name))
@@ -252,12 +262,16 @@ class EngineTarget:
 
     def _run_tc(self, cmd: str, line: int) -> None:
         """A ``tc`` command: the device's queueing discipline.  ``pfifo
-        limit 0`` takes no packet (``Host.device_drops``, LX-18); deleting
-        the root qdisc brings the default back."""
+        limit 0`` takes no packet (``Host.device_drops``, LX-18), ``fq``
+        paces (``Host.device_paces``, CC-16); deleting the root qdisc brings
+        the default back."""
+        host = self.host
         if _TC_DROP_ALL.fullmatch(cmd):
-            self.host.device_drops = True
+            host.device_drops, host.device_paces = True, False
+        elif _TC_FQ.fullmatch(cmd):
+            host.device_drops, host.device_paces = False, True
         elif _TC_DELETE.fullmatch(cmd):
-            self.host.device_drops = False
+            host.device_drops = host.device_paces = False
         else:
             raise ScriptError(f"shell command {cmd!r} changes what the kernel's device does "
                               "in a way the engine target does not model", line, self.path)  # fmt: skip

@@ -49,6 +49,15 @@ class Config:
     # An abort's RST carries ACK and RCV.NXT, as Linux's tcp_send_active_reset();
     # False: RFC 9293 §3.10.5's <SEQ=SND.NXT><CTL=RST>.
     rst_ack: bool = False
+    # Pacing (CC-16), off by default: each piece of data segments leaves no sooner than
+    # its length at Linux's pacing rate after the one before (once ten have
+    # gone), the rate cwnd*SMSS/SRTT times pacing_ss_ratio % while cwnd is
+    # below half ssthresh, pacing_ca_ratio % after (Linux
+    # tcp_update_pacing_rate(), as the fq queueing discipline applies it).
+    pacing: bool = False
+    pacing_ss_ratio: int = 200  # net.ipv4.tcp_pacing_ss_ratio
+    pacing_ca_ratio: int = 120  # net.ipv4.tcp_pacing_ca_ratio
+    pacing_min_segs: int = 2  # net.ipv4.tcp_min_tso_segs: the least segments a paced piece holds
     # Loss recovery as Linux runs it (tcp_recovery=1, tcp_early_retrans=3;
     # ``rack.py``): with SACK, RACK detects loss by time (RFC 8985 §6) and TLP
     # probes the tail of a flight (§7); without, DupAcks are counted as

@@ -36,6 +36,7 @@ from .timers import (
     FIN_WAIT_2,
     KEEPALIVE,
     LOSS_PROBE,
+    PACE,
     PERSIST,
     REORDER,
     RETRANSMIT,
@@ -224,11 +225,8 @@ class Connection(Sender, Receiver):
             return 0
         self._sndbuf += data[:n] if n < len(data) else data
         if st.sending:
-            if (
-                self.cc.cwnd > self.cc.iw
-                and now - self._last_send > self.rtt.rto
-                and (self.snd_una == self.snd_max)
-            ):
+            idle = now - self._last_send > self.rtt.rto and self.snd_una == self.snd_max
+            if idle and self.cc.cwnd > self.cc.iw:
                 self.cc.on_idle()  # RFC 5681 §4.1, CC-7
             self._push(now)
         self._changed()
@@ -338,6 +336,8 @@ class Connection(Sender, Receiver):
             self._on_persist(now)
         if timers.fire(KEEPALIVE, now):
             self._on_keepalive(now)
+        if timers.fire(PACE, now):
+            self._on_pace(now)
         st = self.state
         if timers.fire(DELAYED_ACK, now) and st.synchronized and st is not _TIME_WAIT:
             self._send_ack(now)

@@ -122,6 +122,12 @@ class Recovery(TcbCore):
         if self._box.drops:  # LX-18: refused, so not resent (Linux tcp_retransmit_skb())
             self._count("local_drop")
             return False
+        if (
+            (self._box.paces or self.config.pacing)
+            and self._rack is not None
+            and self._pace(now, n)
+        ):
+            return False  # CC-16: held, the PACE timer resends (Sender._on_pace)
         self._count("fast_retransmit")
         self._rtt_seq = None
         self._high_rxt = _add(end, flags & FIN)

@@ -48,7 +48,6 @@ from . import seqnum
 from .buffers import SendBuffer
 from .config import Config
 from .events import CONNECTED, SendAcknowledged
-from .recovery import Recovery
 from .rto import RttEstimator
 from .scoreboard import Scoreboard
 from .state import State
@@ -63,6 +62,7 @@ from .timers import (
     USER_TIMEOUT,
     tick_expiry,
 )
+from .transmit import RESOURCE_PROBE_INTERVAL, Transmit
 from .verdict import Verdict
 
 # The states as module names: on Python 3.11 ``State.X`` goes through
@@ -72,11 +72,10 @@ _ESTABLISHED, _FIN_WAIT_1 = State.ESTABLISHED, State.FIN_WAIT_1
 
 _add = seqnum.add
 _lt = seqnum.lt
-RESOURCE_PROBE_INTERVAL = 0.5  # Linux TCP_RESOURCE_PROBE_INTERVAL (HZ/2)
 _le = seqnum.le
 
 
-class Sender(Recovery):
+class Sender(Transmit):
     """The send half; see the module docstring."""
 
     if not TYPE_CHECKING:  # the slots are Connection's; mypy checks the annotations
@@ -106,6 +105,7 @@ class Sender(Recovery):
         self._persist_backoff = 0
         self._probes = 0
         self._probe_start = None
+        self._pacer = None
         self._ts_offset = ts_offset & MASK
         self._rack = None  # made when Config.rack is on (tcb._negotiated)
         self._cwnd_use = (True, 0, iss)  # Config.cwnd_validate: (filled, most out, round end)
@@ -181,12 +181,12 @@ class Sender(Recovery):
         smss, size = self.smss, self._send_size  # size: SMSS, or a multiple (TSO)
         data_end = (base + buf.size) & MASK
         una, nxt, snd_max = self.snd_una, self.snd_nxt, self.snd_max
-        cc, rack = self.cc, self._rack
+        cc, rack, box = self.cc, self._rack, self._box
         if rack is None and not cc.dupacks:
             wnd = min(self.snd_wnd, cc.cwnd)
         else:  # limited transmit, fast recovery, RACK's pipe, a loss probe
             wnd = self._send_window(nxt, probe)
-        out, sent_data = self._out, False
+        out, sent_data, gate = self._out, False, box.drops or box.paces or self.config.pacing
         header: tuple[int, int, TcpOptions] | None = None  # (ack, window, options)
         unsent = (data_end - nxt) & MASK
         if unsent >= HALF:
@@ -201,7 +201,7 @@ class Sender(Recovery):
                     n = room
                 if n < smss and self._hold_small(n, unsent, wnd - room, override, now):
                     break
-            if self._box.drops and self._local_drop(now):
+            if gate and self._hold_back(now, n):
                 break
             if header is None:
                 header = self._ack_header(now)
@@ -230,64 +230,6 @@ class Sender(Recovery):
                 break
         if header is not None:
             self._sent_burst(nxt, now, sent_data, probe)
-
-    def _local_drop(self, now: float) -> bool:
-        """The device refused the next segment (LX-18; Linux tcp_write_xmit()
-        when tcp_transmit_skb() fails): it is not sent, SND.NXT stays.  With
-        nothing in flight no retransmission timer will come, so the probe
-        timer is armed (``tcp_check_probe_timer()``: max(RTO, 200 ms)), which
-        then tries every 500 ms (``_resource_probe``)."""
-        self._count("local_drop")
-        at = self.timers.at
-        if self.snd_una == self.snd_max and at[PERSIST] is None and at[RETRANSMIT] is None:
-            at[PERSIST] = self._timer_at(now, max(self.rtt.rto, self.config.rto_min))
-        return True  # (so that _push reads: refused, stop)
-
-    def _timer_at(self, now: float, delay: float) -> float:
-        """When a timer armed now for ``delay`` fires (on Linux's ticks with
-        Config.hz)."""
-        hz = self.config.hz
-        return now + delay if hz is None else tick_expiry(now, delay, hz)
-
-    def _resource_probe(self, now: float) -> None:
-        """The probe timer while the device refuses what we send (LX-18;
-        Linux tcp_probe_timer() and tcp_send_probe0() when the probe gets
-        NET_XMIT_DROP): with data waiting and none in flight, count a probe
-        and try again in 500 ms (``TCP_RESOURCE_PROBE_INTERVAL``), without
-        backing off, never past the user timeout, which counts from the
-        first probe; at the user timeout, or after ``data_retries`` probes,
-        the connection times out."""
-        if self.snd_una != self.snd_max or not self._unsent():
-            self._probes, self._probe_start = 0, None
-            return
-        ut = self.config.user_timeout
-        start = self._probe_start
-        if start is None:
-            self._probe_start = start = now
-        elif ut is not None and now - start >= ut - 1e-9:
-            self._time_out(now, "user_timeout")
-            return
-        if self._probes >= self.config.data_retries:
-            self._time_out(now, "retransmission_timeout")
-            return
-        self._push(now, override=True)  # tcp_write_wakeup(): the device refuses it again
-        if self.snd_una != self.snd_max:  # it went: the device takes segments again
-            self._probes, self._probe_start = 0, None
-            return
-        self._probes += 1
-        wait = RESOURCE_PROBE_INTERVAL
-        if ut is not None:  # tcp_clamp_probe0_to_user_timeout()
-            hz = self.config.hz
-            wait = min(wait, max(ut - (now - start), 2 / hz if hz else 0.0))
-        self.timers.at[PERSIST] = self._timer_at(now, wait)
-
-    def _unsent(self) -> bool:
-        """Data or our FIN waits to be sent."""
-        unsent = (self._snd_base + len(self._sndbuf) - self.snd_nxt) & MASK
-        if 0 < unsent < HALF:
-            return True
-        fin = self._fin_seq
-        return fin is not None and not _lt(fin, self.snd_nxt)
 
     def _hold_small(self, n: int, unsent: int, flight: int, override: bool, now: float) -> bool:
         """Whether a segment of ``n`` < SMSS bytes waits; always when the

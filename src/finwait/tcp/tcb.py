@@ -42,6 +42,7 @@ from .verdict import Verdict
 
 if TYPE_CHECKING:
     from .connection import Connection
+    from .transmit import Pacer
 
 MASK = seqnum.MASK
 HALF = seqnum.HALF
@@ -58,7 +59,7 @@ SENDER_SLOTS = (
     "max_snd_wnd", "smss", "_send_size", "peer_mss", "snd_wscale", "snd_wscale_offered", "_sndbuf",
     "_snd_base", "_fin_seq", "cc", "rtt", "_rtt_seq", "_rtt_start", "_sb", "_high_rxt",
     "_retries", "_last_send", "_persist_backoff", "_ts_offset", "_rack", "_cwnd_use",
-    "_probes", "_probe_start",
+    "_probes", "_probe_start", "_pacer",
 )  # fmt: skip
 RECEIVER_SLOTS = (
     "irs", "rcv_nxt", "rcv_up", "_rcv_adv", "rcv_wscale", "_offer_wscale", "_sws_step",
@@ -87,9 +88,11 @@ class Outbox:
     qdisc add dev D root pfifo limit 0``), and a connection learns so as it
     transmits, as Linux's does when ``tcp_transmit_skb()`` gets
     ``NET_XMIT_DROP`` back: a data segment is not counted as sent, an ACK
-    or RST is simply lost (LX-18)."""
+    or RST is simply lost (LX-18).  ``paces``: the device is Linux's fq
+    queueing discipline, which holds each segment until the time its
+    connection's pacing rate gives it (``Config.pacing``, CC-16)."""
 
-    __slots__ = ("changed", "counters", "drops", "events", "segments", "touched")
+    __slots__ = ("changed", "counters", "drops", "events", "paces", "segments", "touched")
 
     def __init__(
         self,
@@ -103,6 +106,7 @@ class Outbox:
         self.changed = changed
         self.touched = touched
         self.drops = False
+        self.paces = False
 
 
 class TcbCore:
@@ -119,7 +123,7 @@ class TcbCore:
     state: State
     passive: bool  # MUST-11: reached SYN-RECEIVED from LISTEN
     reset_received: bool
-    timers: Timers  # the nine named deadlines (timers.py)
+    timers: Timers  # the ten named deadlines (timers.py)
     counters: dict[str, int]
     _host_counters: Counter[str] | None
     _on_change: Callable[[Connection], None] | None
@@ -163,6 +167,7 @@ class TcbCore:
     _persist_backoff: int
     _probes: int  # probes since the last ACK, zero-window or local (Linux icsk_probes_out)
     _probe_start: float | None  # the first local-drop probe (Linux icsk_probes_tstamp)
+    _pacer: Pacer | None  # the pacing schedule (transmit.py), made on first use
     _ts_offset: int  # RFC 7323 §5.4 per-connection TSval offset
 
     # -- the receive half (receiver.py) ----------------------------------
@@ -195,6 +200,7 @@ class TcbCore:
         # What each part calls in another (defined in sender.py, recovery.py,
         # receiver.py, connection.py).
         def _push(self, now: float, override: bool = False, probe: bool = False) -> None: ...
+        def _pace(self, now: float, n: int) -> bool: ...
         def _arm_rexmit(self, now: float) -> None: ...
         def _rto_at(self, now: float) -> float: ...
         def _emit_syn(self, now: float, ack: bool) -> None: ...

@@ -1,6 +1,6 @@
 """A connection's timers: one structure of named absolute deadlines.
 
-RFC 9293 §3.8 names the timers a TCB needs; finwait keeps nine, each an
+RFC 9293 §3.8 names the timers a TCB needs; finwait keeps ten, each an
 absolute deadline in seconds or ``None`` when not armed:
 
 * ``RETRANSMIT`` — RFC 6298 §5 (and the SYN's, §3.8.1);
@@ -11,7 +11,8 @@ absolute deadline in seconds or ``None`` when not armed:
 * ``TIME_WAIT`` — 2×MSL, §3.10.8;
 * ``USER_TIMEOUT`` — §3.8.3;
 * ``LOSS_PROBE`` — the tail-loss probe timeout, PTO (RFC 8985 §7.2);
-* ``REORDER`` — RACK's reordering timer (RFC 8985 §6.3).
+* ``REORDER`` — RACK's reordering timer (RFC 8985 §6.3);
+* ``PACE`` — when pacing lets the next segment go (``Config.pacing``).
 
 ``arm`` sets a deadline, ``arm_once`` sets it only when not armed,
 ``cancel`` disarms, ``next`` is the earliest armed deadline (what the Host
@@ -31,19 +32,20 @@ TIME_WAIT = 5
 USER_TIMEOUT = 6
 LOSS_PROBE = 7
 REORDER = 8
+PACE = 9
 NAMES = ("retransmit", "persist", "delayed_ack", "keepalive", "fin_wait_2", "time_wait",
-         "user_timeout", "loss_probe", "reorder")  # fmt: skip
+         "user_timeout", "loss_probe", "reorder", "pace")  # fmt: skip
 
 _NONE: list[float | None] = [None] * len(NAMES)
 
 
 class Timers:
-    """Nine named deadlines; see the module docstring."""
+    """Ten named deadlines; see the module docstring."""
 
     __slots__ = ("at",)
 
     def __init__(self) -> None:
-        self.at: list[float | None] = _NONE[:]  # indexed by RETRANSMIT .. REORDER
+        self.at: list[float | None] = _NONE[:]  # indexed by RETRANSMIT .. PACE
 
     def arm(self, which: int, when: float) -> None:
         self.at[which] = when
