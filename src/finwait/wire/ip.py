@@ -27,7 +27,7 @@ from typing import NamedTuple
 
 from .checksum import checksum, fold
 from .errors import ParseError
-from .segment import Segment
+from .segment import NO_OPTIONS, Segment, TcpOptions
 from .tcp import address_pair, decode_tcp_at, encode_tcp_raw, format_address
 
 # version/IHL, TOS, total length, ident, flags/fragment offset, TTL, protocol,
@@ -36,8 +36,18 @@ _IP4 = struct.Struct("!BBHHHBBH4s4s")
 # version/traffic class/flow label, payload length, next header, hop limit, src, dst
 _IP6 = struct.Struct("!IHBB16s16s")
 
+# The two IPv4 packets the live stack writes most, headers in one pack: no
+# IP options, and no TCP options or Linux's NOP NOP TS (RFC 7323 Appendix A).
+_IP4_TCP = struct.Struct("!BBHHHBBH4s4sHHIIBBHHH")
+_IP4_TCP_TS = struct.Struct("!BBHHHBBH4s4sHHIIBBHHHBBBBII")
+
 IPPROTO_TCP = 6
 IPV4_DF = 0x4000
+# Sum of the NOP NOP TS option's two fixed words (0x0101, 0x080A).
+_TS_WORDS = 0x0101 + 0x080A
+_ALIGNED_TS = b"\x01\x01\x08\x0a"
+_II = struct.Struct("!II")
+_new = tuple.__new__  # a NamedTuple from a tuple, without its keyword handling
 _IPV4_MF_OFFSET = 0x3FFF  # MF flag and the 13-bit fragment offset
 _HOP_BY_HOP, _ROUTING, _FRAGMENT, _AH, _NO_NEXT, _DEST_OPTS = 0, 43, 44, 51, 59, 60
 
@@ -133,6 +143,59 @@ def _final_destination(buf: bytes, off: int, dst: bytes) -> bytes:
     return dst  # other types (e.g. RPL's compressed form): left as is
 
 
+def _encode_v4(
+    seg: Segment,
+    src: bytes,
+    dst: bytes,
+    addr_sum: int,
+    ttl: int,
+    ident: int,
+    partial: bool,
+    headers_only: bool,
+) -> bytes | None:
+    """:func:`encode_packet` of an IPv4 segment without options or with
+    timestamps only, both headers in one ``struct`` pack and both checksums
+    summed from the fields (mod 0xFFFF, as :func:`fold` does; 2^16 = 1, so a
+    32-bit field adds as its two words).  The same bytes as the general path
+    (a property test compares them); None when a field is out of range, for
+    the general path to raise the usual error."""
+    _, _, sport, dport, seq, ack, flags, window, payload, opts, urgent = seg
+    ts = opts[3]
+    hlen = 20 if ts is None else 32
+    tcp_len = hlen + len(payload)
+    total = 20 + tcp_len
+    if total > 0xFFFF or not (0 <= ttl <= 0xFF and 0 <= ident <= 0xFFFF):
+        return None
+    ip_csum = 0xFFFF ^ fold(0x4500 + total + ident + IPV4_DF + (ttl << 8) + IPPROTO_TCP + addr_sum)
+    doff_flags = (hlen << 10) | flags
+    pseudo = addr_sum + IPPROTO_TCP + tcp_len
+    if partial:
+        csum = fold(pseudo)
+    else:
+        words = sport + dport + seq + ack + doff_flags + window + urgent
+        if ts is not None:
+            words += _TS_WORDS + ts[0] + ts[1]
+        body = int.from_bytes(payload, "big") % 0xFFFF
+        if len(payload) & 1:
+            body <<= 8
+        csum = 0xFFFF ^ fold(pseudo + words + body)
+    try:
+        if ts is None:
+            hdrs = _IP4_TCP.pack(
+                0x45, 0, total, ident, IPV4_DF, ttl, IPPROTO_TCP, ip_csum, src, dst,
+                sport, dport, seq, ack, hlen << 2, flags, window, csum, urgent,
+            )  # fmt: skip
+        else:
+            hdrs = _IP4_TCP_TS.pack(
+                0x45, 0, total, ident, IPV4_DF, ttl, IPPROTO_TCP, ip_csum, src, dst,
+                sport, dport, seq, ack, hlen << 2, flags, window, csum, urgent,
+                1, 1, 8, 10, ts[0], ts[1],
+            )  # fmt: skip
+    except struct.error:
+        return None
+    return hdrs if headers_only or not payload else hdrs + payload
+
+
 def decode_packet(data: bytes | bytearray | memoryview, *, verify_checksum: bool = True) -> Segment:
     """Parse an IPv4 or IPv6 packet carrying one unfragmented TCP segment.
 
@@ -140,6 +203,17 @@ def decode_packet(data: bytes | bytearray | memoryview, *, verify_checksum: bool
     ``verify_checksum`` is false; raises ``ParseError`` and nothing else.
     """
     buf = data if type(data) is bytes else bytes(data)
+    if not buf:
+        raise ParseError("truncated ip header", 0)
+    if buf[0] == 0x45 and len(buf) >= 40:
+        seg = _decode_v4(buf, verify_checksum)
+        if seg is not None:
+            return seg
+    return _decode_any(buf, verify_checksum)
+
+
+def _decode_any(buf: bytes, verify_checksum: bool) -> Segment:
+    """:func:`decode_packet`'s general path: any layout, every error."""
     if not buf:
         raise ParseError("truncated ip header", 0)
     version = buf[0] >> 4
@@ -162,6 +236,47 @@ def decode_packet(data: bytes | bytearray | memoryview, *, verify_checksum: bool
     if verify_checksum:
         pseudo = int.from_bytes(src, "big") + int.from_bytes(dst, "big") + IPPROTO_TCP
     return decode_tcp_at(buf, off, end, format_address(src), format_address(dst), pseudo)
+
+
+def _decode_v4(buf: bytes, verify: bool) -> Segment | None:
+    """:func:`decode_packet` of the common IPv4 packet — no IP options, not a
+    fragment, TCP without options or with NOP NOP TS — from one ``struct``
+    unpack of both headers.  None for anything else, or anything wrong: the
+    general path then decodes it or names the error, in its order."""
+    (
+        _, _, total, _, frag, _, proto, _, src, dst,
+        sport, dport, seq, ack, doff, flags, window, _, urgent,
+    ) = _IP4_TCP.unpack_from(buf)  # fmt: skip
+    hlen = (doff >> 4) << 2
+    if (
+        proto != IPPROTO_TCP
+        or frag & _IPV4_MF_OFFSET
+        or not 40 <= total <= len(buf)
+        or not (hlen == 20 or (hlen == 32 and buf[40:44] == _ALIGNED_TS))
+        or 20 + hlen > total
+    ):
+        return None
+    if verify:
+        if checksum(buf[:20]) != 0:
+            return None
+        length = total - 20
+        n = int.from_bytes(buf[20:total], "big") % 0xFFFF
+        if length & 1:
+            n <<= 8
+        pseudo = int.from_bytes(src, "big") + int.from_bytes(dst, "big") + IPPROTO_TCP
+        if fold(n + pseudo + length) != 0xFFFF:
+            return None
+    if hlen == 20:
+        opts = NO_OPTIONS
+    else:
+        opts = _new(TcpOptions, (None, None, False, _II.unpack_from(buf, 44), (), ()))
+    return _new(
+        Segment,
+        (
+            format_address(src), format_address(dst), sport, dport, seq, ack, flags, window,
+            buf[20 + hlen : total], opts, urgent,
+        ),
+    )  # fmt: skip
 
 
 def decode_ip_header(
@@ -210,6 +325,29 @@ def encode_packet(
     """
     src, dst = address_pair(seg.src, seg.dst)
     addr_sum = int.from_bytes(src, "big") + int.from_bytes(dst, "big")
+    if len(src) == 4:
+        opts = seg[9]
+        ts = opts[3]
+        # No options, or timestamps only (every segment after a SYN that
+        # negotiated them).
+        if opts is NO_OPTIONS or (ts is not None and opts == (None, None, False, ts, (), ())):
+            fast = _encode_v4(seg, src, dst, addr_sum, ttl, ident, partial_checksum, headers_only)
+            if fast is not None:
+                return fast
+    return _encode_any(seg, src, dst, addr_sum, ttl, ident, partial_checksum, headers_only)
+
+
+def _encode_any(
+    seg: Segment,
+    src: bytes,
+    dst: bytes,
+    addr_sum: int,
+    ttl: int,
+    ident: int,
+    partial_checksum: bool,
+    headers_only: bool,
+) -> bytes:
+    """:func:`encode_packet`'s general path: any options, both families."""
     tcp = encode_tcp_raw(
         seg, addr_sum + IPPROTO_TCP, partial=partial_checksum, header_only=headers_only
     )
