@@ -52,6 +52,8 @@ TUN_F_CSUM = 0x01  # we accept packets whose TCP checksum is left partial
 TUN_F_TSO4 = 0x02  # ... and IPv4/IPv6 TCP super-packets up to 64 KB
 TUN_F_TSO6 = 0x04
 VNET_HDR_LEN = 10  # struct virtio_net_hdr (linux/virtio_net.h), no num_buffers
+SIOCGIFFLAGS = 0x8913
+IFF_RUNNING = 0x40  # operationally up: carrier, and the link watcher has run
 # linux/if_addr.h: no duplicate address detection, so 2001:db8::1 is usable at once.
 IFA_F_NODAD = 0x02
 TUN_PATH = "/dev/net/tun"
@@ -290,6 +292,26 @@ def open_tun(name: str, tun: str, *, create: bool = False, offload: bool = False
                 raise LabError(f"{tun!r} exists but is not a TUN device without PI") from exc
             raise LabError(f"cannot attach to TUN {tun!r}: {exc.strerror}") from exc
     return fd
+
+
+def tun_running(name: str, tun: str) -> bool:
+    """Whether TUN ``tun`` in namespace ``name`` is RUNNING.
+
+    Attaching a descriptor raises the device's carrier, but the kernel
+    attaches its transmit queue (the qdisc; until then what is sent to the
+    device is dropped) only when its link watcher runs, a moment later, in
+    a worker thread: a SYN written at once can be answered into the void,
+    its SYN,ACK lost and the connection a retransmission timeout late (2 of
+    20 fresh labs on a loaded machine).  The watcher sets the operational
+    state in the same step, which SIOCGIFFLAGS reports as IFF_RUNNING."""
+    with inside(name):
+        sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    with sock:
+        try:
+            ifr = fcntl.ioctl(sock, SIOCGIFFLAGS, struct.pack("16sH14x", tun.encode(), 0))
+        except OSError:
+            return False
+    return bool(struct.unpack_from("16sH", ifr)[1] & IFF_RUNNING)
 
 
 def _link_exists(ifname: str) -> bool:

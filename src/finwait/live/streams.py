@@ -50,7 +50,7 @@ from ..tcp.verdict import Verdict
 from ..trace import DROPPED, SegmentEvent, Trace
 from ..wire.segment import SYN, Segment
 from .driver import GSO_MAX_PAYLOAD, IN, Driver, DropHook, PcapFile
-from .lab import LabConfig, open_tun
+from .lab import LabConfig, open_tun, tun_running
 
 LOCAL = "finwait"
 REMOTE = "kernel"
@@ -155,6 +155,10 @@ class Stack:
         stack = cls(host, driver, record=record)
         driver.start()
         try:
+            # Not before the kernel can send to the device (lab.tun_running).
+            deadline = driver.now() + 2.0
+            while not tun_running(netns, tun) and driver.now() < deadline:
+                await asyncio.sleep(0.001)
             yield stack
             if linger:
                 await stack.linger()
