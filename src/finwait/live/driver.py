@@ -55,6 +55,10 @@ VNET_GSO_TCPV6 = 4
 GSO_MAX_PAYLOAD = 65535 - 20 - 60
 _MOD32 = 0xFFFFFFFF
 _ANSWERED = SYN | FIN | RST  # what the kernel answers at once, as data
+# Event-loop turns a held handshake ACK waits for the application's first
+# write: the Connected event reaches a task awaiting open_connection() through
+# up to three callbacks (the stream's future, shield(), wait_for()).
+_HOLD_TURNS = 4
 
 Parts = tuple[bytes, ...]
 """One packet as the buffers of one gathering write (see :func:`packet_parts`)."""
@@ -119,6 +123,12 @@ class Driver:
         self._written = 0
         # Read/drain passes per pump (see pump).
         self.passes = 4
+        # The ACK that completes an active open, held until the application
+        # has had its turn to write (see _hold): 4-tuple -> (ACK, pump number).
+        self.merge_handshake_ack = True
+        self._held: dict[tuple[str, int, str, int], tuple[Segment, int]] = {}
+        self._pumps = 0
+        self._flush_armed = False
 
     # -- lifecycle --------------------------------------------------------
 
@@ -134,6 +144,7 @@ class Driver:
             return
         self._closed = True
         self.error = error
+        self._held.clear()
         self.loop.remove_reader(self.fd)
         if self._timer is not None:
             self._timer.cancel()
@@ -228,6 +239,7 @@ class Driver:
         if self._pumping or self._closed:
             return  # re-entered from an event handler: the outer loop drains
         self._pumping = True
+        self._pumps += 1
         try:
             # Input first: whatever the kernel queued since the last read is
             # taken now, not after every ready task of the event loop has run
@@ -256,6 +268,8 @@ class Driver:
                         hook()
                 if self._written == written:
                     break
+            if self._held:
+                self._flush_held(self._pumps)
         finally:
             self._pumping = False
         self._rearm()
@@ -269,6 +283,64 @@ class Driver:
             hook()
 
     def _write(self, segs: list[Segment]) -> None:
+        if self._held or self.merge_handshake_ack:
+            segs = self._hold(segs)
+        if segs:
+            self._write_now(segs)
+
+    def _hold(self, segs: list[Segment]) -> list[Segment]:
+        """Hold the pure ACK that completes an active open (SYN-SENT ->
+        ESTABLISHED) until the application has had its turn: a client
+        usually writes at once, and its first data segment carries the same
+        ACK — one packet instead of two, and one wake-up of the peer (its
+        accept() and its read return together), as Linux does when a write
+        is pending at the SYN,ACK (tcp_rcv_synsent_state_process()).  A
+        later segment of the connection that carries an ACK replaces the
+        held one; otherwise it goes out at the end of the next pump, or after
+        a few turns of the event loop if nothing else happens (the
+        application awaits the peer's first word).  The engine is not told:
+        a pure ACK occupies no sequence space."""
+        held = self._held
+        conns = self.host.conns
+        out: list[Segment] = []
+        for seg in segs:
+            key = (seg[0], seg[2], seg[1], seg[3])
+            if held:
+                h = held.pop(key, None)
+                if h is not None and not seg[6] & ACK:
+                    out.append(h[0])  # a RST without ACK: the ACK goes first
+            if seg[6] == ACK and not seg[8] and self.merge_handshake_ack:
+                conn = conns.get(key)
+                if (
+                    conn is not None
+                    and seg[4] == conn.snd_nxt == (conn.iss + 1) & _MOD32
+                    and seg[5] == (conn.irs + 1) & _MOD32
+                ):
+                    held[key] = (seg, self._pumps)
+                    if not self._flush_armed:
+                        self._flush_armed = True
+                        self.loop.call_soon(self._flush_later, _HOLD_TURNS)
+                    continue
+            out.append(seg)
+        return out
+
+    def _flush_held(self, before: int) -> None:
+        """Write the held ACKs of pumps before number ``before``."""
+        due = [k for k, (_, n) in self._held.items() if n < before]
+        if due:
+            self._write_now([self._held.pop(k)[0] for k in due])
+
+    def _flush_later(self, turns: int) -> None:
+        """The event loop turned ``turns`` times since an ACK was held: the
+        application that would have written at once did not."""
+        if turns > 1 and self._held:
+            self.loop.call_soon(self._flush_later, turns - 1)
+            return
+        self._flush_armed = False
+        if self._held and not self._closed:
+            self._flush_held(self._pumps + 1)
+
+    def _write_now(self, segs: list[Segment]) -> None:
         now = self.loop.time()
         drop = self.drop
         observers = self.observers
