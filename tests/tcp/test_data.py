@@ -253,3 +253,21 @@ def test_no_early_retransmit_for_one_segment() -> None:
     x.deliver(seq=1, ack=1)
     x.expect_nothing()
     assert "fast_retransmit" not in x.counters
+
+
+def test_pure_ack_stays_inside_a_window_the_peer_shrank() -> None:
+    """The peer takes 300 bytes in flight away (its buffer pruned: ACK at
+    SND.UNA, window 0) and keeps sending: our ACKs must carry SEQ = SND.UNA +
+    SND.WND, the right edge it accepts (Linux tcp_acceptable_seq()), not
+    SND.MAX beyond it — there the ACK is unacceptable and ignored, and with
+    both windows closed neither side moves (a live transfer hung 30 s)."""
+    x = Exchange()
+    x.established(snd_nxt=1, rcv_nxt=1)
+    assert x.conn is not None
+    x.conn.send(bytes(300), x.now)
+    x.expect(PSH | ACK, seq=1, ack=1, length=300)
+    x.deliver(seq=1, ack=1, window=0)  # nothing acknowledged, window closed
+    x.deliver(seq=1, ack=1, window=0, flags=PSH | ACK, payload=b"more")
+    x.expect(ACK, seq=1, ack=5)  # not seq=301 (SND.MAX)
+    x.deliver(seq=5, ack=1, window=100, flags=PSH | ACK, payload=b"data")
+    x.expect(ACK, seq=101, ack=9)  # the edge moved: SND.UNA + 100

@@ -135,14 +135,23 @@ class Receiver(TcbCore):
     def _send_ack(self, now: float) -> None:
         # Pure ACKs carry SND.MAX, not a rolled-back SND.NXT (BSD tcp_output):
         # a sequence number behind the peer's RCV.NXT would make it unacceptable.
-        # (_emit(SND.MAX, ACK), written out: one ACK per two segments received)
+        # But never past the right edge of the peer's window, SND.UNA + SND.WND
+        # (Linux tcp_acceptable_seq()): a receiver that shrank its window (its
+        # buffer pruned, data dropped: a zero window at SND.UNA) finds a number
+        # beyond it unacceptable too, and ignores the ACK in it — with both
+        # windows closed, neither side moves again.
+        # (_emit(seq, ACK), written out: one ACK per two segments received)
         ack, window, opts = self._ack_header(now)
         if self._box.drops:  # lost on the way out, settled all the same (LX-18)
             self._count("local_drop")
             return
         (src, sport), (dst, dport) = self.local, self.remote
+        seq = self.snd_max
+        edge = (self.snd_una + self.snd_wnd) & MASK
+        if _lt(edge, seq) and self.state.synchronized and self.state is not _SYN_RECEIVED:
+            seq = edge  # (not before the peer's window is known: ESTABLISHED on)
         self._out.append(
-            new_segment(Segment, (src, dst, sport, dport, self.snd_max, ack, ACK, window, b"", opts, 0))
+            new_segment(Segment, (src, dst, sport, dport, seq, ack, ACK, window, b"", opts, 0))
         )  # fmt: skip
         self._last_send = now
 
