@@ -497,9 +497,12 @@ class Host:
 
     def take_segments(self) -> list[Segment]:
         # The timer heap is settled when it is read (next_deadline, on_timer).
-        out = self._out[:]
-        self._out.clear()
-        return out
+        out = self._out
+        if not out:
+            return []  # a drain loop asks once more than there is
+        segs = out[:]
+        out.clear()  # in place: every connection's Outbox holds it
+        return segs
 
     def take_events(self) -> list[tuple[Connection, Event]]:
         self._settle()

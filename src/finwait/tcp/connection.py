@@ -179,8 +179,7 @@ class Connection(Sender, Receiver):
         self._arm_rexmit(now)
         if send:
             self._rtt_seq, self._rtt_start = self.snd_nxt, now
-        # (no change handle: the Host enters a new connection in its tables
-        # and timers once it has made it)
+        # (no change handle: the Host registers a connection once it made it)
 
     def take_segments(self) -> list[Segment]:
         out = self._out[:]
@@ -402,7 +401,6 @@ class Connection(Sender, Receiver):
         treats them alike in every synchronized state.  The one effect of
         step one that such a segment has, the TS.Recent update, is left to
         step five as on the full path."""
-        self._ts_pending = None
         flags = seg.flags
         if flags & 0x36 != ACK or seg.seq != self.rcv_nxt:  # 0x36: URG ACK RST SYN
             return False
@@ -416,6 +414,8 @@ class Connection(Sender, Receiver):
                 if ((tsval - self.ts_recent) & MASK) >= HALF:
                     return False  # PAWS would reject: step one decides
                 self._ts_pending = (seg.seq, tsval)
+                return True
+        self._ts_pending = None
         return True
 
     def _arrive_syn_sent(self, seg: Segment, now: float) -> None:

@@ -396,16 +396,18 @@ class Sender(Transmit):
         # RFC 5961 §5.2: acceptable only in [SND.UNA - MAX.SND.WND, SND.MAX].
         # (seqnum comparisons written out: this runs for every segment)
         snd_max = self.snd_max
-        if ((snd_max - ack) & MASK) >= HALF:  # SND.MAX < SEG.ACK
-            self._challenge_ack(seg, now, Verdict.ACK_OF_UNSENT_DATA)
-            return False
-        if ((ack - una + self.max_snd_wnd) & MASK) >= HALF:  # SEG.ACK < SND.UNA - MAX.SND.WND
-            self._challenge_ack(seg, now, Verdict.ACK_TOO_OLD)
-            return False
-        newly, dup = 0, False
-        if ((ack - una) & MASK) < HALF:  # not older than SND.UNA (Linux tcp_ack())
+        new_ack = False
+        if ack != una:  # (SEG.ACK = SND.UNA, what most data segments carry, always is)
+            if ((snd_max - ack) & MASK) >= HALF:  # SND.MAX < SEG.ACK
+                self._challenge_ack(seg, now, Verdict.ACK_OF_UNSENT_DATA)
+                return False
+            if ((ack - una + self.max_snd_wnd) & MASK) >= HALF:  # SEG.ACK < SND.UNA - MAX.SND.WND
+                self._challenge_ack(seg, now, Verdict.ACK_TOO_OLD)
+                return False
+            new_ack = ((una - ack) & MASK) >= HALF  # SND.UNA < SEG.ACK
+        if new_ack or ack == una:  # not older than SND.UNA (Linux tcp_ack())
             self._probes = 0  # no probe is outstanding
-        new_ack = ack != una and ((una - ack) & MASK) >= HALF  # SND.UNA < SEG.ACK
+        newly, dup = 0, False
         if self.sack_ok and (seg.options.sack_blocks or self._sb):
             sb = self._sb
             if sb is None:
