@@ -451,10 +451,10 @@ class Connection(Sender, Receiver):
             self.max_snd_wnd = max(self.max_snd_wnd, self.snd_wnd)
             self.snd_wl1, self.snd_wl2 = seg.seq, seg.ack
             self._ack_now = True
-            rest = seg._replace(seq=self.rcv_nxt, flags=flags & ~SYN)
-            if rest.payload or rest.flags & FIN:
-                self._text_and_fin(rest, now)
-            self._push(now)
+            if seg.payload or flags & FIN:
+                self._text_and_fin(seg._replace(seq=self.rcv_nxt, flags=flags & ~SYN), now)
+            if self._sndbuf.size or self._fin_seq is not None:
+                self._push(now)  # what was queued in SYN-SENT
         else:
             # Simultaneous open (SA-SS-5, MUST-10).
             self._negotiated()

@@ -129,21 +129,11 @@ class Sender(Transmit):
         if send and self._box.drops:
             self._count("local_drop")  # counted as sent, as Linux's tcp_connect() (LX-18)
         elif send:
+            (src, sport), (dst, dport) = self.local, self.remote
+            rcv_nxt = self.rcv_nxt if ack else 0
             self._out.append(
-                Segment(
-                    self.local[0],
-                    self.remote[0],
-                    self.local[1],
-                    self.remote[1],
-                    self.iss,
-                    self.rcv_nxt if ack else 0,
-                    flags,
-                    window,
-                    b"",
-                    opts,
-                    0,
-                )
-            )
+                new_segment(Segment, (src, dst, sport, dport, self.iss, rcv_nxt, flags, window, b"", opts, 0))
+            )  # fmt: skip
         if ack:
             self.last_ack_sent = self.rcv_nxt
             self._rcv_adv = (self.rcv_nxt + window) & MASK
@@ -393,8 +383,7 @@ class Sender(Transmit):
             if not self._ack_syn_received(seg, now):
                 return False
             una = self.snd_una
-        # RFC 5961 §5.2: acceptable only in [SND.UNA - MAX.SND.WND, SND.MAX].
-        # (seqnum comparisons written out: this runs for every segment)
+        # RFC 5961 §5.2: acceptable in [SND.UNA - MAX.SND.WND, SND.MAX] (seqnum written out)
         snd_max = self.snd_max
         new_ack = False
         if ack != una:  # (SEG.ACK = SND.UNA, what most data segments carry, always is)
@@ -422,8 +411,7 @@ class Sender(Transmit):
             elif not self.sack_ok:
                 dup = self._is_dupack(seg)
         # Window update (SA-4.5): only from a segment newer than the last one used.
-        seq = seg.seq
-        wl1 = self.snd_wl1
+        seq, wl1 = seg.seq, self.snd_wl1
         if (
             ((wl1 - seq) & MASK) >= HALF  # SND.WL1 < SEG.SEQ
             or (wl1 == seq and (self.snd_wl2 == ack or ((self.snd_wl2 - ack) & MASK) >= HALF))
@@ -437,7 +425,7 @@ class Sender(Transmit):
                 if wnd and at[PERSIST] is not None:
                     at[PERSIST] = None
                     self._persist_backoff = 0
-            self.snd_wl1, self.snd_wl2 = seg.seq, ack
+            self.snd_wl1, self.snd_wl2 = seq, ack
         if rack is not None and (new_ack or rack.log):
             acked = (ack - una) & MASK if new_ack else 0
             if self.sack_ok:
