@@ -34,6 +34,7 @@ anomalies and the history letters.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -155,6 +156,9 @@ _NEVER = float("inf")
 # tcp_close_delay), or in any case (Zeek's tcp_inactivity_timeout).
 CLOSE_AFTER = ZEEK_CLOSE_DELAY
 IDLE_AFTER = ZEEK_INACTIVITY
+# Vectorised rounds of :meth:`Tracker._horizon_starts` before it decides
+# the rest one packet at a time.
+HORIZON_ROUNDS = 4
 
 
 _BIG = np.int64(1 << 41)  # above any relative end (2 TiB a direction)
@@ -551,10 +555,22 @@ class Tracker:
     ) -> Mask:
         """Packets more than CLOSE_AFTER after the previous one on their
         4-tuple once its connection is closed (both FINs, or a RST, since
-        the last SYN), or more than IDLE_AFTER after it in any case: each
-        starts a new connection (so a connection can be forgotten then,
-        :meth:`retire`).  Zeek's timers do this with ``--zeek-timeouts``."""
+        the connection began: its last SYN or its first packet), or more
+        than IDLE_AFTER after it in any case: each starts a new connection
+        (so a connection can be forgotten then, :meth:`retire`).  Zeek's
+        timers do this with ``--zeek-timeouts``.
+
+        A connection begun by such a packet has seen no close yet: a FIN or
+        RST before it belonged to the previous one.  Whether a packet starts
+        one depends on the starts before it on its 4-tuple, so the starts
+        are found in rounds: each round decides, per 4-tuple, at least the
+        next packet that may start one (more than CLOSE_AFTER after the
+        previous), from the starts the previous round found before it.  A
+        few rounds suffice unless a 4-tuple has long chains of such packets;
+        those are finished one packet at a time.  The answer is the one
+        packet-by-packet processing gives, whatever the batches."""
         n = f.size
+        pos = np.arange(n)
         ts, fl = p.ts, p.flags
         cur = self.flow_conn[f[gpos0]]
         prev_t = np.r_[np.inf, ts[:-1]]
@@ -562,27 +578,80 @@ class Tracker:
         held = cur >= 0
         prev_t[gpos0[held]] = self.c.last_ts[cur[held]]
         gap = ts - prev_t
-        # Counted from the last SYN before the packet, else from the batch's
-        # first packet of the 4-tuple plus what its connection had seen.
-        last_syn = np.maximum.accumulate(np.where(psyn, np.arange(n), -1))
-        in_syn = last_syn >= gpos0[gidx]
-        base = np.where(in_syn, last_syn, gpos0[gidx])
-        row = np.where(in_syn, -1, np.repeat(cur, np.diff(np.r_[gpos0, n])))
-        seen = []
-        r2 = 2 * np.maximum(row, 0)
+        idle: Mask = gap > IDLE_AFTER
+        cand: Mask = (gap > CLOSE_AFTER) & ~idle
+        if not cand.any():
+            return idle
+        g0 = gpos0[gidx]
+        curp = np.repeat(cur, np.diff(np.r_[gpos0, n]))
         fin, rst = self.s.anyfin_frame, self.s.anyrst_frame
         if not fin.size:  # no connection yet
             fin = rst = np.full(2, NONE, dtype=np.int64)
-            r2 = np.zeros(n, dtype=np.int64)
-        for m, col in (
-            (((fl & FIN) != 0) & (d == 0), fin[r2]),
-            (((fl & FIN) != 0) & (d == 1), fin[r2 + 1]),
-            ((fl & RST) != 0, np.minimum(rst[r2], rst[r2 + 1])),
-        ):
-            ex = np.cumsum(m) - m
-            seen.append((ex - ex[base] > 0) | ((row >= 0) & (col != NONE)))
-        closed = seen[2] | (seen[0] & seen[1])
-        out: Mask = (gap > IDLE_AFTER) | (closed & (gap > CLOSE_AFTER))
+            curp = np.full(n, -1, dtype=np.int64)
+        r2 = 2 * np.maximum(curp, 0)
+        ok = curp >= 0
+        carried = (
+            ok & (fin[r2] != NONE),
+            ok & (fin[r2 + 1] != NONE),
+            ok & ((rst[r2] != NONE) | (rst[r2 + 1] != NONE)),
+        )
+        # Exclusive counts: a packet's own flags are not before it.
+        ex = tuple(
+            np.cumsum(m) - m
+            for m in (
+                ((fl & FIN) != 0) & (d == 0),
+                ((fl & FIN) != 0) & (d == 1),
+                (fl & RST) != 0,
+            )
+        )
+        last_syn = np.maximum.accumulate(np.where(psyn, pos, -1))
+
+        def closed(at: I64, base: I64) -> Mask:
+            # base: where the packet's connection began in this batch, or
+            # before g0 if it began earlier (then its carried state counts).
+            inb = base >= g0[at]
+            b = np.maximum(base, g0[at])
+            seen = [(e[at] - e[b] > 0) | (~inb & c[at]) for e, c in zip(ex, carried, strict=True)]
+            out: Mask = seen[2] | (seen[0] & seen[1])
+            return out
+
+        def round_(h: Mask) -> Mask:
+            # the last start strictly before each packet (a SYN counts itself)
+            prev_h = np.r_[-1, np.maximum.accumulate(np.where(h, pos, -1))[:-1]]
+            base = np.maximum(last_syn, prev_h)
+            out: Mask = idle.copy()
+            out[cand] = closed(pos[cand], base[cand])
+            return out
+
+        h = round_(idle)
+        for _ in range(HORIZON_ROUNDS):
+            h2 = round_(h)
+            if np.array_equal(h2, h):
+                return h2
+            h = h2
+        return self._horizon_chains(h, cand, g0, last_syn, closed)
+
+    def _horizon_chains(
+        self, h: Mask, cand: Mask, g0: I64, last_syn: I64, closed: Callable[[I64, I64], Mask]
+    ) -> Mask:
+        """:meth:`_horizon_starts`' rounds did not settle: decide its
+        candidate packets in order, one Python step each (only for
+        4-tuples with long chains of packets more than CLOSE_AFTER apart)."""
+        out = h.copy()
+        c = np.flatnonzero(cand)
+        # Non-candidate starts (IDLE_AFTER) are decided already.
+        fixed = out & ~cand
+        last_fixed = np.maximum.accumulate(np.where(fixed, np.arange(out.size), -1))
+        prev = -1  # the last candidate start, if on the same 4-tuple
+        for i in c.tolist():
+            base = max(int(last_syn[i]), int(last_fixed[i - 1]) if i else -1)
+            if prev >= g0[i] and prev < i:
+                base = max(base, prev)
+            at = np.array([i])
+            start = bool(closed(at, np.array([base]))[0])
+            out[i] = start
+            if start:
+                prev = i
         return out
 
     def _timer_starts(self, f: I64, d: I64, p: TcpColumns, start: Mask) -> Mask:
@@ -916,8 +985,9 @@ class Tracker:
             q = np.flatnonzero(m)
             add(conn[q], p.frame[q], code, d[q])
         # An ACK for sequence numbers the peer has not sent (only checkable
-        # when the peer's ISN was captured).
-        known = (s.syn_frame[other] != NONE) | (s.sa_frame[other] != NONE)
+        # when the peer's ISN was captured before it: a SYN later in the
+        # batch must not count, as it would not in a later batch).
+        known = (s.syn_frame[other] < p.frame) | (s.sa_frame[other] < p.frame)
         ahead = ((p.ack - s.base[other]) & M32) - max_other
         m = ((fl & (ACK | RST)) == ACK) & known & (max_other >= 0) & (ahead > 0) & (ahead < HALF)
         q = np.flatnonzero(m)
