@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import re
+import time
 from pathlib import Path
 
 import pytest
@@ -231,3 +232,49 @@ def test_kernel_target_connections_run_cubic(tmp_path: Path, live: None) -> None
     )
     out = run_script(str(script), "kernel")
     assert out.status == "PASS", out.summary()
+
+
+@pytest.mark.live
+def test_kernel_target_keeps_the_scripts_gaps_when_the_runner_wakes_late(
+    live: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A runner whose sleep ends late must not shorten the gap to the next
+    event (Linux reacts to gaps of 1 ms: tcp_tso_should_defer()): script
+    time is held back by the oversleep too.  Two SYNs to a closed port,
+    10 ms apart in the script, the sleep before the first 30 ms too long:
+    the kernel's RSTs must still be 10 ms apart, the first on time."""
+    import finwait.script.kernel as kernel_mod
+    from finwait.script.kernel import KernelTarget
+    from finwait.wire.segment import SYN, Segment, TcpOptions
+
+    class LateClock:
+        monotonic = staticmethod(time.monotonic)
+        time = staticmethod(time.time)
+        late = 0.03
+
+        def sleep(self, s: float) -> None:
+            time.sleep(s + self.late)
+            self.late = 0.0  # only the first sleep wakes late
+
+    tgt = KernelTarget()
+    try:
+
+        def syn(port: int) -> Segment:
+            return Segment(tgt.remote_addr, tgt.local_addr, port, 9, 1000, 0, SYN, 65535, b"",
+                           TcpOptions(), 0)  # fmt: skip
+
+        monkeypatch.setattr(kernel_mod, "time", LateClock())
+        tgt.advance(0.05)
+        tgt.inject(syn(40001))
+        rsts = [tgt.next_outbound(0.2)]
+        tgt.advance(0.06)
+        tgt.inject(syn(40002))
+        rsts.append(tgt.next_outbound(0.2))
+    finally:
+        monkeypatch.undo()
+        tgt.close()
+    assert all(r is not None for r in rsts), rsts
+    (t1, r1), (t2, r2) = rsts  # type: ignore[misc]
+    assert (r1.dport, r2.dport) == (40001, 40002)
+    assert t1 == pytest.approx(0.05, abs=0.003), t1
+    assert t2 - t1 >= 0.009, (t1, t2)

@@ -15,8 +15,13 @@ AF_PACKET socket on the TUN, each with the kernel's own transmit time
 when it left.  Script time runs from the first event, and is held back
 whenever the runner is late for an event it makes itself (an injected
 segment, a call): Python is slower to act than packetdrill's C, and only
-the kernel's timing is under test.  Backquoted shell commands run inside
-the namespace (``ip netns exec``).
+the kernel's timing is under test.  That includes a sleep that wakes late:
+otherwise the next event, already due, would follow at once, and Linux
+reacts to short gaps (``tcp_tso_should_defer()`` holds back new data when
+an ACK comes less than 1 ms after its last transmission).  Gaps may come
+out longer on a loaded machine, so a script must not sit at an
+RTT-relative edge.  Backquoted shell commands run inside the namespace
+(``ip netns exec``).
 """
 
 from __future__ import annotations
@@ -84,6 +89,19 @@ SYSCTLS: tuple[tuple[str, str], ...] = (
 )
 
 
+def _realtime_offset() -> float:
+    """CLOCK_REALTIME minus CLOCK_MONOTONIC (capture stamps are the former),
+    from the tightest of a few bracketed readings: a thread preempted between
+    two clock reads would otherwise shift every stamp by as long."""
+    best = (float("inf"), 0.0)
+    for _ in range(20):
+        m1 = time.monotonic()
+        r = time.time()
+        m2 = time.monotonic()
+        best = min(best, (m2 - m1, r - (m1 + m2) / 2))
+    return best[1]
+
+
 class KernelTarget:
     name = "kernel"
 
@@ -118,6 +136,7 @@ class KernelTarget:
         self._busy = False
         try:
             self.tun = self.lab.open_tun()
+            self._wait_running()
             self.cap = self._capture()
             self._worker = threading.Thread(target=self._work, name="script-syscalls", daemon=True)
             self._ready = threading.Event()
@@ -161,6 +180,17 @@ class KernelTarget:
                 return
             job()
 
+    def _wait_running(self, timeout: float = 2.0) -> None:
+        """Until the kernel can send through the TUN (``lab.tun_running``):
+        it drops what it sends before its link watcher has attached the
+        device's queue, a moment after the attach (later on a loaded
+        machine), and a script's first SYN,ACK would be lost."""
+        from ..live.lab import tun_running
+
+        end = time.monotonic() + timeout
+        while not tun_running(self.lab.name, TUN_NAME) and time.monotonic() < end:
+            time.sleep(0.001)
+
     def _capture(self) -> socket.socket:
         """An AF_PACKET socket on the TUN, in the namespace, that sees what
         the kernel sends with the kernel's own transmit time (SO_TIMESTAMPNS):
@@ -180,7 +210,7 @@ class KernelTarget:
     def _read_tun(self) -> None:
         fd, cap = self.tun, self.cap
         cfd = cap.fileno()
-        offset = time.time() - time.monotonic()  # CLOCK_REALTIME -> monotonic
+        offset = _realtime_offset()
         while not self._stop.is_set():
             try:
                 r, _, _ = select.select([fd, cfd], [], [], 0.05)
@@ -227,8 +257,9 @@ class KernelTarget:
         Outbound segments are still timed from when they were read."""
         delay = t - self.now()
         if delay > 0:
-            time.sleep(delay)
-        elif delay < -0.001:
+            time.sleep(delay)  # a loaded machine may wake us late: held back too
+            delay = t - self.now()
+        if delay < -0.001:
             self.t0 -= delay
 
     def inject(self, seg: Segment) -> None:
