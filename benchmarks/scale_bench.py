@@ -265,6 +265,11 @@ def main() -> None:
         print(f"{name:28} {secs:7.2f} {n / secs:11,.0f} {cpu:7.2f} {n / cpu:11,.0f} "
               f"{main_mb:8.0f} {worker_mb:9.0f} {ratio:6.2f}x {main_cpu:8.2f} {worker_cpu:10.2f} "
               f"{ideal:11.2f}x", flush=True)  # fmt: skip
+    if args.repeat > 1:
+        print("each round (wall s / CPU s / main + busiest worker CPU s):")
+        for name in runs:
+            print(f"  {name:28} " + "  ".join(f"{x[0]:.2f}/{x[1]:.2f}/{x[4] + x[5]:.2f}"
+                                              for x in got[name]))  # fmt: skip
     if not args.no_dpkt:
         secs, cpu, rss = timed([sys.executable, "-c", DPKT_LOOP, cap])
         print(f"{'anchor: dpkt loop':28} {secs:7.2f} {n / secs:11,.0f} {cpu:7.2f} {n / cpu:11,.0f} "

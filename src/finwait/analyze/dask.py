@@ -24,6 +24,10 @@ chunk):
   results are merged as a tree (``merge``: ``log2 n`` levels), and only the
   final merge comes back to this process.
 
+The graph goes to the scheduler in one piece (Dask delayed tasks, each
+with its placement as an annotation, computed together: one graph update
+instead of one per task).
+
 On a terminal, Dask's own progress bar (``distributed.progress``) runs on
 stderr.  Needs ``pip install 'finwait[dask]'``.
 
@@ -105,12 +109,15 @@ def _forget(run: str) -> None:
 # A LocalCluster's settings: no sampling profiler in the workers (a thread
 # walking the running task's stack every 10 ms), no work stealing (every
 # fold is pinned to its partition's worker; the scheduler's balancing loop
-# would only cost), and the system monitors (psutil: CPU, memory, network
-# and disk counters) every 5 s instead of every 0.5 s.
+# would only cost), the system monitors (psutil: CPU, memory, network and
+# disk counters) every 5 s instead of every 0.5 s, and the event loops'
+# "tick" (a check that the loop is not blocked) every second instead of
+# every 20 ms.
 _LOCAL_CONFIG = {
     "distributed.worker.profile.enabled": False,
     "distributed.scheduler.work-stealing": False,
     "distributed.admin.system-monitor.interval": "5s",
+    "distributed.admin.tick.interval": "1s",
 }
 
 
@@ -230,33 +237,43 @@ class DaskRunner(AbstractContextManager["DaskRunner"]):
     def __call__(
         self, chunks: list[Chunk], file_of: list[int], zeek_timeouts: bool, done: ChunkDone | None
     ) -> Partial | None:
+        import importlib
         import uuid
 
+        dask: Any = importlib.import_module("dask")
+        delayed = dask.delayed
         c = self.client
         n, addrs = self.workers, self.addrs or [None]
         ahead = 2 * n
         run = uuid.uuid4().hex
 
-        def on(p: int) -> dict[str, Any]:
-            return {"workers": [addrs[p]], "allow_other_workers": False, "pure": False}
+        # The whole graph goes to the scheduler at once (one update, not one
+        # per task), each task with its placement as an annotation.
+        def task(func: Any, name: str, *args: Any, at: int | None = None,
+                 strict: bool = True) -> Any:  # fmt: skip
+            one = delayed(func, pure=False)
+            if at is None or addrs[at] is None:
+                return one(*args, dask_key_name=f"{name}-{run}")
+            with dask.annotate(workers=[addrs[at]], allow_other_workers=not strict):
+                return one(*args, dask_key_name=f"{name}-{run}")
 
-        last = [c.submit(_start, run, p, file_of, zeek_timeouts, **on(p)) for p in range(n)]
+        last = [task(_start, f"start-{p}", run, p, file_of, zeek_timeouts, at=p)
+                for p in range(n)]  # fmt: skip
         folds: list[list[Any]] = []
         for i, chunk in enumerate(chunks):
             after = folds[i - ahead] if i >= ahead else []
-            sp = c.submit(_split, chunk, n, *after, workers=[addrs[i % n]],
-                          allow_other_workers=True, pure=False)  # fmt: skip
+            sp = task(_split, f"split-{i}", chunk, n, *after, at=i % n, strict=False)
             for p in range(n):
-                piece = c.submit(operator.getitem, sp, p, pure=False)
-                last[p] = c.submit(_fold, run, p, last[p], piece, **on(p))
+                piece = task(operator.getitem, f"piece-{p}-{i}", sp, p)
+                last[p] = task(_fold, f"fold-{p}-{i}", run, p, last[p], piece, at=p)
             folds.append(list(last))
-        parts = [c.submit(_result, run, p, last[p], **on(p)) for p in range(n)]
-        final = tree(parts, lambda a, b: c.submit(merge, a, b, pure=False))
+        parts = [task(_result, f"result-{p}", run, p, last[p], at=p) for p in range(n)]
+        level = iter(range(1 << 30))
+        top = tree(parts, lambda a, b: task(merge, f"merge-{next(level)}", a, b))
+        final = c.compute(top, optimize_graph=False)
         self.tasks += len(chunks) * (1 + 2 * n) + 2 * n + n - 1
         try:
             if self.progress:
-                import importlib
-
                 progress: Any = importlib.import_module("distributed").progress
                 with redirect_stdout(sys.stderr):  # stdout may be the JSON Lines
                     progress(final)
