@@ -225,7 +225,7 @@ def main() -> None:
         items.insert(3, ("--dask tcp:// (running, 2)", ["--dask", "ADDRESS", *ck, cap]))
         runs = dict(items)
     if args.baseline:
-        runs = {k: v for name, argv in runs.items()
+        runs = {k: list(v) for name, argv in runs.items()
                 for k, v in ((name, argv), (f"{name} (before)", argv))}  # fmt: skip
     for name, argv in runs.items():
         if "ADDRESS" in argv:  # each finwait with its own running cluster
