@@ -185,6 +185,26 @@ def measure(
             max(cpu_of.values(), default=0.0))  # fmt: skip
 
 
+def bytecode(baseline: str | None) -> None:
+    """finwait's modules compiled once, as an installed package has them:
+    with PYTHONDONTWRITEBYTECODE set (as in some sandboxes and CI), every
+    run would compile them from source again (about 0.1 CPU s a process).
+    The bytecode goes to a cache of its own (PYTHONPYCACHEPREFIX, for the
+    runs below too), not next to the sources."""
+    import os
+    import tempfile
+
+    import finwait
+
+    prefix = os.environ.get("PYTHONPYCACHEPREFIX") or str(
+        Path(tempfile.gettempdir()) / "finwait-bench-pycache")  # fmt: skip
+    os.environ["PYTHONPYCACHEPREFIX"] = prefix
+    os.environ.pop("PYTHONDONTWRITEBYTECODE", None)
+    for src in [str(Path(finwait.__file__).parent), baseline]:
+        if src:
+            subprocess.run([sys.executable, "-m", "compileall", "-q", src], check=True)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("capture")
@@ -200,6 +220,7 @@ def main() -> None:
                     help="another finwait's src directory: every run with it too, interleaved")  # fmt: skip
     args = ap.parse_args()
     fw = shutil.which("finwait") or str(Path(sys.executable).with_name("finwait"))
+    bytecode(args.baseline)
     cap = args.capture
     n = count_packets(cap)
     setdir = rotated(cap, args.set_mb) if not args.no_set else Path(cap)
