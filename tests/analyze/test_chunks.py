@@ -259,14 +259,13 @@ def test_damaged_file_chunked(tmp_path: Path) -> None:
 
 
 def test_tracker_does_not_depend_on_batches(tmp_path: Path) -> None:
-    """Known bug (found by the chunked runs): a 4-tuple's packet 74 s after
+    """A bug the chunked runs found (fixed): a 4-tuple's packet 74 s after
     a connection that began without a SYN (a horizon start, 18.5 s after a
-    RST) starts yet another connection when both are in one batch (the
-    horizon counts the RST, from before that start, as a close) but not
-    when a batch boundary falls between them (it looks at the connection
-    begun at the horizon start: no close).  So the sequential result
-    depends on the batch size, and chunked runs differ from it for such a
-    capture (291 connections against 290 here)."""
+    RST) started yet another connection when both were in one batch (the
+    horizon counted the RST, from before that start, as a close) but not
+    when a batch boundary fell between them.  So the sequential result
+    depended on the batch size, and chunked runs differed from it for such
+    a capture (291 connections against 290 here)."""
     path = tmp_path / "z.pcap"
     path.write_bytes(zoo(9, 300))
     want = list(analyze_file(path).records())
