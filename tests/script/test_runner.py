@@ -278,3 +278,15 @@ def test_kernel_target_keeps_the_scripts_gaps_when_the_runner_wakes_late(
     assert (r1.dport, r2.dport) == (40001, 40002)
     assert t1 == pytest.approx(0.05, abs=0.003), t1
     assert t2 - t1 >= 0.009, (t1, t2)
+
+
+@pytest.mark.live
+def test_kernel_target_finds_root_tools_without_sbin_on_path(
+    live: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A user whose PATH lacks the sbin directories (``env -i
+    PATH=/usr/bin:/bin``) still gets ``tc`` in a script's shell commands."""
+    monkeypatch.setenv("PATH", "/usr/bin:/bin")
+    out = run_script(str(SCRIPTS / "local-drop-user-timeout.pkt"), "kernel")
+    assert "not found" not in (out.message or ""), out.message
+    assert out.status == "PASS", (out.line, out.message)

@@ -89,6 +89,20 @@ SYSCTLS: tuple[tuple[str, str], ...] = (
 )
 
 
+SBIN = ("/usr/local/sbin", "/usr/sbin", "/sbin")
+
+
+def command_env() -> dict[str, str]:
+    """The environment a script's shell commands run in: ours, with
+    PACKETDRILL_PID set and the sbin directories on PATH (the commands are
+    root's tools, ``tc`` and ``sysctl``, which a user's PATH may lack: Debian
+    puts them in /usr/sbin)."""
+    env = {**os.environ, "PACKETDRILL_PID": str(os.getpid())}
+    path = [d for d in env.get("PATH", "").split(os.pathsep) if d]
+    env["PATH"] = os.pathsep.join(path + [d for d in SBIN if d not in path])
+    return env
+
+
 def _realtime_offset() -> float:
     """CLOCK_REALTIME minus CLOCK_MONOTONIC (capture stamps are the former),
     from the tightest of a few bracketed readings: a thread preempted between
@@ -287,7 +301,7 @@ class KernelTarget:
             timeout=60,
             check=False,
             cwd=os.path.dirname(os.path.abspath(self.path)) if self.path else None,
-            env={**os.environ, "PACKETDRILL_PID": str(os.getpid())},
+            env=command_env(),
         )
         if proc.returncode != 0:
             err = (proc.stderr or proc.stdout).strip().splitlines()
