@@ -159,12 +159,15 @@ class Exchange:
     def listen(self) -> None:
         self.listener = self.host.listen(E_PORT)
 
-    def passive_open(self, peer_syn_options: TcpOptions = NO_OPTIONS) -> None:
-        """LISTEN, peer SYN, our SYN,ACK, peer ACK: ESTABLISHED (passive)."""
+    def passive_open(self, peer_syn_options: TcpOptions = NO_OPTIONS, rtt: float = 0.0) -> None:
+        """LISTEN, peer SYN, our SYN,ACK, peer ACK ``rtt`` later (the
+        handshake's RTT sample): ESTABLISHED (passive)."""
         self.listen()
         p = self.peer_iss
         self.deliver(seq=p, flags=SYN, options=peer_syn_options)
         self.expect(SYN | ACK, seq=self.engine_iss, ack=p + 1)
+        if rtt:
+            self.advance(rtt)
         self.deliver(seq=p + 1, ack=self.engine_iss + 1)
         assert self.listener is not None
         self.conn = self.listener.accept()

@@ -15,7 +15,7 @@ from pytest import approx
 from finwait.tcp.config import Config
 from finwait.tcp.connection import Connection
 from finwait.tcp.timers import PACE
-from finwait.wire.segment import ACK, SYN, TcpOptions
+from finwait.wire.segment import TcpOptions
 
 from .harness import Exchange
 
@@ -25,13 +25,7 @@ MSS = 1000
 def setup(**changes: object) -> Exchange:
     cfg = Config(delayed_ack=False, initial_window_segments=20, pacing=True, **changes)  # type: ignore[arg-type]
     x = Exchange(config=cfg)
-    x.listen()
-    x.deliver(seq=0, flags=SYN, options=TcpOptions(mss=MSS))
-    x.expect(SYN | ACK, seq=0, ack=1)
-    x.advance(0.1)
-    x.deliver(seq=1, ack=1)
-    assert x.listener is not None
-    x.conn = x.listener.accept()
+    x.passive_open(TcpOptions(mss=MSS), rtt=0.1)
     return x
 
 
@@ -87,13 +81,7 @@ def test_bigger_pieces_with_a_bigger_minimum() -> None:
 
 def test_pacing_is_off_by_default() -> None:
     x = Exchange(config=Config(delayed_ack=False, initial_window_segments=20))
-    x.listen()
-    x.deliver(seq=0, flags=SYN, options=TcpOptions(mss=MSS))
-    x.expect(SYN | ACK, seq=0, ack=1)
-    x.advance(0.1)
-    x.deliver(seq=1, ack=1)
-    assert x.listener is not None
-    x.conn = x.listener.accept()
+    x.passive_open(TcpOptions(mss=MSS), rtt=0.1)
     c(x).send(bytes(40 * MSS), x.now)
     assert len(x.take_segments_sent()) == 20
 

@@ -14,7 +14,7 @@ import pytest
 from finwait.tcp.config import Config
 from finwait.tcp.connection import Connection
 from finwait.tcp.rack import Rack
-from finwait.wire.segment import ACK, PSH, SYN, TcpOptions
+from finwait.wire.segment import ACK, PSH, TcpOptions
 
 from .harness import Exchange
 
@@ -41,13 +41,8 @@ def setup(config: Config = LINUX, segments: int = 10, write: int | None = None) 
     sent at t = 0.1 (``write`` bytes queued in all); returns at t = 0.2,
     one RTT later, when the peer's answers may come."""
     x = Exchange(config=config)
-    x.listen()
-    x.deliver(seq=0, flags=SYN, options=PEER)
-    x.expect(SYN | ACK, seq=0, ack=1)
-    x.advance(0.1)
-    x.deliver(seq=1, ack=1)
-    assert x.listener is not None
-    x.conn = conn = x.listener.accept()
+    x.passive_open(PEER, rtt=0.1)
+    conn = x.conn
     assert conn is not None and conn.smss == MSS
     conn.send(bytes(write if write is not None else segments * MSS), x.now)
     sent = x.take_segments_sent()
@@ -335,13 +330,7 @@ def test_without_sack_dupacked_segments_count_once() -> None:
     for two segments delivered; the ACK that covers them and one more grows
     cwnd by one segment, not three (upstream limited-transmit-no-sack)."""
     x = Exchange(config=LINUX)
-    x.listen()
-    x.deliver(seq=0, flags=SYN, options=TcpOptions(mss=MSS))
-    x.expect(SYN | ACK, seq=0, ack=1)
-    x.advance(0.1)
-    x.deliver(seq=1, ack=1)
-    assert x.listener is not None
-    x.conn = x.listener.accept()
+    x.passive_open(TcpOptions(mss=MSS), rtt=0.1)
     c(x).send(bytes(15 * MSS), x.now)
     assert len(x.take_segments_sent()) == 10
     x.advance(0.1)

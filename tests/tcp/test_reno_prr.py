@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from finwait.tcp.config import Config
 from finwait.tcp.connection import Connection
-from finwait.wire.segment import ACK, SYN, TcpOptions
+from finwait.wire.segment import TcpOptions
 
 from .harness import Exchange
 
@@ -28,13 +28,8 @@ def setup(config: Config = LINUX) -> Exchange:
     """Handshake without SACK, thirty segments queued, ten sent at t = 0.1;
     returns one RTT later."""
     x = Exchange(config=config)
-    x.listen()
-    x.deliver(seq=0, flags=SYN, options=TcpOptions(mss=MSS))
-    x.expect(SYN | ACK, seq=0, ack=1)
-    x.advance(0.1)
-    x.deliver(seq=1, ack=1)
-    assert x.listener is not None
-    x.conn = conn = x.listener.accept()
+    x.passive_open(TcpOptions(mss=MSS), rtt=0.1)
+    conn = x.conn
     assert conn is not None and not conn.sack_ok
     conn.send(bytes(30 * MSS), x.now)
     assert [seg.seq for seg in x.take_segments_sent()] == [s(i) for i in range(10)]
