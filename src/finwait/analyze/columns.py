@@ -35,9 +35,19 @@ def _grow(arr: npt.NDArray[Any], n: int, fill: float) -> npt.NDArray[Any]:
     if arr.shape[0] >= n:
         return arr
     cap = max(n + n // 4, 1024)  # (a quarter of headroom: streaming compacts often)
-    out = np.full((cap, *arr.shape[1:]), fill, dtype=arr.dtype)
+    out = np.empty((cap, *arr.shape[1:]), dtype=arr.dtype)
     out[: arr.shape[0]] = arr
+    out[arr.shape[0] :] = fill
     return out
+
+
+def _keep(arr: npt.NDArray[Any], idx: npt.NDArray[np.int64], used: int, fill: float) -> None:
+    """Rows ``idx`` (in order) moved to the front of ``arr``, in place; the
+    rows after them up to ``used`` back to ``fill`` (as never written).  The
+    capacity stays, so the rows added next need no new array."""
+    k = idx.size
+    arr[:k] = arr[idx]
+    arr[k:used] = fill
 
 
 class _Columns:
@@ -46,6 +56,12 @@ class _Columns:
     def grow(self, rows: int) -> None:
         for f in fields(self):  # type: ignore[arg-type]
             setattr(self, f.name, _grow(getattr(self, f.name), rows, f.metadata["initial"]))
+
+    def keep(self, idx: npt.NDArray[np.int64], used: int) -> None:
+        """Only rows ``idx`` (in order) of the first ``used``, in place
+        (the capacity stays: :func:`_keep`)."""
+        for f in fields(self):  # type: ignore[arg-type]
+            _keep(getattr(self, f.name), idx, used, f.metadata["initial"])
 
     def rows(self, idx: npt.NDArray[np.int64]) -> Any:
         """A table of the same kind holding rows ``idx`` (copies)."""

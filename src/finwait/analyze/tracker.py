@@ -42,7 +42,7 @@ import numpy.typing as npt
 
 from ..capture.decode import BAD_CHECKSUM, TcpColumns, member
 from ..wire.segment import ACK, FIN, PSH, RST, SYN, URG
-from .columns import ConnColumns, DirColumns, _grow
+from .columns import ConnColumns, DirColumns, _grow, _keep
 
 I64 = npt.NDArray[np.int64]
 Mask = npt.NDArray[np.bool_]
@@ -293,9 +293,9 @@ class Tracker:
         fid = np.empty(fh.size, dtype=np.int64)
         fid[order] = ids[grp]
         # Exactness: each packet's endpoints are its flow's, in its direction.
-        k = self.flow_key[fid]
-        me = np.where(d[:, None] == 0, k[:, 0:5], k[:, 5:10])
-        peer = np.where(d[:, None] == 0, k[:, 5:10], k[:, 0:5])
+        # (The key's two endpoints as rows 2 * flow and 2 * flow + 1.)
+        ends = self.flow_key[: self.nflows].reshape(2 * self.nflows, 5)
+        me, peer = ends[2 * fid + d], ends[2 * fid + 1 - d]
         if not (
             np.array_equal(me[:, 0:4], src)
             and np.array_equal(me[:, 4], sport)
@@ -415,10 +415,11 @@ class Tracker:
         dr = (2 * keep[:, None] + np.arange(2)).ravel()
         new = np.full(self.nconns, -1, dtype=np.int64)
         new[keep] = np.arange(k)
-        self.s = self.s.rows(dr)
-        self.c = self.c.rows(keep)
-        self.hist_count = self.hist_count[dr]
-        self.row_id = self.row_id[keep]
+        # In place: the arrays keep their capacity for the next batch's rows.
+        self.s.keep(dr, 2 * self.nconns)
+        self.c.keep(keep, self.nconns)
+        _keep(self.hist_count, dr, 2 * self.nconns, 0)
+        _keep(self.row_id, keep, self.nconns, -1)
         for name in ("history", "anomalies", "rsts"):
             setattr(self, name, _events_rows(getattr(self, name), new))
         fc = self.flow_conn[: self.nflows]
@@ -436,9 +437,9 @@ class Tracker:
         fkeep = np.flatnonzero(live)
         fmap = np.full(self.nflows, -1, dtype=np.int64)
         fmap[fkeep] = np.arange(fkeep.size)
-        self.flow_key = self.flow_key[fkeep]
-        self.flow_conn = self.flow_conn[fkeep]
-        self.flow_fr = self.flow_fr[fkeep]
+        _keep(self.flow_key, fkeep, self.nflows, 0)
+        _keep(self.flow_conn, fkeep, self.nflows, -1)
+        _keep(self.flow_fr, fkeep, self.nflows, 0)
         self.nflows = fkeep.size
         self.c.flow[:k] = fmap[self.c.flow[:k]]
         held = live[self._known_id]
@@ -735,16 +736,17 @@ class Tracker:
         # (a running maximum per connection: each connection's values are
         # offset by its index times BIG, above any end).
         gb = b.g * _BIG
-        prev_same = np.empty(n, dtype=np.int64)
-        max_other = np.empty(n, dtype=np.int64)
+        mk = []
+        d0 = b.d == 0
         for k in (0, 1):
-            inc = np.maximum.accumulate(gb + np.where(b.d == k, end, -1) + 1) - gb - 1
-            exc = np.r_[-1, inc[:-1]]
+            inc = np.maximum.accumulate(gb + np.where(d0 if k == 0 else ~d0, end, -1) + 1)
+            exc = np.empty(n, dtype=np.int64)
+            exc[0] = -1
+            np.subtract(inc[:-1], gb[:-1] + 1, out=exc[1:])
             exc[b.cpos0] = -1
-            mk = np.maximum(exc, s.maxend[2 * b.conn + k])
-            sel = b.d == k
-            prev_same[sel] = mk[sel]
-            max_other[~sel] = mk[~sel]
+            mk.append(np.maximum(exc, s.maxend[2 * b.conn + k]))
+        prev_same = np.where(d0, mk[0], mk[1])
+        max_other = np.where(d0, mk[1], mk[0])
         # A segment below what its sender already sent is a retransmission;
         # only its new bytes (if any) count.
         plen = p.plen
