@@ -129,16 +129,23 @@ class Events:
         return tuple(np.concatenate([p[k] for p in self.parts]) for k in range(4))  # type: ignore[return-value]
 
 
-def _events_rows(ev: Events, new: I64) -> Events:
-    """``ev`` with its connections renumbered by ``new`` (old row -> new
-    row, -1: dropped)."""
+_EVENTS = ("history", "anomalies", "rsts")
+
+
+def _events_split(ev: Events, new: I64) -> tuple[Events, Events]:
+    """``ev``'s rows renumbered by ``new`` (old row -> new row, or
+    ``-2 - row`` for row ``row`` of the other part): the other part's
+    events and the rest's."""
     conn, frame, code, d = ev.arrays()
     c = new[conn]
-    m = c >= 0
-    out = Events()
-    if m.any():
-        out.parts.append((c[m], frame[m], code[m], d[m]))
-    return out
+    kept = c >= 0
+    gone = ~kept
+    out, rest = Events(), Events()
+    if gone.any():
+        out.parts.append((-2 - c[gone], frame[gone], code[gone], d[gone]))
+    if kept.any():
+        rest.parts.append((c[kept], frame[kept], code[kept], d[kept]))
+    return out, rest
 
 
 # Zeek's TCP timers (base/init-bare.zeek defaults), seconds: a connection is
@@ -159,6 +166,9 @@ IDLE_AFTER = ZEEK_INACTIVITY
 # Vectorised rounds of :meth:`Tracker._horizon_starts` before it decides
 # the rest one packet at a time.
 HORIZON_ROUNDS = 4
+# :meth:`Tracker.retire` takes connections out once they are this share of
+# the rows held.
+RETIRE_SHARE = 0.25
 
 
 _BIG = np.int64(1 << 41)  # above any relative end (2 TiB a direction)
@@ -384,14 +394,29 @@ class Tracker:
         closed = (s.anyfin_frame != NONE).all(axis=1) | (s.anyrst_frame != NONE).any(axis=1)
         idle = self.now - self.c.last_ts[:n]
         done = idle > np.where(closed, CLOSE_AFTER, IDLE_AFTER)
-        if not done.any():
+        # Only once they are a good share of the rows: every retirement
+        # moves all the rows kept (compaction), so it is amortised over the
+        # rows it frees; the rest wait for a later call, which changes nothing
+        # but when their piece comes (no later packet can belong to them).
+        ndone = int(np.count_nonzero(done))
+        if not ndone or ndone < RETIRE_SHARE * n:
             return None
         out, keep = np.flatnonzero(done), np.flatnonzero(~done)
+        # Events in one pass: old row -> the piece's row (as -2 - row) or
+        # the row kept.
+        new = np.empty(n, dtype=np.int64)
+        new[out] = -2 - np.arange(out.size)
+        new[keep] = np.arange(keep.size)
+        split = {name: _events_split(getattr(self, name), new) for name in _EVENTS}
         snap = self._take(out)
-        self._compact(keep)
+        for name in _EVENTS:
+            setattr(snap, name, split[name][0])
+            setattr(self, name, split[name][1])
+        self._compact(keep, new)
         return snap
 
     def _take(self, rows: I64) -> Tracker:
+        """Rows ``rows`` as a tracker of their own (events left empty)."""
         m = rows.size
         dr = (2 * rows[:, None] + np.arange(2)).ravel()
         snap = Tracker(self.zeek_timeouts)
@@ -403,27 +428,21 @@ class Tracker:
         snap.c.flow = np.arange(m, dtype=np.int64)
         snap.hist_count = self.hist_count[dr]
         snap.row_id = self.row_id[rows]
-        new = np.full(self.nconns, -1, dtype=np.int64)
-        new[rows] = np.arange(m)
-        for name in ("history", "anomalies", "rsts"):
-            setattr(snap, name, _events_rows(getattr(self, name), new))
         return snap
 
-    def _compact(self, keep: I64) -> None:
-        """Keep only rows ``keep`` (in order), and the flows they are on."""
+    def _compact(self, keep: I64, new: I64) -> None:
+        """Keep only rows ``keep`` (in order), and the flows they are on;
+        ``new``: each old row's new one (negative: gone).  The events are
+        the caller's (:func:`_events_split`)."""
         k = keep.size
         dr = (2 * keep[:, None] + np.arange(2)).ravel()
-        new = np.full(self.nconns, -1, dtype=np.int64)
-        new[keep] = np.arange(k)
         # In place: the arrays keep their capacity for the next batch's rows.
         self.s.keep(dr, 2 * self.nconns)
         self.c.keep(keep, self.nconns)
         _keep(self.hist_count, dr, 2 * self.nconns, 0)
         _keep(self.row_id, keep, self.nconns, -1)
-        for name in ("history", "anomalies", "rsts"):
-            setattr(self, name, _events_rows(getattr(self, name), new))
         fc = self.flow_conn[: self.nflows]
-        fc[:] = np.where(fc >= 0, new[np.maximum(fc, 0)], -1)
+        fc[:] = np.maximum(np.where(fc >= 0, new[np.maximum(fc, 0)], -1), -1)
         if self.hole_slot.size:
             hs = new[self.hole_slot >> 1]
             held = hs >= 0
