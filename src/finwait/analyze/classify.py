@@ -562,7 +562,12 @@ def _history(tr: Tracker, cols: dict[str, Any], client: I64, n: int) -> None:
     frame = np.concatenate([frame, np.full(fl.size, -1, dtype=np.int64)])
     code = np.concatenate([code, np.full(fl.size, len(HISTORY), dtype=np.int64)])
     d = np.concatenate([d, client[fl]])
-    o = np.lexsort((code, frame, conn))
+    # By connection, frame, letter: one sort of a combined key when the
+    # fields fit (26 + 33 + 4 bits), else a lexsort (the same order).
+    if n < 1 << 26 and (not frame.size or int(frame.max()) < (1 << 33) - 1):
+        o = np.argsort((conn << 37) | ((frame + 1) << 4) | code, kind="stable")
+    else:
+        o = np.lexsort((code, frame, conn))
     conn, code, d = conn[o], code[o], d[o]
     letters = np.frombuffer((HISTORY + "^").encode(), dtype=np.uint8)[code]
     # Upper case for the originator (the client), lower case for the responder.

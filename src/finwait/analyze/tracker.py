@@ -782,6 +782,22 @@ class Tracker:
         its direction's previous packet, so a direction's stream can pass
         4 GiB (as Zeek's wraps count, TCPSessionAdapter::get_relative_seq)."""
         s = self.s
+        rows = 2 * self.nconns
+        if (
+            (not rel32.size or int(rel32.max()) < HALF)
+            and int(s.last_rel[:rows].max(initial=-1)) < HALF
+            and not s.epoch[:rows].any()
+        ):
+            # Every number below 2 GiB, before and now, and no wrap so far:
+            # no step can cross 4 GiB either way (the distance between two
+            # numbers is their plain difference), so nothing moves.
+            for k in (0, 1):
+                q = b.dirpos[k]
+                if q.size:
+                    sl = b.slot[q]
+                    last = q[np.flatnonzero(np.r_[sl[1:] != sl[:-1], True])]
+                    s.last_rel[b.slot[last]] = rel32[last]
+            return rel32
         out = rel32.copy()
         for k in (0, 1):
             q = b.dirpos[k]
