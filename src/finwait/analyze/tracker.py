@@ -913,11 +913,19 @@ class Tracker:
         Holes left open at the end of a batch are carried to the next."""
         s, p, fl, frame, n = self.s, b.p, b.fl, b.p.frame, b.n
         c2 = 2 * b.conn
-        est = np.zeros(n, dtype=bool)
-        for o in (0, 1):  # o: the originator's direction
-            orig_est = (s.syn_frame[c2 + o] < frame) | (s.hs_frame[c2 + o] <= frame)
-            est |= (s.sa_frame[c2 + 1 - o] <= frame) & orig_est
-        clean = est & (np.minimum(s.anyrst_frame[c2], s.anyrst_frame[c2 + 1]) > frame)
+        # Per connection of the batch, the frame from which it is established
+        # with o as the originator (o's SYN before, or its ACK of the SYN-ACK
+        # at, and the peer's SYN-ACK at or before), either way, and its first
+        # RST: then one comparison per packet each.
+        u2 = 2 * b.conn[b.cpos0]
+        est_from = [
+            np.maximum(
+                s.sa_frame[u2 + 1 - o], np.minimum(s.syn_frame[u2 + o] + 1, s.hs_frame[u2 + o])
+            )
+            for o in (0, 1)
+        ]
+        rst_at = np.minimum(s.anyrst_frame[u2], s.anyrst_frame[u2 + 1])
+        clean = (frame >= np.minimum(*est_from)[b.g]) & (frame < rst_at[b.g])
         gb = b.g * _BIG
         carried = np.zeros(self.hole_slot.size, dtype=bool)
         uc = first = np.zeros(0, dtype=np.int64)
