@@ -12,31 +12,11 @@ import pytest
 from finwait.analyze import analyze_file
 from finwait.analyze.sets import analyze_set
 
+from .test_alloc import _mmapped_alloc
 from .test_chunks import rotate_at
 from .test_jsonl import zoo
 
 pytest.importorskip("distributed")
-
-
-def _mmapped_alloc() -> bool:
-    """Whether a 1 MB numpy array is mmapped by glibc in this process
-    (mallinfo2's count of mmapped blocks goes up while it lives)."""
-    import ctypes
-
-    import numpy as np
-
-    class MallInfo2(ctypes.Structure):
-        _fields_ = [(name, ctypes.c_size_t) for name in (
-            "arena", "ordblks", "smblks", "hblks", "hblkhd", "usmblks", "fsmblks", "uordblks",
-            "fordblks", "keepcost")]  # fmt: skip
-
-    mallinfo2 = ctypes.CDLL(None).mallinfo2
-    mallinfo2.restype = MallInfo2
-    before = mallinfo2().hblks
-    a = np.ones(1 << 17)  # 1 MB
-    hit = bool(mallinfo2().hblks > before)
-    del a
-    return hit
 
 
 def test_malloc_thresholds() -> None:

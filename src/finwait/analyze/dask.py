@@ -37,7 +37,7 @@ which also freezes glibc's mmap threshold at 128 kB: every numpy temporary
 of a batch (hundreds of kB) is then mmapped, faulted in page by page and
 unmapped, which doubled the analysis's CPU time (7 s of system time on the
 5 M-packet capture).  Each task therefore first restores glibc's usual
-steady state in its worker (:func:`_malloc`: allocations under 32 MB from
+steady state in its worker (:func:`~finwait.analyze.alloc.steady`: allocations under 32 MB from
 the heap, the heap trimmed past 64 MB free), on any cluster.
 """
 
@@ -49,29 +49,9 @@ from contextlib import AbstractContextManager, redirect_stdout
 from types import TracebackType
 from typing import Any
 
+from .alloc import steady as _malloc
 from .chunks import Chunk
 from .partition import ChunkDone, Folder, Partial, Piece, decode_split, merge, tree
-
-_MALLOC_SET = False
-M_TRIM_THRESHOLD, M_MMAP_THRESHOLD = -1, -3  # glibc's mallopt() parameters
-
-
-def _malloc() -> None:
-    """glibc's allocator in this worker as it is without the nanny's
-    ``MALLOC_TRIM_THRESHOLD_`` (once per process; nothing off glibc)."""
-    global _MALLOC_SET
-    if _MALLOC_SET:
-        return
-    _MALLOC_SET = True
-    import ctypes
-
-    try:
-        mallopt = ctypes.CDLL(None).mallopt
-    except (OSError, AttributeError):
-        return
-    mallopt(M_MMAP_THRESHOLD, 32 << 20)
-    mallopt(M_TRIM_THRESHOLD, 64 << 20)
-
 
 # A worker's partitions, by (run, partition): the trackers the folds feed.
 _FOLDERS: dict[tuple[str, int], Folder] = {}

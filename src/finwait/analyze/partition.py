@@ -43,8 +43,9 @@ import numpy as np
 import numpy.typing as npt
 
 from ..capture.decode import TcpColumns, Tunnels
+from .alloc import steady
 from .chunks import Chunk, Part, decode_batches
-from .columns import ConnColumns, DirColumns
+from .columns import ConnColumns, DirColumns, _grow
 from .tracker import Events, Tracker
 
 I64 = npt.NDArray[np.int64]
@@ -198,7 +199,9 @@ class Folder:
             c = dataclasses.replace(c, frame=c.frame + self.records, tunnel=remap[c.tunnel])
             # In slices: the tracker's working set stays in the caches.
             for lo in range(0, len(c), FOLD_BATCH):
-                self.tracker.add(_rows(c, lo, lo + FOLD_BATCH))
+                rows = _rows(c, lo, lo + FOLD_BATCH)
+                reserve(self.tracker, len(rows))
+                self.tracker.add(rows)
         self.drops.update(piece.drops)
         self.records += piece.records
         if i + 1 == len(self.file_of) or self.file_of[i + 1] != self.file_of[i]:
@@ -215,6 +218,32 @@ class Folder:
                        self.tunnels.stacks, self.error)  # fmt: skip
 
 
+def reserve(tr: Tracker, rows: int) -> None:
+    """Room in ``tr``'s tables for ``rows`` more connections and flows (a
+    batch of ``rows`` segments makes at most that many), grown to twice
+    what is needed when short.  The tracker grows its tables by a quarter
+    (its streaming run keeps only the open connections, and compacts them
+    often); a partition keeps every connection to the end, and growing a
+    table of a few hundred thousand connections a quarter at a time copied
+    it about 20 times, each copy into fresh pages (the page faults were
+    most of a worker's system time, 3-4 s for 250 k connections).  Doubled,
+    the copies add up to about the table's final size."""
+    n, f = tr.nconns + rows, tr.nflows + rows
+    cap = tr.c.flow.shape[0]
+    if cap < n:
+        n = max(n, 2 * cap)
+        tr.c.grow(n)
+        tr.s.grow(2 * n)
+        tr.hist_count = _grow(tr.hist_count, 2 * n, 0)
+        tr.row_id = _grow(tr.row_id, n, -1)
+    cap = tr.flow_conn.shape[0]
+    if cap < f:
+        f = max(f, 2 * cap)
+        tr.flow_key = _grow(tr.flow_key, f, 0)
+        tr.flow_conn = _grow(tr.flow_conn, f, -1)
+        tr.flow_fr = _grow(tr.flow_fr, f, 0)
+
+
 # -- the merge ---------------------------------------------------------------
 
 # Tracker attributes that only matter while packets are still added.
@@ -223,7 +252,8 @@ _TRANSIENT = {"_timers", "flow_ids", "_exact", "_known_h", "_known_id", "zeek_ti
 
 def trim(tr: Tracker) -> Tracker:
     """The tracker's tables cut to its connections and flows (what is
-    shipped back; the grown capacity is not)."""
+    shipped back; the grown capacity is not): views of the tracker's
+    arrays, not copies (pickled, a view is its own rows only)."""
     out = Tracker(tr.zeek_timeouts)
     n, f = tr.nconns, tr.nflows
     for name, value in vars(tr).items():
@@ -244,8 +274,7 @@ def _cut(name: str, value: Any, n: int, f: int) -> Any:
     if isinstance(value, Events):
         if not value.parts:
             return Events()
-        conn, frame, code, d = value.arrays()
-        return Events([(conn.copy(), frame.copy(), code.copy(), d.copy())])
+        return Events([value.arrays()])
     if name in _PER_FLOW:
         return value[:f]
     if name in _PER_SLOT:
@@ -270,7 +299,18 @@ def merge_trackers(a: Tracker, b: Tracker) -> tuple[Tracker, I64, I64]:
     order = np.argsort(first, kind="stable")  # new id -> old (a, then b + na)
     new = np.empty(n, dtype=np.int64)
     new[order] = np.arange(n)
-    slots = (2 * order[:, None] + np.arange(2)).ravel()  # new slot -> old slot
+    # Each table is written once, each side's rows straight to their new
+    # places (no concatenation first: one fresh array a column, not two).
+    at_a, at_b = new[:na], new[na:]
+    slot_a = (2 * at_a[:, None] + np.arange(2)).ravel()  # old slot -> new slot
+    slot_b = (2 * at_b[:, None] + np.arange(2)).ravel()
+
+    def place(x: npt.NDArray[Any], y: npt.NDArray[Any], ia: I64, ib: I64) -> npt.NDArray[Any]:
+        z = np.empty((ia.size + ib.size, *x.shape[1:]), dtype=x.dtype)
+        z[ia] = x
+        z[ib] = y
+        return z
+
     fa = a.nflows
     out = Tracker(a.zeek_timeouts)
     for name, va in vars(a).items():
@@ -283,13 +323,13 @@ def merge_trackers(a: Tracker, b: Tracker) -> tuple[Tracker, I64, I64]:
                 x, y = getattr(va, fd.name)[:na], getattr(vb, fd.name)[:nb]
                 if fd.name == "flow":
                     y = y + fa
-                setattr(m, fd.name, np.concatenate([x, y])[order])
+                setattr(m, fd.name, place(x, y, at_a, at_b))
             value: Any = m
         elif isinstance(va, DirColumns):
             d = DirColumns()
             for fd in fields(va):
                 x, y = getattr(va, fd.name)[: 2 * na], getattr(vb, fd.name)[: 2 * nb]
-                setattr(d, fd.name, np.concatenate([x, y])[slots])
+                setattr(d, fd.name, place(x, y, slot_a, slot_b))
             value = d
         elif isinstance(va, Events):
             ca, fr_a, code_a, d_a = va.arrays()
@@ -297,7 +337,7 @@ def merge_trackers(a: Tracker, b: Tracker) -> tuple[Tracker, I64, I64]:
             conn = np.r_[new[ca], new[cb + na]] if n else np.zeros(0, dtype=np.int64)
             value = Events([(conn, np.r_[fr_a, fr_b], np.r_[code_a, code_b], np.r_[d_a, d_b])])
         elif name in _PER_SLOT:
-            value = np.concatenate([va[: 2 * na], vb[: 2 * nb]])[slots]
+            value = place(va[: 2 * na], vb[: 2 * nb], slot_a, slot_b)
         elif name == "flow_conn":
             x, y = va[:fa], vb[: b.nflows]
             value = np.r_[np.where(x >= 0, new[np.maximum(x, 0)], -1),
@@ -398,12 +438,16 @@ class ProcessRunner:
         # pipes[q][p]: worker q's pieces for worker p (read end, write end)
         pipes = [[ctx.Pipe(duplex=False) if q != p else None for p in range(n)]
                  for q in range(n)]  # fmt: skip
+        # outs[p]: worker p's result (its partition's tables, out of band)
+        outs = [ctx.Pipe(duplex=False) for _ in range(n)]
+        for _, end in [*(x for row in pipes for x in row if x is not None), *outs]:
+            _roomy(end.fileno())
         events = ctx.Queue()
         shared = (ctx.Value("q", 0), ctx.Array("q", n))  # next chunk; chunks folded, per worker
         procs = [
             ctx.Process(
                 target=_peer,
-                args=(p, n, chunks, file_of, zeek_timeouts, pipes, events, shared),
+                args=(p, n, chunks, file_of, zeek_timeouts, pipes, events, shared, outs[p][1]),
                 daemon=True,
                 name=f"finwait-partition-{p}",
             )
@@ -416,6 +460,8 @@ class ProcessRunner:
                 if pair is not None:
                     pair[0].close()
                     pair[1].close()
+        for _, write in outs:
+            write.close()
         parts: dict[int, Partial] = {}
         decoded = self.decoded = [0] * n
         failed = False
@@ -425,7 +471,11 @@ class ProcessRunner:
                 if kind == "chunk" and done is not None:
                     done(payload)
                 elif kind == "done":
-                    parts[p], decoded[p] = payload
+                    try:
+                        parts[p] = _receive_object(outs[p][0].fileno())
+                    except EOFError:  # the worker died while sending it
+                        failed = True
+                    decoded[p] = payload
                 elif kind in ("error", "crash"):
                     failed = True
         finally:
@@ -434,6 +484,8 @@ class ProcessRunner:
                     pr.kill()
             for pr in procs:
                 pr.join()
+            for read, _ in outs:
+                read.close()
         if failed:
             return None
         return tree([parts[p] for p in range(n)], merge)  # type: ignore[no-any-return]
@@ -465,6 +517,51 @@ def _wire(piece: Piece) -> tuple[bytes, list[npt.NDArray[Any]]]:
     shapes = [(a.dtype.str, a.shape) for a in arrays]
     meta = (piece.index, piece.records, piece.stacks, piece.drops, piece.error, shapes)
     return pickle.dumps(meta, protocol=pickle.HIGHEST_PROTOCOL), arrays
+
+
+def _roomy(fd: int) -> None:
+    """A pipe of 1 MB (Linux's default ceiling for users) instead of 64 kB:
+    a sixteenth of the system calls and context switches for what flows
+    through it (best effort)."""
+    try:
+        import fcntl
+
+        fcntl.fcntl(fd, 1031, 1 << 20)  # F_SETPIPE_SZ
+    except (ImportError, OSError):
+        pass
+
+
+def _send_object(fd: int, obj: Any) -> None:
+    """``obj`` pickled with its arrays out of band: a small pickle, then
+    each array's bytes written straight from the array (no pickled copy of
+    a few hundred MB for a partition of many connections)."""
+    bufs: list[pickle.PickleBuffer] = []
+    head = pickle.dumps(obj, protocol=5, buffer_callback=bufs.append)
+    raws = [b.raw() for b in bufs]
+    _write(fd, struct.pack(f"<QQ{len(raws)}Q", len(head), len(raws), *(r.nbytes for r in raws)))
+    _write(fd, head)
+    for r in raws:
+        if r.nbytes:
+            _write(fd, r)
+
+
+def _receive_object(fd: int) -> Any:
+    """What :func:`_send_object` sent: each array read straight into its
+    own new buffer (not zero-filled first), which the unpickled array uses."""
+    fixed = bytearray(16)
+    _read(fd, fixed)
+    size, count = struct.unpack("<QQ", fixed)
+    sizes = bytearray(8 * count)
+    _read(fd, sizes)
+    head = bytearray(size)
+    _read(fd, head)
+    bufs = []
+    for nbytes in struct.unpack(f"<{count}Q", sizes):
+        buf = np.empty(nbytes, dtype=np.uint8)
+        if nbytes:
+            _read(fd, buf)
+        bufs.append(buf)
+    return pickle.loads(head, buffers=bufs)
 
 
 def _write(fd: int, data: Any) -> None:
@@ -517,11 +614,13 @@ def _receive(fd: int) -> Piece | None:
 
 
 def _peer(p: int, n: int, chunks: list[Chunk], file_of: list[int], zeek_timeouts: bool,
-          pipes: list[list[Any]], events: Any, shared: tuple[Any, Any]) -> None:  # fmt: skip
+          pipes: list[list[Any]], events: Any, shared: tuple[Any, Any],
+          out: Any) -> None:  # fmt: skip
     import threading
     from multiprocessing.connection import wait
 
     try:
+        steady()  # (forked from finwait analyze: set already; a spawned worker too)
         folder = Folder(file_of, zeek_timeouts)
         nxt, folded = shared
         outboxes: dict[int, queue.Queue[Piece | None]] = {}
@@ -582,6 +681,7 @@ def _peer(p: int, n: int, chunks: list[Chunk], file_of: list[int], zeek_timeouts
             box.put(None)
         for t in threads:
             t.join()
-        events.put(("done", p, (folder.result(), decoded)))
+        events.put(("done", p, decoded))
+        _send_object(out.fileno(), folder.result())
     except BaseException as exc:  # reported, so the caller falls back
         events.put(("crash", p, repr(exc)))

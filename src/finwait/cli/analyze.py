@@ -278,6 +278,9 @@ def analyze_cmd(
     connections are per set.  Exit status 2 when a file is empty, truncated
     or corrupt (the connections read before the damage, and in a set the
     other files, are still reported)."""
+    from ..analyze.alloc import steady
+
+    steady()  # (glibc: fewer fresh pages for the numpy temporaries; analyze/alloc.py)
     if as_set:
         from ..analyze.sets import expand
 
