@@ -9,6 +9,11 @@ with the dpkt loop (analyze_bench.py) as the anchor in the same run.
 ``git archive main src | tar -x -C /tmp/before``) runs every configuration
 with it too, in the same rounds, interleaved: rows marked ``(before)``.
 
+The row "2 sequential at once" runs two sequential analyses of the capture
+at the same time (figures per run): how much of a second core this work
+gets on this machine when nothing is split or merged, the ceiling for any
+parallel run.
+
 Prints, per configuration (the median of ``--repeat`` interleaved rounds):
 wall seconds, packets/s, CPU seconds (all processes), peak RSS of the main
 process and of the largest worker, the ratio to the sequential run (of the
@@ -34,6 +39,12 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).parent))
 
 from analyze_bench import DPKT_LOOP, count_packets, timed
+
+# Two sequential runs of the capture at once: what the 2 cores give for this
+# work when nothing is split or merged (each run's CPU time grows when the
+# other core is busy: shared caches and memory, and on a virtual machine
+# perhaps the two threads of one physical core).  Its row is per run.
+PAIR = "2 sequential at once"
 
 
 def rotated(capture: str, megabytes: int) -> Path:
@@ -228,6 +239,7 @@ def main() -> None:
     ck = ["--chunk-mb", str(args.chunk_mb)]
     runs = {
         "sequential": [cap],
+        PAIR: [cap],
         "--workers 2": ["--workers", "2", *ck, cap],
         "--dask local:2": ["--dask", "local:2", *ck, cap],
         f"--set ({nfiles} files)": ["--set", str(setdir)],
@@ -265,8 +277,8 @@ def main() -> None:
             prog = f'"{fw}"'
             if name.endswith("(before)"):
                 prog = f'env PYTHONPATH="{args.baseline}" "{sys.executable}" -m finwait'
-            cmd = ["sh", "-c", " ".join([prog, "analyze", "--json",
-                                         *(f'"{a}"' for a in argv)]) + " > /dev/null"]  # fmt: skip
+            one = " ".join([prog, "analyze", "--json", *(f'"{a}"' for a in argv)]) + " > /dev/null"
+            cmd = ["sh", "-c", f"{one} & {one}; wait" if name.startswith(PAIR) else one]
             pids = [p.pid for p in clusters[name]] if name in clusters else None
             got[name].append(measure(cmd, pids))
     crit: dict[str, float] = {}
@@ -274,18 +286,28 @@ def main() -> None:
         secs, cpu, main_mb, worker_mb, main_cpu, worker_cpu = (
             statistics.median(x[k] for x in got[name]) for k in range(6)
         )
-        wall[name], cpus[name], crit[name] = secs, cpu, main_cpu + worker_cpu
         tag = " (before)" if name.endswith(" (before)") else ""
         base = f"sequential{tag}" if not name.startswith("--set") else next(iter(
             k for k in runs if k.startswith("--set (") and k.endswith(tag)))  # fmt: skip
-        ratio = wall[base] / secs
+        ratio = wall[base] / secs if base in wall else 1.0
         # With two free cores the run would take about its critical path:
         # the main process's CPU plus the busiest worker's (they overlap
         # little: the main process plans, then waits, then merges).
-        ideal = cpus[base] / (main_cpu + worker_cpu) if main_cpu else 0.0
+        ideal = cpus[base] / (main_cpu + worker_cpu) if main_cpu and base in cpus else 1.0
+        if name.startswith(PAIR):  # per run (two captures' packets in the time)
+            secs, cpu, ratio = secs / 2, cpu / 2, 2 * ratio
+            # each on its own core: two runs' work in the time of one run's CPU
+            ideal = 4 * cpus[base] / (main_cpu + worker_cpu)
+        wall[name], cpus[name], crit[name] = secs, cpu, main_cpu + worker_cpu
         print(f"{name:28} {secs:7.2f} {n / secs:11,.0f} {cpu:7.2f} {n / cpu:11,.0f} "
               f"{main_mb:8.0f} {worker_mb:9.0f} {ratio:6.2f}x {main_cpu:8.2f} {worker_cpu:10.2f} "
               f"{ideal:11.2f}x", flush=True)  # fmt: skip
+    for tag in ("", " (before)"):
+        if PAIR + tag in cpus:
+            one = cpus[f"sequential{tag}"]
+            print(f"  ceiling{tag}: each of two sequential runs at once took "
+                  f"{cpus[PAIR + tag] / one - 1:+.0%} CPU over one alone: 2 cores do "
+                  f"{2 * one / cpus[PAIR + tag]:.2f}x one core's work here")  # fmt: skip
     if args.repeat > 1:
         print("each round (wall s / CPU s / main + busiest worker CPU s):")
         for name in runs:
