@@ -6,11 +6,15 @@ The graph, for ``n`` workers and chunks ``0 .. C - 1`` (``1 + 2n`` tasks a
 chunk):
 
 - ``split-i``: read, decode and split chunk ``i`` into ``n`` compact pieces
-  on worker ``i mod n`` (loosely: another worker may take it), which opens
-  the file itself, through fsspec for a URL; ``n`` getitem tasks name its
-  pieces;
+  on worker ``w = i mod n``, which opens the file itself, through fsspec
+  for a URL; it keeps piece ``w`` in the worker (:data:`_HELD`) and returns
+  the others (with 2 workers the other piece itself, else a list that
+  ``n - 1`` getitem tasks name): ``1 + n`` tasks a chunk with 2 workers,
+  ``2n`` with more, instead of a getitem task for every piece (each task
+  costs the scheduler, here in the ``finwait`` process, about 3 ms);
 - ``fold-p-i``: fold piece ``p`` of chunk ``i`` into partition ``p``'s
-  tracker, after ``fold-p-(i-1)``, on worker ``p``.  The tracker is that
+  tracker, after ``fold-p-(i-1)``, on worker ``p`` (worker ``w``'s own
+  piece taken from where its split left it).  The tracker is that
   worker's state for the run (:data:`_FOLDERS`), never a task's result:
   a fold returns the chunk's index, so results stay immutable, the chain
   travels as a few bytes, and a fold run again for a chunk already folded
@@ -55,11 +59,36 @@ from .partition import ChunkDone, Folder, Partial, Piece, decode_split, merge, t
 
 # A worker's partitions, by (run, partition): the trackers the folds feed.
 _FOLDERS: dict[tuple[str, int], Folder] = {}
+# The piece of each chunk its split kept for this worker's own fold, by (run, chunk).
+_HELD: dict[tuple[str, int], Piece] = {}
 
 
 def _split(chunk: Chunk, n: int, *after: int) -> list[Piece]:
     _malloc()
     return decode_split(chunk, n, pack=True)
+
+
+def _split_keep(run: str, i: int, chunk: Chunk, n: int, w: int, *after: int) -> Any:
+    """Chunk ``i`` split on worker ``w``: piece ``w`` kept here for
+    :func:`_fold_own`, the others returned (one piece when ``n`` is 2)."""
+    _malloc()
+    pieces = decode_split(chunk, n, pack=True)
+    _HELD[run, i] = pieces[w]
+    others = pieces[:w] + pieces[w + 1 :]
+    return others[0] if n == 2 else others
+
+
+def _fold_own(run: str, p: int, _prev: int, i: int, _others: Any) -> int:
+    """Fold the piece of chunk ``i`` that its split (on this worker) kept."""
+    folder = _FOLDERS[run, p]
+    piece = _HELD.pop((run, i), None)
+    if piece is None:
+        if folder.next > i:  # folded already: a task run again
+            return i
+        raise RuntimeError(f"--dask: piece {p} of chunk {i} is not on its worker")
+    if piece.index >= folder.next:
+        folder.fold(piece)
+    return i
 
 
 def _start(run: str, p: int, file_of: list[int], zeek_timeouts: bool) -> int:
@@ -84,6 +113,8 @@ def _result(run: str, p: int, _last: int) -> Partial:
 def _forget(run: str) -> None:
     for key in [k for k in _FOLDERS if k[0] == run]:
         del _FOLDERS[key]
+    for held in [k for k in _HELD if k[0] == run]:
+        del _HELD[held]
 
 
 # A LocalCluster's settings: no sampling profiler in the workers (a thread
@@ -229,29 +260,48 @@ class DaskRunner(AbstractContextManager["DaskRunner"]):
 
         # The whole graph goes to the scheduler at once (one update, not one
         # per task), each task with its placement as an annotation.
-        def task(func: Any, name: str, *args: Any, at: int | None = None,
-                 strict: bool = True) -> Any:  # fmt: skip
+        def task(func: Any, name: str, *args: Any, at: int | None = None) -> Any:
             one = delayed(func, pure=False)
             if at is None or addrs[at] is None:
                 return one(*args, dask_key_name=f"{name}-{run}")
-            with dask.annotate(workers=[addrs[at]], allow_other_workers=not strict):
+            with dask.annotate(workers=[addrs[at]], allow_other_workers=False):
                 return one(*args, dask_key_name=f"{name}-{run}")
 
         last = [task(_start, f"start-{p}", run, p, file_of, zeek_timeouts, at=p)
                 for p in range(n)]  # fmt: skip
         folds: list[list[Any]] = []
+        placed = None not in addrs  # (else the split may not run where its fold does)
         for i, chunk in enumerate(chunks):
             after = folds[i - ahead] if i >= ahead else []
-            sp = task(_split, f"split-{i}", chunk, n, *after, at=i % n, strict=False)
+            w = i % n
+            if not placed:
+                sp = task(_split, f"split-{i}", chunk, n, *after)
+                for p in range(n):
+                    piece = task(operator.getitem, f"piece-{p}-{i}", sp, p)
+                    last[p] = task(_fold, f"fold-{p}-{i}", run, p, last[p], piece)
+                    self.tasks += 2
+                self.tasks += 1
+                folds.append(list(last))
+                continue
+            sp = task(_split_keep, f"split-{i}", run, i, chunk, n, w, *after, at=w)
+            self.tasks += 1
             for p in range(n):
-                piece = task(operator.getitem, f"piece-{p}-{i}", sp, p)
-                last[p] = task(_fold, f"fold-{p}-{i}", run, p, last[p], piece, at=p)
+                if p == w:
+                    last[p] = task(_fold_own, f"fold-{p}-{i}", run, p, last[p], i, sp, at=p)
+                else:
+                    piece = sp
+                    if n > 2:
+                        k = p - (p > w)
+                        piece = task(operator.getitem, f"piece-{p}-{i}", sp, k)
+                        self.tasks += 1
+                    last[p] = task(_fold, f"fold-{p}-{i}", run, p, last[p], piece, at=p)
+                self.tasks += 1
             folds.append(list(last))
         parts = [task(_result, f"result-{p}", run, p, last[p], at=p) for p in range(n)]
         level = iter(range(1 << 30))
         top = tree(parts, lambda a, b: task(merge, f"merge-{next(level)}", a, b))
         final = c.compute(top, optimize_graph=False)
-        self.tasks += len(chunks) * (1 + 2 * n) + 2 * n + n - 1
+        self.tasks += 2 * n + n - 1
         try:
             if self.progress:
                 progress: Any = importlib.import_module("distributed").progress
