@@ -17,8 +17,9 @@ state kept between batches is per 4-tuple and per connection, so memory
 grows with connections, not with packets.
 
 Port reuse is split as Wireshark does: a SYN without ACK on a 4-tuple whose
-current connection has seen a FIN or RST since its last SYN starts a new
-connection (a retransmitted SYN does not).  Sequence numbers are made
+current connection has seen a FIN or RST since its last SYN (or since its
+first packet, when something else began it) starts a new connection (a
+retransmitted SYN does not).  Sequence numbers are made
 relative to each direction's ISN (or to the first sequence number seen,
 minus one, when the SYN was not captured), and unwrapped past 4 GiB (each
 packet placed within 2 GiB of its direction's previous one).
@@ -230,7 +231,7 @@ class Tracker:
             (0, 10), dtype=np.int64
         )  # lo addr(4), lo port, hi addr(4), hi port
         self.flow_conn = np.zeros(0, dtype=np.int64)
-        self.flow_fr = np.zeros(0, dtype=np.int64)  # FIN/RST seen since the last SYN
+        self.flow_fr = np.zeros(0, dtype=np.int64)  # FIN/RST since the last SYN or start
         self.nconns = 0
         self.c = ConnColumns()
         self.s = DirColumns()  # row 2 * conn + direction
@@ -518,37 +519,51 @@ class Tracker:
         gend = np.r_[gpos0[1:] - 1, n - 1]
         flows = f[gpos0]
         psyn = (fl & (SYN | ACK | RST | FIN)) == SYN
+        new_flow = self.flow_conn[flows] < 0
+        start = np.zeros(n, dtype=bool)
+        start[gpos0[new_flow]] = True
+        if self.zeek_timeouts:
+            # (The SYN rule is decided in the timers' pass: a timer's start
+            # also restarts the count of FIN/RST.)
+            return self._assign(f, d, p, self._timer_starts(f, d, p, start, psyn), gpos0, gidx)
+        # The FIN/RST count restarts at every SYN (after it: it carries
+        # neither) and at every start past a horizon (at it: its own count,
+        # as the packet belongs to the new connection).
+        h = self._horizon_starts(f, d, p, gpos0, gidx, psyn)
+        start |= h
         fr = ((fl & (FIN | RST)) != 0).astype(np.int64)
         cfr = np.cumsum(fr)
         cfr_ex = cfr - fr
+        reset = np.maximum.accumulate(np.where(psyn | h, pos, -1))  # the last, inclusive
         P = np.flatnonzero(psyn)
-        start = np.zeros(n, dtype=bool)
         if P.size:
-            prev = np.r_[-1, P[:-1]]
-            same = (prev >= 0) & (gidx[np.maximum(prev, 0)] == gidx[P])
+            # FIN/RST since the last restart strictly before each SYN on its
+            # 4-tuple (in this batch, or carried in flow_fr).
+            g0 = gpos0[gidx[P]]
+            prev = np.where(P > 0, reset[np.maximum(P - 1, 0)], -1)
             since = np.where(
-                same,
-                cfr_ex[P] - cfr[np.maximum(prev, 0)],
-                cfr_ex[P] - cfr_ex[gpos0[gidx[P]]] + self.flow_fr[f[P]],
+                prev >= g0,
+                cfr_ex[P] - cfr_ex[np.maximum(prev, 0)],
+                cfr_ex[P] - cfr_ex[g0] + self.flow_fr[f[P]],
             )
             start[P[since > 0]] = True
-            # carried count: FIN/RST after each flow's last SYN in this batch
-            lastP = np.full(gpos0.size, -1, dtype=np.int64)
-            np.maximum.at(lastP, gidx[P], P)
-        else:
-            lastP = np.full(gpos0.size, -1, dtype=np.int64)
-        new_flow = self.flow_conn[flows] < 0
-        start[gpos0[new_flow]] = True
-        if self.zeek_timeouts:
-            start = self._timer_starts(f, d, p, start)
-        else:
-            start |= self._horizon_starts(f, d, p, gpos0, gidx, psyn)
-        has_p = lastP >= 0
+        # Carried to the next batch: FIN/RST since each flow's last restart.
+        last = reset[gend]
         self.flow_fr[flows] = np.where(
-            has_p,
-            cfr[gend] - cfr[np.maximum(lastP, 0)],
+            last >= gpos0,
+            cfr[gend] - cfr_ex[np.maximum(last, 0)],
             self.flow_fr[flows] + cfr[gend] - cfr_ex[gpos0],
         )
+        return self._assign(f, d, p, start, gpos0, gidx)
+
+    def _assign(self, f: I64, d: I64, p: TcpColumns, start: Mask, gpos0: I64, gidx: I64) -> I64:
+        """Connection ids: a new one at each ``start``, else the flow's
+        current one."""
+        n = f.size
+        pos = np.arange(n)
+        fl = p.flags
+        gend = np.r_[gpos0[1:] - 1, n - 1]
+        flows = f[gpos0]
         spos = np.flatnonzero(start)
         ids = np.full(n, -1, dtype=np.int64)
         if spos.size:
@@ -674,19 +689,27 @@ class Tracker:
                 prev = i
         return out
 
-    def _timer_starts(self, f: I64, d: I64, p: TcpColumns, start: Mask) -> Mask:
+    def _timer_starts(self, f: I64, d: I64, p: TcpColumns, start: Mask, psyn: Mask) -> Mask:
         """``start`` plus the packets that come after Zeek would have removed
         their 4-tuple's connection (TCPSessionAdapter's ConnDeleteTimer,
         AttemptTimer, PartialCloseTimer and inactivity timer; timers fire
-        when the capture's time passes them).  One Python step per packet:
-        only with ``--zeek-timeouts``."""
+        when the capture's time passes them), and the SYNs (``psyn``) that
+        start one by the port-reuse rule (a FIN or RST since the connection
+        began: its last SYN, or its first packet; ``flow_fr`` carries the
+        count).  One Python step per packet: only with ``--zeek-timeouts``."""
         out = start.copy()
         timers = self._timers
         ts, fl, fs, ds = p.ts.tolist(), p.flags.tolist(), f.tolist(), d.tolist()
-        begins = start.tolist()
+        begins, syns = start.tolist(), psyn.tolist()
+        count: dict[int, int] = {}  # flow -> FIN/RST since the last restart
         for i, flow in enumerate(fs):
             t, flags, di = ts[i], fl[i], ds[i]
-            st = None if begins[i] else timers.get(flow)
+            c = count.get(flow)
+            if c is None:
+                c = int(self.flow_fr[flow])
+            began = begins[i] or (syns[i] and c > 0)
+            out[i] = began
+            st = None if began else timers.get(flow)
             if st is not None:
                 seen, closed, reset = int(st[4]), int(st[5]), int(st[7])
                 peer_seen = seen & (1 << (1 - int(st[3])))
@@ -698,7 +721,7 @@ class Tracker:
                     or (t > st[2] and not peer_seen)
                     or partial
                 ):
-                    out[i] = True
+                    out[i] = began = True
                     st = None
             if st is None:
                 # Zeek makes the sender of a first SYN-ACK the responder.
@@ -722,6 +745,11 @@ class Tracker:
             if flags & RST:
                 st[7] = 1
             st[0], st[4], st[5] = t, seen | me, closed
+            if began or syns[i]:
+                c = 0
+            count[flow] = c + (1 if flags & (FIN | RST) else 0)
+        for flow, c in count.items():
+            self.flow_fr[flow] = c
         return out
 
     def _update(self, conn: I64, d: I64, p: TcpColumns, fl: I64) -> None:
