@@ -63,9 +63,11 @@ def model(capture: str, chunk_mb: int, n: int = 2) -> None:
     """The throughput model's inputs, measured in one process on the same
     chunks: cutting, read + decode + split per chunk, the folds of ``n``
     partitions, and the merge of their results."""
+    from finwait.analyze.alloc import steady
     from finwait.analyze.chunks import plan
     from finwait.analyze.partition import Folder, decode_split, merge, tree
 
+    steady()  # (as `finwait analyze` does: glibc's thresholds fixed)
     t0 = time.process_time()
     chunks = plan(capture, chunk_mb << 20)
     t_plan = time.process_time() - t0
