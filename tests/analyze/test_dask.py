@@ -12,7 +12,7 @@ import pytest
 from finwait.analyze import analyze_file
 from finwait.analyze.sets import analyze_set
 
-from .test_alloc import _mmapped_alloc
+from .test_alloc import _mmapped_alloc, mmapped_before_after
 from .test_chunks import rotate_at
 from .test_jsonl import zoo
 
@@ -23,17 +23,9 @@ def test_malloc_thresholds() -> None:
     """A Dask nanny starts its worker with MALLOC_TRIM_THRESHOLD_=65536,
     which mmaps every numpy temporary (twice the analysis's CPU time); the
     tasks' first call restores glibc's usual thresholds."""
-    import inspect
-    import os
-    import subprocess
-    import sys
-
-    code = inspect.getsource(_mmapped_alloc) + (
+    out = mmapped_before_after(
         "from finwait.analyze.dask import _malloc\n"
         "before = _mmapped_alloc(); _malloc(); print(before, _mmapped_alloc())")  # fmt: skip
-    env = {**os.environ, "MALLOC_TRIM_THRESHOLD_": "65536"}
-    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
-                         check=True).stdout.split()  # fmt: skip
     assert out == ["True", "False"]
 
 
