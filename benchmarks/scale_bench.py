@@ -232,6 +232,11 @@ def main() -> None:
     ap.add_argument("--baseline", metavar="SRC",
                     help="another finwait's src directory: every run with it too, interleaved")  # fmt: skip
     args = ap.parse_args()
+    if not args.no_dask and not (Path(sys.executable).parent / "dask").exists():
+        raise SystemExit(
+            "scale_bench: no 'dask' beside this python: install the extra "
+            "(pip install -e '.[scale]') or pass --no-dask"
+        )
     fw = shutil.which("finwait") or str(Path(sys.executable).with_name("finwait"))
     bytecode(args.baseline)
     cap = args.capture
@@ -306,10 +311,10 @@ def main() -> None:
               f"{ideal:11.2f}x", flush=True)  # fmt: skip
     for tag in ("", " (before)"):
         if PAIR + tag in cpus:
-            one = cpus[f"sequential{tag}"]
+            alone = cpus[f"sequential{tag}"]
             print(f"  ceiling{tag}: each of two sequential runs at once took "
-                  f"{cpus[PAIR + tag] / one - 1:+.0%} CPU over one alone: 2 cores do "
-                  f"{2 * one / cpus[PAIR + tag]:.2f}x one core's work here")  # fmt: skip
+                  f"{cpus[PAIR + tag] / alone - 1:+.0%} CPU over one alone: 2 cores do "
+                  f"{2 * alone / cpus[PAIR + tag]:.2f}x one core's work here")  # fmt: skip
     if args.repeat > 1:
         print("each round (wall s / CPU s / main + busiest worker CPU s):")
         for name in runs:
