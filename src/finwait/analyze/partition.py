@@ -45,7 +45,7 @@ import numpy.typing as npt
 from ..capture.decode import TcpColumns, Tunnels
 from .alloc import steady
 from .chunks import Chunk, Part, decode_batches
-from .columns import ConnColumns, DirColumns, _grow
+from .columns import ConnColumns, DirColumns
 from .tracker import Events, Tracker
 
 I64 = npt.NDArray[np.int64]
@@ -200,7 +200,7 @@ class Folder:
             # In slices: the tracker's working set stays in the caches.
             for lo in range(0, len(c), FOLD_BATCH):
                 rows = _rows(c, lo, lo + FOLD_BATCH)
-                reserve(self.tracker, len(rows))
+                self.tracker.reserve(len(rows))  # (it keeps every connection)
                 self.tracker.add(rows)
         self.drops.update(piece.drops)
         self.records += piece.records
@@ -216,32 +216,6 @@ class Folder:
     def result(self) -> Partial:
         return Partial(trim(self.tracker), self.seen, self.records, self.drops,
                        self.tunnels.stacks, self.error)  # fmt: skip
-
-
-def reserve(tr: Tracker, rows: int) -> None:
-    """Room in ``tr``'s tables for ``rows`` more connections and flows (a
-    batch of ``rows`` segments makes at most that many), grown to twice
-    what is needed when short.  The tracker grows its tables by a quarter
-    (its streaming run keeps only the open connections, and compacts them
-    often); a partition keeps every connection to the end, and growing a
-    table of a few hundred thousand connections a quarter at a time copied
-    it about 20 times, each copy into fresh pages (the page faults were
-    most of a worker's system time, 3-4 s for 250 k connections).  Doubled,
-    the copies add up to about the table's final size."""
-    n, f = tr.nconns + rows, tr.nflows + rows
-    cap = tr.c.flow.shape[0]
-    if cap < n:
-        n = max(n, 2 * cap)
-        tr.c.grow(n)
-        tr.s.grow(2 * n)
-        tr.hist_count = _grow(tr.hist_count, 2 * n, 0)
-        tr.row_id = _grow(tr.row_id, n, -1)
-    cap = tr.flow_conn.shape[0]
-    if cap < f:
-        f = max(f, 2 * cap)
-        tr.flow_key = _grow(tr.flow_key, f, 0)
-        tr.flow_conn = _grow(tr.flow_conn, f, -1)
-        tr.flow_fr = _grow(tr.flow_fr, f, 0)
 
 
 # -- the merge ---------------------------------------------------------------

@@ -211,6 +211,21 @@ class _Batch:
         return keep
 
 
+class _Runs:
+    """One batch's packets sorted by flow (capture order within), as
+    :meth:`Tracker._segment` sees them: each flow's run of packets."""
+
+    def __init__(self, f: I64) -> None:
+        self.n = n = f.size
+        self.pos = np.arange(n)
+        gstart = np.r_[True, f[1:] != f[:-1]]
+        self.first = np.flatnonzero(gstart)  # each run's first position
+        self.last = np.r_[self.first[1:] - 1, n - 1]  # each run's last position
+        self.flows = f[self.first]  # each run's flow
+        # each packet's run's first position
+        self.head = self.first[np.cumsum(gstart) - 1]
+
+
 class Tracker:
     """Feed :class:`TcpColumns` batches in capture order with :meth:`add`.
 
@@ -318,9 +333,7 @@ class Tracker:
 
     def _add_flows(self, key: I64) -> None:
         n = self.nflows + key.shape[0]
-        self.flow_key = _grow(self.flow_key, n, 0)
-        self.flow_conn = _grow(self.flow_conn, n, -1)
-        self.flow_fr = _grow(self.flow_fr, n, 0)
+        self._grow_flows(n)
         self.flow_key[self.nflows : n] = key
         self.flow_conn[self.nflows : n] = -1
         self.flow_fr[self.nflows : n] = 0
@@ -369,13 +382,43 @@ class Tracker:
 
     def _new_conns(self, n: int) -> None:
         total = self.nconns + n
-        self.c.grow(total)
-        self.s.grow(2 * total)
-        self.hist_count = _grow(self.hist_count, 2 * total, 0)
-        self.row_id = _grow(self.row_id, total, -1)
+        self._grow_conns(total)
         self.row_id[self.nconns : total] = np.arange(self.next_id, self.next_id + n)
         self.next_id += n
         self.nconns = total
+
+    def _grow_conns(self, rows: int) -> None:
+        """Every per-connection table (and per-slot one) to at least ``rows``
+        connections (:func:`~finwait.analyze.columns._grow`)."""
+        self.c.grow(rows)
+        self.s.grow(2 * rows)
+        self.hist_count = _grow(self.hist_count, 2 * rows, 0)
+        self.row_id = _grow(self.row_id, rows, -1)
+
+    def _grow_flows(self, rows: int) -> None:
+        """Every per-flow table to at least ``rows`` flows."""
+        self.flow_key = _grow(self.flow_key, rows, 0)
+        self.flow_conn = _grow(self.flow_conn, rows, -1)
+        self.flow_fr = _grow(self.flow_fr, rows, 0)
+
+    def reserve(self, rows: int) -> None:
+        """Room for ``rows`` more connections and flows (a batch of ``rows``
+        segments makes at most that many), grown to twice what is needed
+        when short.  The tables otherwise grow by a quarter (right for the
+        streaming run, which keeps only the open connections and compacts
+        them often); a tracker that keeps every connection to the end (a
+        partition of a parallel run) would copy a table of a few hundred
+        thousand connections about 20 times that way, each copy into fresh
+        pages (the page faults were most of a worker's system time, 3-4 s
+        for 250 k connections).  Doubled, the copies add up to about the
+        table's final size."""
+        n, f = self.nconns + rows, self.nflows + rows
+        cap = self.c.flow.shape[0]
+        if cap < n:
+            self._grow_conns(max(n, 2 * cap))
+        cap = self.flow_conn.shape[0]
+        if cap < f:
+            self._grow_flows(max(f, 2 * cap))
 
     # -- streaming -------------------------------------------------------------
 
@@ -510,14 +553,8 @@ class Tracker:
 
     def _segment(self, f: I64, d: I64, p: TcpColumns) -> I64:
         """Connection id per packet (packets sorted by flow, then frame)."""
-        n = f.size
-        fl = p.flags
-        pos = np.arange(n)
-        gstart = np.r_[True, f[1:] != f[:-1]]
-        gpos0 = np.flatnonzero(gstart)
-        gidx = np.cumsum(gstart) - 1
-        gend = np.r_[gpos0[1:] - 1, n - 1]
-        flows = f[gpos0]
+        r = _Runs(f)
+        n, fl, pos, gpos0, gend, flows = r.n, p.flags, r.pos, r.first, r.last, r.flows
         psyn = (fl & (SYN | ACK | RST | FIN)) == SYN
         new_flow = self.flow_conn[flows] < 0
         start = np.zeros(n, dtype=bool)
@@ -525,11 +562,11 @@ class Tracker:
         if self.zeek_timeouts:
             # (The SYN rule is decided in the timers' pass: a timer's start
             # also restarts the count of FIN/RST.)
-            return self._assign(f, d, p, self._timer_starts(f, d, p, start, psyn), gpos0, gidx)
+            return self._assign(f, d, p, self._timer_starts(f, d, p, start, psyn), r)
         # The FIN/RST count restarts at every SYN (after it: it carries
         # neither) and at every start past a horizon (at it: its own count,
         # as the packet belongs to the new connection).
-        h = self._horizon_starts(f, d, p, gpos0, gidx, psyn)
+        h = self._horizon_starts(f, d, p, r, psyn)
         start |= h
         fr = ((fl & (FIN | RST)) != 0).astype(np.int64)
         cfr = np.cumsum(fr)
@@ -539,7 +576,7 @@ class Tracker:
         if P.size:
             # FIN/RST since the last restart strictly before each SYN on its
             # 4-tuple (in this batch, or carried in flow_fr).
-            g0 = gpos0[gidx[P]]
+            g0 = r.head[P]
             prev = np.where(P > 0, reset[np.maximum(P - 1, 0)], -1)
             since = np.where(
                 prev >= g0,
@@ -554,16 +591,12 @@ class Tracker:
             cfr[gend] - cfr_ex[np.maximum(last, 0)],
             self.flow_fr[flows] + cfr[gend] - cfr_ex[gpos0],
         )
-        return self._assign(f, d, p, start, gpos0, gidx)
+        return self._assign(f, d, p, start, r)
 
-    def _assign(self, f: I64, d: I64, p: TcpColumns, start: Mask, gpos0: I64, gidx: I64) -> I64:
+    def _assign(self, f: I64, d: I64, p: TcpColumns, start: Mask, r: _Runs) -> I64:
         """Connection ids: a new one at each ``start``, else the flow's
         current one."""
-        n = f.size
-        pos = np.arange(n)
-        fl = p.flags
-        gend = np.r_[gpos0[1:] - 1, n - 1]
-        flows = f[gpos0]
+        n, fl = r.n, p.flags
         spos = np.flatnonzero(start)
         ids = np.full(n, -1, dtype=np.int64)
         if spos.size:
@@ -579,15 +612,13 @@ class Tracker:
             c.first_dir[newid] = d[spos]
             c.first_flags[newid] = fl[spos]
             c.tunnel[newid] = p.tunnel[spos]
-        last_start = np.maximum.accumulate(np.where(start, pos, -1))
-        valid = last_start >= gpos0[gidx]
+        last_start = np.maximum.accumulate(np.where(start, r.pos, -1))
+        valid = last_start >= r.head
         conn = np.where(valid, ids[np.maximum(last_start, 0)], self.flow_conn[f])
-        self.flow_conn[flows] = conn[gend]
+        self.flow_conn[r.flows] = conn[r.last]
         return conn
 
-    def _horizon_starts(
-        self, f: I64, d: I64, p: TcpColumns, gpos0: I64, gidx: I64, psyn: Mask
-    ) -> Mask:
+    def _horizon_starts(self, f: I64, d: I64, p: TcpColumns, r: _Runs, psyn: Mask) -> Mask:
         """Packets more than CLOSE_AFTER after the previous one on their
         4-tuple once its connection is closed (both FINs, or a RST, since
         the connection began: its last SYN or its first packet), or more
@@ -604,10 +635,9 @@ class Tracker:
         few rounds suffice unless a 4-tuple has long chains of such packets;
         those are finished one packet at a time.  The answer is the one
         packet-by-packet processing gives, whatever the batches."""
-        n = f.size
-        pos = np.arange(n)
+        n, pos, gpos0 = r.n, r.pos, r.first
         ts, fl = p.ts, p.flags
-        cur = self.flow_conn[f[gpos0]]
+        cur = self.flow_conn[r.flows]
         prev_t = np.r_[np.inf, ts[:-1]]
         prev_t[gpos0] = np.inf
         held = cur >= 0
@@ -617,7 +647,7 @@ class Tracker:
         cand: Mask = (gap > CLOSE_AFTER) & ~idle
         if not cand.any():
             return idle
-        g0 = gpos0[gidx]
+        g0 = r.head
         curp = np.repeat(cur, np.diff(np.r_[gpos0, n]))
         fin, rst = self.s.anyfin_frame, self.s.anyrst_frame
         if not fin.size:  # no connection yet
