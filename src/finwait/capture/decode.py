@@ -154,9 +154,12 @@ class _Bytes:
     """Bounds-safe big-endian gathers from one chunk: an index past the end
     reads zeros (the caller has already masked such packets out)."""
 
-    def __init__(self, buf: U8) -> None:
-        # Pad so any gather up to 64 bytes past a valid offset stays in bounds.
-        self.b = np.concatenate([buf, np.zeros(64, dtype=np.uint8)])
+    def __init__(self, buf: U8, padded: U8 | None = None) -> None:
+        # Pad so any gather up to 64 bytes past a valid offset stays in bounds
+        # (the reader's chunks come padded: no copy).
+        if padded is None or padded.size < buf.size + 64:
+            padded = np.concatenate([buf, np.zeros(64, dtype=np.uint8)])
+        self.b = padded
         self.limit = buf.size
 
     def rows(self, off: I64, dtype: np.dtype[np.void]) -> npt.NDArray[np.void]:
@@ -292,7 +295,7 @@ def decode(
     a segment not captured whole cannot be checked and counts as good."""
     if tunnels is None:
         tunnels = Tunnels()
-    by = _Bytes(batch.buf)
+    by = _Bytes(batch.buf, batch.padded)
     off = batch.data_off
     end = off + batch.caplen
     n = off.size

@@ -20,6 +20,7 @@ yielded, so callers keep what was read.
 
 from __future__ import annotations
 
+import io
 import struct
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -91,6 +92,8 @@ class RawBatch:
     frame: npt.NDArray[np.int64]
     file_offset: int  # file offset of buf[0]
     wirelen: npt.NDArray[np.int64] | None = None  # None: same as caplen
+    # ``buf`` and 64 zero bytes after it (the reader's), or None
+    padded: npt.NDArray[np.uint8] | None = None
 
     def __len__(self) -> int:
         return int(self.data_off.size)
@@ -104,31 +107,66 @@ class _Interface:
     offset: float = 0.0
 
 
+PAD = 64  # zero bytes kept after a chunk's last byte (decode's bounds-safe gathers)
+
+
 @dataclass(slots=True)
 class _Chunker:
-    """Sliding window over the file: ``buf`` holds bytes from ``base``."""
+    """Sliding window over the file: ``buf`` holds bytes from ``base``.
+
+    The bytes live in one buffer (``store``) reused for every chunk, the
+    unconsumed tail moved to its front and the file read in after it, so
+    no chunk takes fresh memory (each fresh page is a fault the kernel
+    fills with zeros): ``buf`` is a view of ``store`` that the next
+    :meth:`refill` overwrites.  :data:`PAD` zero bytes follow it
+    (:attr:`padded`)."""
 
     fh: BinaryIO
     base: int = 0
-    buf: bytes = b""
+    buf: memoryview = field(default_factory=lambda: memoryview(b""))
     eof: bool = False
     size: int = CHUNK
     consumed: int = 0  # bytes of buf already turned into records
+    store: bytearray = field(default_factory=lambda: bytearray(PAD))
 
     def refill(self, need: int = 0) -> bool:
         """Drop consumed bytes and read more; False when nothing was added."""
         if self.eof:
             return False
-        keep = self.buf[self.consumed :]
+        keep = len(self.buf) - self.consumed
+        tail = np.frombuffer(self.store, dtype=np.uint8)[self.consumed : self.consumed + keep]
         self.base += self.consumed
         self.consumed = 0
-        data = self.fh.read(max(self.size, need))
-        if not data:
+        want = max(self.size, need)
+        if len(self.store) < keep + want + PAD:
+            # (room for the next call's unconsumed tail too: a record or
+            # block cut by the chunk's end, usually under a megabyte)
+            store = bytearray(keep + want + PAD + max(keep, MAX_SNAPLEN * 4 + 64))
+            np.frombuffer(store, dtype=np.uint8)[:keep] = tail
+            self.store = store
+        elif keep:
+            np.frombuffer(self.store, dtype=np.uint8)[:keep] = tail  # (overlap-safe)
+        got = self._read(memoryview(self.store)[keep : keep + want])
+        n = keep + got
+        self.buf = memoryview(self.store)[:n]
+        self.store[n : n + PAD] = bytes(PAD)
+        if not got:
             self.eof = True
-            self.buf = keep
             return False
-        self.buf = keep + data if keep else data
         return True
+
+    def _read(self, into: memoryview) -> int:
+        """Fill ``into`` from the file (less at its end): the byte count."""
+        if isinstance(self.fh, io.BufferedReader | io.FileIO):
+            return self.fh.readinto(into) or 0
+        data = self.fh.read(len(into))  # (other file objects: fsspec's, a chunk's slice)
+        into[: len(data)] = data
+        return len(data)
+
+    @property
+    def padded(self) -> npt.NDArray[np.uint8]:
+        """``buf`` and the :data:`PAD` zero bytes after it (a view)."""
+        return np.frombuffer(self.store, dtype=np.uint8, count=len(self.buf) + PAD)
 
 
 def _u32_rows(
@@ -254,6 +292,7 @@ def _pcap(name: str, ch: _Chunker) -> Iterator[RawBatch]:
                 linktype=np.full(o.size, linktype, dtype=np.int64),
                 frame=np.arange(frame, frame + o.size, dtype=np.int64),
                 file_offset=ch.base,
+                padded=ch.padded,
             )
             frame += o.size
         ch.consumed = off
@@ -419,6 +458,7 @@ def _pcapng(name: str, ch: _Chunker) -> Iterator[RawBatch]:
             off = end
         if epb or other:
             batch, bad_at = _ng_batch(buf, epb, other, order, sec, frame, ch.base)
+            batch.padded = ch.padded
             if len(batch):
                 yield batch
             frame += len(batch)
@@ -443,7 +483,7 @@ def _pcapng(name: str, ch: _Chunker) -> Iterator[RawBatch]:
 
 
 def _other_packet(
-    name: str, at: int, buf: bytes, off: int, blen: int, btype: int, sec: _Section
+    name: str, at: int, buf: memoryview, off: int, blen: int, btype: int, sec: _Section
 ) -> tuple[int, int, int, float, int, int]:
     e = ">" if sec.big else "<"
     if btype == BT_SPB:
@@ -468,7 +508,7 @@ def _other_packet(
 
 
 def _ng_batch(
-    buf: bytes,
+    buf: memoryview,
     epb: list[int],
     other: list[tuple[int, int, int, float, int, int]],
     order: list[int],
