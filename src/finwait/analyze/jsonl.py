@@ -49,7 +49,7 @@ def iter_jsonl(res: Analysis, file: str | None = None) -> Iterator[str]:
     """The JSON Lines text of ``res``, a block of connections at a time."""
     tail = "" if file is None else ',"file":' + _json(file)
     for lo in range(0, res.n, BLOCK):
-        yield _text(res, lo, min(res.n, lo + BLOCK), tail)
+        yield _text(res, lo, min(res.n, lo + BLOCK), tail).decode("ascii")
 
 
 # -- text a column at a time -------------------------------------------------
@@ -101,9 +101,10 @@ class _Text:
         self.parts = []  # (memory)
         return out
 
-    def join(self) -> str:
+    def join(self) -> bytes:
+        """The lines' text (ASCII)."""
         text = np.ascontiguousarray(self.stack().T).tobytes()
-        return text.translate(None, b"\0").decode("ascii")
+        return text.translate(None, b"\0")
 
 
 def _literal(text: str) -> U32:
@@ -147,14 +148,15 @@ def _word_rows(b: U8) -> U32:
     return out
 
 
-# A number in groups of 4 digits, each group a word: 0 .. 9999 without
-# leading zeros (NUL bytes in front), 10000 + k with them ("0042"), and
-# 20000 for no digits at all (the leading groups of a small number).
+# A number in groups of 4 digits, each group a word: k (0 .. 9999) without
+# leading zeros (NUL bytes in front) and 0 as no digits at all (a leading
+# group of a small number); 10000 + k with them ("0042"); 20000 + k
+# without, 0 as "0" (the last group of a number below 10000).
 _K = np.arange(10000, dtype=np.int64)
 _GROUP = np.concatenate([
-    _word_rows(_digit_bytes(_K, 4, False, False)).ravel(),
+    np.r_[0, _word_rows(_digit_bytes(_K[1:], 4, False, False)).ravel()].astype(np.uint32),
     _word_rows(_digit_bytes(_K, 4, True, False)).ravel(),
-    np.zeros(1, dtype=np.uint32),
+    _word_rows(_digit_bytes(_K, 4, False, False)).ravel(),
 ])  # fmt: skip
 _MINUS = _table([b"\0\0\0-", b""]).ravel()  # index 0: a negative number's sign
 
@@ -165,24 +167,26 @@ def _digits(values: npt.NDArray[Any]) -> U32:
     v = np.asarray(values).astype(np.int64, copy=False)
     if not v.size:
         return np.zeros((1, 0), dtype=np.uint32)
-    neg = v < 0
-    a = np.abs(v)
-    if int(v.min()) == -(2**63):  # (it has no positive: one by one)
+    low = int(v.min())
+    if low == -(2**63):  # (it has no positive: one by one)
         return _texts([b"%d" % x for x in v.tolist()])
+    a = np.abs(v) if low < 0 else v
     top = int(a.max())
     groups = [a]
     while top >= 10000:
-        groups[0], low = np.divmod(groups[0], 10000)
-        groups.insert(1, low)
+        groups[0], rest = np.divmod(groups[0], 10000)
+        groups.insert(1, rest)
         top //= 10000
     out = np.empty((len(groups) + 1, v.size), dtype=np.uint32)
-    started = np.zeros(v.size, dtype=bool)
-    for j, g in enumerate(groups[:-1]):
-        out[j + 1] = _GROUP[np.where(started, g + 10000, np.where(g > 0, g, 20000))]
-        started |= g > 0
-    out[-1] = _GROUP[np.where(started, groups[-1] + 10000, groups[-1])]
-    if neg.any():
-        out[0] = _MINUS[(~neg).astype(np.intp)]
+    last = len(groups) - 1
+    for j, g in enumerate(groups):
+        alone = 0 if j < last else 20000  # (the last group writes 0 as "0")
+        # Digits were written before group j when the number is at least
+        # 10000 ** (the groups from j on): then "%04d".
+        lead = np.where(a >= 10000 ** (last - j + 1), 10000, alone) if j else alone
+        out[j + 1] = _GROUP[g + lead]
+    if low < 0:
+        out[0] = _MINUS[(v >= 0).astype(np.intp)]
         return out
     return out[1:]
 
@@ -241,10 +245,10 @@ def _rows(piece: U32) -> list[str]:
 # -- the lines -----------------------------------------------------------------
 
 
-def _text(res: Analysis, lo: int, hi: int, tail: str) -> str:
-    """The JSON Lines text of connections ``lo`` .. ``hi`` - 1."""
+def _text(res: Analysis, lo: int, hi: int, tail: str) -> bytes:
+    """The JSON Lines text (ASCII) of connections ``lo`` .. ``hi`` - 1."""
     if hi <= lo:
-        return ""
+        return b""
     c = res.cols
     sl = slice(lo, hi)
     t = _Text(hi - lo)
@@ -481,7 +485,8 @@ class OrderedJsonl:
     memory up to ``budget`` bytes, then spilled to a temporary file (sorted
     by id, with numpy arrays of each run's first and last id and offset)
     and read back in order, consecutive runs of a file segment in one
-    read."""
+    read.  The text is kept and written as bytes (to ``out.buffer`` when
+    ``out`` has one: no decoding and encoding again of every line)."""
 
     def __init__(
         self,
@@ -491,10 +496,14 @@ class OrderedJsonl:
         lines: Callable[[Analysis, int, int], list[str]] | None = None,
     ) -> None:
         self.out, self.budget = out, budget
+        self.raw = getattr(out, "buffer", None)
+        # (the CSV lines' text encoded as ``out`` would)
+        self.encoding = getattr(out, "encoding", None) or "utf-8"
+        self.errors = getattr(out, "errors", None) or "strict"
         self.tail = "" if file is None else ',"file":' + _json(file)
         self.lines = lines
         self.next = 1
-        self.held: dict[int, tuple[int, str]] = {}  # first id -> (last id, text)
+        self.held: dict[int, tuple[int, bytes]] = {}  # first id -> (last id, text)
         self.held_bytes = 0
         self.spill: Any = None
         # Spilled runs, a segment per spill: first ids, last ids, byte
@@ -510,7 +519,7 @@ class OrderedJsonl:
             ids = all_ids[lo:hi]
             first, last = int(ids[0]), int(ids[-1])
             if first == self.next and not (self.held or self.heads) and last - first == hi - lo - 1:
-                self.out.write(self._block(res, lo, hi))  # in order, nothing waiting
+                self._write(self._block(res, lo, hi))  # in order, nothing waiting
                 self.next = last + 1
                 continue
             # Runs of consecutive ids: rows a .. b - 1 of the block.
@@ -518,12 +527,12 @@ class OrderedJsonl:
             starts, ends = np.r_[0, cut].tolist(), np.r_[cut, ids.size].tolist()
             if self.lines is None:
                 text = self._block(res, lo, hi)
-                nl = np.flatnonzero(np.frombuffer(text.encode("ascii"), dtype=np.uint8) == 10)
+                nl = np.flatnonzero(np.frombuffer(text, dtype=np.uint8) == 10)
                 at = np.r_[0, nl + 1].tolist()
                 runs = [text[at[a] : at[b]] for a, b in zip(starts, ends, strict=True)]
             else:
                 lines = self.lines(res, lo, hi)
-                runs = ["".join(lines[a:b]) for a, b in zip(starts, ends, strict=True)]
+                runs = [self._encode(lines[a:b]) for a, b in zip(starts, ends, strict=True)]
             heads, tails = ids[starts].tolist(), ids[np.array(ends) - 1].tolist()
             for i, j, run in zip(heads, tails, runs, strict=True):
                 self.held[i] = (j, run)
@@ -532,10 +541,20 @@ class OrderedJsonl:
             if self.held_bytes > self.budget:
                 self._spill()
 
-    def _block(self, res: Analysis, lo: int, hi: int) -> str:
+    def _block(self, res: Analysis, lo: int, hi: int) -> bytes:
         if self.lines is None:
             return _text(res, lo, hi, self.tail)
-        return "".join(self.lines(res, lo, hi))
+        return self._encode(self.lines(res, lo, hi))
+
+    def _encode(self, lines: list[str]) -> bytes:
+        return "".join(lines).encode(self.encoding, self.errors)
+
+    def _write(self, text: bytes) -> None:
+        if self.raw is None:
+            self.out.write(text.decode(self.encoding, self.errors))
+            return
+        self.out.flush()  # (whatever was written as text first stays first)
+        self.raw.write(text)
 
     def close(self) -> None:
         self._drain()
@@ -551,7 +570,7 @@ class OrderedJsonl:
         f = self.spill
         f.seek(0, 2)
         firsts = sorted(self.held)
-        data = [self.held[i][1].encode() for i in firsts]
+        data = [self.held[i][1] for i in firsts]
         offs = np.cumsum([f.tell(), *map(len, data)])
         f.write(b"".join(data))
         lasts = np.array([self.held[i][0] for i in firsts], dtype=np.int64)
@@ -562,7 +581,7 @@ class OrderedJsonl:
         self.held_bytes = 0
 
     def _drain(self) -> None:
-        out: list[str] = []
+        out: list[bytes] = []
         size = 0
         while True:
             run = self.held.pop(self.next, None)
@@ -577,13 +596,13 @@ class OrderedJsonl:
             out.append(text)
             size += len(text)
             if size > 1 << 20:  # written as it goes, a megabyte at a time
-                self.out.write("".join(out))
+                self._write(b"".join(out))
                 out.clear()
                 size = 0
         if out:
-            self.out.write("".join(out))
+            self._write(b"".join(out))
 
-    def _read_runs(self) -> str:
+    def _read_runs(self) -> bytes:
         """The spilled runs from ``next`` on that follow each other without
         a gap in one segment (next to each other in the file), up to 256,
         in one read."""
@@ -595,7 +614,7 @@ class OrderedJsonl:
         f, g = firsts[j : j + 256], lasts[j : j + 256]
         r = 1 + int(np.argmin(np.r_[f[1:] == g[:-1] + 1, False]))
         self.spill.seek(int(offs[j]))
-        text: str = self.spill.read(int(offs[j + r] - offs[j])).decode()
+        text: bytes = self.spill.read(int(offs[j + r] - offs[j]))
         self.next = int(lasts[j + r - 1]) + 1
         self.cursor[k] = j + r
         if j + r < firsts.size:
