@@ -329,6 +329,45 @@ def _addr(w: tuple[int, ...]) -> str:
     return str(ipaddress.IPv6Address((w[0] << 96) | (w[1] << 64) | (w[2] << 32) | w[3]))
 
 
+# Per-direction columns come as (n, 2) pairs (DirColumns.pairs).  numpy's
+# reductions along an axis of two are slow (a loop set up per row) and so is
+# 2-D fancy indexing: these take the two columns as two arrays instead, and a
+# side's value through the flat row 2 * conn + side.
+
+
+def _both(pair: npt.NDArray[np.bool_]) -> npt.NDArray[np.bool_]:
+    """``pair.all(axis=1)``."""
+    return pair[:, 0] & pair[:, 1]
+
+
+def _either(pair: npt.NDArray[np.bool_]) -> npt.NDArray[np.bool_]:
+    """``pair.any(axis=1)``."""
+    return pair[:, 0] | pair[:, 1]
+
+
+def _lower(pair: I64) -> I64:
+    """``pair.min(axis=1)``."""
+    return np.minimum(pair[:, 0], pair[:, 1])
+
+
+def _lower_side(pair: I64) -> I64:
+    """``np.argmin(pair, axis=1)``: the side with the lower value, 0 on a tie."""
+    return (pair[:, 1] < pair[:, 0]).astype(np.int64)
+
+
+class _Side:
+    """One side (direction) of every connection: ``of(pair)`` is each
+    connection's value on it (``pair[arange(n), d]``)."""
+
+    def __init__(self, d: I64) -> None:
+        self.d = d
+        self.rows = 2 * np.arange(d.size) + d  # the flat row 2 * conn + side
+
+    def of(self, pair: npt.NDArray[Any]) -> npt.NDArray[Any]:
+        out: npt.NDArray[Any] = pair.reshape(-1)[self.rows]
+        return out
+
+
 def classify(tr: Tracker, path: str) -> Analysis:
     """Turn the tracker's columns into an :class:`Analysis`."""
     res = Analysis(path, tcp_packets=tr.packets)
@@ -339,7 +378,6 @@ def classify(tr: Tracker, path: str) -> Analysis:
     if n == 0:
         res.cols = {"hist_str": "", "hist_at": np.zeros(1, dtype=np.int64), "an_by_conn": {}}
         return res
-    idx = np.arange(n)
     s = tr.s.pairs(n)  # (n, 2): [connection, direction]
     c = tr.c.head(n)
     # Whether each frame column was written ("has a SYN", "has a FIN" ...).
@@ -349,20 +387,21 @@ def classify(tr: Tracker, path: str) -> Analysis:
     }
 
     # Client: the SYN sender; else the receiver of a SYN-ACK; else the first sender.
-    syn_any = has["syn_frame"].any(axis=1)
-    sa_any = has["sa_frame"].any(axis=1)
+    syn_any = _either(has["syn_frame"])
+    sa_any = _either(has["sa_frame"])
     flip = _zeek_flip(tr, c.flow, c.first_dir, c.first_flags)
     client = np.where(
         syn_any,
-        np.argmin(s.syn_frame, axis=1),
-        np.where(sa_any, 1 - np.argmin(s.sa_frame, axis=1), c.first_dir ^ flip),
+        _lower_side(s.syn_frame),
+        np.where(sa_any, 1 - _lower_side(s.sa_frame), c.first_dir ^ flip),
     )
     server = 1 - client
+    cl, sv = _Side(client), _Side(server)
 
     def cs(name: str) -> tuple[npt.NDArray[Any], npt.NDArray[Any]]:
         """Column ``name`` for the client and for the server."""
         a = getattr(s, name)
-        return a[idx, client], a[idx, server]
+        return cl.of(a), sv.of(a)
 
     syn_c, _ = cs("syn_frame")
     has_syn_c = syn_c != NONE
@@ -384,16 +423,18 @@ def classify(tr: Tracker, path: str) -> Analysis:
 
     # FINs: first and second, and whether the second acknowledged the first.
     fin = s.fin_frame
-    both_fin = has["fin_frame"].all(axis=1)
-    any_fin = has["fin_frame"].any(axis=1)
-    f1 = np.argmin(fin, axis=1)  # side of the first FIN
-    f2 = 1 - f1
-    f1_end = (s.fin_seq[idx, f1] + s.fin_plen[idx, f1] + 1) & M32
-    f2_acks_f1 = ((s.fin_ack[idx, f2] - f1_end) & M32) < HALF
-    acked_before_f2 = s.fack_frame[idx, f1] < fin[idx, f2]
+    both_fin = _both(has["fin_frame"])
+    any_fin = _either(has["fin_frame"])
+    f1 = _Side(_lower_side(fin))  # side of the first FIN
+    f2 = _Side(1 - f1.d)
+    f1_end = (f1.of(s.fin_seq) + f1.of(s.fin_plen) + 1) & M32
+    f2_acks_f1 = ((f2.of(s.fin_ack) - f1_end) & M32) < HALF
+    acked_before_f2 = f1.of(s.fack_frame) < f2.of(fin)
     fack = s.fack_frame
-    close_done = np.where(both_fin & has["fack_frame"].all(axis=1), fack.max(axis=1), NONE)
-    rst_first = s.rst_first.min(axis=1)
+    close_done = np.where(
+        both_fin & _both(has["fack_frame"]), np.maximum(fack[:, 0], fack[:, 1]), NONE
+    )
+    rst_first = _lower(s.rst_first)
     rst_any = rst_first != NONE
     reset = rst_any & (~both_fin | (rst_first < close_done))
     probe = (handshake == Handshake.none) & ((c.first_flags & ACK) == 0)
@@ -412,16 +453,16 @@ def classify(tr: Tracker, path: str) -> Analysis:
          Close.three_way, Close.simultaneous, Close.half_closed],
         Close.open,
     )  # fmt: skip
-    side_of = np.where(f1 == client, Side.client, Side.server)
+    side_of = np.where(f1.d == client, Side.client, Side.server)
     first_fin = np.where(
         close == Close.simultaneous,
         Side.both,
         np.where(any_fin & (close != Close.probe), side_of, -1),
     )
-    first_rst_dir = np.argmin(s.rst_first, axis=1)
+    first_rst_dir = _lower_side(s.rst_first)
     reset_by = np.where(rst_any, np.where(first_rst_dir == client, Side.client, Side.server), -1)
-    reset_after_fin = rst_any & (fin.min(axis=1) < rst_first)
-    hc = s.hc_bytes[idx, f2]
+    reset_after_fin = rst_any & (_lower(fin) < rst_first)
+    hc = f2.of(s.hc_bytes)
     half_close_bytes = np.where(any_fin & (close != Close.simultaneous), hc, 0)
 
     res.cols = cols = {
@@ -445,56 +486,55 @@ def classify(tr: Tracker, path: str) -> Analysis:
         cols[name + "_c"], cols[name + "_s"] = cs(key)
     # Relative numbers: each side's own ISN for seq, the peer's for ack.
     base = s.base
-    for side, me in (("c", client), ("s", server)):
-        peer = 1 - me
-        cols["fin_has_" + side] = has["fin_frame"][idx, me]
-        cols["fin_frame_" + side] = fin[idx, me]
-        cols["fin_ts_" + side] = s.fin_ts[idx, me]
+    for side, me, peer in (("c", cl, sv), ("s", sv, cl)):
+        cols["fin_has_" + side] = me.of(has["fin_frame"])
+        cols["fin_frame_" + side] = me.of(fin)
+        cols["fin_ts_" + side] = me.of(s.fin_ts)
         # Relative seq of the FIN segment, past 4 GiB too (the tracker unwraps).
-        cols["fin_seq_" + side] = s.fin_pos[idx, me] - s.fin_plen[idx, me]
-        cols["fin_ack_" + side] = (s.fin_ack[idx, me] - base[idx, peer]) & M32
-        cols["fin_plen_" + side] = s.fin_plen[idx, me]
-        cols["fin_retr_" + side] = np.maximum(s.fin_count[idx, me] - 1, 0)
-        cols["fack_has_" + side] = has["fack_frame"][idx, me]
-        cols["fack_frame_" + side] = fack[idx, me]
-        cols["fack_ts_" + side] = s.fack_ts[idx, me]
-        cols["fack_seq_" + side] = (s.fack_seq[idx, me] - base[idx, peer]) & M32
-        cols["fack_ack_" + side] = (s.fack_ack[idx, me] - base[idx, me]) & M32
-        cols["fack_flags_" + side] = s.fack_flags[idx, me]
-        cols["fack_plen_" + side] = s.fack_plen[idx, me]
+        cols["fin_seq_" + side] = me.of(s.fin_pos) - me.of(s.fin_plen)
+        cols["fin_ack_" + side] = (me.of(s.fin_ack) - peer.of(base)) & M32
+        cols["fin_plen_" + side] = me.of(s.fin_plen)
+        cols["fin_retr_" + side] = np.maximum(me.of(s.fin_count) - 1, 0)
+        cols["fack_has_" + side] = me.of(has["fack_frame"])
+        cols["fack_frame_" + side] = me.of(fack)
+        cols["fack_ts_" + side] = me.of(s.fack_ts)
+        cols["fack_seq_" + side] = (me.of(s.fack_seq) - peer.of(base)) & M32
+        cols["fack_ack_" + side] = (me.of(s.fack_ack) - me.of(base)) & M32
+        cols["fack_flags_" + side] = me.of(s.fack_flags)
+        cols["fack_plen_" + side] = me.of(s.fack_plen)
 
-    cols["zeek"] = _zeek(tr, s, client, server, idx)
+    cols["zeek"] = _zeek(tr, s, cl, sv)
     _history(tr, cols, client, n)
     _anomalies(tr, cols, handshake, close_done, c.first_frame, n)
     return res
 
 
-def _zeek(tr: Tracker, s: DirColumns, client: I64, server: I64, idx: I64) -> I64:
+def _zeek(tr: Tracker, s: DirColumns, client: _Side, server: _Side) -> I64:
     """Zeek's conn_state (base/protocols/conn/main.zeek, ``conn_state``);
     -1 means RSTOS0 or OTH, decided on the history string."""
-    n = idx.size
+    n = client.d.size
     fcount = tr.hist_count[: 2 * n, H_F].reshape(n, 2)
 
-    def state(me: I64, peer: I64, orig: bool) -> I64:
-        fin = fcount[idx, me] > 0
+    def state(me: _Side, peer: _Side, orig: bool) -> I64:
+        fin = me.of(fcount) > 0
         # A RST from a side that sent its FIN after the peer had (or before
         # the peer's FIN, which turns it back) leaves it CLOSED: Zeek keeps
         # a FIN exchange over a later RST (UpdateClosedState,
         # UpdateEstablishedState).
-        after_fins = (s.anyfin_frame[idx, me] < s.anyrst_frame[idx, me]) & (
-            s.anyfin_frame[idx, peer] != NONE
+        after_fins = (me.of(s.anyfin_frame) < me.of(s.anyrst_frame)) & (
+            peer.of(s.anyfin_frame) != NONE
         )
-        rst = (s.rst_count[idx, me] > 0) & ~after_fins
-        syn = s.syn_count[idx, me] > 0
-        sa = s.sa_frame[idx, me] != NONE
-        peer_sa = s.sa_frame[idx, peer] != NONE
+        rst = (me.of(s.rst_count) > 0) & ~after_fins
+        syn = me.of(s.syn_count) > 0
+        sa = me.of(s.sa_frame) != NONE
+        peer_sa = peer.of(s.sa_frame) != NONE
         # Zeek: the responder's SYN-ACK establishes both its side and an
         # originator that sent a SYN; an originator whose SYN was not
         # captured is established by its ACK of that SYN-ACK.
-        est = (syn & peer_sa) | (~syn & peer_sa & (s.hs_frame[idx, me] != NONE)) if orig else sa
+        est = (syn & peer_sa) | (~syn & peer_sa & (me.of(s.hs_frame) != NONE)) if orig else sa
         first, second = (syn, sa) if orig else (sa, syn)
         return np.select(
-            [rst, fin, est, first, second, s.pkts[idx, me] > 0],
+            [rst, fin, est, first, second, me.of(s.pkts) > 0],
             [Z_RESET, Z_CLOSED, Z_ESTABLISHED,
              Z_SYN_SENT if orig else Z_SYN_ACK_SENT, Z_SYN_ACK_SENT if orig else Z_SYN_SENT,
              Z_PARTIAL],
@@ -505,7 +545,7 @@ def _zeek(tr: Tracker, s: DirColumns, client: I64, server: I64, idx: I64) -> I64
     rs = state(server, client, False)
     o_in = (os_ == Z_INACTIVE) | (os_ == Z_PARTIAL)
     r_in = (rs == Z_INACTIVE) | (rs == Z_PARTIAL)
-    nobytes = (s.bytes[idx, client] == 0) & (s.bytes[idx, server] == 0)
+    nobytes = (client.of(s.bytes) == 0) & (server.of(s.bytes) == 0)
     return np.select(
         [
             (rs == Z_RESET) & ((os_ == Z_SYN_SENT) | (os_ == Z_SYN_ACK_SENT) | ((os_ == Z_RESET) & nobytes)),
