@@ -58,3 +58,29 @@ def test_analyze_command_fixes_thresholds(tmp_path: Path) -> None:
         "assert r.exit_code == 0, r.output\n"
         "print(before, _mmapped_alloc())")  # fmt: skip
     assert out == ["True", "False"]
+
+
+def test_steady_turns_numpy_huge_pages_off() -> None:
+    """numpy advises huge pages for a large array (VmFlags ``hg`` on its
+    mapping); after :func:`steady` it does not (each such first touch was a
+    2 MB page found and zeroed by the kernel: 4-5 CPU s a worker)."""
+    code = (
+        "import numpy as np\n"
+        "from finwait.analyze.alloc import steady\n"
+        "def advised(a):\n"
+        "    at = a.ctypes.data + a.nbytes // 2\n"
+        "    lo = hi = None\n"
+        "    for line in open('/proc/self/smaps'):\n"
+        "        head = line.split()[0]\n"
+        "        if '-' in head and ':' not in head:\n"
+        "            lo, hi = (int(x, 16) for x in head.split('-'))\n"
+        "        elif head == 'VmFlags:' and lo <= at < hi:\n"
+        "            return 'hg' in line.split()[1:]\n"
+        "before = advised(np.ones(8 << 20))\n"
+        "steady()\n"
+        "print(before, advised(np.ones(8 << 20)))\n"
+    )
+    env = {k: v for k, v in os.environ.items() if k != "NUMPY_MADVISE_HUGEPAGE"}
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
+                         check=True).stdout.split()  # fmt: skip
+    assert out == ["True", "False"]
