@@ -56,6 +56,7 @@ from typing import Any
 from .alloc import steady as _malloc
 from .chunks import Chunk
 from .partition import ChunkDone, Folder, Partial, Piece, decode_split, merge, tree
+from .weave import Output
 
 # A worker's partitions, by (run, partition): the trackers the folds feed.
 _FOLDERS: dict[tuple[str, int], Folder] = {}
@@ -246,7 +247,12 @@ class DaskRunner(AbstractContextManager["DaskRunner"]):
         self.started = method
 
     def __call__(
-        self, chunks: list[Chunk], file_of: list[int], zeek_timeouts: bool, done: ChunkDone | None
+        self,
+        chunks: list[Chunk],
+        file_of: list[int],
+        zeek_timeouts: bool,
+        done: ChunkDone | None,
+        output: Output | None = None,
     ) -> Partial | None:
         import importlib
         import uuid

@@ -37,7 +37,7 @@ import struct
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field, fields
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 import numpy.typing as npt
@@ -47,6 +47,7 @@ from .alloc import steady
 from .chunks import Chunk, Part, decode_batches
 from .columns import ConnColumns, DirColumns
 from .tracker import Events, Tracker
+from .weave import Output, Spec, Woven, ranks, render, weave_all
 
 I64 = npt.NDArray[np.int64]
 Stacks = list[tuple[tuple[str, str, str], ...]]
@@ -358,15 +359,24 @@ def tree(items: list[Any], pair: Any) -> Any:
 # -- running it --------------------------------------------------------------
 
 ChunkDone = Callable[[int], None]  # called with a chunk's index once folded everywhere
-Runner = Callable[[list[Chunk], list[int], bool, ChunkDone | None], Partial | None]
+# A runner takes the chunks, each chunk's file, Zeek's timers, a callback per
+# chunk folded and (optionally) an Output: then the partitions make the
+# output themselves and the runner returns what it wove (analyze/weave.py);
+# else, or when it cannot weave, the partitions' merged result.
+Result = Partial | Woven | None
+
+
+class Runner(Protocol):
+    def __call__(self, chunks: list[Chunk], file_of: list[int], zeek_timeouts: bool,
+                 done: ChunkDone | None, output: Output | None = None, /) -> Result: ...  # fmt: skip
 
 
 def serial_runner(n: int) -> Runner:
-    """All ``n`` partitions in this process (tests: the same split, folds
-    and merge as the parallel runners, without processes)."""
+    """All ``n`` partitions in this process (tests: the same split, folds,
+    merge and weave as the parallel runners, without processes)."""
 
     def run(chunks: list[Chunk], file_of: list[int], zeek_timeouts: bool,
-            done: ChunkDone | None) -> Partial | None:  # fmt: skip
+            done: ChunkDone | None, output: Output | None = None) -> Result:  # fmt: skip
         folders = [Folder(file_of, zeek_timeouts) for _ in range(n)]
         for c in chunks:
             for f, pc in zip(folders, decode_split(c, n, pack=True), strict=True):
@@ -375,9 +385,23 @@ def serial_runner(n: int) -> Runner:
                 return None
             if done is not None:
                 done(c.index)
-        return tree([f.result() for f in folders], merge)  # type: ignore[no-any-return]
+        got = None if output is None else ranks([_firsts(f) for f in folders])
+        if output is None or got is None:
+            return tree([f.result() for f in folders], merge)  # type: ignore[no-any-return]
+        ids, label = got
+        spec = output.spec()
+        msgs = [render(f, i, label.size, spec) for f, i in zip(folders, ids, strict=True)]
+        f0 = folders[0]
+        return weave_all(output, label, n, lambda p: next(msgs[p]), f0.records,
+                         sum((f.drops for f in folders), Counter()), f0.tunnels.stacks)  # fmt: skip
 
     return run
+
+
+def _firsts(folder: Folder) -> I64:
+    """A partition's connections' first frames (what the ids are made from)."""
+    tr = folder.tracker
+    return tr.c.first_frame[: tr.nconns]
 
 
 def process_runner(n: int) -> ProcessRunner:
@@ -404,16 +428,19 @@ class ProcessRunner:
         self.decoded = [0] * n
 
     def __call__(self, chunks: list[Chunk], file_of: list[int], zeek_timeouts: bool,
-                 done: ChunkDone | None) -> Partial | None:  # fmt: skip
+                 done: ChunkDone | None, output: Output | None = None) -> Result:  # fmt: skip
         n = self.n
         import multiprocessing as mp
 
         ctx = mp.get_context()
+        spec = None if output is None else output.spec()
         # pipes[q][p]: worker q's pieces for worker p (read end, write end)
         pipes = [[ctx.Pipe(duplex=False) if q != p else None for p in range(n)]
                  for q in range(n)]  # fmt: skip
-        # outs[p]: worker p's result (its partition's tables, out of band)
+        # outs[p]: worker p's result (its partition's tables, out of band, or
+        # its first frames and then its rendered output); backs[p]: its ids
         outs = [ctx.Pipe(duplex=False) for _ in range(n)]
+        backs = [ctx.Pipe(duplex=False) for _ in range(n)] if spec is not None else []
         for _, end in [*(x for row in pipes for x in row if x is not None), *outs]:
             _roomy(end.fileno())
         events = ctx.Queue()
@@ -421,7 +448,19 @@ class ProcessRunner:
         procs = [
             ctx.Process(
                 target=_peer,
-                args=(p, n, chunks, file_of, zeek_timeouts, pipes, events, shared, outs[p][1]),
+                args=(
+                    p,
+                    n,
+                    chunks,
+                    file_of,
+                    zeek_timeouts,
+                    pipes,
+                    events,
+                    shared,
+                    outs[p][1],
+                    spec,
+                    backs[p][0] if backs else None,
+                ),
                 daemon=True,
                 name=f"finwait-partition-{p}",
             )
@@ -436,33 +475,62 @@ class ProcessRunner:
                     pair[1].close()
         for _, write in outs:
             write.close()
-        parts: dict[int, Partial] = {}
+        for read, _ in backs:
+            read.close()
+        got: dict[int, Any] = {}
         decoded = self.decoded = [0] * n
-        failed = False
+        failed = finished = False
         try:
-            while len(parts) < n and not failed:
+            while len(got) < n and not failed:
                 kind, p, payload = events.get()
                 if kind == "chunk" and done is not None:
                     done(payload)
                 elif kind == "done":
-                    try:
-                        parts[p] = _receive_object(outs[p][0].fileno())
+                    try:  # its Partial, or (weaving) its first frames
+                        got[p] = _receive_object(outs[p][0].fileno())
                     except EOFError:  # the worker died while sending it
                         failed = True
                     decoded[p] = payload
                 elif kind in ("error", "crash"):
                     failed = True
+            if failed:
+                return None
+            if spec is None:
+                finished = True
+                return tree([got[p] for p in range(n)], merge)  # type: ignore[no-any-return]
+            assert output is not None
+            ranked = ranks([got[p] for p in range(n)])
+            for p in range(n):
+                reply = None if ranked is None else (ranked[0][p], ranked[1].size)
+                _send_object(backs[p][1].fileno(), reply)
+            if ranked is None:  # (not in first-frame order: merge instead)
+                parts = [_receive_object(outs[p][0].fileno()) for p in range(n)]
+                finished = True
+                return tree(parts, merge)  # type: ignore[no-any-return]
+
+            def receive(p: int) -> Any:
+                try:
+                    return _receive_object(outs[p][0].fileno())
+                except EOFError:
+                    raise RuntimeError(f"partition {p}'s worker ended while writing") from None
+
+            woven = weave_all(output, ranked[1], n, receive, 0, Counter(), [])
+            tail = _receive_object(outs[0][0].fileno())  # (worker 0: per capture)
+            woven.records, woven.drops, woven.stacks = tail
+            woven.drops = sum((_receive_object(outs[p][0].fileno()) for p in range(1, n)),
+                              woven.drops)  # fmt: skip
+            finished = True
+            return woven
         finally:
-            if failed or len(parts) < n:
+            if not finished:
                 for pr in procs:
                     pr.kill()
             for pr in procs:
                 pr.join()
             for read, _ in outs:
                 read.close()
-        if failed:
-            return None
-        return tree([parts[p] for p in range(n)], merge)  # type: ignore[no-any-return]
+            for _, write in backs:
+                write.close()
 
 
 # -- pieces between worker processes -------------------------------------------
@@ -589,7 +657,7 @@ def _receive(fd: int) -> Piece | None:
 
 def _peer(p: int, n: int, chunks: list[Chunk], file_of: list[int], zeek_timeouts: bool,
           pipes: list[list[Any]], events: Any, shared: tuple[Any, Any],
-          out: Any) -> None:  # fmt: skip
+          out: Any, spec: Spec | None = None, back: Any = None) -> None:  # fmt: skip
     import threading
     from multiprocessing.connection import wait
 
@@ -656,6 +724,18 @@ def _peer(p: int, n: int, chunks: list[Chunk], file_of: list[int], zeek_timeouts
         for t in threads:
             t.join()
         events.put(("done", p, decoded))
-        _send_object(out.fileno(), folder.result())
+        if spec is None:
+            _send_object(out.fileno(), folder.result())
+            return
+        # Weaving: first frames out, ids back, then the rendered blocks.
+        _send_object(out.fileno(), _firsts(folder))
+        reply = _receive_object(back.fileno())
+        if reply is None:
+            _send_object(out.fileno(), folder.result())
+            return
+        for msg in render(folder, reply[0], reply[1], spec):
+            _send_object(out.fileno(), msg)
+        _send_object(out.fileno(), (folder.records, folder.drops, folder.tunnels.stacks)
+                     if p == 0 else folder.drops)  # fmt: skip
     except BaseException as exc:  # reported, so the caller falls back
         events.put(("crash", p, repr(exc)))

@@ -30,6 +30,7 @@ from .chunks import CHUNK_BYTES, Chunk, plan, size_of
 from .classify import Analysis, classify
 from .partition import Partial, Runner
 from .tracker import Tracker
+from .weave import Output, Woven
 
 Progress = Callable[[int], None]
 
@@ -80,6 +81,7 @@ def analyze_set(
     cuts: dict[str, list[int]] | None = None,
     as_set: bool = True,
     verify_checksums: bool = False,
+    output: Output | None = None,
 ) -> Analysis:
     """Classify every TCP connection of the files taken as one capture.
     ``progress`` is called with the bytes read so far over the whole set;
@@ -90,11 +92,21 @@ def analyze_set(
     4-tuple partition; the result is the sequential one (a chunk that does
     not read cleanly makes the whole run sequential).  ``as_set=False``: one
     file analysed alone (no ``files`` field); ``verify_checksums`` as for
-    :func:`~finwait.analyze.run.analyze_file`."""
+    :func:`~finwait.analyze.run.analyze_file`.
+
+    With ``runner`` and ``output`` (analyze/weave.py), the partitions
+    classify and render their connections themselves and the lines go to
+    ``output`` in id order (then ``output.done`` is set): the result has
+    the counts and ``n`` but no rows, as a streamed analysis."""
     files = [str(p) for p in paths] if ordered else order(paths)
     if runner is not None:
+        if output is not None:
+            output.name = _name(files)
+            output.files = files if as_set else None
         got = _partitioned(files, runner, progress, zeek_timeouts, chunk_bytes, cuts,
-                           verify_checksums)  # fmt: skip
+                           verify_checksums, output)  # fmt: skip
+        if isinstance(got, Woven):
+            return _woven(got, files, as_set)
         if got is not None:
             return _finish(got.tracker, files, got.records, got.drops, got.stacks, got.seen,
                            [], as_set)  # fmt: skip
@@ -137,8 +149,7 @@ def _finish(
     errors: list[tuple[str, int | None, bool]],
     as_set: bool,
 ) -> Analysis:
-    name = files[0] if len(files) == 1 else f"set of {len(files)} files"
-    res = classify(tracker, name)
+    res = classify(tracker, _name(files))
     res.records_read = records
     drops = Counter(drops)
     res.notes = Counter({k: drops.pop(k) for k in NOTES if k in drops})
@@ -155,6 +166,24 @@ def _finish(
     return res
 
 
+def _name(files: list[str]) -> str:
+    return files[0] if len(files) == 1 else f"set of {len(files)} files"
+
+
+def _woven(got: Woven, files: list[str], as_set: bool) -> Analysis:
+    """The result of a run whose partitions wrote the output: counts only."""
+    res = Analysis(_name(files), records_read=got.records, tcp_packets=got.packets, n=got.n)
+    res.cols = {"tunnel": np.zeros(0, dtype=np.int64)}
+    res.tunnelled = got.tunnelled
+    drops = Counter(got.drops)
+    res.notes = Counter({k: drops.pop(k) for k in NOTES if k in drops})
+    res.drops = drops
+    res.tunnels = got.stacks
+    if as_set:
+        res.files = files
+    return res
+
+
 def _partitioned(
     files: list[str],
     runner: Runner,
@@ -163,7 +192,8 @@ def _partitioned(
     chunk_bytes: int,
     cuts: dict[str, list[int]] | None,
     verify_checksums: bool,
-) -> Partial | None:
+    output: Output | None = None,
+) -> Partial | Woven | None:
     """The files' chunks run by ``runner``; None when a chunk did not read
     cleanly (the caller then reads the files sequentially)."""
     chunks: list[Chunk] = []
@@ -179,8 +209,11 @@ def _partitioned(
             ends.append(done + (c.stop if c.stop >= 0 else size))
         done += size
     report = None if progress is None else (lambda i: progress(ends[i]))
-    got = runner(chunks, file_of, zeek_timeouts, report)
-    if got is None or got.error is not None:
+    if output is None:  # (a runner may not take one)
+        got = runner(chunks, file_of, zeek_timeouts, report)
+    else:
+        got = runner(chunks, file_of, zeek_timeouts, report, output)
+    if got is None or (isinstance(got, Partial) and got.error is not None):
         return None
     return got
 

@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 
 from .classify import CLOSES, SIDES, Analysis, Close
+from .tracker import ANOMALIES
 
 LONGEST = 5
 UNCLOSED = 10
@@ -55,6 +56,20 @@ class Summary:
         for row in rows[np.argsort(ids[rows], kind="stable")][:UNCLOSED].tolist():
             _keep(self._first_unclosed, (-int(ids[row]), res.record(row + 1)), UNCLOSED)
 
+    def merge(self, other: Summary) -> None:
+        """Fold in another summary of other connections (another partition's)."""
+        self.grid.update(other.grid)
+        for name, (nc, ns) in other.anomalies.items():
+            tot = self.anomalies.setdefault(name, [0, 0])
+            tot[0] += nc
+            tot[1] += ns
+        self.tunnelled += other.tunnelled
+        self.unclosed += other.unclosed
+        for item in other._longest:
+            _keep(self._longest, item, LONGEST)
+        for unclosed in other._first_unclosed:
+            _keep(self._first_unclosed, unclosed, UNCLOSED)
+
     def longest(self) -> list[dict[str, Any]]:
         return [rec for *_, rec in sorted(self._longest, key=lambda x: x[:2], reverse=True)]
 
@@ -62,7 +77,10 @@ class Summary:
         return [rec for _, rec in sorted(self._first_unclosed, key=lambda x: x[0], reverse=True)]
 
     def anomaly_counts(self) -> dict[str, tuple[int, int]]:
-        return {k: (v[0], v[1]) for k, v in self.anomalies.items()}
+        """name -> (connections, segments), in the tracker's order of
+        anomalies (not the order pieces brought them: the same whatever
+        the pieces or partitions)."""
+        return {k: (v[0], v[1]) for k in ANOMALIES if (v := self.anomalies.get(k)) is not None}
 
     def close_rows(self) -> list[tuple[str, list[int]]]:
         """Per close type seen: the count by first closer (client, server,

@@ -19,6 +19,7 @@ from .files import DIRS_OK, INPUT, OUTPUT, OUTPUT_DIR, write_text, writing
 if TYPE_CHECKING:
     from ..analyze import Analysis
     from ..analyze.summary import Summary
+    from ..analyze.weave import Output
 
 # numpy's BLAS starts a thread per core at import; the analyzer does no
 # linear algebra, so one thread (the user's setting wins) saves start-up CPU.
@@ -119,8 +120,10 @@ def _run_set(
     chunk_bytes: int = 32 << 20,
     as_set: bool = True,
     checksums: bool = False,
+    output: Output | None = None,
 ) -> Analysis:
-    """A set, or one file cut into chunks tracked by ``workers`` processes."""
+    """A set, or one file cut into chunks tracked by ``workers`` processes
+    (which, with ``output``, write the connections themselves: weave.py)."""
     from ..analyze.chunks import size_of
     from ..analyze.partition import process_runner
     from ..analyze.sets import analyze_set
@@ -129,6 +132,7 @@ def _run_set(
         "zeek_timeouts": zeek_timeouts, "chunk_bytes": chunk_bytes, "as_set": as_set,
         "verify_checksums": checksums,
         "runner": process_runner(workers) if workers > 1 else None,
+        "output": output if workers > 1 else None,
     }  # fmt: skip
     if not progress:
         return analyze_set(files, **kw)
@@ -308,12 +312,34 @@ def analyze_cmd(
     wanted = tuple(c for c in (explain, ladder, svg[0] if svg else None) if c is not None)
     streamed = False
     summaries: list[Summary | None] = []
+    output: Output | None = None
     if dask_at is not None:
         results = _run_dask(dask_at, files, as_set, zeek_timeouts, int(chunk_mb * (1 << 20)),
                             verify_checksums, show_bar)  # fmt: skip
     elif as_set or (workers > 1 and len(files) == 1):
+        # The workers classify and write the connections themselves (the
+        # main process interleaves their lines), unless every connection is
+        # needed here at the end.
+        if not whole and mode in ("json", "csv", "summary", "stats"):
+            from ..analyze.weave import Output
+
+            head = ""
+            if mode == "csv":
+                buf = io.StringIO()
+                csv.writer(buf).writerow(CSV_FIELDS)
+                head = buf.getvalue()
+            output = Output(mode, sys.stdout, head, _csv_lines if mode == "csv" else None)
         results = [
-            _run_set(files, show_bar, zeek_timeouts, workers, int(chunk_mb * (1 << 20)), as_set)
+            _run_set(
+                files,
+                show_bar,
+                zeek_timeouts,
+                workers,
+                int(chunk_mb * (1 << 20)),
+                as_set,
+                verify_checksums,
+                output,
+            )
         ]
     elif workers > 1 and len(files) > 1:
         from concurrent.futures import ProcessPoolExecutor
@@ -363,7 +389,7 @@ def analyze_cmd(
             out.write(json.dumps(res.stats()) + "\n")
     elif one_conn:
         _one(results[0], explain, ladder, svg)
-    elif streamed and mode in ("json", "csv"):
+    elif (streamed or (output is not None and output.done)) and mode in ("json", "csv"):
         pass  # written while reading
     elif as_json:
         multi = len(results) > 1
@@ -377,7 +403,10 @@ def analyze_cmd(
                 w.writerow(_csv_row(res.path, r))
     else:
         for k, res in enumerate(results):
-            _summary(res, summaries[k] if streamed else None)
+            if output is not None and output.done:
+                _summary(res, output.summary)
+            else:
+                _summary(res, summaries[k] if streamed else None)
     failed = [r for r in results if r.error is not None]
     if failed:
         from ..render.rows import count  # (on use: it brings the engine's trace)
