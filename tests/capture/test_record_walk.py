@@ -103,3 +103,44 @@ def test_bulk_pass_takes_every_record_of_a_plain_stretch(big: bool) -> None:
     ref = _reference(data, big)
     assert (found[0] + 16).tolist() == [o for o, _ in ref] and len(ref) == 399
     assert found[1] == ref[-1][0] + ref[-1][1]
+
+
+@pytest.mark.parametrize("big", [False, True])
+def test_pointer_doubling_still_walks_when_the_shortcut_declines(
+    tmp_path: Path, big: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The chain is usually found from the candidates' targets
+    # (_chain_by_targets); when that check fails, pointer doubling does it.
+    # Both must give the one-at-a-time walk's records.
+    from finwait.capture import reader
+
+    data = _file(_lookalike_records(random.Random(5), 600, 0x6BFFFFFF - 300 * 600), big)
+    path = tmp_path / "d.pcap"
+    path.write_bytes(data)
+    ref = _reference(data, big)
+    taken: list[bool] = []
+    shortcut = reader._chain_by_targets
+
+    def spy(step: np.ndarray, m: int, rounds: int = 3) -> np.ndarray | None:
+        out = shortcut(step, m, rounds)
+        taken.append(out is not None)
+        return out
+
+    monkeypatch.setattr(reader, "_chain_by_targets", spy)
+    assert _walk(path, 1 << 20) == ref
+    assert any(taken)  # the shortcut serves the lookalike stretches too
+    monkeypatch.setattr(reader, "_chain_by_targets", lambda step, m, rounds=3: None)
+    assert _walk(path, 1 << 20) == ref
+    assert _walk(path, 1000) == ref
+
+
+def test_chain_by_targets_declines_a_false_chain() -> None:
+    from finwait.capture.reader import _chain_by_targets
+
+    # 0 -> 2 -> 4 (end); 1 -> 3 -> 5 -> 6 (end) is a second chain that the
+    # rounds do not all remove: the check must refuse it.
+    step = np.array([2, 3, 4, 5, 7, 6, 7], dtype=np.int64)
+    assert _chain_by_targets(step, 7, rounds=1) is None
+    assert _chain_by_targets(np.array([1, 2, 3], dtype=np.int64), 3).tolist() == [0, 1, 2]
+    # A lone false candidate (1, pointing past the end) is dropped in one round.
+    assert _chain_by_targets(np.array([2, 3, 3], dtype=np.int64), 3).tolist() == [0, 2]
