@@ -596,12 +596,14 @@ def _ipv4(
     if nontcp.any():
         _count_values(counts, "not tcp", proto[nontcp], "protocol {}", decap.IPPROTO_NAMES)
     keep = np.flatnonzero(ok & ~frag & tcp)
-    ip, ihl, total, h = ip[keep], ihl[keep], total[keep], h[keep]
+    # (the header fields taken one by one: gathering whole structured
+    # records is a slow per-element copy)
+    ip, ihl, total = ip[keep], ihl[keep], total[keep]
     words = np.zeros((keep.size, 4), dtype=np.int64)
     words[:, 2] = _V4_MAPPED
     src = words.copy()
-    src[:, 3] = h["src"]
-    words[:, 3] = h["dst"]
+    src[:, 3] = h["src"][keep]
+    words[:, 3] = h["dst"][keep]
     return (rows[keep], ip + ihl, total - ihl, src, words, np.zeros(keep.size, np.int64)), slow
 
 

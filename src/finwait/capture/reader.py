@@ -185,13 +185,12 @@ def _u32_rows(
 def _u32(
     buf: npt.NDArray[np.uint8], off: npt.NDArray[np.int64], big: bool
 ) -> npt.NDArray[np.int64]:
-    b0 = buf[off].astype(np.int64)
-    b1 = buf[off + 1].astype(np.int64)
-    b2 = buf[off + 2].astype(np.int64)
-    b3 = buf[off + 3].astype(np.int64)
-    if big:
-        return (b0 << 24) | (b1 << 16) | (b2 << 8) | b3
-    return b0 | (b1 << 8) | (b2 << 16) | (b3 << 24)
+    """The 32-bit word at each offset: one gather from a view of ``buf`` in
+    which element k is the (unaligned) word at byte k."""
+    words = np.ndarray(
+        (max(buf.size - 3, 0),), dtype=">u4" if big else "<u4", buffer=buf, strides=(1,)
+    )
+    return words[off].astype(np.int64)
 
 
 def is_url(path: str | Path) -> bool:
