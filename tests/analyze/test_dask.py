@@ -5,6 +5,7 @@ through fsspec (a ``file://`` URL here)."""
 
 from __future__ import annotations
 
+import io
 from pathlib import Path
 
 import pytest
@@ -29,8 +30,15 @@ def test_malloc_thresholds() -> None:
     assert out == ["True", "False"]
 
 
-def test_local_cluster_equals_sequential(tmp_path: Path) -> None:
+def test_local_cluster_equals_sequential(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from finwait.analyze import dask as fd
     from finwait.analyze.dask import DaskRunner
+    from finwait.analyze.jsonl import write_jsonl
+    from finwait.analyze.summary import Summary
+    from finwait.analyze.weave import Output
+    from finwait.cli.analyze import _csv_lines
+
+    from .test_weave import _shown
 
     path = tmp_path / "z.pcap"
     data = zoo(12, 400)
@@ -38,6 +46,8 @@ def test_local_cluster_equals_sequential(tmp_path: Path) -> None:
     size = path.stat().st_size
     cuts = [size * k // 7 for k in range(1, 7)]
     want = analyze_file(path)
+    whole = Summary()
+    whole.add(want)
     files = rotate_at(data, [0.3, 0.6], tmp_path)
     with DaskRunner("local:2") as runner:
         assert runner.workers == 2
@@ -48,6 +58,33 @@ def test_local_cluster_equals_sequential(tmp_path: Path) -> None:
         got_set = analyze_set(files, runner=runner, chunk_bytes=size // 9)
         probe = runner.client.run(_mmapped_alloc)  # (test_malloc_thresholds)
         assert not any(probe.values()), probe
+        # The output made on the workers (analyze/weave.py), byte for byte
+        # the sequential run's; and the merge when it cannot be woven.
+        for mode in ("json", "csv", "summary"):
+            buf = io.StringIO()
+            out = Output(mode, buf, lines=_csv_lines if mode == "csv" else None)
+            woven = analyze_set([path], runner=runner, cuts={str(path): cuts}, as_set=False,
+                                output=out)  # fmt: skip
+            assert out.done and woven.stats() == want.stats()
+            if mode == "json":
+                seq = io.StringIO()
+                write_jsonl(want, seq)
+                assert buf.getvalue() == seq.getvalue()
+            elif mode == "csv":
+                assert buf.getvalue() == "".join(_csv_lines(want, 0, want.n))
+            else:
+                assert out.summary is not None and _shown(out.summary) == _shown(whole)
+        buf = io.StringIO()
+        out = Output("json", buf)
+        woven = analyze_set(files, runner=runner, chunk_bytes=size // 9, output=out)
+        seq = io.StringIO()
+        write_jsonl(analyze_set(files), seq)
+        assert buf.getvalue() == seq.getvalue()
+        monkeypatch.setattr(fd, "ranks", lambda firsts: None)
+        out = Output("json", io.StringIO())
+        merged = analyze_set([path], runner=runner, cuts={str(path): cuts}, as_set=False,
+                             output=out)  # fmt: skip
+        assert not out.done and list(merged.records()) == list(want.records())
     assert got.error is None and got.records_read == want.records_read
     assert list(got.records()) == list(want.records())
     assert list(url.records()) == list(want.records())

@@ -49,6 +49,7 @@ from __future__ import annotations
 
 import operator
 import sys
+from collections import Counter
 from contextlib import AbstractContextManager, redirect_stdout
 from types import TracebackType
 from typing import Any
@@ -56,12 +57,15 @@ from typing import Any
 from .alloc import steady as _malloc
 from .chunks import Chunk
 from .partition import ChunkDone, Folder, Partial, Piece, decode_split, merge, tree
-from .weave import Output
+from .partition import _firsts as _first_frames
+from .weave import Output, Rendering, Spec, Tail, Woven, blocks, ranks, weave_all
 
 # A worker's partitions, by (run, partition): the trackers the folds feed.
+WINDOW = 3  # blocks of lines rendered ahead of the one written
 _FOLDERS: dict[tuple[str, int], Folder] = {}
 # The piece of each chunk its split kept for this worker's own fold, by (run, chunk).
 _HELD: dict[tuple[str, int], Piece] = {}
+_RENDERS: dict[tuple[str, int], Rendering] = {}
 
 
 def _split(chunk: Chunk, n: int, *after: int) -> list[Piece]:
@@ -111,9 +115,35 @@ def _result(run: str, p: int, _last: int) -> Partial:
     return _FOLDERS.pop((run, p)).result()
 
 
+def _firsts(run: str, p: int, _last: int) -> Any:
+    """Partition ``p``'s connections' first frames (None: a chunk did not
+    read cleanly)."""
+    folder = _FOLDERS[run, p]
+    return None if folder.error is not None else _first_frames(folder)
+
+
+def _prepare(run: str, p: int, ids: Any, spec: Spec) -> int:
+    """Partition ``p`` classified with its ids, kept on its worker for
+    :func:`_block` and :func:`_tail`."""
+    if (run, p) not in _RENDERS:
+        _RENDERS[run, p] = Rendering(_FOLDERS[run, p], ids, spec)
+    return p
+
+
+def _block(run: str, p: int, k: int, _ready: int) -> tuple[Any, Any]:
+    return _RENDERS[run, p].block(k)
+
+
+def _tail(run: str, p: int, _ready: int) -> tuple[Tail, int, Any, Any]:
+    folder = _FOLDERS[run, p]
+    return _RENDERS[run, p].tail(), folder.records, folder.drops, folder.tunnels.stacks
+
+
 def _forget(run: str) -> None:
     for key in [k for k in _FOLDERS if k[0] == run]:
         del _FOLDERS[key]
+    for key in [k for k in _RENDERS if k[0] == run]:
+        del _RENDERS[key]
     for held in [k for k in _HELD if k[0] == run]:
         del _HELD[held]
 
@@ -253,7 +283,7 @@ class DaskRunner(AbstractContextManager["DaskRunner"]):
         zeek_timeouts: bool,
         done: ChunkDone | None,
         output: Output | None = None,
-    ) -> Partial | None:
+    ) -> Partial | Woven | None:
         import importlib
         import uuid
 
@@ -303,23 +333,102 @@ class DaskRunner(AbstractContextManager["DaskRunner"]):
                     last[p] = task(_fold, f"fold-{p}-{i}", run, p, last[p], piece, at=p)
                 self.tasks += 1
             folds.append(list(last))
-        parts = [task(_result, f"result-{p}", run, p, last[p], at=p) for p in range(n)]
-        level = iter(range(1 << 30))
-        top = tree(parts, lambda a, b: task(merge, f"merge-{next(level)}", a, b))
-        final = c.compute(top, optimize_graph=False)
-        self.tasks += 2 * n + n - 1
+        weaving = output is not None and placed
         try:
-            if self.progress:
-                progress: Any = importlib.import_module("distributed").progress
-                with redirect_stdout(sys.stderr):  # stdout may be the JSON Lines
-                    progress(final)
-                    sys.stderr.write("\n")
-            got: Partial = final.result()
+            if weaving:
+                assert output is not None
+                heads = [task(_firsts, f"firsts-{p}", run, p, last[p], at=p) for p in range(n)]
+                self.tasks += n
+                firsts = self._wait(c.compute(heads, optimize_graph=False))
+                if any(f is None for f in firsts):
+                    return None
+                woven = self._weave(run, output, firsts)
+                if woven is not None:
+                    if done is not None and chunks:
+                        done(len(chunks) - 1)
+                    return woven
+                # (not in first-frame order: the partitions merged, from where they are)
+                parts = [c.submit(_result, run, p, -1, key=f"result-{p}-{run}", pure=False,
+                                  workers=[addrs[p]], allow_other_workers=False)
+                         for p in range(n)]  # fmt: skip
+                top = tree(parts, lambda a, b: c.submit(merge, a, b, pure=False))
+                self.tasks += 2 * n - 1
+                got: Partial = self._wait(top)
+            else:
+                parts = [task(_result, f"result-{p}", run, p, last[p], at=p) for p in range(n)]
+                level = iter(range(1 << 30))
+                top = tree(parts, lambda a, b: task(merge, f"merge-{next(level)}", a, b))
+                self.tasks += 2 * n + n - 1
+                got = self._wait(c.compute(top, optimize_graph=False))
         finally:
             c.run(_forget, run)
         if done is not None and chunks:
             done(len(chunks) - 1)
         return None if got.error is not None else got
+
+    def _wait(self, futures: Any) -> Any:
+        """The futures' results (Dask's progress bar on stderr meanwhile)."""
+        if self.progress:
+            import importlib
+
+            progress: Any = importlib.import_module("distributed").progress
+            with redirect_stdout(sys.stderr):  # stdout may be the JSON Lines
+                progress(futures)
+                sys.stderr.write("\n")
+        return self.client.gather(futures)
+
+    def _weave(self, run: str, output: Output, firsts: list[Any]) -> Woven | None:
+        """The output made on the workers (analyze/weave.py): each
+        partition classified there with its ids, its blocks of lines
+        fetched a few at a time and interleaved here.  None when the
+        partitions are not in first-frame order (the caller merges)."""
+        ranked = ranks(firsts)
+        if ranked is None:
+            return None
+        ids, label = ranked
+        c, n, spec = self.client, self.workers, output.spec()
+
+        def at(p: int) -> dict[str, Any]:
+            return {"workers": [self.addrs[p]], "allow_other_workers": False, "pure": False}
+
+        ready = [c.submit(_prepare, run, p, ids[p], spec, key=f"prepare-{p}-{run}", **at(p))
+                 for p in range(n)]  # fmt: skip
+        total = blocks(label.size) if spec.mode in ("json", "csv") else 0
+        ahead: list[list[Any]] = []
+
+        def fetch(k: int) -> None:
+            if k < total:
+                ahead.append([c.submit(_block, run, p, k, ready[p], key=f"block-{p}-{k}-{run}",
+                                       **at(p)) for p in range(n)])  # fmt: skip
+
+        for k in range(WINDOW):
+            fetch(k)
+        queue = iter(range(WINDOW, total + WINDOW))
+
+        def receive(p: int) -> Any:
+            if p == 0:
+                fetch(next(queue))
+            return ahead[0][p].result()
+
+        tails = [c.submit(_tail, run, p, ready[p], key=f"tail-{p}-{run}", **at(p))
+                 for p in range(n)]  # fmt: skip
+        self.tasks += 2 * n + n * total
+        pending: list[Any] = []
+
+        def next_message(p: int) -> Any:
+            if not ahead:  # the tails, after every block
+                t, records, drops, stacks = tails[p].result()
+                pending.append((records, drops, stacks))
+                return t
+            got = receive(p)
+            if p == n - 1:
+                ahead.pop(0)
+            return got
+
+        woven = weave_all(output, label, n, next_message, 0, Counter(), [])
+        woven.records, _, woven.stacks = pending[0]
+        woven.drops = sum((d for _, d, _ in pending), Counter())
+        return woven
 
     def close(self) -> None:
         if getattr(self, "client", None) is not None:

@@ -205,29 +205,52 @@ def classified(folder: Folder, ids: I64, spec: Spec) -> Analysis:
     return res
 
 
+class Rendering:
+    """A partition's connections classified with their ids, rendered a
+    block of :data:`WEAVE` ids at a time, in any order (a Dask task may run
+    twice)."""
+
+    def __init__(self, folder: Folder, ids: I64, spec: Spec) -> None:
+        self.res = classified(folder, ids, spec)
+        self.ids, self.spec = ids, spec
+
+    def block(self, k: int) -> tuple[U8, I64]:
+        """The text of its connections among ids ``k * WEAVE`` ..
+        ``(k + 1) * WEAVE - 1``, and each line's end."""
+        res, spec = self.res, self.spec
+        lo, hi = np.searchsorted(self.ids, [k * WEAVE, (k + 1) * WEAVE]).tolist()
+        if spec.mode == "json":
+            text = b"".join(_text(res, a, min(hi, a + BLOCK), "") for a in range(lo, hi, BLOCK))
+            buf = np.frombuffer(text, dtype=np.uint8)
+            return buf, np.flatnonzero(buf == 10) + 1
+        assert spec.lines is not None
+        rows = [x.encode(spec.encoding, spec.errors) for a in range(lo, hi, BLOCK)
+                for x in spec.lines(res, a, min(hi, a + BLOCK))]  # fmt: skip
+        buf = np.frombuffer(b"".join(rows), dtype=np.uint8)
+        return buf, np.cumsum(np.fromiter(map(len, rows), dtype=np.int64, count=len(rows)))
+
+    def tail(self) -> Tail:
+        res = self.res
+        summary = None
+        if self.spec.mode == "summary":
+            from .summary import Summary
+
+            summary = Summary()
+            summary.add(res)
+        return Tail(res.n, res.tcp_packets, res.tunnelled_connections(), summary)
+
+
+def blocks(total: int) -> int:
+    """How many blocks of :data:`WEAVE` ids ``total`` connections make."""
+    return -(-total // WEAVE)
+
+
 def render(folder: Folder, ids: I64, total: int, spec: Spec) -> Iterator[Any]:
     """What partition ``folder`` sends: for each block of :data:`WEAVE`
     ids out of ``total``, the text of its connections among them and each
     line's end (modes ``json``, ``csv``); then its :class:`Tail`."""
-    res = classified(folder, ids, spec)
+    r = Rendering(folder, ids, spec)
     if spec.mode in ("json", "csv"):
-        for k in range(0, total, WEAVE):
-            lo, hi = np.searchsorted(ids, [k, k + WEAVE]).tolist()
-            if spec.mode == "json":
-                text = b"".join(_text(res, a, min(hi, a + BLOCK), "") for a in range(lo, hi, BLOCK))
-                buf = np.frombuffer(text, dtype=np.uint8)
-                ends: I64 = np.flatnonzero(buf == 10) + 1
-            else:
-                assert spec.lines is not None
-                rows = [x.encode(spec.encoding, spec.errors) for a in range(lo, hi, BLOCK)
-                        for x in spec.lines(res, a, min(hi, a + BLOCK))]  # fmt: skip
-                buf = np.frombuffer(b"".join(rows), dtype=np.uint8)
-                ends = np.cumsum(np.fromiter(map(len, rows), dtype=np.int64, count=len(rows)))
-            yield buf, ends
-    summary = None
-    if spec.mode == "summary":
-        from .summary import Summary
-
-        summary = Summary()
-        summary.add(res)
-    yield Tail(res.n, res.tcp_packets, res.tunnelled_connections(), summary)
+        for k in range(blocks(total)):
+            yield r.block(k)
+    yield r.tail()

@@ -151,6 +151,7 @@ def _run_dask(
     chunk_bytes: int,
     checksums: bool,
     progress: bool,
+    output: Output | None = None,
 ) -> list[Analysis]:
     import importlib.util
 
@@ -168,8 +169,10 @@ def _run_dask(
         raise click.ClickException(f"--dask {address}: {err}") from None
     with runner:
         if as_set:
-            return [analyze_set(files, runner=runner, **kw)]
-        return [analyze_set([f], runner=runner, ordered=True, as_set=False, **kw) for f in files]
+            return [analyze_set(files, runner=runner, output=output, **kw)]
+        one = output if len(files) == 1 else None
+        return [analyze_set([f], runner=runner, ordered=True, as_set=False, output=one, **kw)
+                for f in files]  # fmt: skip
 
 
 class _LateBar:
@@ -313,22 +316,23 @@ def analyze_cmd(
     streamed = False
     summaries: list[Summary | None] = []
     output: Output | None = None
+    parallel = dask_at is not None or workers > 1
+    if parallel and (as_set or len(files) == 1) and not whole and mode != "one":
+        # The workers classify and write the connections themselves (this
+        # process interleaves their lines), unless every connection is
+        # needed here at the end.
+        from ..analyze.weave import Output
+
+        head = ""
+        if mode == "csv":
+            buf = io.StringIO()
+            csv.writer(buf).writerow(CSV_FIELDS)
+            head = buf.getvalue()
+        output = Output(mode, sys.stdout, head, _csv_lines if mode == "csv" else None)
     if dask_at is not None:
         results = _run_dask(dask_at, files, as_set, zeek_timeouts, int(chunk_mb * (1 << 20)),
-                            verify_checksums, show_bar)  # fmt: skip
+                            verify_checksums, show_bar, output)  # fmt: skip
     elif as_set or (workers > 1 and len(files) == 1):
-        # The workers classify and write the connections themselves (the
-        # main process interleaves their lines), unless every connection is
-        # needed here at the end.
-        if not whole and mode in ("json", "csv", "summary", "stats"):
-            from ..analyze.weave import Output
-
-            head = ""
-            if mode == "csv":
-                buf = io.StringIO()
-                csv.writer(buf).writerow(CSV_FIELDS)
-                head = buf.getvalue()
-            output = Output(mode, sys.stdout, head, _csv_lines if mode == "csv" else None)
         results = [
             _run_set(
                 files,
