@@ -190,13 +190,18 @@ class _Batch:
         self.g = np.cumsum(cstart) - 1  # connection's index within the batch
         self.cpos0 = np.flatnonzero(cstart)
         self.cend = np.r_[self.cpos0[1:] - 1, n - 1]
-        self.dirpos = (np.flatnonzero(d == 0), np.flatnonzero(d == 1))
+        self.is_dir = (d == 0, d == 1)
+        self.dirpos = (np.flatnonzero(self.is_dir[0]), np.flatnonzero(self.is_dir[1]))
+
+    def split(self, mask: Mask) -> tuple[I64, I64]:
+        """Positions of the masked packets, per direction (two contiguous
+        passes each: cheaper than gathering the mask at ``dirpos``)."""
+        return np.flatnonzero(mask & self.is_dir[0]), np.flatnonzero(mask & self.is_dir[1])
 
     def firsts(self, mask: Mask) -> I64:
         """Position of the first masked packet of each (connection, direction)."""
         out = []
-        for k in (0, 1):
-            q = self.dirpos[k][mask[self.dirpos[k]]]
+        for q in self.split(mask):
             if q.size:
                 c = self.conn[q]
                 out.append(q[np.r_[True, c[1:] != c[:-1]]])
@@ -544,8 +549,7 @@ class Tracker:
             # Dropped, as Zeek does: only the C/c letter remains of them.
             self.packets -= int(bad.sum())
             q = np.flatnonzero(bad)
-            dirpos = (q[d[q] == 0], q[d[q] == 1])
-            self._letters(conn, d, 2 * conn + d, p.frame, dirpos, {H_C: np.ones(n, dtype=bool)})
+            self._letters(conn, d, 2 * conn + d, p.frame, {H_C: (q[d[q] == 0], q[d[q] == 1])})
             good = np.flatnonzero(~bad)
             conn, d, fl = conn[good], d[good], fl[good]
             p = TcpColumns(
@@ -802,7 +806,7 @@ class Tracker:
         # i.e. one without any new byte; ``retrans`` (starts below it) is
         # the JSON count.
         zeek_rxmit = (p.plen > 0) & (newb == 0)
-        self._history(conn, d, b.slot, p, fl, zeek_rxmit, b.dirpos)
+        self._history(b, zeek_rxmit)
 
     def _sequence(self, b: _Batch) -> tuple[I64, I64, I64, Mask, I64]:
         """Relative sequence numbers (RFC 9293 §3.4: 0 is the ISN), unwrapped
@@ -1053,10 +1057,9 @@ class Tracker:
             ev &= clean
             q = np.flatnonzero(ev)
             if q.size:
-                dirpos: list[I64] = [np.zeros(0, dtype=np.int64)] * 2
-                dirpos[k] = q
+                none = np.zeros(0, dtype=np.int64)
                 other_d = np.full(n, k, dtype=np.int64)
-                self._letters(b.conn, other_d, xs, frame, (dirpos[0], dirpos[1]), {H_G: ev})
+                self._letters(b.conn, other_d, xs, frame, {H_G: (q, none) if k == 0 else (none, q)})
         self.hole_slot = np.concatenate(keep_slot)
         self.hole_start = np.concatenate(keep_start)
 
@@ -1114,16 +1117,8 @@ class Tracker:
         q = np.flatnonzero(m)
         add(conn[q], p.frame[q], A_SYN_IN_CONN, d[q])
 
-    def _history(
-        self,
-        conn: I64,
-        d: I64,
-        slot: I64,
-        p: TcpColumns,
-        fl: I64,
-        retrans: Mask,
-        dirpos: tuple[I64, I64],
-    ) -> None:
+    def _history(self, b: _Batch, retrans: Mask) -> None:
+        p, fl = b.p, b.fl
         syn, fin, rst, ack = (fl & SYN) != 0, (fl & FIN) != 0, (fl & RST) != 0, (fl & ACK) != 0
         masks = {
             H_Q: syn & (fin | rst),
@@ -1137,7 +1132,7 @@ class Tracker:
             H_F: fin,
             H_R: rst,
         }
-        self._letters(conn, d, slot, p.frame, dirpos, masks)
+        self._letters(b.conn, b.d, b.slot, p.frame, {k: b.split(m) for k, m in masks.items()})
 
     def _letters(
         self,
@@ -1145,30 +1140,31 @@ class Tracker:
         d: I64,
         slot: I64,
         frame: I64,
-        dirpos: tuple[I64, I64],
-        masks: dict[int, Mask],
+        letters: dict[int, tuple[I64, I64]],
     ) -> None:
-        """History events for the packets each mask selects, among those at
-        ``dirpos`` (per direction): once per direction, or at the 1st, 10th,
-        100th ... occurrence for :data:`LOG_LETTERS`."""
-        hc = self.hist_count
-        for letter, m in masks.items():
-            for k in (0, 1):
-                q = dirpos[k][m[dirpos[k]]]
+        """History events for each letter's packets (their positions per
+        direction, in batch order, a connection's together): once per
+        direction, or at the 1st, 10th, 100th ... occurrence for
+        :data:`LOG_LETTERS`.  ``slot`` is the row each packet counts in."""
+        for letter, per_dir in letters.items():
+            count = self.hist_count[:, letter]
+            for q in per_dir:
                 if not q.size:
                     continue
+                # One run of positions per connection (one row: ``slot``).
                 c = conn[q]
-                gs = np.r_[True, c[1:] != c[:-1]]
+                starts = np.flatnonzero(np.r_[True, c[1:] != c[:-1]])
+                sizes = np.diff(np.r_[starts, q.size])
+                rows = slot[q[starts]]
                 if letter in LOG_LETTERS:
-                    starts = np.flatnonzero(gs)
-                    rank = np.arange(q.size) - starts[np.cumsum(gs) - 1]
-                    cnt = hc[slot[q], letter] + rank + 1
-                    e = q[member(cnt, _POW10)]
+                    # Each packet's occurrence number: the row's count before
+                    # the batch plus its rank in the run, plus one.
+                    nth = np.repeat(count[rows] - starts, sizes) + np.arange(1, q.size + 1)
+                    e = q[member(nth, _POW10)]
                 else:
-                    e = q[gs]
-                    e = e[hc[slot[e], letter] == 0]
+                    e = q[starts[count[rows] == 0]]
                 self.history.add(conn[e], frame[e], letter, d[e])
-                np.add.at(hc[:, letter], slot[q], 1)
+                count[rows] += sizes  # (rows differ: a plain scatter)
 
 
 _POW10 = np.array([10**k for k in range(12)], dtype=np.int64)
