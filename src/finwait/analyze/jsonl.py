@@ -206,16 +206,29 @@ _NULL = _literal("null")
 
 
 def _look(table: U32, index: npt.NDArray[Any]) -> U32:
-    """The piece of ``table``'s row ``index[j]`` for line j."""
-    out: U32 = table[index.astype(np.intp, copy=False)].T
+    """The piece of ``table``'s row ``index[j]`` for line j: a word at a
+    time (one plain gather each, straight into the piece's rows; gathering
+    whole rows copies each row by a call of its own)."""
+    idx = index.astype(np.intp, copy=False)
+    out = np.empty((table.shape[1], idx.size), dtype=np.uint32)
+    for w, column in enumerate(np.ascontiguousarray(table.T)):
+        np.take(column, idx, out=out[w])
+    return out
+
+
+def _padded(piece: U32, k: int) -> U32:
+    """``piece`` with NUL words added below it up to ``k`` rows."""
+    if piece.shape[0] == k:
+        return piece
+    out = np.zeros((k, piece.shape[1]), dtype=np.uint32)
+    out[: piece.shape[0]] = piece
     return out
 
 
 def _pick(cond: npt.NDArray[np.bool_], a: U32, b: U32) -> U32:
     """Line by line ``a`` where ``cond``, else ``b``."""
     k = max(a.shape[0], b.shape[0])
-    a = np.pad(a, ((0, k - a.shape[0]), (0, 0)))
-    b = np.pad(b, ((0, k - b.shape[0]), (0, 0)))
+    a, b = _padded(a, k), _padded(b, k)
     out: U32 = np.where(cond, a, b)
     return out
 
@@ -225,7 +238,7 @@ def _place(n: int, fill: U32, parts: list[tuple[I64, U32]]) -> U32:
     of each ``(rows, piece)`` in ``parts``."""
     k = max(fill.shape[0], *(p.shape[0] for _, p in parts))
     # Side by side: fill, then each part; line j takes column src[j].
-    cols = [np.pad(p, ((0, k - p.shape[0]), (0, 0))) for p in (fill, *(p for _, p in parts))]
+    cols = [_padded(p, k) for p in (fill, *(p for _, p in parts))]
     src = np.zeros(n, dtype=np.intp)
     at = 1
     for rows, p in parts:
