@@ -87,3 +87,19 @@ def test_exact_path_continues_flows_from_the_fast_path(
     monkeypatch.setattr(tracker, "_mix", late_collision)
     assert _in_pieces(path, 40) == want
     assert calls["n"] > 30
+
+
+def test_grouping_order_is_the_stable_sort_by_hash() -> None:
+    # Tracker._flows groups a batch's packets by flow hash, capture order
+    # within (_grouped: an unstable sort of hash-top-bits | position), and
+    # must give exactly the stable sort's order, also when two hashes share
+    # the top bits (then the positions of both flows interleave: fallback).
+    from finwait.analyze.tracker import _grouped
+
+    rng = np.random.default_rng(0)
+    for n in (0, 1, 7, 1000, 50_000):
+        flows = rng.integers(0, 1 << 63, max(n // 7, 1), dtype=np.uint64)
+        h = flows[rng.integers(0, flows.size, n)]
+        assert np.array_equal(_grouped(h), np.argsort(h, kind="stable"))
+    same_top = np.array([5 << 20 | 1, 5 << 20 | 2, 5 << 20 | 1, 3], dtype=np.uint64)
+    assert _grouped(same_top).tolist() == [3, 0, 2, 1]

@@ -603,9 +603,11 @@ def _history(tr: Tracker, cols: dict[str, Any], client: I64, n: int) -> None:
     code = np.concatenate([code, np.full(fl.size, len(HISTORY), dtype=np.int64)])
     d = np.concatenate([d, client[fl]])
     # By connection, frame, letter: one sort of a combined key when the
-    # fields fit (26 + 33 + 4 bits), else a lexsort (the same order).
+    # fields fit (26 + 33 + 4 bits), else a lexsort (the same order).  No
+    # two events share a key (a packet gives a letter once), so the sort
+    # need not be stable: numpy's default one is several times faster.
     if n < 1 << 26 and (not frame.size or int(frame.max()) < (1 << 33) - 1):
-        o = np.argsort((conn << 37) | ((frame + 1) << 4) | code, kind="stable")
+        o = np.argsort((conn << 37) | ((frame + 1) << 4) | code)
     else:
         o = np.lexsort((code, frame, conn))
     conn, code, d = conn[o], code[o], d[o]
