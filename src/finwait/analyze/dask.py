@@ -58,7 +58,7 @@ from .alloc import steady as _malloc
 from .chunks import Chunk
 from .partition import ChunkDone, Folder, Partial, Piece, decode_split, merge, tree
 from .partition import _firsts as _first_frames
-from .weave import Output, Rendering, Spec, Tail, Woven, blocks, ranks, weave_all
+from .weave import Output, Rendering, Spec, Tail, WeaveError, Woven, blocks, ranks, weave_all
 
 # A worker's partitions, by (run, partition): the trackers the folds feed.
 WINDOW = 3  # blocks of lines rendered ahead of the one written
@@ -408,7 +408,11 @@ class DaskRunner(AbstractContextManager["DaskRunner"]):
         def receive(p: int) -> Any:
             if p == 0:
                 fetch(next(queue))
-            return ahead[0][p].result()
+            try:
+                return ahead[0][p].result()
+            except Exception as err:  # (a worker lost, a task failed)
+                raise WeaveError(f"--dask: partition {p}'s lines were lost ({err}): the output "
+                                 "is incomplete") from None  # fmt: skip
 
         tails = [c.submit(_tail, run, p, ready[p], key=f"tail-{p}-{run}", **at(p))
                  for p in range(n)]  # fmt: skip

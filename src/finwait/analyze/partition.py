@@ -47,7 +47,7 @@ from .alloc import steady
 from .chunks import Chunk, Part, decode_batches
 from .columns import ConnColumns, DirColumns
 from .tracker import Events, Tracker
-from .weave import Output, Spec, Woven, ranks, render, weave_all
+from .weave import Output, Spec, WeaveError, Woven, ranks, render, weave_all
 
 I64 = npt.NDArray[np.int64]
 Stacks = list[tuple[tuple[str, str, str], ...]]
@@ -460,6 +460,7 @@ class ProcessRunner:
                     outs[p][1],
                     spec,
                     backs[p][0] if backs else None,
+                    _not_mine(p, outs, backs),
                 ),
                 daemon=True,
                 name=f"finwait-partition-{p}",
@@ -512,7 +513,10 @@ class ProcessRunner:
                 try:
                     return _receive_object(outs[p][0].fileno())
                 except EOFError:
-                    raise RuntimeError(f"partition {p}'s worker ended while writing") from None
+                    raise WeaveError(
+                        f"partition {p}'s worker ended while the connections were "
+                        "written: the output is incomplete"
+                    ) from None
 
             woven = weave_all(output, ranked[1], n, receive, 0, Counter(), [])
             tail = _receive_object(outs[0][0].fileno())  # (worker 0: per capture)
@@ -531,6 +535,15 @@ class ProcessRunner:
                 read.close()
             for _, write in backs:
                 write.close()
+
+
+def _not_mine(p: int, outs: list[Any], backs: list[Any]) -> list[Any]:
+    """The ends of the main process's pipes that worker ``p`` inherits
+    but does not use: while any process holds a worker's write end open,
+    the main process would wait for ever for the rest of what that worker,
+    ended, was sending."""
+    mine = {id(outs[p][1]), *([id(backs[p][0])] if backs else [])}
+    return [c for pair in (*outs, *backs) for c in pair if id(c) not in mine]
 
 
 # -- pieces between worker processes -------------------------------------------
@@ -657,10 +670,13 @@ def _receive(fd: int) -> Piece | None:
 
 def _peer(p: int, n: int, chunks: list[Chunk], file_of: list[int], zeek_timeouts: bool,
           pipes: list[list[Any]], events: Any, shared: tuple[Any, Any],
-          out: Any, spec: Spec | None = None, back: Any = None) -> None:  # fmt: skip
+          out: Any, spec: Spec | None = None, back: Any = None,
+          foreign: list[Any] | None = None) -> None:  # fmt: skip
     import threading
     from multiprocessing.connection import wait
 
+    for conn in foreign or []:  # (inherited: held open, a peer's end would never show)
+        conn.close()
     try:
         steady()  # (forked from finwait analyze: set already; a spawned worker too)
         folder = Folder(file_of, zeek_timeouts)

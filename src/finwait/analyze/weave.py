@@ -52,6 +52,11 @@ Stacks = list[tuple[tuple[str, str, str], ...]]
 WEAVE = 1 << 14  # connection ids a block (the text of a block under 32 MB: from the heap)
 
 
+class WeaveError(RuntimeError):
+    """A worker ended while the output was being written (what was written
+    is incomplete)."""
+
+
 @dataclass(frozen=True)
 class Spec:
     """What each partition makes (it travels to the workers): ``mode``

@@ -329,22 +329,30 @@ def analyze_cmd(
             csv.writer(buf).writerow(CSV_FIELDS)
             head = buf.getvalue()
         output = Output(mode, sys.stdout, head, _csv_lines if mode == "csv" else None)
+    from ..analyze.weave import WeaveError
+
     if dask_at is not None:
-        results = _run_dask(dask_at, files, as_set, zeek_timeouts, int(chunk_mb * (1 << 20)),
-                            verify_checksums, show_bar, output)  # fmt: skip
+        try:
+            results = _run_dask(dask_at, files, as_set, zeek_timeouts, int(chunk_mb * (1 << 20)),
+                                verify_checksums, show_bar, output)  # fmt: skip
+        except WeaveError as lost:
+            raise click.ClickException(str(lost)) from None
     elif as_set or (workers > 1 and len(files) == 1):
-        results = [
-            _run_set(
-                files,
-                show_bar,
-                zeek_timeouts,
-                workers,
-                int(chunk_mb * (1 << 20)),
-                as_set,
-                verify_checksums,
-                output,
-            )
-        ]
+        try:
+            results = [
+                _run_set(
+                    files,
+                    show_bar,
+                    zeek_timeouts,
+                    workers,
+                    int(chunk_mb * (1 << 20)),
+                    as_set,
+                    verify_checksums,
+                    output,
+                )
+            ]
+        except WeaveError as lost:
+            raise click.ClickException(str(lost)) from None
     elif workers > 1 and len(files) > 1:
         from concurrent.futures import ProcessPoolExecutor
 
