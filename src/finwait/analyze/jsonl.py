@@ -488,7 +488,26 @@ def _fins(c: dict[str, Any], sl: slice, side: str) -> U32:
     return _place(has.size, _NULL, parts)
 
 
-class OrderedJsonl:
+class ByteText:
+    """A text stream written as bytes: to ``out.buffer`` when ``out`` has
+    one (no decoding and encoding again of every line), else decoded as
+    ``out`` would encode it; ``encoding`` and ``errors`` are ``out``'s."""
+
+    def __init__(self, out: TextIO) -> None:
+        self.out = out
+        self.raw = getattr(out, "buffer", None)
+        self.encoding = getattr(out, "encoding", None) or "utf-8"
+        self.errors = getattr(out, "errors", None) or "strict"
+
+    def write(self, text: bytes) -> None:
+        if self.raw is None:
+            self.out.write(text.decode(self.encoding, self.errors))
+            return
+        self.out.flush()  # (whatever was written as text first stays first)
+        self.raw.write(text)
+
+
+class OrderedJsonl(ByteText):
     """JSON Lines of a streamed analysis (pieces of connections in any
     order, each piece's ids ascending) written in id order; with ``lines``,
     whatever lines that gives for rows ``lo`` .. ``hi`` - 1 of a piece
@@ -508,11 +527,8 @@ class OrderedJsonl:
         budget: int = 8 << 20,
         lines: Callable[[Analysis, int, int], list[str]] | None = None,
     ) -> None:
-        self.out, self.budget = out, budget
-        self.raw = getattr(out, "buffer", None)
-        # (the CSV lines' text encoded as ``out`` would)
-        self.encoding = getattr(out, "encoding", None) or "utf-8"
-        self.errors = getattr(out, "errors", None) or "strict"
+        super().__init__(out)  # (the CSV lines' text encoded as ``out`` would)
+        self.budget = budget
         self.tail = "" if file is None else ',"file":' + _json(file)
         self.lines = lines
         self.next = 1
@@ -532,7 +548,7 @@ class OrderedJsonl:
             ids = all_ids[lo:hi]
             first, last = int(ids[0]), int(ids[-1])
             if first == self.next and not (self.held or self.heads) and last - first == hi - lo - 1:
-                self._write(self._block(res, lo, hi))  # in order, nothing waiting
+                self.write(self._block(res, lo, hi))  # in order, nothing waiting
                 self.next = last + 1
                 continue
             # Runs of consecutive ids: rows a .. b - 1 of the block.
@@ -561,13 +577,6 @@ class OrderedJsonl:
 
     def _encode(self, lines: list[str]) -> bytes:
         return "".join(lines).encode(self.encoding, self.errors)
-
-    def _write(self, text: bytes) -> None:
-        if self.raw is None:
-            self.out.write(text.decode(self.encoding, self.errors))
-            return
-        self.out.flush()  # (whatever was written as text first stays first)
-        self.raw.write(text)
 
     def close(self) -> None:
         self._drain()
@@ -609,11 +618,11 @@ class OrderedJsonl:
             out.append(text)
             size += len(text)
             if size > 1 << 20:  # written as it goes, a megabyte at a time
-                self._write(b"".join(out))
+                self.write(b"".join(out))
                 out.clear()
                 size = 0
         if out:
-            self._write(b"".join(out))
+            self.write(b"".join(out))
 
     def _read_runs(self) -> bytes:
         """The spilled runs from ``next`` on that follow each other without

@@ -39,7 +39,7 @@ import numpy as np
 import numpy.typing as npt
 
 from .classify import Analysis, classify
-from .jsonl import BLOCK, _text
+from .jsonl import BLOCK, ByteText, _text
 
 if TYPE_CHECKING:
     from .partition import Folder
@@ -72,7 +72,7 @@ class Spec:
     errors: str = "strict"
 
 
-class Output:
+class Output(ByteText):
     """Where a partitioned run's connections go, in the main process: the
     text stream ``out`` (``head`` first: the CSV header), written as bytes
     to its binary buffer when it has one; after a run that wove its
@@ -81,10 +81,8 @@ class Output:
 
     def __init__(self, mode: str, out: TextIO, head: str = "",
                  lines: Lines | None = None) -> None:  # fmt: skip
-        self.mode, self.out, self.head, self.lines = mode, out, head, lines
-        self.raw = getattr(out, "buffer", None)
-        self.encoding = getattr(out, "encoding", None) or "utf-8"
-        self.errors = getattr(out, "errors", None) or "strict"
+        super().__init__(out)
+        self.mode, self.head, self.lines = mode, head, lines
         self.name = ""
         self.files: list[str] | None = None
         self.done = False
@@ -92,13 +90,6 @@ class Output:
 
     def spec(self) -> Spec:
         return Spec(self.mode, self.name, self.files, self.lines, self.encoding, self.errors)
-
-    def write(self, text: bytes) -> None:
-        if self.raw is None:
-            self.out.write(text.decode(self.encoding, self.errors))
-            return
-        self.out.flush()  # (whatever was written as text first stays first)
-        self.raw.write(text)
 
 
 @dataclass
