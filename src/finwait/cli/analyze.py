@@ -544,10 +544,10 @@ def _summary(res: Analysis, summ: Summary | None = None) -> None:
         click.echo("Notes: " + ", ".join(f"{k} {v}" for k, v in sorted(res.notes.items())))
     if not res.n:
         return
-    t = Table(title="Connections by close type and first closer")
+    t = Table(title="Connections by close type and by who sent the first FIN")
     t.add_column("close")
-    for side in ("client", "server", "both", "-"):
-        t.add_column(f"first FIN: {side}", justify="right")
+    for side in ("client", "server", "both", "none"):
+        t.add_column(side, justify="right")
     t.add_column("total", justify="right")
     for close, row in summ.close_rows():
         t.add_row(close, *(f"{x:,}" for x in row), f"{sum(row):,}")
