@@ -312,9 +312,13 @@ def main() -> None:
     for tag in ("", " (before)"):
         if PAIR + tag in cpus:
             alone = cpus[f"sequential{tag}"]
+            ceiling = 2 * alone / cpus[PAIR + tag]
+            # Two runs at once cannot need less CPU each than one alone: if
+            # they did, the load changed between the rounds.
+            noise = " (above 2: noise, the load changed; rerun)" if ceiling > 2 else ""
             print(f"  ceiling{tag}: each of two sequential runs at once took "
                   f"{cpus[PAIR + tag] / alone - 1:+.0%} CPU over one alone: 2 cores do "
-                  f"{2 * alone / cpus[PAIR + tag]:.2f}x one core's work here")  # fmt: skip
+                  f"{ceiling:.2f}x one core's work here{noise}")  # fmt: skip
     if args.repeat > 1:
         print("each round (wall s / CPU s / main + busiest worker CPU s):")
         for name in runs:
