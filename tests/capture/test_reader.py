@@ -427,3 +427,23 @@ def test_general_path_link_layers(
     rec = res.record(1)
     check_seed(rec)
     assert rec["tunnel"] == []
+
+
+@pytest.mark.parametrize("ng", [False, True])
+def test_batches_keep_their_bytes(tmp_path: Path, ng: bool) -> None:
+    """A batch's bytes stay its own when the reader reads on: batches
+    collected first (``list(iter_batches(...))``) hold the same packets as
+    batches looked at one by one, over several chunks (the reader reads at
+    least 256 KiB at a time: this file is about 2 MB)."""
+    pkts = [(t + 10 * k, link(1, p)) for k in range(2500) for t, p in seed_exchange()]
+    data = pcapng([(t, p, 0) for t, p in pkts], [(1, None)]) if ng else pcap(pkts, 1)
+    path = _write(tmp_path, data)
+
+    def packets(b: Any) -> list[bytes]:
+        at = zip(b.data_off.tolist(), b.caplen.tolist(), strict=True)
+        return [bytes(b.buf[o : o + c]) for o, c in at]
+
+    one_by_one = [packets(b) for b in iter_batches(path, 1024)]
+    collected = [packets(b) for b in list(iter_batches(path, 1024))]
+    assert len(one_by_one) >= 4 and collected == one_by_one
+    assert [p for ps in collected for p in ps] == [p for _, p in pkts]

@@ -114,12 +114,12 @@ PAD = 64  # zero bytes kept after a chunk's last byte (decode's bounds-safe gath
 class _Chunker:
     """Sliding window over the file: ``buf`` holds bytes from ``base``.
 
-    The bytes live in one buffer (``store``) reused for every chunk, the
-    unconsumed tail moved to its front and the file read in after it, so
-    no chunk takes fresh memory (each fresh page is a fault the kernel
-    fills with zeros): ``buf`` is a view of ``store`` that the next
-    :meth:`refill` overwrites.  :data:`PAD` zero bytes follow it
-    (:attr:`padded`)."""
+    Each :meth:`refill` reads into a fresh buffer (``store``) after the
+    unconsumed tail, with :data:`PAD` zero bytes after the data
+    (:attr:`padded`: decode gathers from it without a padded copy).  Fresh,
+    not reused: a batch yielded earlier keeps its bytes whatever its caller
+    does next (reusing one buffer saved nothing measurable and made
+    collected batches' bytes change under them)."""
 
     fh: BinaryIO
     base: int = 0
@@ -134,22 +134,14 @@ class _Chunker:
         if self.eof:
             return False
         keep = len(self.buf) - self.consumed
-        tail = np.frombuffer(self.store, dtype=np.uint8)[self.consumed : self.consumed + keep]
+        want = max(self.size, need)
+        store = bytearray(keep + want + PAD)  # (zeros: the pad after any length read)
+        store[:keep] = self.buf[self.consumed :]
         self.base += self.consumed
         self.consumed = 0
-        want = max(self.size, need)
-        if len(self.store) < keep + want + PAD:
-            # (room for the next call's unconsumed tail too: a record or
-            # block cut by the chunk's end, usually under a megabyte)
-            store = bytearray(keep + want + PAD + max(keep, MAX_SNAPLEN * 4 + 64))
-            np.frombuffer(store, dtype=np.uint8)[:keep] = tail
-            self.store = store
-        elif keep:
-            np.frombuffer(self.store, dtype=np.uint8)[:keep] = tail  # (overlap-safe)
-        got = self._read(memoryview(self.store)[keep : keep + want])
-        n = keep + got
-        self.buf = memoryview(self.store)[:n]
-        self.store[n : n + PAD] = bytes(PAD)
+        got = self._read(memoryview(store)[keep : keep + want])
+        self.store = store
+        self.buf = memoryview(store)[: keep + got]
         if not got:
             self.eof = True
             return False
