@@ -77,7 +77,7 @@ def _split_keep(run: str, i: int, chunk: Chunk, n: int, w: int, *after: int) -> 
     """Chunk ``i`` split on worker ``w``: piece ``w`` kept here for
     :func:`_fold_own`, the others returned (one piece when ``n`` is 2)."""
     _malloc()
-    pieces = decode_split(chunk, n, pack=True)
+    pieces = decode_split(chunk, n, pack=True, keep=w)
     _HELD[run, i] = pieces[w]
     others = pieces[:w] + pieces[w + 1 :]
     return others[0] if n == 2 else others

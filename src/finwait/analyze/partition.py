@@ -63,6 +63,10 @@ _DTYPES = {
 _NAMES = ("frame", "ts", "src", "dst", "sport", "dport", "seq", "ack", "flags", "window",
           "plen", "tunnel")  # fmt: skip
 FOLD_BATCH = 1 << 15  # segments a tracker takes at a time
+# Bytes of a chunk decoded at a time: the sequential streaming run's batch
+# (run.STREAM_CHUNK); in 8 MB batches the decoder's temporaries fall out of
+# the caches, and decoding took 15 % more CPU.
+DECODE_BATCH = 4 << 20
 AHEAD = 2  # a worker decodes up to AHEAD * n chunks past the slowest fold
 
 
@@ -118,28 +122,54 @@ class Piece:
         return out
 
 
-def split(part: Part, batches: list[TcpColumns], n: int, pack: bool = False) -> list[Piece]:
-    """A chunk's decoded segments (``batches``) as ``n`` pieces (compact
-    ones with ``pack``)."""
+def split(part: Part, batches: list[TcpColumns], n: int, pack: bool = False,
+          keep: int | None = None) -> list[Piece]:  # fmt: skip
+    """A chunk's decoded segments (``batches``) as ``n`` pieces, each one
+    set of columns for the whole chunk (the fold then takes them in
+    :data:`FOLD_BATCH` slices, not in the small slices each batch would
+    give); with ``pack``, compact ones (what travels), except piece
+    ``keep`` (the one the worker folds itself, in the tracker's dtypes).
+    Each segment is gathered once, straight into its piece's columns."""
     pieces = [Piece(part.index, part.records, part.stacks, error=part.error) for _ in range(n)]
     pieces[0].drops = part.drops
     if part.error is not None or not batches:
         return pieces
-    per: list[list[TcpColumns]] = [[] for _ in range(n)]
+    if n == 1:
+        pieces[0].cols = batches
+        if pack and keep != 0:
+            pieces[0] = pieces[0].pack()
+        return pieces
+    where = []
     for c in batches:
-        if n == 1:
-            per[0].append(c)
-            continue
         key = partition_of(c, n)
-        for p in range(n):
-            idx = np.flatnonzero(key == p)
-            if idx.size:
-                # np.take: a 2-D fancy index (the addresses) is 4x slower
-                per[p].append(TcpColumns(*(np.take(getattr(c, k), idx, axis=0) for k in _NAMES)))
+        where.append([np.flatnonzero(key == p) for p in range(n)])
+    frame_dt = np.uint32 if part.records < (1 << 32) else np.int64
+    first = batches[0]
     for p in range(n):
-        pieces[p].cols = per[p]
-        if pack:
-            pieces[p] = pieces[p].pack()
+        total = sum(w[p].size for w in where)
+        if not total:
+            continue
+        compact = pack and p != keep
+        out = {}
+        for k in _NAMES:
+            col = getattr(first, k)
+            dt = (frame_dt if k == "frame" else _DTYPES[k]) if compact else col.dtype
+            out[k] = np.empty((total, *col.shape[1:]), dtype=dt)
+        lo = 0
+        for c, w in zip(batches, where, strict=True):
+            idx = w[p]
+            hi = lo + idx.size
+            for k in _NAMES:
+                # np.take: a 2-D fancy index (the addresses) is 4x slower
+                if compact:
+                    out[k][lo:hi] = np.take(getattr(c, k), idx, axis=0)
+                else:  # (mode="clip": straight into the slice, not buffered)
+                    np.take(getattr(c, k), idx, axis=0, out=out[k][lo:hi], mode="clip")
+            lo = hi
+        if compact:
+            pieces[p].packed = [out]
+        else:
+            pieces[p].cols = [TcpColumns(**out)]
     return pieces
 
 
@@ -147,11 +177,12 @@ def _rows(c: TcpColumns, lo: int, hi: int) -> TcpColumns:
     return TcpColumns(*(getattr(c, k)[lo:hi] for k in _NAMES))
 
 
-def decode_split(chunk: Chunk, n: int, pack: bool = False) -> list[Piece]:
-    """Read, decode and split one chunk (in a worker)."""
+def decode_split(chunk: Chunk, n: int, pack: bool = False,
+                 keep: int | None = None) -> list[Piece]:  # fmt: skip
+    """Read, decode and split one chunk (in a worker): :func:`split`."""
     batches: list[TcpColumns] = []
-    part = decode_batches(chunk, batches.append)
-    return split(part, batches, n, pack)
+    part = decode_batches(chunk, batches.append, DECODE_BATCH)
+    return split(part, batches, n, pack, keep)
 
 
 @dataclass
@@ -379,7 +410,10 @@ def serial_runner(n: int) -> Runner:
             done: ChunkDone | None, output: Output | None = None) -> Result:  # fmt: skip
         folders = [Folder(file_of, zeek_timeouts) for _ in range(n)]
         for c in chunks:
-            for f, pc in zip(folders, decode_split(c, n, pack=True), strict=True):
+            # (piece c.index % n kept in the tracker's dtypes, the others
+            # compact: as a worker process splits)
+            for f, pc in zip(folders, decode_split(c, n, pack=True, keep=c.index % n),
+                             strict=True):  # fmt: skip
                 f.fold(pc)
             if folders[0].error is not None:
                 return None
@@ -559,16 +593,20 @@ def _not_mine(p: int, outs: list[Any], backs: list[Any]) -> list[Any]:
 
 def _wire(piece: Piece) -> tuple[bytes, list[npt.NDArray[Any]]]:
     """A piece's header and its columns in compact dtypes, each the
-    concatenation of the piece's batches."""
-    cols = piece.cols
+    concatenation of the piece's batches (a piece :func:`split` packed:
+    its columns as they are, no copy)."""
     frame_dt = np.uint32 if piece.records < (1 << 32) else np.int64
     arrays: list[npt.NDArray[Any]] = []
-    if cols:
+    if len(piece.packed) == 1 and not piece.cols:
+        arrays = [piece.packed[0][name] for name in _NAMES]
+    elif piece.cols or piece.packed:
+        # (in the order :meth:`Piece.columns` gives them)
+        batches = [*({k: getattr(c, k) for k in _NAMES} for c in piece.cols), *piece.packed]
         for name in _NAMES:
             dt = frame_dt if name == "frame" else _DTYPES[name]
-            parts = [getattr(c, name) for c in cols]
+            parts = [b[name] for b in batches]
             arrays.append(np.concatenate(parts, dtype=dt, casting="unsafe")
-                          if len(parts) > 1 else parts[0].astype(dt))  # fmt: skip
+                          if len(parts) > 1 else parts[0].astype(dt, copy=False))  # fmt: skip
     shapes = [(a.dtype.str, a.shape) for a in arrays]
     meta = (piece.index, piece.records, piece.stacks, piece.drops, piece.error, shapes)
     return pickle.dumps(meta, protocol=pickle.HIGHEST_PROTOCOL), arrays
@@ -723,7 +761,7 @@ def _peer(p: int, n: int, chunks: list[Chunk], file_of: list[int], zeek_timeouts
                     pause = 0.005
                     continue
                 pause = 0.0
-                pieces = decode_split(chunks[k], n)
+                pieces = decode_split(chunks[k], n, pack=True, keep=p)
                 for q, box in outboxes.items():
                     box.put(pieces[q])
                 held[k] = pieces[p]
