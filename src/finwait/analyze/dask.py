@@ -2,28 +2,29 @@
 on a cluster (``tcp://HOST:PORT``, a running ``dask scheduler``) or on a
 LocalCluster of this machine (``local`` or ``local:N`` workers).
 
-The graph, for ``n`` workers and chunks ``0 .. C - 1`` (``1 + 2n`` tasks a
-chunk):
+The graph, for ``n`` workers and chunks ``0 .. C - 1`` (``2`` tasks a
+chunk with 2 workers, ``2n - 1`` with more):
 
 - ``split-i``: read, decode and split chunk ``i`` into ``n`` compact pieces
   on worker ``w = i mod n``, which opens the file itself, through fsspec
   for a URL; it keeps piece ``w`` in the worker (:data:`_HELD`) and returns
   the others (with 2 workers the other piece itself, else a list that
-  ``n - 1`` getitem tasks name): ``1 + n`` tasks a chunk with 2 workers,
-  ``2n`` with more, instead of a getitem task for every piece (each task
-  costs the scheduler, here in the ``finwait`` process, about 3 ms);
-- ``fold-p-i``: fold piece ``p`` of chunk ``i`` into partition ``p``'s
-  tracker, after ``fold-p-(i-1)``, on worker ``p`` (worker ``w``'s own
-  piece taken from where its split left it).  The tracker is that
-  worker's state for the run (:data:`_FOLDERS`), never a task's result:
-  a fold returns the chunk's index, so results stay immutable, the chain
-  travels as a few bytes, and a fold run again for a chunk already folded
-  is a no-op (retry-safe); piece ``p`` of each chunk is what travels
-  (about 70 bytes a segment);
-- ``split-i`` also waits for the folds of chunk ``i - 2n`` (their
-  indices), so at most ``2n`` chunks' pieces exist at once: memory on
-  each worker is bounded by the chunk size (and its own connections), not
-  by the file size;
+  ``n - 1`` getitem tasks name);
+- ``fold-p-r``: fold pieces ``p`` of round ``r``'s chunks (``r n`` …
+  ``r n + n - 1``, one split on each worker) into partition ``p``'s
+  tracker, after ``fold-p-(r-1)``, on worker ``p`` (worker ``p``'s own
+  piece taken from where its split left it): one task a round, not one a
+  chunk (each task costs the scheduler, here in the ``finwait`` process,
+  about 3 ms).  The tracker is that worker's state for the run
+  (:data:`_FOLDERS`), never a task's result: a fold returns its last
+  chunk's index, so results stay immutable, the chain travels as a few
+  bytes, and a fold run again for a chunk already folded is a no-op
+  (retry-safe); piece ``p`` of each chunk is what travels (about 70 bytes
+  a segment);
+- ``split-i`` also waits for the folds of the round of chunk ``i - 2n``
+  (their indices), so at most about ``2n`` chunks' pieces exist at once:
+  memory on each worker is bounded by the chunk size (and its own
+  connections), not by the file size;
 - ``result-p`` takes partition ``p``'s tracker out of its worker; the
   results are merged as a tree (``merge``: ``log2 n`` levels), and only the
   final merge comes back to this process.
@@ -100,6 +101,22 @@ def _start(run: str, p: int, file_of: list[int], zeek_timeouts: bool) -> int:
     _malloc()
     _FOLDERS[run, p] = Folder(file_of, zeek_timeouts)
     return -1
+
+
+def _folds(run: str, p: int, n: int, _prev: int, i0: int, *items: Any) -> int:
+    """Fold the pieces of chunks ``i0``, ``i0 + 1`` … (one round: a chunk
+    split on each worker) into partition ``p``, in order: a chunk split
+    on this worker by the piece its split kept (its item only names the
+    split), any other by its item, the piece that travelled.  One task a
+    round instead of one a chunk (each task costs the scheduler about
+    3 ms); each fold is still retry-safe.  The last chunk's index."""
+    for k, item in enumerate(items):
+        i = i0 + k
+        if i % n == p:
+            _fold_own(run, p, -1, i, item)
+        else:
+            _fold(run, p, -1, item)
+    return i0 + len(items) - 1
 
 
 def _fold(run: str, p: int, _prev: int, piece: Piece) -> int:
@@ -305,7 +322,8 @@ class DaskRunner(AbstractContextManager["DaskRunner"]):
 
         last = [task(_start, f"start-{p}", run, p, file_of, zeek_timeouts, at=p)
                 for p in range(n)]  # fmt: skip
-        folds: list[list[Any]] = []
+        folds: list[list[Any]] = []  # per chunk: the fold tasks its round ends with
+        items: list[list[Any]] = [[] for _ in range(n)]  # this round's, per partition
         placed = None not in addrs  # (else the split may not run where its fold does)
         for i, chunk in enumerate(chunks):
             after = folds[i - ahead] if i >= ahead else []
@@ -322,17 +340,20 @@ class DaskRunner(AbstractContextManager["DaskRunner"]):
             sp = task(_split_keep, f"split-{i}", run, i, chunk, n, w, *after, at=w)
             self.tasks += 1
             for p in range(n):
-                if p == w:
-                    last[p] = task(_fold_own, f"fold-{p}-{i}", run, p, last[p], i, sp, at=p)
-                else:
-                    piece = sp
-                    if n > 2:
-                        k = p - (p > w)
-                        piece = task(operator.getitem, f"piece-{p}-{i}", sp, k)
-                        self.tasks += 1
-                    last[p] = task(_fold, f"fold-{p}-{i}", run, p, last[p], piece, at=p)
-                self.tasks += 1
-            folds.append(list(last))
+                if p != w and n > 2:
+                    k = p - (p > w)
+                    items[p].append(task(operator.getitem, f"piece-{p}-{i}", sp, k))
+                    self.tasks += 1
+                else:  # (its own piece: the split, named; else the piece itself)
+                    items[p].append(sp)
+            if w == n - 1 or i == len(chunks) - 1:  # a round's folds, one task a partition
+                i0 = i - w
+                for p in range(n):
+                    last[p] = task(_folds, f"fold-{p}-{i0}", run, p, n, last[p], i0, *items[p],
+                                   at=p)  # fmt: skip
+                    items[p] = []
+                    self.tasks += 1
+                folds.extend(list(last) for _ in range(w + 1))
         weaving = output is not None and placed
         try:
             if weaving:
