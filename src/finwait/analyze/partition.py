@@ -112,15 +112,6 @@ class Piece:
             packed.append(one)
         return dataclasses.replace(self, cols=[], packed=self.packed + packed)
 
-    def columns(self) -> list[TcpColumns]:
-        """The segments as the tracker takes them (int64 columns), a batch
-        at a time."""
-        out = list(self.cols)
-        for one in self.packed:
-            i64 = {k: v.astype(np.int64) for k, v in one.items() if k != "ts"}
-            out.append(TcpColumns(ts=one["ts"], **i64))
-        return out
-
 
 def split(part: Part, batches: list[TcpColumns], n: int, pack: bool = False,
           keep: int | None = None) -> list[Piece]:  # fmt: skip
@@ -173,8 +164,23 @@ def split(part: Part, batches: list[TcpColumns], n: int, pack: bool = False,
     return pieces
 
 
-def _rows(c: TcpColumns, lo: int, hi: int) -> TcpColumns:
-    return TcpColumns(*(getattr(c, k)[lo:hi] for k in _NAMES))
+def _slice(part: TcpColumns | dict[str, npt.NDArray[Any]], lo: int, hi: int, base: int,
+           remap: I64) -> TcpColumns:  # fmt: skip
+    """Segments ``lo .. hi`` of a piece's columns (the tracker's dtypes or
+    compact ones) as the tracker takes them: frames offset by ``base``,
+    tunnel ids through ``remap``, compact columns widened here, a slice at
+    a time (while it is in the caches; the piece stays compact until then)."""
+    cols: dict[str, npt.NDArray[Any]] = {}
+    for k in _NAMES:
+        a = getattr(part, k)[lo:hi] if isinstance(part, TcpColumns) else part[k][lo:hi]
+        if k == "frame":
+            a = np.add(a, base, dtype=np.int64)
+        elif k == "tunnel":
+            a = remap[a]
+        elif k != "ts" and a.dtype != np.int64:
+            a = a.astype(np.int64)
+        cols[k] = a
+    return TcpColumns(**cols)
 
 
 def decode_split(chunk: Chunk, n: int, pack: bool = False,
@@ -227,11 +233,12 @@ class Folder:
         if i == 0 or self.file_of[i - 1] != self.file_of[i]:
             self.file_first = self.records
         remap = np.array([self.tunnels.id(st) for st in piece.stacks], dtype=np.int64)
-        for c in piece.columns():
-            c = dataclasses.replace(c, frame=c.frame + self.records, tunnel=remap[c.tunnel])
+        parts: list[TcpColumns | dict[str, npt.NDArray[Any]]] = [*piece.cols, *piece.packed]
+        for part in parts:
+            size = len(part) if isinstance(part, TcpColumns) else part["frame"].size
             # In slices: the tracker's working set stays in the caches.
-            for lo in range(0, len(c), FOLD_BATCH):
-                rows = _rows(c, lo, lo + FOLD_BATCH)
+            for lo in range(0, size, FOLD_BATCH):
+                rows = _slice(part, lo, lo + FOLD_BATCH, self.records, remap)
                 self.tracker.reserve(len(rows))  # (it keeps every connection)
                 self.tracker.add(rows)
         self.drops.update(piece.drops)
@@ -700,9 +707,7 @@ def _receive(fd: int) -> Piece | None:
             if a.nbytes:
                 _read(fd, a)
             arrays.append(a)
-        cols: list[Any] = [a if k == "ts" else a.astype(np.int64)
-                           for k, a in zip(_NAMES, arrays, strict=True)]  # fmt: skip
-        piece.cols = [TcpColumns(*cols)]
+        piece.packed = [dict(zip(_NAMES, arrays, strict=True))]  # (widened as folded)
     return piece
 
 
