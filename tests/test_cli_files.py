@@ -166,3 +166,22 @@ def test_output_directory_errors(tmp_path: Path) -> None:
         r = CliRunner().invoke(main, ["analyze", "--parquet-dataset", str(bad), str(cap)])
         assert r.exit_code == 2, r.output
         assert f"{bad}: {why}" in r.output and "Traceback" not in r.output
+
+
+def test_an_output_that_is_not_a_regular_file_is_written_in_place(tmp_path: Path) -> None:
+    """``--html /dev/null`` (or a FIFO) is written to, not renamed over: the
+    rename made /dev/null a regular file for the whole machine (as root)."""
+    import os
+    import stat
+
+    from finwait.cli.files import write_text
+
+    fifo = tmp_path / "out.fifo"
+    os.mkfifo(fifo)
+    reader = os.open(fifo, os.O_RDONLY | os.O_NONBLOCK)
+    try:
+        write_text(fifo, "<html>page</html>")
+        assert stat.S_ISFIFO(os.stat(fifo).st_mode)
+        assert os.read(reader, 100) == b"<html>page</html>"
+    finally:
+        os.close(reader)

@@ -153,11 +153,19 @@ def writing(path: str | os.PathLike[str]) -> Iterator[None]:
 def write_text(path: str | os.PathLike[str], text: str) -> None:
     """Write ``path`` whole or not at all: the text goes to a temporary file
     beside it, renamed over ``path`` once complete, so Ctrl-C, SIGTERM or an
-    error mid-write leave the old file (or none), never half of one."""
+    error mid-write leave the old file (or none), never half of one.  A
+    ``path`` that is not a regular file (``/dev/null``, ``/dev/stdout``, a
+    FIFO) is written in place: renamed over, ``/dev/null`` itself became
+    a regular file (as root)."""
     target = Path(path)
     with writing(path):
         try:
-            mode = stat.S_IMODE(target.stat().st_mode)
+            st = target.stat()
+            if not stat.S_ISREG(st.st_mode):
+                with open(target, "w", encoding="utf-8") as out:
+                    out.write(text)
+                return
+            mode = stat.S_IMODE(st.st_mode)
         except FileNotFoundError:
             umask = os.umask(0)
             os.umask(umask)
