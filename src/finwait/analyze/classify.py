@@ -583,9 +583,9 @@ def _zeek_flip(tr: Tracker, flow: I64, first_dir: I64, first_flags: I64) -> I64:
     """1 where Zeek would swap originator and responder (its ``^``): the
     first packet is not a bare SYN and its source port looks like a server's
     (when both do, only a non-SYN to a higher port is flipped)."""
-    key = tr.flow_key[flow]
-    sport = np.where(first_dir == 0, key[:, 4], key[:, 9])
-    dport = np.where(first_dir == 0, key[:, 9], key[:, 4])
+    lo_port, hi_port = tr.flow_key[:, 4][flow], tr.flow_key[:, 9][flow]
+    sport = np.where(first_dir == 0, lo_port, hi_port)
+    dport = np.where(first_dir == 0, hi_port, lo_port)
     bare_syn = (first_flags & (SYN | ACK)) == SYN
     ls = member(sport, LIKELY_SERVER_PORTS)
     ld = member(dport, LIKELY_SERVER_PORTS)

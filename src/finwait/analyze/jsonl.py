@@ -271,7 +271,7 @@ def _text(res: Analysis, lo: int, hi: int, tail: str) -> bytes:
         t.lit("}")
 
     # Endpoints: the 4-tuple is stored low endpoint first; ``client`` says which.
-    keys = res._flow_key[c["flow"][sl]]
+    keys = np.take(res._flow_key, c["flow"][sl], axis=0)
     cl = c["client"][sl].astype(bool)
     lo_addr = _addresses(res, keys[:, 0:4])
     hi_addr = _addresses(res, keys[:, 5:9])
@@ -365,7 +365,7 @@ def _history_text(c: dict[str, Any], lo: int, hi: int) -> U32:
 def _states(c: dict[str, Any], lo: int, hi: int) -> U32:
     """Each connection's Zeek ``conn_state``."""
     zeek = c["zeek"][lo:hi]
-    state = _STATE[np.maximum(zeek, 0)]
+    state = np.take(_STATE, np.maximum(zeek, 0), axis=0)
     hist, at = c["hist_str"], c["hist_at"]
     for j in np.flatnonzero(zeek < 0).tolist():
         # RSTOS0 needs the history: a SYN, nothing from the responder, a RST.
@@ -391,8 +391,8 @@ def _addresses(res: Analysis, words: npt.NDArray[np.int64]) -> U32:
     first = o[brk]
     inv = np.empty(key.size, dtype=np.int64)
     inv[o] = np.cumsum(brk) - 1
-    uniq = words[first]
-    if not np.array_equal(uniq[inv], words):
+    uniq = np.take(words, first, axis=0)
+    if not np.array_equal(np.take(uniq, inv, axis=0), words):
         uniq, inv = np.unique(words, axis=0, return_inverse=True)
     text = _table([res._addr(tuple(w)).encode() for w in uniq.tolist()])
     return _look(text, inv.ravel())
