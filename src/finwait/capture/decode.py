@@ -164,6 +164,13 @@ def _rows(table: I64, idx: npt.NDArray[np.int64] | npt.NDArray[np.bool_]) -> I64
     return out
 
 
+def _at(a: npt.NDArray[Any], idx: I64, n: int) -> npt.NDArray[Any]:
+    """``a[idx]`` for ``idx`` ascending positions below ``n`` without
+    repeats; ``a`` itself when those are all ``n`` of them (most batches: every
+    packet is IPv4 TCP), without the copy."""
+    return a if idx.size == n else a[idx]
+
+
 class _Bytes:
     """Bounds-safe big-endian gathers from one chunk: an index past the end
     reads zeros (the caller has already masked such packets out)."""
@@ -176,7 +183,7 @@ class _Bytes:
         self.b = padded
         self.limit = buf.size
 
-    def rows(self, off: I64, dtype: np.dtype[np.void]) -> npt.NDArray[np.void]:
+    def rows(self, off: I64, dtype: np.dtype[Any]) -> npt.NDArray[Any]:
         """The ``dtype.itemsize`` bytes at each offset, as one structured
         record each: one gather for a whole header instead of one per byte.
         The records are read through a 1-D view of overlapping opaque
@@ -186,27 +193,23 @@ class _Bytes:
         records = np.ndarray(
             (self.b.size - size + 1,), np.dtype((np.void, size)), self.b, strides=(1,)
         )
-        out: npt.NDArray[np.void] = records[np.minimum(off, self.limit)].view(dtype)
+        out: npt.NDArray[Any] = records[np.minimum(off, self.limit)].view(dtype)
         return out
 
     def u8(self, off: I64) -> I64:
         return self.b[np.minimum(off, self.limit)].astype(np.int64)
 
     def u16(self, off: I64) -> I64:
-        o = np.minimum(off, self.limit)
-        r: I64 = (self.b[o].astype(np.int64) << 8) | self.b[o + 1]
+        """Big-endian 16-bit values (each one record: :meth:`rows`)."""
+        r: I64 = self.rows(off, _BE16).astype(np.int64)
         return r
 
     def u32(self, off: I64) -> I64:
-        o = np.minimum(off, self.limit)
-        b = self.b
-        r: I64 = (
-            (b[o].astype(np.int64) << 24)
-            | (b[o + 1].astype(np.int64) << 16)
-            | (b[o + 2].astype(np.int64) << 8)
-            | b[o + 3]
-        )
+        r: I64 = self.rows(off, _BE32).astype(np.int64)
         return r
+
+
+_BE16, _BE32 = np.dtype(">u2"), np.dtype(">u4")
 
 
 def _count_values(
@@ -333,8 +336,8 @@ def decode(
     idx6 = np.flatnonzero(ok & (ver == 6))
     wire = end if batch.wirelen is None else off + batch.wirelen
     zero = np.zeros(0, dtype=np.int64)
-    p4, s4 = _ipv4(by, net[idx4], end[idx4], wire[idx4], idx4, counts, True)
-    p6, s6 = _ipv6(by, net[idx6], end[idx6], wire[idx6], idx6, counts, True)
+    p4, s4 = _ipv4(by, _at(net, idx4, n), _at(end, idx4, n), _at(wire, idx4, n), idx4, counts, True)
+    p6, s6 = _ipv6(by, _at(net, idx6, n), _at(end, idx6, n), _at(wire, idx6, n), idx6, counts, True)
     parts = [p4, p6]
     more = np.flatnonzero(slow)
     if s4.size:
@@ -357,7 +360,7 @@ def decode(
         rows, tcp, tcplen, tun = rows[o], tcp[o], tcplen[o], tun[o]
         src, dst = np.take(src, o, axis=0), np.take(dst, o, axis=0)
     # TCP header (RFC 9293 §3.1): 20 bytes captured at least, data offset sane.
-    have = end[rows] - tcp
+    have = _at(end, rows, n) - tcp
     hdr_ok = have >= 20
     th = by.rows(tcp, _TCP_HDR)
     doff = (th["off"] >> 4).astype(np.int64) * 4
@@ -386,8 +389,8 @@ def decode(
     else:
         counts["tcp"] += rows.size
     return TcpColumns(
-        frame=batch.frame[rows],
-        ts=batch.ts[rows],
+        frame=_at(batch.frame, rows, n),
+        ts=_at(batch.ts, rows, n),
         src=src,
         dst=dst,
         sport=th["sport"].astype(np.int64),
@@ -620,13 +623,19 @@ def _ipv4(
     keep = np.flatnonzero(ok & ~frag & tcp)
     # (the header fields taken one by one: gathering whole structured
     # records is a slow per-element copy)
-    ip, ihl, total = ip[keep], ihl[keep], total[keep]
+    n = ip.size
+    ip, ihl, total, rows = (
+        _at(ip, keep, n),
+        _at(ihl, keep, n),
+        _at(total, keep, n),
+        _at(rows, keep, n),
+    )
     words = np.zeros((keep.size, 4), dtype=np.int64)
     words[:, 2] = _V4_MAPPED
     src = words.copy()
-    src[:, 3] = h["src"][keep]
-    words[:, 3] = h["dst"][keep]
-    return (rows[keep], ip + ihl, total - ihl, src, words, np.zeros(keep.size, np.int64)), slow
+    src[:, 3] = _at(h["src"], keep, n)
+    words[:, 3] = _at(h["dst"], keep, n)
+    return (rows, ip + ihl, total - ihl, src, words, np.zeros(keep.size, np.int64)), slow
 
 
 def _ipv6(
