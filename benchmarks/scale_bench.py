@@ -237,6 +237,16 @@ def main() -> None:
             "scale_bench: no 'dask' beside this python: install the extra "
             "(pip install -e '.[scale]') or pass --no-dask"
         )
+    import os
+    import stat
+
+    if not stat.S_ISCHR(os.stat("/dev/null").st_mode):
+        # (a rename over it, as root, once made it one: every run's output
+        # was then copied into memory, a cost no real run pays)
+        raise SystemExit("scale_bench: /dev/null is not a character device: the runs "
+                         "would write their output into a file; restore it first "
+                         "(as root: mknod -m 666 /dev/null.new c 1 3 && mv /dev/null.new "
+                         "/dev/null)")  # fmt: skip
     fw = shutil.which("finwait") or str(Path(sys.executable).with_name("finwait"))
     bytecode(args.baseline)
     cap = args.capture

@@ -63,9 +63,13 @@ def test_local_cluster_equals_sequential(tmp_path: Path, monkeypatch: pytest.Mon
         for mode in ("json", "csv", "summary"):
             buf = io.StringIO()
             out = Output(mode, buf, lines=_csv_lines if mode == "csv" else None)
+            spooled = runner.spooled
             woven = analyze_set([path], runner=runner, cuts={str(path): cuts}, as_set=False,
                                 output=out)  # fmt: skip
             assert out.done and woven.stats() == want.stats()
+            # A LocalCluster's lines come through files, read back and removed.
+            assert (runner.spooled > spooled) == (mode != "summary")
+            assert mode == "summary" or not Path(runner.spool_dir or "").exists()
             if mode == "json":
                 seq = io.StringIO()
                 write_jsonl(want, seq)

@@ -236,6 +236,16 @@ class Rendering:
         return Tail(res.n, res.tcp_packets, res.tunnelled_connections(), summary)
 
 
+def spooled(path: str) -> U8:
+    """A block's text that a worker wrote to ``path`` (``--dask local:N``),
+    read back; the file removed."""
+    import os
+
+    text: U8 = np.fromfile(path, dtype=np.uint8)
+    os.unlink(path)
+    return text
+
+
 def blocks(total: int) -> int:
     """How many blocks of :data:`WEAVE` ids ``total`` connections make."""
     return -(-total // WEAVE)
