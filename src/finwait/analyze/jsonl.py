@@ -61,6 +61,9 @@ def iter_jsonl(res: Analysis, file: str | None = None) -> Iterator[str]:
 # words now next to each other) and the NUL bytes dropped.
 
 
+LineNumbers = list[int]  # (named here: in _Text, ``int`` is its method)
+
+
 class _Text:
     """The text of ``n`` lines built a field at a time, no Python code run
     per line or per value."""
@@ -103,8 +106,21 @@ class _Text:
 
     def join(self) -> bytes:
         """The lines' text (ASCII)."""
-        text = np.ascontiguousarray(self.stack().T).tobytes()
-        return text.translate(None, b"\0")
+        return self._lines().tobytes().translate(None, b"\0")
+
+    def join_runs(self, starts: LineNumbers, ends: LineNumbers) -> list[bytes]:
+        """The text of lines ``a`` .. ``b`` - 1 for each ``a``, ``b`` of
+        ``starts``, ``ends``: each run's rows of words on their own (no
+        search for the line ends in the text)."""
+        lines = self._lines()
+        return [
+            lines[a:b].tobytes().translate(None, b"\0") for a, b in zip(starts, ends, strict=True)
+        ]
+
+    def _lines(self) -> U32:
+        """The stack transposed: row j holds line j's words."""
+        out: U32 = np.ascontiguousarray(self.stack().T)
+        return out
 
 
 def _literal(text: str) -> U32:
@@ -262,6 +278,11 @@ def _text(res: Analysis, lo: int, hi: int, tail: str) -> bytes:
     """The JSON Lines text (ASCII) of connections ``lo`` .. ``hi`` - 1."""
     if hi <= lo:
         return b""
+    return _block_lines(res, lo, hi, tail).join()
+
+
+def _block_lines(res: Analysis, lo: int, hi: int, tail: str) -> _Text:
+    """The lines of connections ``lo`` .. ``hi`` - 1 (``hi > lo``), to join."""
     c = res.cols
     sl = slice(lo, hi)
     t = _Text(hi - lo)
@@ -311,7 +332,7 @@ def _text(res: Analysis, lo: int, hi: int, tail: str) -> bytes:
     else:
         t.rows(_texts([x.encode() for x in _tails(res, lo, hi, tail)]))
     t.lit("}\n")
-    return t.join()
+    return t
 
 
 def _json(value: Any) -> str:
@@ -555,10 +576,7 @@ class OrderedJsonl(ByteText):
             cut = np.flatnonzero(ids[1:] != ids[:-1] + 1) + 1
             starts, ends = np.r_[0, cut].tolist(), np.r_[cut, ids.size].tolist()
             if self.lines is None:
-                text = self._block(res, lo, hi)
-                nl = np.flatnonzero(np.frombuffer(text, dtype=np.uint8) == 10)
-                at = np.r_[0, nl + 1].tolist()
-                runs = [text[at[a] : at[b]] for a, b in zip(starts, ends, strict=True)]
+                runs = _block_lines(res, lo, hi, self.tail).join_runs(starts, ends)
             else:
                 lines = self.lines(res, lo, hi)
                 runs = [self._encode(lines[a:b]) for a, b in zip(starts, ends, strict=True)]

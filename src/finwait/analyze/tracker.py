@@ -219,10 +219,11 @@ class _Batch:
         passes each: cheaper than gathering the mask at ``dirpos``)."""
         return np.flatnonzero(mask & self.is_dir[0]), np.flatnonzero(mask & self.is_dir[1])
 
-    def firsts(self, mask: Mask) -> I64:
-        """Position of the first masked packet of each (connection, direction)."""
+    def firsts(self, mask: Mask | None) -> I64:
+        """Position of the first masked packet (None: of any packet) of each
+        (connection, direction)."""
         out = []
-        for q in self.split(mask):
+        for q in self.dirpos if mask is None else self.split(mask):
             if q.size:
                 c = self.conn[q]
                 out.append(q[np.r_[True, c[1:] != c[:-1]]])
@@ -838,7 +839,7 @@ class Tracker:
         past 4 GiB; per packet the highest end its sender and its peer had
         sent before it; retransmissions and new bytes."""
         s, p, fl, slot, n = self.s, b.p, b.fl, b.slot, b.n
-        q = b.firsts(np.ones(n, dtype=bool))
+        q = b.firsts(None)
         q = q[s.base[slot[q]] < 0]
         s.base[slot[q]] = (p.seq[q] - np.where(fl[q] & SYN, 0, 1)) & M32
         rel = self._unwrap(b, (p.seq - s.base[slot]) & M32)
@@ -956,9 +957,10 @@ class Tracker:
         ch = allf[~same]
         self.anomalies.add(conn[ch], frame[ch], A_FIN_SEQ, d[ch])
         # The first segment from the peer that acknowledges the FIN.
+        peer_closed = s.fin_frame[other] < frame  # (the peer's FIN came before)
         am = (
             ((fl & (ACK | RST | SYN)) == ACK)
-            & (s.fin_frame[other] < frame)
+            & peer_closed
             & (((p.ack - s.fin_seq[other] - s.fin_plen[other] - 1) & M32) < HALF)
         )
         q = b.set_first(am, "fack_frame", other)
@@ -969,8 +971,7 @@ class Tracker:
         s.fack_flags[t] = fl[q]
         s.fack_plen[t] = plen[q]
         s.fack_ts[t] = p.ts[q]
-        hc = s.fin_frame[other] < frame
-        np.add.at(s.hc_bytes, slot[hc], newb[hc])
+        np.add.at(s.hc_bytes, slot[peer_closed], newb[peer_closed])
         q = b.set_first((fl & FIN) != 0, "anyfin_frame")
         s.anyfin_frame[slot[q]] = frame[q]
 
@@ -1037,10 +1038,11 @@ class Tracker:
             a = mo + ((((p.ack - s.base[xs]) & M32) - (mo & M32) + HALF) & M32) - HALF
             a = np.where(s.fin_frame[xs] < frame, np.minimum(a, s.fin_pos[xs]), a)
             av = np.where(acker, a, -1)
-            acked = np.maximum(np.maximum.accumulate(gb + av + 1) - gb - 1, s.ackmax[xs])
+            ackmax = s.ackmax[xs]  # (before the batch)
+            acked = np.maximum(np.maximum.accumulate(gb + av + 1) - gb - 1, ackmax)
             before = np.r_[-1, acked[:-1]]
             before[b.cpos0] = -1
-            before = np.maximum(before, s.ackmax[xs])
+            before = np.maximum(before, ackmax)
             ev = acker & (a > np.maximum(max_other, before))
             # Holes: [start, rel) where a segment starts past what was sent
             # and acknowledged before it; searched from the next packet on.
