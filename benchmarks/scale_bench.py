@@ -121,6 +121,8 @@ def start_cluster(n: int, src: str | None = None) -> tuple[list[subprocess.Popen
     client: Any = importlib.import_module("distributed").Client
     with client(address, timeout=60) as c:
         c.wait_for_workers(n, timeout=60)
+        # (as on a cluster that already ran a job: finwait imported there)
+        c.run(exec, "import finwait.analyze.dask")
     return procs, address
 
 
@@ -277,11 +279,6 @@ def main() -> None:
     if args.baseline:
         runs = {k: list(v) for name, argv in runs.items()
                 for k, v in ((name, argv), (f"{name} (before)", argv))}  # fmt: skip
-    for name, argv in runs.items():
-        if "ADDRESS" in argv:  # each finwait with its own running cluster
-            procs, address = start_cluster(2, args.baseline if "(before)" in name else None)
-            clusters[name] = procs
-            argv[argv.index("ADDRESS")] = address
     print(f"{cap}: {n:,} packets, {Path(cap).stat().st_size / 1e6:,.0f} MB; set: {nfiles} files")
     print(f"{'run':28} {'wall s':>7} {'packets/s':>11} {'CPU s':>7} {'pkts/CPU-s':>11} "
           f"{'main MB':>8} {'worker MB':>9} {'vs seq':>7} {'main CPU':>8} {'worker CPU':>10} "
@@ -294,10 +291,23 @@ def main() -> None:
             prog = f'"{fw}"'
             if name.endswith("(before)"):
                 prog = f'env PYTHONPATH="{args.baseline}" "{sys.executable}" -m finwait'
+            pids = None
+            if "ADDRESS" in argv:
+                # A cluster of its own, started for this run only: idle Dask
+                # workers take CPU (about 7 % of a core each with the
+                # default settings), which would slow every other run too.
+                procs, address = start_cluster(2, args.baseline if "(before)" in name else None)
+                clusters[name] = procs
+                pids = [p.pid for p in procs]
+                argv = [address if a == "ADDRESS" else a for a in argv]
             one = " ".join([prog, "analyze", "--json", *(f'"{a}"' for a in argv)]) + " > /dev/null"
             cmd = ["sh", "-c", f"{one} & {one}; wait" if name.startswith(PAIR) else one]
-            pids = [p.pid for p in clusters[name]] if name in clusters else None
-            got[name].append(measure(cmd, pids))
+            try:
+                got[name].append(measure(cmd, pids))
+            finally:
+                for p in clusters.pop(name, []):
+                    p.terminate()
+                    p.wait()
     crit: dict[str, float] = {}
     for name in runs:
         secs, cpu, main_mb, worker_mb, main_cpu, worker_cpu = (
