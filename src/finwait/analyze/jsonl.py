@@ -253,14 +253,14 @@ def _place(n: int, fill: U32, parts: list[tuple[I64, U32]]) -> U32:
     """A piece of ``n`` lines: ``fill`` (a literal) but for lines ``rows``
     of each ``(rows, piece)`` in ``parts``."""
     k = max(fill.shape[0], *(p.shape[0] for _, p in parts))
-    # Side by side: fill, then each part; line j takes column src[j].
-    cols = [_padded(p, k) for p in (fill, *(p for _, p in parts))]
-    src = np.zeros(n, dtype=np.intp)
-    at = 1
+    # Written a line at a time (a line's words side by side: each part's
+    # lines are whole rows, which numpy copies a row at a time, where taking
+    # a piece's columns moves one word at a time), then transposed (a view).
+    lines = np.empty((n, k), dtype=np.uint32)
+    lines[:] = _padded(fill, k).T
     for rows, p in parts:
-        src[rows] = np.arange(at, at + p.shape[1])
-        at += p.shape[1]
-    out: U32 = np.concatenate(cols, axis=1).take(src, axis=1)
+        lines[rows] = _padded(p, k).T
+    out: U32 = lines.T
     return out
 
 
@@ -460,11 +460,11 @@ def _us(times: npt.NDArray[Any]) -> U32:
     out[k] = _HEAD[hi + 1000 * (lo == 0)]
     out[k + 1] = _END3[lo]
     bad = np.flatnonzero(~ok)
-    if bad.size:
+    if bad.size:  # (a few lines: their own text replaces what was written)
         text = _texts([repr(round(x, 6)).encode() for x in t[bad].tolist()])
-        good = np.flatnonzero(ok)
-        nothing = np.zeros((1, 1), dtype=np.uint32)
-        return _place(t.size, nothing, [(good, out[:, good]), (bad, text)])
+        k = max(out.shape[0], text.shape[0])
+        out = _padded(out, k)
+        out[:, bad] = _padded(text, k)
     return out
 
 
