@@ -30,6 +30,12 @@ def test_malloc_thresholds() -> None:
     assert out == ["True", "False"]
 
 
+def _pieces_read() -> int:
+    from finwait.analyze import dask as fd
+
+    return fd.PIECES_READ[0]
+
+
 def test_local_cluster_equals_sequential(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     from finwait.analyze import dask as fd
     from finwait.analyze.dask import DaskRunner
@@ -64,12 +70,15 @@ def test_local_cluster_equals_sequential(tmp_path: Path, monkeypatch: pytest.Mon
             buf = io.StringIO()
             out = Output(mode, buf, lines=_csv_lines if mode == "csv" else None)
             spooled = runner.spooled
+            pieces = sum(runner.client.run(_pieces_read).values())
             woven = analyze_set([path], runner=runner, cuts={str(path): cuts}, as_set=False,
                                 output=out)  # fmt: skip
             assert out.done and woven.stats() == want.stats()
             # A LocalCluster's lines come through files, read back and removed.
             assert (runner.spooled > spooled) == (mode != "summary")
-            assert mode == "summary" or not Path(runner.spool_dir or "").exists()
+            # So do the pieces a worker splits for the other's fold.
+            assert sum(runner.client.run(_pieces_read).values()) - pieces >= 3
+            assert runner.spool_dir is not None and not Path(runner.spool_dir).exists()
             if mode == "json":
                 seq = io.StringIO()
                 write_jsonl(want, seq)
@@ -174,10 +183,14 @@ def test_progress_on_a_terminal(tmp_path: Path) -> None:
     assert recs == list(analyze_file(path).records())
 
 
-def test_fold_run_again_is_a_no_op(tmp_path: Path) -> None:
+@pytest.mark.parametrize("spooled", [False, True])
+def test_fold_run_again_is_a_no_op(tmp_path: Path, spooled: bool) -> None:
     """A fold task run a second time (Dask may re-run a task whose result
     was lost) leaves the partition's tracker as it was: the result is still
-    the sequential one, and the task's result (the chunk's index) the same."""
+    the sequential one, and the task's result (the chunk's index) the same.
+    With a spool (a LocalCluster's), the piece a split returns is a file's
+    name, the file removed once its piece is folded, not before: a fold
+    run again for it still works."""
     from finwait.analyze import dask as fd
     from finwait.analyze.chunks import plan
     from finwait.analyze.partition import decode_split, merge, tree
@@ -187,18 +200,26 @@ def test_fold_run_again_is_a_no_op(tmp_path: Path) -> None:
     size = path.stat().st_size
     chunks = plan(path, cuts=[size // 3, 2 * size // 3])
     assert len(chunks) == 3
+    spool = tmp_path / "spool"
+    spool.mkdir()
+    where = str(spool) if spooled else None
     file_of = [0] * len(chunks)
     last = [fd._start("r", p, file_of, False) for p in range(2)]
     for c in chunks:
         if c.index == 1:  # as the graph does: the split keeps worker w's piece
             w = 1
-            other = fd._split_keep("r", 1, c, 2, w)
+            other = fd._split_keep("r", 1, c, 2, w, where)
+            assert isinstance(other, fd.Spooled) == spooled
+            assert [f.name for f in spool.iterdir()] == (["r-1-0"] if spooled else [])
             last[w] = fd._fold_own("r", w, last[w], 1, other)
             assert fd._fold_own("r", w, last[w], 1, other) == last[w] == 1  # again
             last[0] = fd._fold("r", 0, last[0], other)
+            assert not any(spool.iterdir())  # folded: its file removed
+            assert fd._fold("r", 0, last[0], other) == last[0] == 1  # again
             continue
         if c.index == 2:  # a round's folds in one task (here the last round: chunk 2)
-            other = fd._split_keep("r", 2, c, 2, 0)
+            other = fd._split_keep("r", 2, c, 2, 0, where)
+            assert isinstance(other, fd.Spooled) == spooled
             for p in range(2):
                 last[p] = fd._folds("r", p, 2, last[p], 2, other)
                 assert fd._folds("r", p, 2, last[p], 2, other) == last[p] == 2  # again
@@ -206,6 +227,7 @@ def test_fold_run_again_is_a_no_op(tmp_path: Path) -> None:
         for p, piece in enumerate(decode_split(c, 2, pack=True)):
             last[p] = fd._fold("r", p, last[p], piece)
             assert fd._fold("r", p, last[p], piece) == last[p] == c.index  # again
+    assert not any(spool.iterdir())
     got = tree([fd._result("r", p, last[p]) for p in range(2)], merge)
     assert not fd._FOLDERS and not fd._HELD
     from finwait.analyze.sets import _finish
@@ -213,3 +235,27 @@ def test_fold_run_again_is_a_no_op(tmp_path: Path) -> None:
     res = _finish(got.tracker, [str(path)], got.records, got.drops, got.stacks, got.seen, [],
                   False)  # fmt: skip
     assert list(res.records()) == list(analyze_file(path).records())
+
+
+def test_spooled_pieces_of_three_partitions(tmp_path: Path) -> None:
+    """With 3 partitions a split returns the other two pieces, each its
+    own file, read back column for column as it was packed."""
+    import numpy as np
+
+    from finwait.analyze import dask as fd
+    from finwait.analyze.chunks import plan
+    from finwait.analyze.partition import _NAMES, decode_split
+
+    path = tmp_path / "z.pcap"
+    path.write_bytes(zoo(16, 200))
+    (chunk,) = plan(path, cuts=[])
+    want = decode_split(chunk, 3, pack=True)
+    others = fd._split_keep("s", 0, chunk, 3, 1, str(tmp_path))
+    fd._HELD.clear()
+    assert [type(o) for o in others] == [fd.Spooled, fd.Spooled]
+    for p, ref in zip((0, 2), others, strict=True):
+        got = fd._unspool(ref)
+        assert (got.index, got.records, got.drops) == (0, want[p].records, want[p].drops)
+        for name in _NAMES:
+            a, b = got.packed[0][name], want[p].packed[0][name]
+            assert a.dtype == b.dtype and np.array_equal(a, b), name

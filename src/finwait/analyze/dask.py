@@ -20,7 +20,8 @@ chunk with 2 workers, ``2n - 1`` with more):
   chunk's index, so results stay immutable, the chain travels as a few
   bytes, and a fold run again for a chunk already folded is a no-op
   (retry-safe); piece ``p`` of each chunk is what travels (about 70 bytes
-  a segment);
+  a segment; on a LocalCluster through a file in the run's spool
+  directory, Dask carrying only its name: :class:`Spooled`);
 - ``split-i`` also waits for the folds of the round of chunk ``i - 2n``
   (their indices), so at most about ``2n`` chunks' pieces exist at once:
   memory on each worker is bounded by the chunk size (and its own
@@ -52,12 +53,23 @@ import operator
 import sys
 from collections import Counter
 from contextlib import AbstractContextManager, redirect_stdout
+from dataclasses import dataclass
 from types import TracebackType
 from typing import Any
 
 from .alloc import steady as _malloc
 from .chunks import Chunk
-from .partition import ChunkDone, Folder, Partial, Piece, decode_split, merge, tree
+from .partition import (
+    ChunkDone,
+    Folder,
+    Partial,
+    Piece,
+    decode_split,
+    merge,
+    read_piece,
+    tree,
+    write_piece,
+)
 from .partition import _firsts as _first_frames
 from .weave import Output, Rendering, Spec, Tail, WeaveError, Woven, blocks, ranks, weave_all
 from .weave import spooled as _spooled
@@ -68,6 +80,7 @@ _FOLDERS: dict[tuple[str, int], Folder] = {}
 # The piece of each chunk its split kept for this worker's own fold, by (run, chunk).
 _HELD: dict[tuple[str, int], Piece] = {}
 _RENDERS: dict[tuple[str, int], Rendering] = {}
+PIECES_READ = [0]  # pieces this worker read from a spool (tests)
 
 
 def _split(chunk: Chunk, n: int, *after: int) -> list[Piece]:
@@ -75,14 +88,51 @@ def _split(chunk: Chunk, n: int, *after: int) -> list[Piece]:
     return decode_split(chunk, n, pack=True)
 
 
-def _split_keep(run: str, i: int, chunk: Chunk, n: int, w: int, *after: int) -> Any:
+def _split_keep(run: str, i: int, chunk: Chunk, n: int, w: int, spool: str | None,
+                *after: int) -> Any:  # fmt: skip
     """Chunk ``i`` split on worker ``w``: piece ``w`` kept here for
-    :func:`_fold_own`, the others returned (one piece when ``n`` is 2)."""
+    :func:`_fold_own`, the others returned (one piece when ``n`` is 2);
+    with ``spool`` (a LocalCluster's directory), each other piece written
+    to a file there and a :class:`Spooled` naming it returned instead."""
     _malloc()
     pieces = decode_split(chunk, n, pack=True, keep=w)
     _HELD[run, i] = pieces[w]
-    others = pieces[:w] + pieces[w + 1 :]
+    others: list[Any] = pieces[:w] + pieces[w + 1 :]
+    if spool is not None:
+        others = [_spool_piece(spool, run, p, piece)
+                  for p, piece in zip([*range(w), *range(w + 1, n)], others, strict=True)]  # fmt: skip
     return others[0] if n == 2 else others
+
+
+@dataclass(frozen=True)
+class Spooled:
+    """A piece whose compact columns its split wrote to ``path`` (one after
+    the other, each at a multiple of 8 bytes): what goes through Dask in
+    its place on a LocalCluster, a few hundred bytes instead of about 70
+    a segment (sent, received and deserialised by both workers' event
+    loops).  ``meta``: the piece's index, records, tunnel stacks, skip
+    counters, error and its columns' dtypes and shapes."""
+
+    path: str
+    index: int
+    meta: tuple[Any, ...]
+
+
+def _spool_piece(spool: str, run: str, p: int, piece: Piece) -> Spooled | Piece:
+    """``piece`` (partition ``p``'s) written to a file in ``spool``; a piece
+    without columns as it is.  Rewritten whole if its split runs again."""
+    import os
+
+    path = os.path.join(spool, f"{run}-{piece.index}-{p}")
+    meta = write_piece(path, piece)
+    return piece if meta is None else Spooled(path, piece.index, meta)
+
+
+def _unspool(ref: Spooled) -> Piece:
+    """The piece :func:`_spool_piece` wrote (:func:`read_piece`: its
+    columns mapped); the file stays (see :func:`_fold`)."""
+    PIECES_READ[0] += 1
+    return read_piece(ref.path, ref.meta)
 
 
 def _fold_own(run: str, p: int, _prev: int, i: int, _others: Any) -> int:
@@ -120,12 +170,21 @@ def _folds(run: str, p: int, n: int, _prev: int, i0: int, *items: Any) -> int:
     return i0 + len(items) - 1
 
 
-def _fold(run: str, p: int, _prev: int, piece: Piece) -> int:
+def _fold(run: str, p: int, _prev: int, piece: Piece | Spooled) -> int:
     """Fold ``piece`` into the run's partition ``p`` on this worker; its
-    chunk's index.  A piece already folded (a task run again) is skipped."""
+    chunk's index.  A piece already folded (a task run again) is skipped.
+    A spooled piece is read from its file, and the file removed once the
+    piece is folded: a fold run again for it skips it without reading it
+    (a file left by a fold that failed goes with the run's spool)."""
     folder = _FOLDERS[run, p]
     if piece.index >= folder.next:
-        folder.fold(piece)
+        if isinstance(piece, Spooled):
+            import os
+
+            folder.fold(_unspool(piece))
+            os.unlink(piece.path)
+        else:
+            folder.fold(piece)
     return piece.index
 
 
@@ -316,15 +375,40 @@ class DaskRunner(AbstractContextManager["DaskRunner"]):
         done: ChunkDone | None,
         output: Output | None = None,
     ) -> Partial | Woven | None:
-        import importlib
         import uuid
+
+        run = uuid.uuid4().hex
+        placed = None not in (
+            self.addrs or [None]
+        )  # (else a split may not run where its fold does)
+        # A LocalCluster's pieces and blocks of lines travel through files
+        # there, removed with it at the end of the run whatever happens.
+        spool = self.spool_dir = self._spool(run) if placed else None
+        try:
+            return self._run(run, spool, chunks, file_of, zeek_timeouts, done, output)
+        finally:
+            if spool is not None:
+                import shutil
+
+                shutil.rmtree(spool, ignore_errors=True)
+
+    def _run(
+        self,
+        run: str,
+        spool: str | None,
+        chunks: list[Chunk],
+        file_of: list[int],
+        zeek_timeouts: bool,
+        done: ChunkDone | None,
+        output: Output | None,
+    ) -> Partial | Woven | None:
+        import importlib
 
         dask: Any = importlib.import_module("dask")
         delayed = dask.delayed
         c = self.client
         n, addrs = self.workers, self.addrs or [None]
         ahead = 2 * n
-        run = uuid.uuid4().hex
 
         # The whole graph goes to the scheduler at once (one update, not one
         # per task), each task with its placement as an annotation.
@@ -352,7 +436,7 @@ class DaskRunner(AbstractContextManager["DaskRunner"]):
                 self.tasks += 1
                 folds.append(list(last))
                 continue
-            sp = task(_split_keep, f"split-{i}", run, i, chunk, n, w, *after, at=w)
+            sp = task(_split_keep, f"split-{i}", run, i, chunk, n, w, spool, *after, at=w)
             self.tasks += 1
             for p in range(n):
                 if p != w and n > 2:
@@ -378,7 +462,7 @@ class DaskRunner(AbstractContextManager["DaskRunner"]):
                 firsts = self._wait(c.compute(heads, optimize_graph=False))
                 if any(f is None for f in firsts):
                     return None
-                woven = self._weave(run, output, firsts)
+                woven = self._weave(run, output, firsts, spool)
                 if woven is not None:
                     if done is not None and chunks:
                         done(len(chunks) - 1)
@@ -413,7 +497,9 @@ class DaskRunner(AbstractContextManager["DaskRunner"]):
                 sys.stderr.write("\n")
         return self.client.gather(futures)
 
-    def _weave(self, run: str, output: Output, firsts: list[Any]) -> Woven | None:
+    def _weave(
+        self, run: str, output: Output, firsts: list[Any], spool: str | None
+    ) -> Woven | None:
         """The output made on the workers (analyze/weave.py): each
         partition classified there with its ids, its blocks of lines
         fetched a few at a time and interleaved here.  None when the
@@ -431,7 +517,7 @@ class DaskRunner(AbstractContextManager["DaskRunner"]):
                  for p in range(n)]  # fmt: skip
         total = blocks(label.size) if spec.mode in ("json", "csv") else 0
         ahead: list[list[Any]] = []
-        spool = self.spool_dir = self._spool(run) if total else None
+        spool = spool if total else None
 
         def fetch(k: int) -> None:
             if k < total:
@@ -471,21 +557,16 @@ class DaskRunner(AbstractContextManager["DaskRunner"]):
                 ahead.pop(0)
             return got
 
-        try:
-            woven = weave_all(output, label, n, next_message, 0, Counter(), [])
-        finally:
-            if spool is not None:
-                import shutil
-
-                shutil.rmtree(spool, ignore_errors=True)
+        woven = weave_all(output, label, n, next_message, 0, Counter(), [])
         woven.records, _, woven.stacks = pending[0]
         woven.drops = sum((d for _, d, _ in pending), Counter())
         return woven
 
     def _spool(self, run: str) -> str | None:
-        """A directory for the workers' rendered blocks when they run on
-        this machine (a LocalCluster), else None (a cluster's workers may
-        be elsewhere: the lines come back through Dask)."""
+        """A directory for the pieces the workers exchange and their
+        rendered blocks when they run on this machine (a LocalCluster),
+        else None (a cluster's workers may be elsewhere: pieces and lines
+        go through Dask)."""
         if self.cluster is None:
             return None
         import tempfile

@@ -619,6 +619,47 @@ def _wire(piece: Piece) -> tuple[bytes, list[npt.NDArray[Any]]]:
     return pickle.dumps(meta, protocol=pickle.HIGHEST_PROTOCOL), arrays
 
 
+def write_piece(path: str, piece: Piece) -> tuple[Any, ...] | None:
+    """``piece``'s compact columns written to a new file ``path``, one after
+    the other, each at a multiple of 8 bytes (``--dask local:N``: pieces
+    through files, not Dask's comms); what :func:`read_piece` needs besides
+    (its index, records, tunnel stacks, skip counters, error and the
+    columns' dtypes and shapes).  None, and no file, for a piece without
+    segments."""
+    _, arrays = _wire(piece)
+    if not sum(a.nbytes for a in arrays):  # (nothing to map)
+        return None
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    try:
+        at = 0
+        for a in arrays:
+            _write(fd, bytes(-at % 8))
+            _write(fd, np.ascontiguousarray(a))
+            at += -at % 8 + a.nbytes
+    finally:
+        os.close(fd)
+    shapes = [(a.dtype.str, a.shape) for a in arrays]
+    return (piece.index, piece.records, piece.stacks, piece.drops, piece.error, shapes)
+
+
+def read_piece(path: str, meta: tuple[Any, ...]) -> Piece:
+    """The piece :func:`write_piece` wrote, its columns views of the file
+    mapped (no copy: the fold reads them from the page cache, a slice at a
+    time, widening them as it goes).  The file may be removed after."""
+    index, records, stacks, drops, error, shapes = meta
+    raw: Any = np.memmap(path, dtype=np.uint8, mode="r")
+    cols, at = [], 0
+    for dt, shape in shapes:
+        at += -at % 8
+        dtype = np.dtype(dt)
+        size = dtype.itemsize * int(np.prod(shape, dtype=np.int64))
+        cols.append(raw[at : at + size].view(dtype).reshape(shape))
+        at += size
+    piece = Piece(index, records, stacks, drops=drops, error=error)
+    piece.packed = [dict(zip(_NAMES, cols, strict=True))]
+    return piece
+
+
 def _roomy(fd: int) -> None:
     """A pipe of 1 MB (Linux's default ceiling for users) instead of 64 kB:
     a sixteenth of the system calls and context switches for what flows
