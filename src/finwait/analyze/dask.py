@@ -218,7 +218,7 @@ def _block(run: str, p: int, k: int, _ready: int, spool: str | None = None) -> t
         return text, ends
     import os
 
-    path = os.path.join(spool, f"{run}-{p}-{k}")
+    path = os.path.join(spool, f"{run}-lines-{p}-{k}")  # (not a piece's name)
     text.tofile(path)
     return path, ends
 
@@ -299,6 +299,9 @@ class DaskRunner(AbstractContextManager["DaskRunner"]):
             self.client = dd.Client(address, timeout=30)
         self.addrs = sorted(self.client.scheduler_info()["workers"])
         self.workers = max(1, len(self.addrs))
+        # Each task placed on its worker (none known: a split may not run
+        # where its fold does, and the pieces travel as results).
+        self.placed = bool(self.addrs)
         self.tasks = 0  # tasks submitted (tests: the work went to the cluster)
         self.spooled = 0  # blocks of lines read from the spool (tests)
         self.spool_dir: str | None = None  # the last run's spool (tests: removed)
@@ -378,12 +381,9 @@ class DaskRunner(AbstractContextManager["DaskRunner"]):
         import uuid
 
         run = uuid.uuid4().hex
-        placed = None not in (
-            self.addrs or [None]
-        )  # (else a split may not run where its fold does)
         # A LocalCluster's pieces and blocks of lines travel through files
         # there, removed with it at the end of the run whatever happens.
-        spool = self.spool_dir = self._spool(run) if placed else None
+        spool = self.spool_dir = self._spool(run) if self.placed else None
         try:
             return self._run(run, spool, chunks, file_of, zeek_timeouts, done, output)
         finally:
@@ -423,11 +423,10 @@ class DaskRunner(AbstractContextManager["DaskRunner"]):
                 for p in range(n)]  # fmt: skip
         folds: list[list[Any]] = []  # per chunk: the fold tasks its round ends with
         items: list[list[Any]] = [[] for _ in range(n)]  # this round's, per partition
-        placed = None not in addrs  # (else the split may not run where its fold does)
         for i, chunk in enumerate(chunks):
             after = folds[i - ahead] if i >= ahead else []
             w = i % n
-            if not placed:
+            if not self.placed:
                 sp = task(_split, f"split-{i}", chunk, n, *after)
                 for p in range(n):
                     piece = task(operator.getitem, f"piece-{p}-{i}", sp, p)
@@ -453,7 +452,7 @@ class DaskRunner(AbstractContextManager["DaskRunner"]):
                     items[p] = []
                     self.tasks += 1
                 folds.extend(list(last) for _ in range(w + 1))
-        weaving = output is not None and placed
+        weaving = output is not None and self.placed
         try:
             if weaving:
                 assert output is not None

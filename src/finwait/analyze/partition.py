@@ -607,7 +607,7 @@ def _wire(piece: Piece) -> tuple[bytes, list[npt.NDArray[Any]]]:
     if len(piece.packed) == 1 and not piece.cols:
         arrays = [piece.packed[0][name] for name in _NAMES]
     elif piece.cols or piece.packed:
-        # (in the order :meth:`Piece.columns` gives them)
+        # (in the order the fold takes them: cols, then packed)
         batches = [*({k: getattr(c, k) for k in _NAMES} for c in piece.cols), *piece.packed]
         for name in _NAMES:
             dt = frame_dt if name == "frame" else _DTYPES[name]

@@ -39,7 +39,7 @@ import numpy as np
 import numpy.typing as npt
 
 from . import decap
-from .reader import RawBatch
+from .reader import RawBatch, at_every_byte
 
 I64 = npt.NDArray[np.int64]
 U8 = npt.NDArray[np.uint8]
@@ -185,14 +185,10 @@ class _Bytes:
 
     def rows(self, off: I64, dtype: np.dtype[Any]) -> npt.NDArray[Any]:
         """The ``dtype.itemsize`` bytes at each offset, as one structured
-        record each: one gather for a whole header instead of one per byte.
-        The records are read through a 1-D view of overlapping opaque
-        records, one starting at every byte (numpy copies each as one
-        element: twice as fast as rows of a 2-D sliding window)."""
-        size = dtype.itemsize
-        records = np.ndarray(
-            (self.b.size - size + 1,), np.dtype((np.void, size)), self.b, strides=(1,)
-        )
+        record each: one gather for a whole header instead of one per byte
+        (taken as opaque records, then viewed as ``dtype``: numpy copies a
+        structured record field by field)."""
+        records = at_every_byte(self.b, np.dtype((np.void, dtype.itemsize)))
         out: npt.NDArray[Any] = records[np.minimum(off, self.limit)].view(dtype)
         return out
 

@@ -25,7 +25,7 @@ import struct
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
 import numpy as np
 import numpy.typing as npt
@@ -174,15 +174,22 @@ def _u32_rows(
     return out
 
 
+def at_every_byte(buf: npt.NDArray[np.uint8], dtype: npt.DTypeLike) -> npt.NDArray[Any]:
+    """A view of ``buf`` in which element k is the (unaligned) ``dtype``
+    value whose first byte is byte k: one gather reads a whole field or
+    header at each of many offsets (numpy copies each element as one unit:
+    several times faster than a byte at a time or rows of a 2-D sliding
+    window)."""
+    dt = np.dtype(dtype)
+    return np.ndarray((max(buf.size - dt.itemsize + 1, 0),), dt, buf, strides=(1,))
+
+
 def _u32(
     buf: npt.NDArray[np.uint8], off: npt.NDArray[np.int64], big: bool
 ) -> npt.NDArray[np.int64]:
-    """The 32-bit word at each offset: one gather from a view of ``buf`` in
-    which element k is the (unaligned) word at byte k."""
-    words = np.ndarray(
-        (max(buf.size - 3, 0),), dtype=">u4" if big else "<u4", buffer=buf, strides=(1,)
-    )
-    return words[off].astype(np.int64)
+    """The 32-bit word at each offset."""
+    out: npt.NDArray[np.int64] = at_every_byte(buf, ">u4" if big else "<u4")[off].astype(np.int64)
+    return out
 
 
 def is_url(path: str | Path) -> bool:
