@@ -181,3 +181,26 @@ def test_summary_ties_by_id(tmp_path: Path) -> None:
     s.add(res)
     assert [r["id"] for r in s.longest()] == [41, 91, 1, 2, 3]
     assert [r["id"] for r in s.first_unclosed()] == sorted(r["id"] for r in s.first_unclosed())
+
+
+@pytest.mark.parametrize("zeek", [False, True])
+@pytest.mark.parametrize("seed", [5, 11, 23])
+def test_streamed_zoo_equals_whole(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, zeek: bool, seed: int
+) -> None:
+    """Varied connections (port reuse, probes, resets) in batches of 40
+    records, retired after every batch that has any.  A bug this found (fixed): when a 4-tuple's current
+    connection retired while an older one on it stayed (open, the newer
+    one closed), its count of FIN/RST was carried into the connection its
+    next packet began, whose next SYN then split it in two."""
+    from finwait.analyze import tracker
+
+    from .test_jsonl import zoo
+
+    monkeypatch.setattr(tracker, "RETIRE_SHARE", 0.0)
+    path = tmp_path / "zoo.pcap"
+    path.write_bytes(zoo(seed, 600))
+    whole = io.StringIO()
+    write_jsonl(analyze_file(path, zeek_timeouts=zeek), whole)
+    text, pieces = _streamed(path, 1 << 20, zeek_timeouts=zeek)
+    assert text == whole.getvalue() and len(pieces) > 20

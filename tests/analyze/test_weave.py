@@ -117,21 +117,6 @@ def test_weave_interleaves_by_id() -> None:
     assert weave(np.array([0, 1, 1, 0, 0], dtype=np.uint8), got) == b"a1\nb1\nb2\na2\na3\n"
 
 
-def test_unordered_partition_falls_back_to_the_merge(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """When ranks cannot order the partitions, the run merges them as before:
-    nothing written, the whole result returned."""
-    from finwait.analyze import partition
-
-    monkeypatch.setattr(partition, "ranks", lambda firsts: None)
-    path = tmp_path / "z.pcap"
-    path.write_bytes(zoo(4, 50))
-    text, out, res = _woven([path], "json", 2, {str(path): [path.stat().st_size // 2]}, False)
-    assert text == "" and not out.done
-    assert list(res.records()) == list(analyze_file(path).records())  # type: ignore[attr-defined]
-
-
 @pytest.mark.parametrize("mode", [["--json"], ["--csv"], ["--stats"], []])
 @pytest.mark.parametrize("as_set", [False, True])
 def test_workers_write_what_the_sequential_run_writes(
@@ -153,37 +138,3 @@ def test_workers_write_what_the_sequential_run_writes(
     assert got.output == want.output and len(want.output.splitlines()) >= (1 if mode else 10)
     if mode == ["--json"]:
         assert len({json.loads(x)["id"] for x in got.output.splitlines()}) >= 250
-
-
-def test_a_worker_lost_while_writing_is_one_line(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """A worker that ends while the lines are being written: a one-line
-    error saying the output is incomplete, exit 1, no traceback."""
-    import multiprocessing
-    import os
-
-    from finwait.analyze import partition
-    from finwait.analyze import weave as fw
-
-    block = fw.Rendering.block
-
-    def lost(self: fw.Rendering, k: int) -> object:
-        if multiprocessing.current_process().name == "finwait-partition-1":
-            os._exit(3)  # (the forked worker 1 only: worker 0 goes on)
-        return block(self, k)
-
-    monkeypatch.setattr(fw.Rendering, "block", lost)
-    # Small pipes, several blocks: worker 0 fills its pipe and waits; the
-    # main process must still see worker 1's end (no other process may
-    # hold worker 1's pipe open) instead of waiting for ever.
-    monkeypatch.setattr(fw, "WEAVE", 64)
-    monkeypatch.setattr(partition, "_roomy", lambda fd: None)
-    path = tmp_path / "z.pcap"
-    path.write_bytes(zoo(9, 600))
-    r = CliRunner().invoke(main, ["analyze", "--json", "--workers", "2", str(path)])
-    assert r.exit_code == 1 and "Traceback" not in r.output
-    assert r.output.splitlines()[-1] == (
-        "Error: partition 1's worker ended while the connections were written: "
-        "the output is incomplete"
-    )

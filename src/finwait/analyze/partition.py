@@ -47,7 +47,7 @@ from .alloc import steady
 from .chunks import Chunk, Part, decode_batches
 from .columns import ConnColumns, DirColumns
 from .tracker import Events, Tracker
-from .weave import Output, Spec, WeaveError, Woven, ranks, render, weave_all
+from .weave import Output, Spec, Stream, Tail, Weaver, Woven
 
 I64 = npt.NDArray[np.int64]
 Stacks = list[tuple[tuple[str, str, str], ...]]
@@ -207,10 +207,15 @@ class Partial:
 
 class Folder:
     """Partition ``p``'s tracker, fed piece ``p`` of every chunk in chunk
-    order.  ``file_of[i]``: the index of chunk ``i``'s file in the set."""
+    order.  ``file_of[i]``: the index of chunk ``i``'s file in the set.
+    ``seen``: per file ended so far, its connections (rows of the tracker;
+    with ``keys``, their first frames instead: rows move when connections
+    are retired, analyze/weave.py's :class:`~finwait.analyze.weave.Stream`)."""
 
-    def __init__(self, file_of: list[int], zeek_timeouts: bool = False) -> None:
+    def __init__(self, file_of: list[int], zeek_timeouts: bool = False,
+                 keys: bool = False) -> None:  # fmt: skip
         self.file_of = file_of
+        self.keys = keys
         self.tracker = Tracker(zeek_timeouts)
         self.tunnels = Tunnels()
         self.records = 0
@@ -239,7 +244,8 @@ class Folder:
             # In slices: the tracker's working set stays in the caches.
             for lo in range(0, size, FOLD_BATCH):
                 rows = _slice(part, lo, lo + FOLD_BATCH, self.records, remap)
-                self.tracker.reserve(len(rows))  # (it keeps every connection)
+                if not self.keys:
+                    self.tracker.reserve(len(rows))  # (it keeps every connection)
                 self.tracker.add(rows)
         self.drops.update(piece.drops)
         self.records += piece.records
@@ -249,6 +255,8 @@ class Folder:
             tr = self.tracker
             last = tr.c.last_frame[: tr.nconns]
             hit = np.flatnonzero(last > self.file_first)
+            if self.keys:
+                hit = tr.c.first_frame[hit]
             self.seen.append(hit if self.records > self.file_first else hit[:0])
         return self
 
@@ -409,12 +417,16 @@ class Runner(Protocol):
                  done: ChunkDone | None, output: Output | None = None, /) -> Result: ...  # fmt: skip
 
 
-def serial_runner(n: int) -> Runner:
+def serial_runner(n: int, lag: int = 0) -> Runner:
     """All ``n`` partitions in this process (tests: the same split, folds,
-    merge and weave as the parallel runners, without processes)."""
+    merge and streamed output as the parallel runners, without processes;
+    ``lag``: a chunk's ids reach the partitions only after they have folded
+    ``lag`` more chunks, as when a worker is ahead of the others)."""
 
     def run(chunks: list[Chunk], file_of: list[int], zeek_timeouts: bool,
             done: ChunkDone | None, output: Output | None = None) -> Result:  # fmt: skip
+        if output is not None:
+            return _serial_stream(n, lag, chunks, file_of, zeek_timeouts, done, output)
         folders = [Folder(file_of, zeek_timeouts) for _ in range(n)]
         for c in chunks:
             # (piece c.index % n kept in the tracker's dtypes, the others
@@ -426,17 +438,51 @@ def serial_runner(n: int) -> Runner:
                 return None
             if done is not None:
                 done(c.index)
-        got = None if output is None else ranks([_firsts(f) for f in folders])
-        if output is None or got is None:
-            return tree([f.result() for f in folders], merge)  # type: ignore[no-any-return]
-        ids, label = got
-        spec = output.spec()
-        msgs = [render(f, i, label.size, spec) for f, i in zip(folders, ids, strict=True)]
-        f0 = folders[0]
-        return weave_all(output, label, n, lambda p: next(msgs[p]), f0.records,
-                         sum((f.drops for f in folders), Counter()), f0.tunnels.stacks)  # fmt: skip
+        return tree([f.result() for f in folders], merge)  # type: ignore[no-any-return]
 
     return run
+
+
+def _serial_stream(n: int, lag: int, chunks: list[Chunk], file_of: list[int],
+                   zeek_timeouts: bool, done: ChunkDone | None, output: Output) -> Result:  # fmt: skip
+    """:func:`serial_runner` writing ``output`` (analyze/weave.py: the
+    partitions stream their connections out as they are retired)."""
+    spec = output.spec()
+    streams = [Stream(Folder(file_of, zeek_timeouts, keys=True), spec) for _ in range(n)]
+    weaver = Weaver(output, n)
+    pending: list[list[I64]] = []  # ids ranked, not yet delivered
+    try:
+        for c in chunks:
+            pieces = decode_split(c, n, pack=True, keep=c.index % n)
+            for p, (st, pc) in enumerate(zip(streams, pieces, strict=True)):
+                new = st.fold(pc)
+                if new is None:
+                    return None
+                pending += [ids for _, ids in weaver.first(p, c.index, new)]
+            if done is not None:
+                done(c.index)
+            while len(pending) > lag:
+                for st, ids in zip(streams, pending.pop(0), strict=True):
+                    st.ids(ids)
+            for st in streams:
+                for msg in st.retire():
+                    weaver.lines(*msg)
+        for got in pending:
+            for st, ids in zip(streams, got, strict=True):
+                st.ids(ids)
+        tails: list[Tail] = []
+        for st in streams:
+            for last in st.finish():
+                if isinstance(last, Tail):
+                    tails.append(last)
+                else:
+                    weaver.lines(*last)
+        weaver.close()
+    finally:
+        weaver.discard()
+    f0 = streams[0].folder
+    return weaver.result(tails, f0.records, sum((st.folder.drops for st in streams), Counter()),
+                         f0.tunnels.stacks)  # fmt: skip
 
 
 def _firsts(folder: Folder) -> I64:
@@ -461,8 +507,13 @@ class ProcessRunner:
     worker has time (a smaller partition, a larger share of the cores),
     and the workers finish together.  Only pieces (compact columns, as raw
     bytes on a pipe per pair of workers: :func:`_sender`) and, at the end,
-    the partitions' trackers travel; the merge runs here.  ``decoded``:
-    after a run, how many chunks each worker decoded."""
+    the partitions' trackers travel; the merge runs here.  With an output
+    (analyze/weave.py), no tracker travels: each worker sends the first
+    frames of the connections each chunk began, gets their ids back, and
+    sends the lines of its connections as they are retired (memory: its
+    open connections, not every connection); this process writes them in
+    id order.  ``decoded``: after a run, how many chunks each worker
+    decoded."""
 
     def __init__(self, n: int) -> None:
         self.n = n
@@ -479,10 +530,10 @@ class ProcessRunner:
         pipes = [[ctx.Pipe(duplex=False) if q != p else None for p in range(n)]
                  for q in range(n)]  # fmt: skip
         # outs[p]: worker p's result (its partition's tables, out of band, or
-        # its first frames and then its rendered output); backs[p]: its ids
+        # its first frames, lines and tail as they come); backs[p]: its ids
         outs = [ctx.Pipe(duplex=False) for _ in range(n)]
         backs = [ctx.Pipe(duplex=False) for _ in range(n)] if spec is not None else []
-        for _, end in [*(x for row in pipes for x in row if x is not None), *outs]:
+        for _, end in [*(x for row in pipes for x in row if x is not None), *outs, *backs]:
             _roomy(end.fileno())
         events = ctx.Queue()
         shared = (ctx.Value("q", 0), ctx.Array("q", n))  # next chunk; chunks folded, per worker
@@ -519,53 +570,29 @@ class ProcessRunner:
             write.close()
         for read, _ in backs:
             read.close()
-        got: dict[int, Any] = {}
         decoded = self.decoded = [0] * n
-        failed = finished = False
+        finished = False
         try:
-            while len(got) < n and not failed:
+            if spec is not None:
+                assert output is not None
+                got = self._stream(n, outs, backs, output, done)
+                finished = got is not None
+                return got
+            results: dict[int, Any] = {}
+            while len(results) < n:
                 kind, p, payload = events.get()
                 if kind == "chunk" and done is not None:
                     done(payload)
                 elif kind == "done":
-                    try:  # its Partial, or (weaving) its first frames
-                        got[p] = _receive_object(outs[p][0].fileno())
+                    try:  # its Partial
+                        results[p] = _receive_object(outs[p][0].fileno())
                     except EOFError:  # the worker died while sending it
-                        failed = True
+                        return None
                     decoded[p] = payload
                 elif kind in ("error", "crash"):
-                    failed = True
-            if failed:
-                return None
-            if spec is None:
-                finished = True
-                return tree([got[p] for p in range(n)], merge)  # type: ignore[no-any-return]
-            assert output is not None
-            ranked = ranks([got[p] for p in range(n)])
-            for p in range(n):
-                reply = None if ranked is None else (ranked[0][p], ranked[1].size)
-                _send_object(backs[p][1].fileno(), reply)
-            if ranked is None:  # (not in first-frame order: merge instead)
-                parts = [_receive_object(outs[p][0].fileno()) for p in range(n)]
-                finished = True
-                return tree(parts, merge)  # type: ignore[no-any-return]
-
-            def receive(p: int) -> Any:
-                try:
-                    return _receive_object(outs[p][0].fileno())
-                except EOFError:
-                    raise WeaveError(
-                        f"partition {p}'s worker ended while the connections were "
-                        "written: the output is incomplete"
-                    ) from None
-
-            woven = weave_all(output, ranked[1], n, receive, 0, Counter(), [])
-            tail = _receive_object(outs[0][0].fileno())  # (worker 0: per capture)
-            woven.records, woven.drops, woven.stacks = tail
-            woven.drops = sum((_receive_object(outs[p][0].fileno()) for p in range(1, n)),
-                              woven.drops)  # fmt: skip
+                    return None
             finished = True
-            return woven
+            return tree([results[p] for p in range(n)], merge)  # type: ignore[no-any-return]
         finally:
             if not finished:
                 for pr in procs:
@@ -576,6 +603,69 @@ class ProcessRunner:
                 read.close()
             for _, write in backs:
                 write.close()
+
+    def _stream(self, n: int, outs: list[Any], backs: list[Any], output: Output,
+                done: ChunkDone | None) -> Woven | None:  # fmt: skip
+        """The main process's side of a run that writes ``output``
+        (analyze/weave.py): each chunk's new connections ranked and their
+        ids sent back (by a thread a worker, so a worker that is busy
+        writing lines never holds this process up), the lines written in
+        id order.  None when a chunk did not read cleanly or a worker
+        ended (``output.written``: the connections written before)."""
+        import threading
+        from multiprocessing.connection import wait
+
+        weaver = Weaver(output, n)
+        boxes: list[queue.Queue[Any]] = [queue.Queue() for _ in range(n)]
+        threads = [threading.Thread(target=_replies, args=(backs[p][1].fileno(), boxes[p]),
+                                    daemon=True) for p in range(n)]  # fmt: skip
+        for t in threads:
+            t.start()
+        live = {outs[p][0]: p for p in range(n)}
+        tails: dict[int, tuple[Any, ...]] = {}
+        try:
+            while live:
+                for conn in wait(list(live)):
+                    p = live[conn]
+                    try:
+                        msg = _receive_object(conn.fileno())  # type: ignore[union-attr]
+                    except EOFError:  # (ended: an error, or killed)
+                        return None
+                    if msg[0] == "first":
+                        for i, ids in weaver.first(p, msg[1], msg[2]):
+                            for box, mine in zip(boxes, ids, strict=True):
+                                box.put(mine)
+                            if done is not None:
+                                done(i)
+                    elif msg[0] == "lines":
+                        weaver.lines(*msg[1:])
+                    elif msg[0] == "tail":
+                        tails[p] = msg[1:]
+                        del live[conn]
+                    else:  # "error": a chunk did not read cleanly
+                        return None
+            weaver.close()
+        finally:
+            weaver.discard()
+            for box in boxes:
+                box.put(None)
+            for t in threads:
+                t.join()
+        for p, (_, _, _, _, count) in tails.items():
+            self.decoded[p] = count
+        _, records, _, stacks, _ = tails[0]
+        drops: Counter[str] = sum((t[2] for t in tails.values()), Counter())
+        return weaver.result([tails[p][0] for p in range(n)], records, drops, stacks)
+
+
+def _replies(fd: int, todo: queue.Queue[Any]) -> None:
+    """Send a worker the ids of its connections, as they are ranked."""
+    try:
+        while (ids := todo.get()) is not None:
+            _send_object(fd, ids)
+    except OSError:  # (the worker ended: the run falls back)
+        while todo.get() is not None:
+            pass
 
 
 def _not_mine(p: int, outs: list[Any], backs: list[Any]) -> list[Any]:
@@ -763,7 +853,18 @@ def _peer(p: int, n: int, chunks: list[Chunk], file_of: list[int], zeek_timeouts
         conn.close()
     try:
         steady()  # (forked from finwait analyze: set already; a spawned worker too)
-        folder = Folder(file_of, zeek_timeouts)
+        folder = Folder(file_of, zeek_timeouts, keys=spec is not None)
+        stream = None if spec is None else Stream(folder, spec)
+        replies = 0  # chunks whose ids came back
+
+        def take_ids(every: bool) -> None:
+            """Set the ids that came back (``every``: wait for all)."""
+            nonlocal replies
+            assert stream is not None
+            while replies < len(chunks) and (every or back.poll()):
+                stream.ids(_receive_object(back.fileno()))
+                replies += 1
+
         nxt, folded = shared
         outboxes: dict[int, queue.Queue[Piece | None]] = {}
         threads = []
@@ -812,6 +913,20 @@ def _peer(p: int, n: int, chunks: list[Chunk], file_of: list[int], zeek_timeouts
                     box.put(pieces[q])
                 held[k] = pieces[p]
                 decoded += 1
+            if stream is not None:
+                # Streaming (analyze/weave.py): the new connections' first
+                # frames out, the ids that came back set, and the lines of
+                # the connections retired now out.
+                new = stream.fold(held.pop(i))
+                folded[p] = i + 1
+                if new is None:
+                    _send_object(out.fileno(), ("error", folder.error))
+                    return
+                _send_object(out.fileno(), ("first", i, new))
+                take_ids(False)
+                for msg in stream.retire():
+                    _send_object(out.fileno(), ("lines", *msg))
+                continue
             folder.fold(held.pop(i))
             folded[p] = i + 1
             if folder.error is not None:
@@ -823,19 +938,16 @@ def _peer(p: int, n: int, chunks: list[Chunk], file_of: list[int], zeek_timeouts
             box.put(None)
         for t in threads:
             t.join()
-        events.put(("done", p, decoded))
-        if spec is None:
+        if stream is None:
+            events.put(("done", p, decoded))
             _send_object(out.fileno(), folder.result())
             return
-        # Weaving: first frames out, ids back, then the rendered blocks.
-        _send_object(out.fileno(), _firsts(folder))
-        reply = _receive_object(back.fileno())
-        if reply is None:
-            _send_object(out.fileno(), folder.result())
-            return
-        for msg in render(folder, reply[0], reply[1], spec):
-            _send_object(out.fileno(), msg)
-        _send_object(out.fileno(), (folder.records, folder.drops, folder.tunnels.stacks)
-                     if p == 0 else folder.drops)  # fmt: skip
+        take_ids(True)
+        for last in stream.finish():
+            if isinstance(last, Tail):
+                tail = (last, folder.records, folder.drops, folder.tunnels.stacks, decoded)
+                _send_object(out.fileno(), ("tail", *tail))
+            else:
+                _send_object(out.fileno(), ("lines", *last))
     except BaseException as exc:  # reported, so the caller falls back
         events.put(("crash", p, repr(exc)))

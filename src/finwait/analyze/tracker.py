@@ -453,7 +453,7 @@ class Tracker:
 
     # -- streaming -------------------------------------------------------------
 
-    def retire(self) -> Tracker | None:
+    def retire(self, rows: int | None = None) -> Tracker | None:
         """Take out the connections no later packet can belong to: closed
         (both FINs, or a RST) and without a packet for CLOSE_AFTER (5 s) of
         capture time, or without one for IDLE_AFTER (300 s), since such a
@@ -461,9 +461,11 @@ class Tracker:
         timers, :meth:`_timer_starts`, which remove them then too).
         Returns them as a tracker of their own (rows in id order,
         ``row_id`` their ids) for :func:`~finwait.analyze.classify.classify`,
-        or None; this tracker keeps the others."""
+        or None; this tracker keeps the others.  With ``rows``, only rows
+        ``0 .. rows - 1`` may go (a partition's: the others' ids are not
+        known yet, analyze/weave.py)."""
         n = self.nconns
-        if not n:
+        if not n or rows == 0:
             return None
         fin, rst = self.s.anyfin_frame[: 2 * n], self.s.anyrst_frame[: 2 * n]
         # Both FINs (the later one's frame is set) or a RST (the earlier one's
@@ -474,6 +476,8 @@ class Tracker:
         )
         idle = self.now - self.c.last_ts[:n]
         done = idle > np.where(closed, CLOSE_AFTER, IDLE_AFTER)
+        if rows is not None:
+            done[rows:] = False
         # Only once they are a good share of the rows: every retirement
         # moves all the rows kept (compaction), so it is amortised over the
         # rows it frees; the rest wait for a later call, which changes nothing
@@ -523,6 +527,12 @@ class Tracker:
         _keep(self.row_id, keep, self.nconns, -1)
         fc = self.flow_conn[: self.nflows]
         fc[:] = np.maximum(np.where(fc >= 0, new[np.maximum(fc, 0)], -1), -1)
+        # A flow whose current connection went (an older one on it stays:
+        # open, while the newer one closed) starts a new connection with
+        # its next packet, as a start past the horizon would, so its count
+        # of FIN/RST restarts there too (before this reset, that count was
+        # carried into the new connection, whose next SYN then split it).
+        self.flow_fr[: self.nflows][fc < 0] = 0
         if self.hole_slot.size:
             hs = new[self.hole_slot >> 1]
             held = hs >= 0

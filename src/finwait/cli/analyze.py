@@ -403,6 +403,11 @@ def analyze_cmd(
         _one(results[0], explain, ladder, svg)
     elif (streamed or (output is not None and output.done)) and mode in ("json", "csv"):
         pass  # written while reading
+    elif output is not None and output.written:
+        # The partitions wrote the first connections before the run fell
+        # back to a sequential read (a chunk that did not read cleanly):
+        # the rest.
+        output.rest(results[0])
     elif as_json:
         multi = len(results) > 1
         for res in results:
