@@ -21,7 +21,7 @@ from finwait.analyze.jsonl import write_jsonl
 from finwait.analyze.partition import serial_runner
 from finwait.analyze.sets import analyze_set
 from finwait.analyze.summary import Summary
-from finwait.analyze.weave import Output, ranks, weave
+from finwait.analyze.weave import Output, weave
 from finwait.cli import main
 from finwait.cli.analyze import _csv_lines
 
@@ -97,16 +97,6 @@ def test_woven_set_equals_sequential(
     text, out, res = _woven(files, "json", parts, cuts, as_set=True)
     assert out.done and text == seq.getvalue()
     assert res.stats() == want.stats()  # type: ignore[attr-defined]
-
-
-def test_ranks_are_the_merge_order() -> None:
-    """Ids by first frame over all partitions, ties to the lower partition
-    (as the merge's stable sort); connections out of first-frame order in
-    a partition: None (the run merges instead)."""
-    ids, label = ranks([np.array([1, 5, 9]), np.array([2, 5, 6]), np.array([], dtype=np.int64)])
-    assert [x.tolist() for x in ids] == [[0, 2, 5], [1, 3, 4], []]
-    assert label.tolist() == [0, 1, 0, 1, 1, 0]
-    assert ranks([np.array([3, 1]), np.array([2])]) is None
 
 
 def test_weave_interleaves_by_id() -> None:

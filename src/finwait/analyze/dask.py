@@ -24,9 +24,19 @@ chunk with 2 workers, ``2n - 1`` with more):
   directory, Dask carrying only its name: :class:`Spooled`);
 - ``split-i`` also waits for the folds of the round of chunk ``i - 2n``
   (their indices), so at most about ``2n`` chunks' pieces exist at once:
-  memory on each worker is bounded by the chunk size (and its own
-  connections), not by the file size;
-- ``result-p`` takes partition ``p``'s tracker out of its worker; the
+  memory on each worker is bounded by the chunk size (and its open
+  connections, when the partitions stream), not by the file size;
+- writing JSON Lines, CSV, the text summary or --stats (analyze/weave.py),
+  the partitions stream: ``take-p-r`` brings back what partition ``p``'s
+  round ``r`` left (the first frames of the connections its chunks began,
+  and the lines of the connections it retired: on a LocalCluster through
+  files in the spool directory); this process ranks each chunk's new
+  connections once it has every partition's and sends the ids back
+  (``ids-p-i`` tasks, with a priority over the waiting folds), and writes
+  the lines in id order; ``finish-p`` (after its ids) sends the rest.  A
+  worker holds its open connections, not every connection;
+- otherwise (the HTML report, Parquet: every connection needed here)
+  ``result-p`` takes partition ``p``'s tracker out of its worker; the
   results are merged as a tree (``merge``: ``log2 n`` levels), and only the
   final merge comes back to this process.
 
@@ -70,8 +80,7 @@ from .partition import (
     tree,
     write_piece,
 )
-from .partition import _firsts as _first_frames
-from .weave import Output, Rendering, Spec, Tail, WeaveError, Woven, blocks, ranks, weave_all
+from .weave import Output, Spec, Stream, Tail, Weaver, Woven
 from .weave import spooled as _spooled
 
 # A worker's partitions, by (run, partition): the trackers the folds feed.
@@ -79,8 +88,17 @@ WINDOW = 3  # blocks of lines rendered ahead of the one written
 _FOLDERS: dict[tuple[str, int], Folder] = {}
 # The piece of each chunk its split kept for this worker's own fold, by (run, chunk).
 _HELD: dict[tuple[str, int], Piece] = {}
-_RENDERS: dict[tuple[str, int], Rendering] = {}
+# A run that writes an output (analyze/weave.py): each partition's stream,
+# the first frames of the connections each chunk ``i`` began (key ``i``)
+# and their ids while they wait for the chunks' before (key ``-1 - i``),
+# what each round's folds leave for this process (by the round's first
+# chunk), and how many chunks' ids each partition has set.
+_STREAMS: dict[tuple[str, int], Stream] = {}
+_NEW: dict[tuple[str, int, int], Any] = {}
+_ROUNDS: dict[tuple[str, int, int], tuple[list[Any], list[Any]]] = {}
+_APPLIED: dict[tuple[str, int], int] = {}
 PIECES_READ = [0]  # pieces this worker read from a spool (tests)
+RETIRED = [0]  # connections this worker's partitions sent before their end (tests)
 
 
 def _split(chunk: Chunk, n: int, *after: int) -> list[Piece]:
@@ -144,13 +162,27 @@ def _fold_own(run: str, p: int, _prev: int, i: int, _others: Any) -> int:
             return i
         raise RuntimeError(f"--dask: piece {p} of chunk {i} is not on its worker")
     if piece.index >= folder.next:
-        folder.fold(piece)
+        _into(run, p, piece)
     return i
 
 
-def _start(run: str, p: int, file_of: list[int], zeek_timeouts: bool) -> int:
+def _into(run: str, p: int, piece: Piece) -> None:
+    """Fold ``piece`` into partition ``p`` (streaming: through its
+    :class:`Stream`, the first frames of the connections it began kept)."""
+    st = _STREAMS.get((run, p))
+    if st is None:
+        _FOLDERS[run, p].fold(piece)
+    else:
+        _NEW[run, p, piece.index] = st.fold(piece)
+
+
+def _start(run: str, p: int, file_of: list[int], zeek_timeouts: bool,
+           spec: Spec | None = None) -> int:  # fmt: skip
     _malloc()
-    _FOLDERS[run, p] = Folder(file_of, zeek_timeouts)
+    folder = _FOLDERS[run, p] = Folder(file_of, zeek_timeouts, keys=spec is not None)
+    if spec is not None:
+        _STREAMS[run, p] = Stream(folder, spec)
+        _APPLIED[run, p] = 0
     return -1
 
 
@@ -167,6 +199,14 @@ def _folds(run: str, p: int, n: int, _prev: int, i0: int, *items: Any) -> int:
             _fold_own(run, p, -1, i, item)
         else:
             _fold(run, p, -1, item)
+    st = _STREAMS.get((run, p))
+    if st is not None and (run, p, i0) not in _ROUNDS:
+        # Streaming: the round's new connections (their first frames), and
+        # the lines of those retired now, for :func:`_take`.
+        firsts = [_NEW.pop((run, p, i0 + k), None) for k in range(len(items))]
+        lines = [] if any(f is None for f in firsts) else list(st.retire())
+        RETIRED[0] += sum(ids.size for ids, _, _ in lines)
+        _ROUNDS[run, p, i0] = (firsts, lines)
     return i0 + len(items) - 1
 
 
@@ -181,10 +221,10 @@ def _fold(run: str, p: int, _prev: int, piece: Piece | Spooled) -> int:
         if isinstance(piece, Spooled):
             import os
 
-            folder.fold(_unspool(piece))
+            _into(run, p, _unspool(piece))
             os.unlink(piece.path)
         else:
-            folder.fold(piece)
+            _into(run, p, piece)
     return piece.index
 
 
@@ -192,49 +232,76 @@ def _result(run: str, p: int, _last: int) -> Partial:
     return _FOLDERS.pop((run, p)).result()
 
 
-def _firsts(run: str, p: int, _last: int) -> Any:
-    """Partition ``p``'s connections' first frames (None: a chunk did not
-    read cleanly)."""
-    folder = _FOLDERS[run, p]
-    return None if folder.error is not None else _first_frames(folder)
+def _take(run: str, p: int, i0: int, _last: int, spool: str | None) -> tuple[Any, ...]:
+    """What round ``i0``'s folds of partition ``p`` left (streaming): the
+    first frames of the connections each chunk began (None: it did not
+    read cleanly) and the lines of the connections retired (:func:`_lines`)."""
+    firsts, lines = _ROUNDS.pop((run, p, i0))
+    return i0, firsts, _lines(run, p, i0, lines, spool)
 
 
-def _prepare(run: str, p: int, ids: Any, spec: Spec) -> int:
-    """Partition ``p`` classified with its ids, kept on its worker for
-    :func:`_block` and :func:`_tail`."""
-    if (run, p) not in _RENDERS:
-        _RENDERS[run, p] = Rendering(_FOLDERS[run, p], ids, spec)
-    return p
-
-
-def _block(run: str, p: int, k: int, _ready: int, spool: str | None = None) -> tuple[Any, Any]:
-    """Block ``k`` of partition ``p``'s lines and their ends; with
-    ``spool`` (a directory this worker shares with ``finwait``: a
-    LocalCluster's), the text written to a file there and its path
-    returned instead of the text (the lines do not go through Dask's
-    comms: for 492 k connections, 0.5 GB sent, received and deserialised)."""
-    text, ends = _RENDERS[run, p].block(k)
-    if spool is None or not text.nbytes:
-        return text, ends
+def _lines(run: str, p: int, tag: int, lines: list[Any], spool: str | None) -> list[Any]:
+    """Lines (ids, text, ends) as they go to ``finwait``: with ``spool`` (a
+    directory this worker shares with it: a LocalCluster's), each text
+    written to a file there and its path in its place (the lines do not go
+    through Dask's comms: for 492 k connections, 0.5 GB sent, received and
+    deserialised)."""
+    if spool is None:
+        return lines
     import os
 
-    path = os.path.join(spool, f"{run}-lines-{p}-{k}")  # (not a piece's name)
-    text.tofile(path)
-    return path, ends
+    out = []
+    for k, (ids, text, ends) in enumerate(lines):
+        if text.nbytes:
+            path = os.path.join(spool, f"{run}-lines-{p}-{tag}-{k}")  # (not a piece's name)
+            text.tofile(path)
+            text = path
+        out.append((ids, text, ends))
+    return out
 
 
-def _tail(run: str, p: int, _ready: int) -> tuple[Tail, int, Any, Any]:
-    folder = _FOLDERS[run, p]
-    return _RENDERS[run, p].tail(), folder.records, folder.drops, folder.tunnels.stacks
+def _ids(run: str, p: int, i: int, ids: Any) -> int:
+    """Partition ``p``'s connections begun in chunk ``i`` get their ids
+    (ranked in ``finwait``), in chunk order whatever the order the tasks
+    run in; a task run again changes nothing."""
+    if i >= _APPLIED[run, p]:
+        _NEW[run, p, -1 - i] = ids  # (waiting for the ids of the chunks before)
+    while (run, p, -1 - _APPLIED[run, p]) in _NEW:
+        _STREAMS[run, p].ids(_NEW.pop((run, p, -1 - _APPLIED[run, p])))
+        _APPLIED[run, p] += 1
+    return i
+
+
+def _finish(run: str, p: int, spool: str | None, *_ids_set: int) -> tuple[Any, ...]:
+    """Partition ``p``'s last lines (every id known: after its
+    :func:`_ids` tasks), its :class:`Tail` and what is per capture."""
+    st = _STREAMS[run, p]
+    got = list(st.finish())
+    tail = got.pop()
+    folder = st.folder
+    return (_lines(run, p, -1, got, spool), tail, folder.records, folder.drops,
+            folder.tunnels.stacks)  # fmt: skip
 
 
 def _forget(run: str) -> None:
     for key in [k for k in _FOLDERS if k[0] == run]:
         del _FOLDERS[key]
-    for key in [k for k in _RENDERS if k[0] == run]:
-        del _RENDERS[key]
+    tables: list[dict[Any, Any]] = [_STREAMS, _NEW, _ROUNDS, _APPLIED]
+    for table in tables:
+        for one in [k for k in table if k[0] == run]:
+            del table[one]
     for held in [k for k in _HELD if k[0] == run]:
         del _HELD[held]
+
+
+def _gathered(client: Any, futures: list[Any]) -> list[Any] | None:
+    """The futures' results; None when a task failed or its worker was
+    lost (the run then falls back to the sequential read)."""
+    try:
+        got: list[Any] = client.gather(futures)
+    except Exception:  # (a worker lost, a task failed: whatever Dask raises)
+        return None
+    return got
 
 
 # A LocalCluster's settings: no sampling profiler in the workers (a thread
@@ -419,10 +486,13 @@ class DaskRunner(AbstractContextManager["DaskRunner"]):
             with dask.annotate(workers=[addrs[at]], allow_other_workers=False):
                 return one(*args, dask_key_name=f"{name}-{run}")
 
-        last = [task(_start, f"start-{p}", run, p, file_of, zeek_timeouts, at=p)
+        weaving = output is not None and self.placed
+        spec = output.spec() if weaving and output is not None else None
+        last = [task(_start, f"start-{p}", run, p, file_of, zeek_timeouts, spec, at=p)
                 for p in range(n)]  # fmt: skip
         folds: list[list[Any]] = []  # per chunk: the fold tasks its round ends with
         items: list[list[Any]] = [[] for _ in range(n)]  # this round's, per partition
+        takes: list[list[Any]] = []  # streaming: per round, what its folds left
         for i, chunk in enumerate(chunks):
             after = folds[i - ahead] if i >= ahead else []
             w = i % n
@@ -452,33 +522,19 @@ class DaskRunner(AbstractContextManager["DaskRunner"]):
                     items[p] = []
                     self.tasks += 1
                 folds.extend(list(last) for _ in range(w + 1))
-        weaving = output is not None and self.placed
+                if weaving:
+                    takes.append([task(_take, f"take-{p}-{i0}", run, p, i0, last[p], spool, at=p)
+                                  for p in range(n)])  # fmt: skip
+                    self.tasks += n
         try:
             if weaving:
                 assert output is not None
-                heads = [task(_firsts, f"firsts-{p}", run, p, last[p], at=p) for p in range(n)]
-                self.tasks += n
-                firsts = self._wait(c.compute(heads, optimize_graph=False))
-                if any(f is None for f in firsts):
-                    return None
-                woven = self._weave(run, output, firsts, spool)
-                if woven is not None:
-                    if done is not None and chunks:
-                        done(len(chunks) - 1)
-                    return woven
-                # (not in first-frame order: the partitions merged, from where they are)
-                parts = [c.submit(_result, run, p, -1, key=f"result-{p}-{run}", pure=False,
-                                  workers=[addrs[p]], allow_other_workers=False)
-                         for p in range(n)]  # fmt: skip
-                top = tree(parts, lambda a, b: c.submit(merge, a, b, pure=False))
-                self.tasks += 2 * n - 1
-                got: Partial = self._wait(top)
-            else:
-                parts = [task(_result, f"result-{p}", run, p, last[p], at=p) for p in range(n)]
-                level = iter(range(1 << 30))
-                top = tree(parts, lambda a, b: task(merge, f"merge-{next(level)}", a, b))
-                self.tasks += 2 * n + n - 1
-                got = self._wait(c.compute(top, optimize_graph=False))
+                return self._stream(run, output, takes, last, spool, done)
+            parts = [task(_result, f"result-{p}", run, p, last[p], at=p) for p in range(n)]
+            level = iter(range(1 << 30))
+            top = tree(parts, lambda a, b: task(merge, f"merge-{next(level)}", a, b))
+            self.tasks += 2 * n + n - 1
+            got: Partial = self._wait(c.compute(top, optimize_graph=False))
         finally:
             c.run(_forget, run)
         if done is not None and chunks:
@@ -496,70 +552,85 @@ class DaskRunner(AbstractContextManager["DaskRunner"]):
                 sys.stderr.write("\n")
         return self.client.gather(futures)
 
-    def _weave(
-        self, run: str, output: Output, firsts: list[Any], spool: str | None
-    ) -> Woven | None:
-        """The output made on the workers (analyze/weave.py): each
-        partition classified there with its ids, its blocks of lines
-        fetched a few at a time and interleaved here.  None when the
-        partitions are not in first-frame order (the caller merges)."""
-        ranked = ranks(firsts)
-        if ranked is None:
-            return None
-        ids, label = ranked
-        c, n, spec = self.client, self.workers, output.spec()
+    def _stream(self, run: str, output: Output, takes: list[list[Any]], last: list[Any],
+                spool: str | None, done: ChunkDone | None) -> Woven | None:  # fmt: skip
+        """A run whose partitions stream their connections out
+        (analyze/weave.py): round by round, what each partition's folds
+        left is taken here, the chunks' new connections ranked and their
+        ids sent back to the partitions (tasks ahead of the waiting folds),
+        the lines written in id order; then each partition's last lines.
+        None when a chunk did not read cleanly (``output.written``: the
+        connections written before)."""
+        import threading
+
+        c, n = self.client, self.workers
+        weaver = Weaver(output, n, spool)
 
         def at(p: int) -> dict[str, Any]:
             return {"workers": [self.addrs[p]], "allow_other_workers": False, "pure": False}
 
-        ready = [c.submit(_prepare, run, p, ids[p], spec, key=f"prepare-{p}-{run}", **at(p))
-                 for p in range(n)]  # fmt: skip
-        total = blocks(label.size) if spec.mode in ("json", "csv") else 0
-        ahead: list[list[Any]] = []
-        spool = spool if total else None
+        flat = c.compute([t for rnd in takes for t in rnd], optimize_graph=False)
+        rounds = [flat[k : k + n] for k in range(0, len(flat), n)]
+        del flat
+        acks: list[list[Any]] = [[] for _ in range(n)]
+        bar = None
+        if self.progress:  # (Dask's bar, over the rounds, from a thread of its own)
+            import importlib
 
-        def fetch(k: int) -> None:
-            if k < total:
-                ahead.append([c.submit(_block, run, p, k, ready[p], spool,
-                                       key=f"block-{p}-{k}-{run}", **at(p))
-                              for p in range(n)])  # fmt: skip
+            progress: Any = importlib.import_module("distributed").progress
+            bar = threading.Thread(target=progress, args=([f for r in rounds for f in r],),
+                                   daemon=True)  # fmt: skip
+        try:
+            with redirect_stdout(sys.stderr):  # stdout may be the JSON Lines
+                if bar is not None:
+                    bar.start()
+                for r in range(len(rounds)):
+                    got = _gathered(c, rounds[r])
+                    if got is None:
+                        return None
+                    rounds[r] = []  # (released: the cluster forgets them)
+                    for p, (i0, firsts, lines) in enumerate(got):
+                        for k, frames in enumerate(firsts):
+                            if frames is None:
+                                return None
+                            for i, ids in weaver.first(p, i0 + k, frames):
+                                for q in range(n):
+                                    acks[q].append(c.submit(_ids, run, q, i, ids[q], priority=10,
+                                                            key=f"ids-{q}-{i}-{run}", **at(q)))  # fmt: skip
+                                self.tasks += n
+                                if done is not None:
+                                    done(i)
+                        self._lines(weaver, lines)
+                finals = [c.submit(_finish, run, p, spool, *acks[p], key=f"finish-{p}-{run}",
+                                   **at(p)) for p in range(n)]  # fmt: skip
+                self.tasks += n
+                tails: list[Tail] = []
+                drops: Counter[str] = Counter()
+                records, stacks = 0, []
+                ends = _gathered(c, finals)
+                if ends is None:
+                    return None
+                for p in range(n):
+                    lines, tail, records_p, drops_p, stacks_p = ends[p]
+                    self._lines(weaver, lines)
+                    tails.append(tail)
+                    drops += drops_p
+                    if p == 0:
+                        records, stacks = records_p, stacks_p
+                weaver.close()
+                if bar is not None:
+                    bar.join()
+                    sys.stderr.write("\n")
+        finally:
+            weaver.discard()
+        return weaver.result(tails, records, drops, stacks)
 
-        for k in range(WINDOW):
-            fetch(k)
-        queue = iter(range(WINDOW, total + WINDOW))
-
-        def receive(p: int) -> Any:
-            if p == 0:
-                fetch(next(queue))
-            try:
-                text, ends = ahead[0][p].result()
-                if isinstance(text, str):  # (spooled: read back, then removed)
-                    self.spooled += 1
-                    return _spooled(text), ends
-                return text, ends
-            except Exception as err:  # (a worker lost, a task failed)
-                raise WeaveError(f"--dask: partition {p}'s lines were lost ({err}): the output "
-                                 "is incomplete") from None  # fmt: skip
-
-        tails = [c.submit(_tail, run, p, ready[p], key=f"tail-{p}-{run}", **at(p))
-                 for p in range(n)]  # fmt: skip
-        self.tasks += 2 * n + n * total
-        pending: list[Any] = []
-
-        def next_message(p: int) -> Any:
-            if not ahead:  # the tails, after every block
-                t, records, drops, stacks = tails[p].result()
-                pending.append((records, drops, stacks))
-                return t
-            got = receive(p)
-            if p == n - 1:
-                ahead.pop(0)
-            return got
-
-        woven = weave_all(output, label, n, next_message, 0, Counter(), [])
-        woven.records, _, woven.stacks = pending[0]
-        woven.drops = sum((d for _, d, _ in pending), Counter())
-        return woven
+    def _lines(self, weaver: Weaver, lines: list[Any]) -> None:
+        for ids, text, ends in lines:
+            if isinstance(text, str):  # (spooled: read back, then removed)
+                self.spooled += 1
+                text = _spooled(text)
+            weaver.lines(ids, text, ends)
 
     def _spool(self, run: str) -> str | None:
         """A directory for the pieces the workers exchange and their

@@ -485,12 +485,6 @@ def _serial_stream(n: int, lag: int, chunks: list[Chunk], file_of: list[int],
                          f0.tunnels.stacks)  # fmt: skip
 
 
-def _firsts(folder: Folder) -> I64:
-    """A partition's connections' first frames (what the ids are made from)."""
-    tr = folder.tracker
-    return tr.c.first_frame[: tr.nconns]
-
-
 def process_runner(n: int) -> ProcessRunner:
     """Run partitions on ``n`` worker processes (:class:`ProcessRunner`)."""
     return ProcessRunner(n)

@@ -329,30 +329,22 @@ def analyze_cmd(
             csv.writer(buf).writerow(CSV_FIELDS)
             head = buf.getvalue()
         output = Output(mode, sys.stdout, head, _csv_lines if mode == "csv" else None)
-    from ..analyze.weave import WeaveError
-
     if dask_at is not None:
-        try:
-            results = _run_dask(dask_at, files, as_set, zeek_timeouts, int(chunk_mb * (1 << 20)),
-                                verify_checksums, show_bar, output)  # fmt: skip
-        except WeaveError as lost:
-            raise click.ClickException(str(lost)) from None
+        results = _run_dask(dask_at, files, as_set, zeek_timeouts, int(chunk_mb * (1 << 20)),
+                            verify_checksums, show_bar, output)  # fmt: skip
     elif as_set or (workers > 1 and len(files) == 1):
-        try:
-            results = [
-                _run_set(
-                    files,
-                    show_bar,
-                    zeek_timeouts,
-                    workers,
-                    int(chunk_mb * (1 << 20)),
-                    as_set,
-                    verify_checksums,
-                    output,
-                )
-            ]
-        except WeaveError as lost:
-            raise click.ClickException(str(lost)) from None
+        results = [
+            _run_set(
+                files,
+                show_bar,
+                zeek_timeouts,
+                workers,
+                int(chunk_mb * (1 << 20)),
+                as_set,
+                verify_checksums,
+                output,
+            )
+        ]
     elif workers > 1 and len(files) > 1:
         from concurrent.futures import ProcessPoolExecutor
 
