@@ -389,3 +389,61 @@ def test_sequential_result_is_the_same_for_any_batch_size(
         cuts = [len(data) // 3, 2 * len(data) // 3]
         got = analyze_set([path], runner=serial_runner(2), cuts={str(path): cuts}, as_set=False)
         assert list(got.records()) == want
+
+
+@settings(max_examples=30, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])  # fmt: skip
+@given(
+    cut=st.floats(0.0, 1.0),
+    end=st.one_of(st.none(), st.floats(0.0, 1.0)),
+    sizes=st.lists(st.integers(1, 5000), min_size=1, max_size=40),
+)
+def test_chunk_read_into_the_readers_buffer(
+    tmp_path: Path, cut: float, end: float | None, sizes: list[int]
+) -> None:
+    """A chunk's bytes (the file's header, then the chunk) read in place
+    into the caller's buffer (``readinto``: the reader's one copy from the
+    file, as a sequential read), in reads of any size: exactly the header
+    and the file's bytes from the chunk's start to its stop, nothing
+    after; and the reader takes them that way (its ``read`` is not used)."""
+    from finwait.analyze import chunks as ch
+
+    path = tmp_path / "z.pcap"
+    data = zoo(5, 30)
+    path.write_bytes(data)
+    start = 24 + int(cut * (len(data) - 24))
+    stop = -1 if end is None else max(start, 24 + int(end * (len(data) - 24)))
+    chunk = Chunk(str(path), start, stop, data[:24], 0, False)
+    want = data[:24] + (data[start:] if stop < 0 else data[start:stop])
+    sl = ch._Slice(chunk)
+    got = bytearray()
+    try:
+        for k in [*sizes, len(want) + 1]:
+            buf = bytearray(k)
+            n = sl.readinto(memoryview(buf))
+            assert n == min(k, len(want) - len(got))  # (full reads until the end)
+            got += buf[:n]
+        assert sl.readinto(memoryview(bytearray(8))) == 0
+    finally:
+        sl.close()
+    assert bytes(got) == want
+
+
+def test_chunk_reader_reads_in_place(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The chunked reader fills its buffer through ``readinto``: ``read``
+    (a new bytes object a batch, copied again into the buffer) is never
+    called, and the records are the sequential read's."""
+    from finwait.analyze import chunks as ch
+    from finwait.capture import reader
+
+    def refuse(self: object, size: int = -1) -> bytes:
+        raise AssertionError("a chunk read through read(), not readinto()")
+
+    monkeypatch.setattr(ch._Slice, "read", refuse, raising=False)
+    path = tmp_path / "z.pcap"
+    path.write_bytes(zoo(7, 40))
+    size = path.stat().st_size
+    chunks = plan(path, cuts=[size // 3, 2 * size // 3])
+    assert len(chunks) == 3
+    frames = [len(b) for c in chunks for b in ch._raw_batches(c, 4096)]
+    assert sum(frames) == sum(len(b) for b in reader.iter_batches(path))

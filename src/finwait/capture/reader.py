@@ -149,7 +149,8 @@ class _Chunker:
 
     def _read(self, into: memoryview) -> int:
         """Fill ``into`` from the file (less at its end): the byte count."""
-        if isinstance(self.fh, io.BufferedReader | io.FileIO):
+        if isinstance(self.fh, io.BufferedReader | io.FileIO | io.RawIOBase):
+            # (a RawIOBase: a chunk's slice, whose readinto fills)
             return self.fh.readinto(into) or 0
         data = self.fh.read(len(into))  # (other file objects: fsspec's, a chunk's slice)
         into[: len(data)] = data
