@@ -113,22 +113,35 @@ from finwait.analyze import analyze_file
 from finwait.analyze.dask import DaskRunner
 from finwait.analyze.sets import analyze_set
 
+
+def warm():
+    # (before any task: what a worker would otherwise load on first use)
+    from distributed.versions import _version_cached
+
+    return ("distributed.protocol.numpy" in sys.modules,
+            _version_cached.cache_info().hits > 0)
+
+
 path = sys.argv[1]
 size = os.path.getsize(path)
 with DaskRunner("local:2") as runner:
     parents = runner.client.run(os.getppid)
+    warmed = sorted(set(tuple(v) for v in runner.client.run(warm).values()))
     got = analyze_set([path], runner=runner, cuts={path: [size // 3, 2 * size // 3]},
                       as_set=False)
     tasks = runner.tasks
 print(json.dumps([runner.started, sorted(set(parents.values())) == [os.getpid()], tasks,
-                  list(got.records()) == list(analyze_file(path).records())]))
+                  list(got.records()) == list(analyze_file(path).records()), warmed]))
 """
 
 
 def test_local_workers_forked_before_any_thread(tmp_path: Path) -> None:
     """In a process where no thread runs yet (the ``finwait`` command),
     ``local:2``'s workers are forks of it (no fork server, no nanny: their
-    parent is the process itself), and they give the sequential result."""
+    parent is the process itself), and they give the sequential result.
+    They start with what Dask loads lazily already loaded (numpy's
+    serialisation; the package versions they report to the scheduler,
+    found in the cache their parent filled)."""
     import json
     import subprocess
     import sys
@@ -140,7 +153,8 @@ def test_local_workers_forked_before_any_thread(tmp_path: Path) -> None:
     # 3 chunks: 3 splits (each keeping its own piece), 2 rounds of 2 folds
     # (one a partition: chunks 0 and 1, then chunk 2), 2 starts, 2 results,
     # 1 merge
-    assert json.loads(out.splitlines()[-1]) == ["fork", True, 3 + 2 * 2 + 2 * 2 + 1, True]
+    assert json.loads(out.splitlines()[-1]) == [
+        "fork", True, 3 + 2 * 2 + 2 * 2 + 1, True, [[True, True]]]  # fmt: skip
 
 
 def test_local_workers_from_a_fork_server_when_a_thread_runs(tmp_path: Path) -> None:
