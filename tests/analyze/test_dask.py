@@ -305,9 +305,9 @@ def test_lines_through_dask_as_on_a_cluster(
         before = sum(runner.client.run(_retired).values())
         buf = io.StringIO()
         out = Output("json", buf)
-        res = analyze_set([path], runner=runner, cuts=_cuts(path, 8), as_set=False, output=out)
+        analyze_set([path], runner=runner, cuts=_cuts(path, 8), as_set=False, output=out)
         assert out.done and runner.spooled == 0 and runner.spool_dir is None
-        assert sum(runner.client.run(_retired).values()) - before > res.n // 3
+        assert sum(runner.client.run(_retired).values()) - before >= 10
     seq = io.StringIO()
     write_jsonl(analyze_file(path), seq)
     assert buf.getvalue() == seq.getvalue()

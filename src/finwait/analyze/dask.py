@@ -31,10 +31,10 @@ chunk with 2 workers, ``2n - 1`` with more):
   round ``r`` left (the first frames of the connections its chunks began,
   and the lines of the connections it retired: on a LocalCluster through
   files in the spool directory); this process ranks each chunk's new
-  connections once it has every partition's and sends the ids back
-  (``ids-p-i`` tasks, with a priority over the waiting folds), and writes
-  the lines in id order; ``finish-p`` (after its ids) sends the rest.  A
-  worker holds its open connections, not every connection;
+  connections once it has every partition's and sends the ids back (an
+  ``ids-p-i`` task a round, with a priority over the waiting folds), and
+  writes the lines in id order; ``finish-p`` (after its ids) sends the
+  rest.  A worker holds its open connections, not every connection;
 - otherwise (the HTML report, Parquet: every connection needed here)
   ``result-p`` takes partition ``p``'s tracker out of its worker; the
   results are merged as a tree (``merge``: ``log2 n`` levels), and only the
@@ -260,16 +260,17 @@ def _lines(run: str, p: int, tag: int, lines: list[Any], spool: str | None) -> l
     return out
 
 
-def _ids(run: str, p: int, i: int, ids: Any) -> int:
-    """Partition ``p``'s connections begun in chunk ``i`` get their ids
-    (ranked in ``finwait``), in chunk order whatever the order the tasks
-    run in; a task run again changes nothing."""
-    if i >= _APPLIED[run, p]:
-        _NEW[run, p, -1 - i] = ids  # (waiting for the ids of the chunks before)
+def _ids(run: str, p: int, chunks: list[int], ids: list[Any]) -> int:
+    """Partition ``p``'s connections begun in ``chunks`` get their ids
+    (``ids``, one array a chunk, ranked in ``finwait``), in chunk order
+    whatever the order the tasks run in; a task run again changes nothing."""
+    for i, one in zip(chunks, ids, strict=True):
+        if i >= _APPLIED[run, p]:
+            _NEW[run, p, -1 - i] = one  # (waiting for the ids of the chunks before)
     while (run, p, -1 - _APPLIED[run, p]) in _NEW:
         _STREAMS[run, p].ids(_NEW.pop((run, p, -1 - _APPLIED[run, p])))
         _APPLIED[run, p] += 1
-    return i
+    return _APPLIED[run, p]
 
 
 def _finish(run: str, p: int, spool: str | None, *_ids_set: int) -> tuple[Any, ...]:
@@ -516,6 +517,7 @@ class DaskRunner(AbstractContextManager["DaskRunner"]):
         folds: list[list[Any]] = []  # per chunk: the fold tasks its round ends with
         items: list[list[Any]] = [[] for _ in range(n)]  # this round's, per partition
         takes: list[list[Any]] = []  # streaming: per round, what its folds left
+        rounds: list[list[Any]] = []  # ... and its folds (for the progress bar)
         for i, chunk in enumerate(chunks):
             after = folds[i - ahead] if i >= ahead else []
             w = i % n
@@ -548,11 +550,12 @@ class DaskRunner(AbstractContextManager["DaskRunner"]):
                 if weaving:
                     takes.append([task(_take, f"take-{p}-{i0}", run, p, i0, last[p], spool, at=p)
                                   for p in range(n)])  # fmt: skip
+                    rounds.append(list(last))
                     self.tasks += n
         try:
             if weaving:
                 assert output is not None
-                return self._stream(run, output, takes, last, spool, done)
+                return self._stream(run, output, takes, rounds, spool, done)
             parts = [task(_result, f"result-{p}", run, p, last[p], at=p) for p in range(n)]
             level = iter(range(1 << 30))
             top = tree(parts, lambda a, b: task(merge, f"merge-{next(level)}", a, b))
@@ -575,7 +578,7 @@ class DaskRunner(AbstractContextManager["DaskRunner"]):
                 sys.stderr.write("\n")
         return self.client.gather(futures)
 
-    def _stream(self, run: str, output: Output, takes: list[list[Any]], last: list[Any],
+    def _stream(self, run: str, output: Output, takes: list[list[Any]], folds: list[list[Any]],
                 spool: str | None, done: ChunkDone | None) -> Woven | None:  # fmt: skip
         """A run whose partitions stream their connections out
         (analyze/weave.py): round by round, what each partition's folds
@@ -592,49 +595,58 @@ class DaskRunner(AbstractContextManager["DaskRunner"]):
         def at(p: int) -> dict[str, Any]:
             return {"workers": [self.addrs[p]], "allow_other_workers": False, "pure": False}
 
-        flat = c.compute([t for rnd in takes for t in rnd], optimize_graph=False)
-        rounds = [flat[k : k + n] for k in range(0, len(flat), n)]
+        # (the folds' results too: their indices, a few bytes, which the
+        # progress bar follows; the takes' are released as they are read)
+        flat = c.compute([*(t for rnd in takes for t in rnd), *(f for rnd in folds for f in rnd)],
+                         optimize_graph=False)  # fmt: skip
+        half = len(flat) // 2
+        rounds = [flat[k : k + n] for k in range(0, half, n)]
+        folded = flat[half:]
         del flat
         acks: list[list[Any]] = [[] for _ in range(n)]
         bar = None
-        if self.progress:  # (Dask's bar, over the rounds, from a thread of its own)
+        if self.progress:  # (Dask's bar, over the folds, from a thread of its own)
             import importlib
 
             progress: Any = importlib.import_module("distributed").progress
-            bar = threading.Thread(target=progress, args=([f for r in rounds for f in r],),
-                                   daemon=True)  # fmt: skip
+            bar = threading.Thread(target=progress, args=(folded,), daemon=True)
         try:
             with redirect_stdout(sys.stderr):  # stdout may be the JSON Lines
                 if bar is not None:
                     bar.start()
                 for r in range(len(rounds)):
-                    got = _gathered(c, rounds[r])
-                    if got is None:
-                        return None
-                    rounds[r] = []  # (released: the cluster forgets them)
-                    for p, (i0, firsts, lines) in enumerate(got):
+                    ranked: list[tuple[int, list[Any]]] = []
+                    for p in range(n):  # (one partition's lines at a time: memory)
+                        got = _gathered(c, [rounds[r][p]])
+                        if got is None:
+                            return None
+                        rounds[r][p] = None  # (released: the cluster forgets it)
+                        i0, firsts, lines = got[0]
                         for k, frames in enumerate(firsts):
                             if frames is None:
                                 return None
-                            for i, ids in weaver.first(p, i0 + k, frames):
-                                for q in range(n):
-                                    acks[q].append(c.submit(_ids, run, q, i, ids[q], priority=10,
-                                                            key=f"ids-{q}-{i}-{run}", **at(q)))  # fmt: skip
-                                self.tasks += n
-                                if done is not None:
-                                    done(i)
+                            ranked += weaver.first(p, i0 + k, frames)
                         self._lines(weaver, lines)
+                    if ranked:  # (the round's chunks: one task a partition)
+                        for q in range(n):
+                            acks[q].append(c.submit(
+                                _ids, run, q, [i for i, _ in ranked], [x[q] for _, x in ranked],
+                                priority=10, key=f"ids-{q}-{ranked[0][0]}-{run}", **at(q)))  # fmt: skip
+                        self.tasks += n
+                        if done is not None:
+                            done(ranked[-1][0])
                 finals = [c.submit(_finish, run, p, spool, *acks[p], key=f"finish-{p}-{run}",
                                    **at(p)) for p in range(n)]  # fmt: skip
                 self.tasks += n
                 tails: list[Tail] = []
                 drops: Counter[str] = Counter()
                 records, stacks = 0, []
-                ends = _gathered(c, finals)
-                if ends is None:
-                    return None
                 for p in range(n):
-                    lines, tail, records_p, drops_p, stacks_p = ends[p]
+                    end = _gathered(c, [finals[p]])
+                    if end is None:
+                        return None
+                    finals[p] = None
+                    lines, tail, records_p, drops_p, stacks_p = end[0]
                     self._lines(weaver, lines)
                     tails.append(tail)
                     drops += drops_p
