@@ -447,3 +447,85 @@ def test_chunk_reader_reads_in_place(tmp_path: Path, monkeypatch: pytest.MonkeyP
     assert len(chunks) == 3
     frames = [len(b) for c in chunks for b in ch._raw_batches(c, 4096)]
     assert sum(frames) == sum(len(b) for b in reader.iter_batches(path))
+
+
+@settings(max_examples=25, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])  # fmt: skip
+@given(
+    seed=st.integers(0, 10_000),
+    at=st.floats(0.05, 0.95),
+    fracs=st.lists(st.floats(0.0, 1.0), min_size=1, max_size=4),
+    big=st.booleans(),
+)
+@example(seed=1, at=0.5, fracs=[0.9], big=False)  # the second section inside the first chunk
+def test_pcapng_sections_chunked_equal_sequential(
+    tmp_path: Path, seed: int, at: float, fracs: list[float], big: bool
+) -> None:
+    """A pcapng file of two sections (the second with its own byte order
+    and nanosecond timestamps), cut anywhere: a chunk holding the second
+    section header, the first chunk included, is not read with the first
+    section's interfaces; the result is the sequential one."""
+    from capture.builders import pcapng
+
+    from .test_jsonl import _conversation
+
+    rng = random.Random(seed)
+    pk: list[tuple[float, bytes]] = []
+    for i in range(30):
+        pk += _conversation(rng, 1_700_000_000 + i * 0.5, 40000 + i)
+    pk.sort(key=lambda p: p[0])
+    k = max(1, int(at * len(pk)))
+    data = (pcapng([(t, d, 0) for t, d in pk[:k]], [(101, None)])
+            + pcapng([(t, d, 0) for t, d in pk[k:]], [(101, 9)], big=big))  # fmt: skip
+    path = tmp_path / f"s{seed}.pcapng"
+    path.write_bytes(data)
+    _same(path, [int(f * len(data)) for f in fracs], serial_runner(2))
+
+
+def test_pcapng_chunk_read_once(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each pcapng chunk's bytes are read from the file once (the check
+    for a second section is the reader's, as it walks the blocks: no
+    separate read of the whole chunk first), and the chunks give the
+    sequential result."""
+    from finwait.analyze import chunks as ch
+    from finwait.capture import reader
+
+    path = tmp_path / "z.pcap"
+    path.write_bytes(zoo(9, 60))
+    ng = path.with_suffix(".pcapng")
+    to_pcapng(path, ng)
+    size = ng.stat().st_size
+    chunks = plan(ng, cuts=[size // 3, 2 * size // 3])
+    assert len(chunks) == 3
+    read = [0]
+    real = reader.open_capture
+
+    class Counting:
+        def __init__(self, fh: object) -> None:
+            self.fh = fh
+
+        def __getattr__(self, name: str) -> object:
+            return getattr(self.fh, name)
+
+        def read(self, size: int = -1) -> bytes:
+            data: bytes = self.fh.read(size)  # type: ignore[attr-defined]
+            read[0] += len(data)
+            return data
+
+        def readinto(self, buf: object) -> int:
+            got: int = self.fh.readinto(buf) or 0  # type: ignore[attr-defined]
+            read[0] += got
+            return got
+
+        def __enter__(self) -> Counting:
+            return self
+
+        def __exit__(self, *exc: object) -> None:
+            self.fh.close()  # type: ignore[attr-defined]
+
+    monkeypatch.setattr(reader, "open_capture", lambda p: Counting(real(p)))
+    parts = [ch.decode_chunk(c) for c in chunks]
+    assert all(p.error is None for p in parts)
+    assert read[0] == size - len(chunks[0].header)
+    monkeypatch.undo()
+    _same(ng, [size // 3, 2 * size // 3])

@@ -360,7 +360,7 @@ def _raw_batches(chunk: Chunk, chunk_size: int) -> Iterator[reader.RawBatch]:
     try:
         ch = reader._Chunker(sl, size=chunk_size)  # type: ignore[arg-type]
         if chunk.header[:4] == _SHB:
-            yield from reader._pcapng(chunk.path, ch)
+            yield from reader._pcapng(chunk.path, ch, one_section=True)
         else:
             yield from reader._pcap(chunk.path, ch)
     finally:
@@ -385,34 +385,15 @@ def decode_batches(
     tunnels = Tunnels()
     records = 0
     error = None
-    if chunk.start > len(chunk.header) and chunk.header[:4] == _SHB and _has_shb(chunk):
-        error = "a pcapng section header inside the chunk"
-    else:
-        try:
-            for batch in _raw_batches(chunk, chunk_size):
-                records += len(batch)
-                got = decode(batch, drops, tunnels, chunk.verify_checksums)
-                if len(got):
-                    each(got)
-        except CaptureError as exc:
-            error = str(exc)
+    try:  # (a second pcapng section in the chunk: an error, the reader's)
+        for batch in _raw_batches(chunk, chunk_size):
+            records += len(batch)
+            got = decode(batch, drops, tunnels, chunk.verify_checksums)
+            if len(got):
+                each(got)
+    except CaptureError as exc:
+        error = str(exc)
     return Part(chunk.index, None, records, drops, tunnels.stacks, error)
-
-
-def _has_shb(chunk: Chunk) -> bool:
-    """Whether a pcapng chunk's bytes may hold a Section Header Block (its
-    type, then the byte-order magic either way): then only a sequential
-    read knows each block's byte order and interfaces."""
-    with reader.open_capture(chunk.path) as fh:
-        fh.seek(chunk.start)
-        data = fh.read(-1 if chunk.stop < 0 else chunk.stop - chunk.start)
-    boms = (struct.pack("<I", reader.PCAPNG_BOM), struct.pack(">I", reader.PCAPNG_BOM))
-    at = data.find(_SHB)
-    while at >= 0:
-        if data[at + 8 : at + 12] in boms:
-            return True
-        at = data.find(_SHB, at + 1)
-    return False
 
 
 def _concat(parts: list[TcpColumns]) -> TcpColumns:

@@ -421,7 +421,12 @@ def _idb(name: str, at: int, body: bytes, big: bool) -> _Interface:
     return iface
 
 
-def _pcapng(name: str, ch: _Chunker) -> Iterator[RawBatch]:
+def _pcapng(name: str, ch: _Chunker, one_section: bool = False) -> Iterator[RawBatch]:
+    """The records of a pcapng stream, section after section; with
+    ``one_section`` (a chunk of a cut file: its file's first section
+    header, then the chunk's blocks), a second Section Header Block is a
+    :class:`CaptureError`: the interfaces and byte order of the sections
+    before it, in earlier chunks, are not known here."""
     sec = _Section()
     frame = 1
     ch.refill(12)
@@ -443,6 +448,9 @@ def _pcapng(name: str, ch: _Chunker) -> Iterator[RawBatch]:
             if btype == PCAPNG_SHB:
                 if epb or other:
                     flush = True  # the byte order may change: yield what we have
+                    break
+                if one_section and ch.base + off:
+                    bad = "a pcapng section header inside the chunk"
                     break
                 if off + 12 > n:
                     break
