@@ -529,3 +529,38 @@ def test_pcapng_chunk_read_once(tmp_path: Path, monkeypatch: pytest.MonkeyPatch)
     assert read[0] == size - len(chunks[0].header)
     monkeypatch.undo()
     _same(ng, [size // 3, 2 * size // 3])
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    n=st.integers(1, 7),
+    words=st.lists(
+        st.tuples(*[st.integers(0, 2**32 - 1)] * 8, st.integers(0, 65535), st.integers(0, 65535)),
+        min_size=1,
+        max_size=50,
+    ),
+)
+def test_partition_in_range_and_the_same_both_ways(n: int, words: list[tuple[int, ...]]) -> None:
+    """Any addresses and ports: each segment's partition is one of 0 .. n
+    - 1, the same for the reverse direction; and with many 4-tuples every
+    partition gets some."""
+    import numpy as np
+
+    from finwait.analyze.partition import partition_of
+    from finwait.capture.decode import TcpColumns
+
+    a = np.array(words, dtype=np.int64)
+    src, dst, sport, dport = a[:, 0:4], a[:, 4:8], a[:, 8], a[:, 9]
+
+    def cols(s, d, sp, dp):  # type: ignore[no-untyped-def]
+        z = np.zeros(len(s), dtype=np.int64)
+        return TcpColumns(z, z.astype(float), s, d, sp, dp, z, z, z, z, z, z)
+
+    there = partition_of(cols(src, dst, sport, dport), n)
+    back = partition_of(cols(dst, src, dport, sport), n)
+    assert there.dtype == np.int64 and ((there >= 0) & (there < n)).all()
+    assert (there == back).all()
+    many = np.arange(4096, dtype=np.int64)
+    wide = np.tile(np.array([0, 0, 0xFFFF, 0xC6120001]), (many.size, 1))
+    spread = partition_of(cols(wide, wide + 1, 40000 + many, np.full(many.size, 80)), n)
+    assert np.bincount(spread, minlength=n).min() > 4096 // n // 2
