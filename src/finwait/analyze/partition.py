@@ -625,6 +625,7 @@ class ProcessRunner:
             t.start()
         live = {outs[p][0]: p for p in range(n)}
         tails: dict[int, tuple[Any, ...]] = {}
+        ok = False
         try:
             while live:
                 for conn in wait(list(live)):
@@ -647,12 +648,14 @@ class ProcessRunner:
                     else:  # "error": a chunk did not read cleanly
                         return None
             weaver.close()
+            ok = True
         finally:
             weaver.discard()
             for box in boxes:
                 box.put(None)
-            for t in threads:
-                t.join()
+            if ok:  # (else a thread may be waiting on the full pipe of a worker
+                for t in threads:  # about to be killed: a daemon, it ends then)
+                    t.join()
         for p, (_, _, _, _, count) in tails.items():
             self.decoded[p] = count
         _, records, _, stacks, _ = tails[0]
