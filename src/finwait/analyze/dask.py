@@ -61,7 +61,6 @@ from __future__ import annotations
 
 import operator
 import sys
-from collections import Counter
 from contextlib import AbstractContextManager, redirect_stdout
 from dataclasses import dataclass
 from types import TracebackType
@@ -275,13 +274,10 @@ def _ids(run: str, p: int, chunks: list[int], ids: list[Any]) -> int:
 
 def _finish(run: str, p: int, spool: str | None, *_ids_set: int) -> tuple[Any, ...]:
     """Partition ``p``'s last lines (every id known: after its
-    :func:`_ids` tasks), its :class:`Tail` and what is per capture."""
-    st = _STREAMS[run, p]
-    got = list(st.finish())
+    :func:`_ids` tasks) and its :class:`Tail`."""
+    got = list(_STREAMS[run, p].finish())
     tail = got.pop()
-    folder = st.folder
-    return (_lines(run, p, -1, got, spool), tail, folder.records, folder.drops,
-            folder.tunnels.stacks)  # fmt: skip
+    return _lines(run, p, -1, got, spool), tail
 
 
 def _forget(run: str) -> None:
@@ -639,26 +635,21 @@ class DaskRunner(AbstractContextManager["DaskRunner"]):
                                    **at(p)) for p in range(n)]  # fmt: skip
                 self.tasks += n
                 tails: list[Tail] = []
-                drops: Counter[str] = Counter()
-                records, stacks = 0, []
                 for p in range(n):
                     end = _gathered(c, [finals[p]])
                     if end is None:
                         return None
                     finals[p] = None
-                    lines, tail, records_p, drops_p, stacks_p = end[0]
+                    lines, tail = end[0]
                     self._lines(weaver, lines)
                     tails.append(tail)
-                    drops += drops_p
-                    if p == 0:
-                        records, stacks = records_p, stacks_p
                 weaver.close()
                 if bar is not None:
                     bar.join()
                     sys.stderr.write("\n")
         finally:
             weaver.discard()
-        return weaver.result(tails, records, drops, stacks)
+        return weaver.result(tails)
 
     def _lines(self, weaver: Weaver, lines: list[Any]) -> None:
         for ids, text, ends in lines:

@@ -488,9 +488,7 @@ def _serial_stream(n: int, lag: int, chunks: list[Chunk], file_of: list[int],
         weaver.close()
     finally:
         weaver.discard()
-    f0 = streams[0].folder
-    return weaver.result(tails, f0.records, sum((st.folder.drops for st in streams), Counter()),
-                         f0.tunnels.stacks)  # fmt: skip
+    return weaver.result(tails)
 
 
 def process_runner(n: int) -> ProcessRunner:
@@ -624,7 +622,7 @@ class ProcessRunner:
         for t in threads:
             t.start()
         live = {outs[p][0]: p for p in range(n)}
-        tails: dict[int, tuple[Any, ...]] = {}
+        tails: dict[int, Tail] = {}
         ok = False
         try:
             while live:
@@ -643,7 +641,7 @@ class ProcessRunner:
                     elif msg[0] == "lines":
                         weaver.lines(*msg[1:])
                     elif msg[0] == "tail":
-                        tails[p] = msg[1:]
+                        tails[p], self.decoded[p] = msg[1:]
                         del live[conn]
                     else:  # "error": a chunk did not read cleanly
                         return None
@@ -656,11 +654,7 @@ class ProcessRunner:
             if ok:  # (else a thread may be waiting on the full pipe of a worker
                 for t in threads:  # about to be killed: a daemon, it ends then)
                     t.join()
-        for p, (_, _, _, _, count) in tails.items():
-            self.decoded[p] = count
-        _, records, _, stacks, _ = tails[0]
-        drops: Counter[str] = sum((t[2] for t in tails.values()), Counter())
-        return weaver.result([tails[p][0] for p in range(n)], records, drops, stacks)
+        return weaver.result([tails[p] for p in range(n)])
 
 
 def _replies(fd: int, todo: queue.Queue[Any]) -> None:
@@ -950,8 +944,7 @@ def _peer(p: int, n: int, chunks: list[Chunk], file_of: list[int], zeek_timeouts
         take_ids(True)
         for last in stream.finish():
             if isinstance(last, Tail):
-                tail = (last, folder.records, folder.drops, folder.tunnels.stacks, decoded)
-                _send_object(out.fileno(), ("tail", *tail))
+                _send_object(out.fileno(), ("tail", last, decoded))
             else:
                 _send_object(out.fileno(), ("lines", *last))
     except BaseException as exc:  # reported, so the caller falls back

@@ -115,12 +115,18 @@ class Output(ByteText):
 
 @dataclass
 class Tail:
-    """A partition's last message: its counts (and summary)."""
+    """A partition's last message: its counts (and summary), and what its
+    folder counted of the capture: records read and tunnel stacks (the
+    same in every partition: each reads every chunk's records), packets
+    dropped (each partition's own)."""
 
     n: int
     packets: int
     tunnelled: int
-    summary: Summary | None = None
+    summary: Summary | None
+    records: int
+    drops: Counter[str]
+    stacks: Stacks
 
 
 @dataclass
@@ -191,7 +197,9 @@ class Stream:
         assert self.known == tr.nconns, "finished before every id came"
         if tr.nconns:
             yield from self._out(tr)
-        yield Tail(self.n, tr.packets, self.tunnelled, self.summary)
+        f = self.folder
+        yield Tail(self.n, tr.packets, self.tunnelled, self.summary, f.records, f.drops,
+                   f.tunnels.stacks)  # fmt: skip
 
     def _out(self, tr: Tracker) -> Iterator[tuple[I64, U8, I64]]:
         spec, folder = self.spec, self.folder
@@ -421,10 +429,9 @@ class Weaver:
         finally:
             self.discard()
 
-    def result(self, tails: list[Tail], records: int, drops: Counter[str],
-               stacks: Stacks) -> Woven:  # fmt: skip
+    def result(self, tails: list[Tail]) -> Woven:
         """What the run gives back (``output`` done), from the partitions'
-        tails."""
+        tails (in partition order)."""
         summary = None
         if self.output.mode == "summary":
             from .summary import Summary
@@ -436,7 +443,8 @@ class Weaver:
         self.output.done = True
         self.output.summary = summary
         return Woven(sum(t.n for t in tails), sum(t.packets for t in tails),
-                     sum(t.tunnelled for t in tails), records, drops, stacks, summary)  # fmt: skip
+                     sum(t.tunnelled for t in tails), tails[0].records,
+                     sum((t.drops for t in tails), Counter()), tails[0].stacks, summary)  # fmt: skip
 
     def discard(self) -> None:
         import os
