@@ -6,6 +6,7 @@ and damaged files of each format."""
 from __future__ import annotations
 
 import json
+import os
 import struct
 from collections.abc import Callable
 from pathlib import Path
@@ -447,3 +448,22 @@ def test_batches_keep_their_bytes(tmp_path: Path, ng: bool) -> None:
     collected = [packets(b) for b in list(iter_batches(path, 1024))]
     assert len(one_by_one) >= 4 and collected == one_by_one
     assert [p for ps in collected for p in ps] == [p for _, p in pkts]
+
+
+def test_reads_sized_to_a_small_file(tmp_path: Path) -> None:
+    """A regular file smaller than a chunk is read with a buffer of its own
+    size (at least 64 kB), not a chunk's: each read zeroes its buffer."""
+    from finwait.capture.reader import CHUNK, _read_size
+
+    small = tmp_path / "small.pcap"
+    small.write_bytes(bytes(100))
+    big = tmp_path / "big.pcap"
+    with open(big, "wb") as f:
+        f.truncate(CHUNK + 1)  # (sparse)
+    with open(small, "rb") as fh:
+        assert _read_size(fh, CHUNK) == 1 << 16
+    with open(big, "rb") as fh:
+        assert _read_size(fh, CHUNK) == CHUNK
+    r, w = os.pipe()  # (a pipe's size says nothing: a whole chunk)
+    with os.fdopen(r, "rb") as fh, os.fdopen(w, "wb"):
+        assert _read_size(fh, CHUNK) == CHUNK

@@ -76,7 +76,7 @@ class _Columns:
         return out
 
 
-@dataclass
+@dataclass(eq=False, repr=False)
 class DirColumns(_Columns):
     """Per connection and direction (row ``2 * conn + d``)."""
 
@@ -124,7 +124,7 @@ class DirColumns(_Columns):
         return out
 
 
-@dataclass
+@dataclass(eq=False, repr=False)
 class ConnColumns(_Columns):
     """Per connection."""
 

@@ -133,7 +133,7 @@ def _grouped(h: npt.NDArray[np.uint64]) -> I64:
     return order
 
 
-@dataclass
+@dataclass(eq=False, repr=False)
 class Events:
     """Sparse per-connection events: (conn, frame, code, dir) rows."""
 

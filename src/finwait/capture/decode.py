@@ -129,7 +129,7 @@ _TCP_HDR = np.dtype(
 )  # fmt: skip
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, eq=False, repr=False)
 class TcpColumns:
     """TCP segments of one batch, in capture order, one array per field."""
 

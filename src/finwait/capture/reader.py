@@ -21,6 +21,8 @@ yielded, so callers keep what was read.
 from __future__ import annotations
 
 import io
+import os
+import stat
 import struct
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -72,7 +74,7 @@ class EmptyCaptureError(CaptureError):
         self.reason = "empty file"
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, eq=False, repr=False)
 class RawBatch:
     """Complete records located in one chunk.
 
@@ -110,7 +112,7 @@ class _Interface:
 PAD = 64  # zero bytes kept after a chunk's last byte (decode's bounds-safe gathers)
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, eq=False, repr=False)
 class _Chunker:
     """Sliding window over the file: ``buf`` holds bytes from ``base``.
 
@@ -219,7 +221,7 @@ def iter_batches(path: str | Path, chunk_size: int = CHUNK) -> Iterator[RawBatch
         if len(head) < 4:
             raise CaptureError(name, 0, f"truncated file header ({len(head)} bytes)")
         fh.seek(0)
-        ch = _Chunker(fh, size=chunk_size)
+        ch = _Chunker(fh, size=_read_size(fh, chunk_size))
         magic_le = struct.unpack("<I", head)[0]
         magic_be = struct.unpack(">I", head)[0]
         if magic_le in (PCAP_MAGIC_US, PCAP_MAGIC_NS) or magic_be in (PCAP_MAGIC_US, PCAP_MAGIC_NS):
@@ -228,6 +230,19 @@ def iter_batches(path: str | Path, chunk_size: int = CHUNK) -> Iterator[RawBatch
             yield from _pcapng(name, ch)
         else:
             raise CaptureError(name, 0, f"not a pcap or pcapng file (magic 0x{magic_be:08x})")
+
+
+def _read_size(fh: BinaryIO, chunk_size: int) -> int:
+    """The size of each read: ``chunk_size``, or less for a file smaller
+    than that (every read allocates and zeroes its buffer first: 8 MB for a
+    one-packet file cost as much as the rest of its analysis)."""
+    try:
+        st = os.fstat(fh.fileno())
+    except (OSError, AttributeError, ValueError, io.UnsupportedOperation):
+        return chunk_size  # (not a file of this machine: fsspec's)
+    if not stat.S_ISREG(st.st_mode):
+        return chunk_size  # (a pipe, a device: its size says nothing)
+    return min(chunk_size, max(st.st_size, 1 << 16))
 
 
 # -- pcap --------------------------------------------------------------------
