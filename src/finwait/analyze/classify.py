@@ -17,7 +17,6 @@ is built in Python.
 
 from __future__ import annotations
 
-import ipaddress
 import re
 from collections import Counter
 from collections.abc import Iterator
@@ -324,6 +323,8 @@ class Analysis:
 
 
 def _addr(w: tuple[int, ...]) -> str:
+    import ipaddress  # (on use: start-up; the JSON writer formats its own)
+
     if w[0] == 0 and w[1] == 0 and w[2] == 0xFFFF:
         return str(ipaddress.IPv4Address(w[3]))
     return str(ipaddress.IPv6Address((w[0] << 96) | (w[1] << 64) | (w[2] << 32) | w[3]))

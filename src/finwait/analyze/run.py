@@ -8,10 +8,8 @@ result (``error``, ``error_offset``), so a caller reports both.
 
 from __future__ import annotations
 
-import ipaddress
 from collections import Counter
 from collections.abc import Callable, Iterable
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -22,6 +20,8 @@ from .classify import Analysis, classify
 from .tracker import Tracker
 
 if TYPE_CHECKING:  # (imported on use: the engine's modules, not needed to analyse)
+    from pathlib import Path
+
     from ..trace import Trace
     from ..wire.segment import Segment
 
@@ -178,12 +178,16 @@ def connection_traces(
 
 
 def _words(addr: str) -> tuple[int, int, int, int]:
+    import ipaddress
+
     ip = ipaddress.ip_address(addr)
     v = int(ip) if ip.version == 6 else (0xFFFF << 32) | int(ip)
     return ((v >> 96) & 0xFFFFFFFF, (v >> 64) & 0xFFFFFFFF, (v >> 32) & 0xFFFFFFFF, v & 0xFFFFFFFF)
 
 
 def _addr_text(w: list[int]) -> str:
+    import ipaddress
+
     if w[0] == 0 and w[1] == 0 and w[2] == 0xFFFF:
         return str(ipaddress.IPv4Address(w[3]))
     return str(ipaddress.IPv6Address((w[0] << 96) | (w[1] << 64) | (w[2] << 32) | w[3]))

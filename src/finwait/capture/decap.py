@@ -36,7 +36,6 @@ authentication and origin-indication headers); AYIYA (5072).
 
 from __future__ import annotations
 
-import ipaddress
 import struct
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -361,6 +360,8 @@ def _addr(b: Buf, off: int, n: int) -> str:
     if text is None:
         if len(_ADDR_TEXT) > 65536:
             _ADDR_TEXT.clear()
+        import ipaddress  # (on use: start-up)
+
         text = _ADDR_TEXT[raw] = str(ipaddress.ip_address(raw))
     return text
 

@@ -9,7 +9,6 @@ import io
 import os
 import sys
 import time
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import click
@@ -17,6 +16,8 @@ import click
 from .files import DIRS_OK, INPUT, OUTPUT, OUTPUT_DIR, write_text, writing
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
     from ..analyze import Analysis
     from ..analyze.summary import Summary
     from ..analyze.weave import Output
@@ -199,7 +200,7 @@ class _LateBar:
             )  # fmt: skip
             self.bar.start()
             self.task = self.bar.add_task(
-                Path(self.path).name, total=self.total or _size(self.path)
+                os.path.basename(self.path), total=self.total or _size(self.path)
             )
         self.bar.update(self.task, completed=done)
 

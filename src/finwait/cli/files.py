@@ -15,10 +15,12 @@ import os
 import stat
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
-from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
+
+if TYPE_CHECKING:  # (and imported on use: pathlib costs 3 ms of start-up)
+    from pathlib import Path
 
 
 class FileArgError(click.ClickException):
@@ -32,6 +34,8 @@ class FileArgError(click.ClickException):
 
 def reason(err: OSError, path: str | os.PathLike[str], *, reading: bool = False) -> str:
     """The reason in words: which part of the path is at fault."""
+    from pathlib import Path
+
     p = Path(path)
     if err.errno == errno.ENOENT:
         parent = p.parent
@@ -103,6 +107,8 @@ class _FileType(click.ParamType):  # type: ignore[type-arg]  # generic from Clic
         if str(value) == "":
             self.fail("an empty file name", param, ctx)
         if self.output:
+            from pathlib import Path
+
             check_output(value)
             return Path(value)
         if ctx is not None and ctx.meta.get(DIRS_OK) and os.path.isdir(value):
@@ -157,6 +163,8 @@ def write_text(path: str | os.PathLike[str], text: str) -> None:
     ``path`` that is not a regular file (``/dev/null``, ``/dev/stdout``, a
     FIFO) is written in place: renamed over, ``/dev/null`` itself became
     a regular file (as root)."""
+    from pathlib import Path
+
     target = Path(path)
     with writing(path):
         try:
