@@ -26,13 +26,13 @@ def test_engine(path: object) -> None:
 def test_kernel(path: object) -> None:
     require_live()
     out = run_script(str(path), "kernel")
-    timing = ("late", "early", "returned at", "blocked")
     for _ in range(2):
-        if out.status == "PASS" or not (
-            any(w in out.message for w in timing) or "nothing by" in out.got
-        ):
+        if out.status == "PASS":
             break
-        # A loaded machine may be late by more than the tolerance: try again
-        # (a real mismatch fails every time).
+        # The kernel runs on real time: on a loaded machine a segment the
+        # script sends can reach it late enough for its timers to decide
+        # otherwise (a reordering timer resending an earlier segment: "sequence
+        # number differs" as well as "late").  Run it again; a real mismatch
+        # fails every time.
         out = run_script(str(path), "kernel")
     assert out.status == "PASS", out.summary()
