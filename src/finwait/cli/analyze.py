@@ -424,8 +424,13 @@ def analyze_cmd(
         for err in bad.errors or [str(bad.error)]:
             click.echo(f"finwait analyze: {err}", err=True)
         if not bad.empty:
+            where = (
+                "before the damage"
+                if bad.files is None
+                else "read (the set's other files, and each damaged one up to its damage)"
+            )
             click.echo(
-                f"  {count(bad.n, 'connection')} from {count(bad.records_read, 'packet')} before the damage "
+                f"  {count(bad.n, 'connection')} from {count(bad.records_read, 'packet')} {where} "
                 "are reported above",
                 err=True,
             )
