@@ -36,37 +36,43 @@ def _col(initial: float, doc: str, dtype: type = np.int64) -> Any:
     )
 
 
-def _grow(arr: npt.NDArray[Any], n: int, fill: float) -> npt.NDArray[Any]:
+def _grow(arr: npt.NDArray[Any], n: int, used: int) -> npt.NDArray[Any]:
+    """``arr`` with room for at least ``n`` rows, its first ``used`` kept.
+    The rows after them are left as they are (new ones uninitialised): the
+    tracker fills a row when it starts using it (:meth:`_Columns.clear`),
+    so neither growth nor compaction writes the capacity not in use."""
     if arr.shape[0] >= n:
         return arr
     cap = max(n + n // 4, 1024)  # (a quarter of headroom: streaming compacts often)
     out = np.empty((cap, *arr.shape[1:]), dtype=arr.dtype)
-    out[: arr.shape[0]] = arr
-    out[arr.shape[0] :] = fill
+    out[:used] = arr[:used]
     return out
 
 
-def _keep(arr: npt.NDArray[Any], idx: npt.NDArray[np.int64], used: int, fill: float) -> None:
-    """Rows ``idx`` (in order) moved to the front of ``arr``, in place; the
-    rows after them up to ``used`` back to ``fill`` (as never written).  The
+def _keep(arr: npt.NDArray[Any], idx: npt.NDArray[np.int64]) -> None:
+    """Rows ``idx`` (in order) moved to the front of ``arr``, in place (the
+    rows after them are stale until used again: :func:`_grow`).  The
     capacity stays, so the rows added next need no new array."""
-    k = idx.size
-    arr[:k] = np.take(arr, idx, axis=0)  # (rows taken whole: see the module's note)
-    arr[k:used] = fill
+    arr[: idx.size] = np.take(arr, idx, axis=0)  # (rows taken whole: see the module's note)
 
 
 class _Columns:
     """Growth and slicing shared by both tables (dataclasses of arrays)."""
 
-    def grow(self, rows: int) -> None:
+    def grow(self, rows: int, used: int) -> None:
         for f in fields(self):  # type: ignore[arg-type]
-            setattr(self, f.name, _grow(getattr(self, f.name), rows, f.metadata["initial"]))
+            setattr(self, f.name, _grow(getattr(self, f.name), rows, used))
 
-    def keep(self, idx: npt.NDArray[np.int64], used: int) -> None:
-        """Only rows ``idx`` (in order) of the first ``used``, in place
-        (the capacity stays: :func:`_keep`)."""
+    def clear(self, lo: int, hi: int) -> None:
+        """Rows ``lo`` .. ``hi`` - 1 as never written (their initial values)."""
         for f in fields(self):  # type: ignore[arg-type]
-            _keep(getattr(self, f.name), idx, used, f.metadata["initial"])
+            getattr(self, f.name)[lo:hi] = f.metadata["initial"]
+
+    def keep(self, idx: npt.NDArray[np.int64]) -> None:
+        """Only rows ``idx`` (in order), in place (the capacity stays:
+        :func:`_keep`)."""
+        for f in fields(self):  # type: ignore[arg-type]
+            _keep(getattr(self, f.name), idx)
 
     def rows(self, idx: npt.NDArray[np.int64]) -> Any:
         """A table of the same kind holding rows ``idx`` (copies)."""

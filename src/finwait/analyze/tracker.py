@@ -364,7 +364,7 @@ class Tracker:
 
     def _add_flows(self, key: I64) -> None:
         n = self.nflows + key.shape[0]
-        self._grow_flows(n)
+        self._grow_flows(n)  # (every new row written below)
         self.flow_key[self.nflows : n] = key
         self.flow_conn[self.nflows : n] = -1
         self.flow_fr[self.nflows : n] = 0
@@ -414,6 +414,10 @@ class Tracker:
     def _new_conns(self, n: int) -> None:
         total = self.nconns + n
         self._grow_conns(total)
+        # (Rows are filled here, as they come into use: not at growth.)
+        self.c.clear(self.nconns, total)
+        self.s.clear(2 * self.nconns, 2 * total)
+        self.hist_count[2 * self.nconns : 2 * total] = 0
         self.row_id[self.nconns : total] = np.arange(self.next_id, self.next_id + n)
         self.next_id += n
         self.nconns = total
@@ -421,16 +425,18 @@ class Tracker:
     def _grow_conns(self, rows: int) -> None:
         """Every per-connection table (and per-slot one) to at least ``rows``
         connections (:func:`~finwait.analyze.columns._grow`)."""
-        self.c.grow(rows)
-        self.s.grow(2 * rows)
-        self.hist_count = _grow(self.hist_count, 2 * rows, 0)
-        self.row_id = _grow(self.row_id, rows, -1)
+        n = self.nconns
+        self.c.grow(rows, n)
+        self.s.grow(2 * rows, 2 * n)
+        self.hist_count = _grow(self.hist_count, 2 * rows, 2 * n)
+        self.row_id = _grow(self.row_id, rows, n)
 
     def _grow_flows(self, rows: int) -> None:
         """Every per-flow table to at least ``rows`` flows."""
-        self.flow_key = _grow(self.flow_key, rows, 0)
-        self.flow_conn = _grow(self.flow_conn, rows, -1)
-        self.flow_fr = _grow(self.flow_fr, rows, 0)
+        f = self.nflows
+        self.flow_key = _grow(self.flow_key, rows, f)
+        self.flow_conn = _grow(self.flow_conn, rows, f)
+        self.flow_fr = _grow(self.flow_fr, rows, f)
 
     def reserve(self, rows: int) -> None:
         """Room for ``rows`` more connections and flows (a batch of ``rows``
@@ -521,10 +527,10 @@ class Tracker:
         k = keep.size
         dr = (2 * keep[:, None] + np.arange(2)).ravel()
         # In place: the arrays keep their capacity for the next batch's rows.
-        self.s.keep(dr, 2 * self.nconns)
-        self.c.keep(keep, self.nconns)
-        _keep(self.hist_count, dr, 2 * self.nconns, 0)
-        _keep(self.row_id, keep, self.nconns, -1)
+        self.s.keep(dr)
+        self.c.keep(keep)
+        _keep(self.hist_count, dr)
+        _keep(self.row_id, keep)
         fc = self.flow_conn[: self.nflows]
         fc[:] = np.maximum(np.where(fc >= 0, new[np.maximum(fc, 0)], -1), -1)
         # A flow whose current connection went (an older one on it stays:
@@ -546,9 +552,9 @@ class Tracker:
         fkeep = np.flatnonzero(live)
         fmap = np.full(self.nflows, -1, dtype=np.int64)
         fmap[fkeep] = np.arange(fkeep.size)
-        _keep(self.flow_key, fkeep, self.nflows, 0)
-        _keep(self.flow_conn, fkeep, self.nflows, -1)
-        _keep(self.flow_fr, fkeep, self.nflows, 0)
+        _keep(self.flow_key, fkeep)
+        _keep(self.flow_conn, fkeep)
+        _keep(self.flow_fr, fkeep)
         self.nflows = fkeep.size
         self.c.flow[:k] = fmap[self.c.flow[:k]]
         held = live[self._known_id]
