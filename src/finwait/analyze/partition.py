@@ -301,9 +301,7 @@ def _cut(name: str, value: Any, n: int, f: int) -> Any:
             setattr(out, fd.name, getattr(value, fd.name)[: 2 * n])
         return out
     if isinstance(value, Events):
-        if not value.parts:
-            return Events()
-        return Events([value.arrays()])
+        return Events([value.packed()]) if value.parts else Events()
     if name in _PER_FLOW:
         return value[:f]
     if name in _PER_SLOT:
@@ -361,10 +359,10 @@ def merge_trackers(a: Tracker, b: Tracker) -> tuple[Tracker, I64, I64]:
                 setattr(d, fd.name, place(x, y, slot_a, slot_b))
             value = d
         elif isinstance(va, Events):
-            ca, fr_a, code_a, d_a = va.arrays()
-            cb, fr_b, code_b, d_b = vb.arrays()
+            ca, key_a = va.packed()
+            cb, key_b = vb.packed()
             conn = np.r_[new[ca], new[cb + na]] if n else np.zeros(0, dtype=np.int64)
-            value = Events([(conn, np.r_[fr_a, fr_b], np.r_[code_a, code_b], np.r_[d_a, d_b])])
+            value = Events([(conn, np.r_[key_a, key_b])])
         elif name in _PER_SLOT:
             value = place(va[: 2 * na], vb[: 2 * nb], slot_a, slot_b)
         elif name == "flow_conn":
