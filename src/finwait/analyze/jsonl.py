@@ -556,6 +556,7 @@ class OrderedJsonl(ByteText):
         self.held: dict[int, tuple[int, bytes]] = {}  # first id -> (last id, text)
         self.held_bytes = 0
         self.spill: Any = None
+        self.spilled = 0  # bytes in the spill file
         # Spilled runs, a segment per spill: first ids, last ids, byte
         # offsets (the end appended); the cursor; a heap of (next id, segment).
         self.segs: list[tuple[I64, I64, I64]] = []
@@ -606,13 +607,16 @@ class OrderedJsonl(ByteText):
         import tempfile
 
         if self.spill is None:
-            self.spill = tempfile.TemporaryFile()  # noqa: SIM115 - closed by close()
-        f = self.spill
-        f.seek(0, 2)
+            # Unbuffered: runs go out by writev and come back by pread, no
+            # joined copy of them on the way (hundreds of MB on a large
+            # capture whose first connections stay open to the end).
+            self.spill = tempfile.TemporaryFile(buffering=0)  # noqa: SIM115 - closed by close()
+        fd = self.spill.fileno()
         firsts = sorted(self.held)
         data = [self.held[i][1] for i in firsts]
-        offs = np.cumsum([f.tell(), *map(len, data)])
-        f.write(b"".join(data))
+        offs = np.cumsum([self.spilled, *map(len, data)])
+        _write_all(fd, data)
+        self.spilled = int(offs[-1])
         lasts = np.array([self.held[i][0] for i in firsts], dtype=np.int64)
         self.segs.append((np.array(firsts, dtype=np.int64), lasts, offs))
         self.cursor.append(0)
@@ -653,10 +657,36 @@ class OrderedJsonl(ByteText):
         j = self.cursor[k]
         f, g = firsts[j : j + 256], lasts[j : j + 256]
         r = 1 + int(np.argmin(np.r_[f[1:] == g[:-1] + 1, False]))
-        self.spill.seek(int(offs[j]))
-        text: bytes = self.spill.read(int(offs[j + r] - offs[j]))
+        text = _read_all(self.spill.fileno(), int(offs[j]), int(offs[j + r] - offs[j]))
         self.next = int(lasts[j + r - 1]) + 1
         self.cursor[k] = j + r
         if j + r < firsts.size:
             heapq.heappush(self.heads, (int(firsts[j + r]), k))
         return text
+
+
+def _write_all(fd: int, data: list[bytes]) -> None:
+    """``data`` appended to file ``fd``, IOV_MAX buffers a call."""
+    import os
+
+    step = getattr(os, "IOV_MAX", 1024)  # (os.writev: POSIX)
+    for k in range(0, len(data), step):
+        todo = data[k : k + step]
+        done = os.writev(fd, todo)
+        if done < sum(map(len, todo)):  # (a short write: the rest one by one)
+            rest = b"".join(todo)[done:]
+            while rest:
+                rest = rest[os.write(fd, rest) :]
+
+
+def _read_all(fd: int, at: int, size: int) -> bytes:
+    """``size`` bytes of file ``fd`` from offset ``at``."""
+    import os
+
+    text = os.pread(fd, size, at)
+    while len(text) < size:  # (a short read: the rest)
+        more = os.pread(fd, size - len(text), at + len(text))
+        if not more:
+            raise OSError(f"spill file: {size - len(text)} bytes missing at {at + len(text)}")
+        text += more
+    return text
