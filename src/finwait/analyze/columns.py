@@ -36,15 +36,15 @@ def _col(initial: float, doc: str, dtype: type = np.int64) -> Any:
     )
 
 
-def _grow(arr: npt.NDArray[Any], n: int, used: int) -> npt.NDArray[Any]:
-    """``arr`` with room for at least ``n`` rows, its first ``used`` kept.
-    The rows after them are left as they are (new ones uninitialised): the
-    tracker fills a row when it starts using it (:meth:`_Columns.clear`),
-    so neither growth nor compaction writes the capacity not in use."""
-    if arr.shape[0] >= n:
+def _grow(arr: npt.NDArray[Any], rows: int, used: int) -> npt.NDArray[Any]:
+    """``arr`` with room for ``rows`` rows (when it has fewer), its first
+    ``used`` kept.  The rows after them are left as they are (new ones
+    uninitialised): the tracker fills a row when it starts using it
+    (:meth:`_Columns.clear`), so neither growth nor compaction writes the
+    capacity not in use, and the pages of that capacity are not touched."""
+    if arr.shape[0] >= rows:
         return arr
-    cap = max(n + n // 4, 1024)  # (a quarter of headroom: streaming compacts often)
-    out = np.empty((cap, *arr.shape[1:]), dtype=arr.dtype)
+    out = np.empty((rows, *arr.shape[1:]), dtype=arr.dtype)
     out[:used] = arr[:used]
     return out
 

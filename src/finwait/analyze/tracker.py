@@ -205,6 +205,20 @@ HORIZON_ROUNDS = 4
 RETIRE_SHARE = 0.25
 
 
+def _room(rows: int, quarter: bool) -> int:
+    """The capacity a table grows to when ``rows`` no longer fit.  Growth
+    copies the rows in use, so a tracker that keeps every connection (the
+    mixed capture's keeps nearly all to the end) doubles: with a quarter
+    of headroom its tables were copied at almost every batch (117 MB of
+    copies for 49 k connections, 7 % of the tracker's time).  The capacity
+    not in use is never written (:func:`~finwait.analyze.columns._grow`).
+    Once it retires connections, its size follows the connections open at
+    a time and a quarter more (``quarter``) is enough: doubled there, one
+    late growth of the 5M capture's tables (64 k connections held) raised
+    the peak RSS by 17 MB, past 200."""
+    return max(rows + rows // 4 if quarter else 2 * rows, 1024)
+
+
 _BIG = np.int64(1 << 41)  # above any relative end (2 TiB a direction)
 
 
@@ -376,7 +390,8 @@ class Tracker:
 
     def _add_flows(self, key: I64) -> None:
         n = self.nflows + key.shape[0]
-        self._grow_flows(n)  # (every new row written below)
+        if self.flow_conn.shape[0] < n:  # (every new row written below)
+            self._grow_flows(_room(n, quarter=self.next_id > self.nconns))
         self.flow_key[self.nflows : n] = key
         self.flow_conn[self.nflows : n] = -1
         self.flow_fr[self.nflows : n] = 0
@@ -425,7 +440,8 @@ class Tracker:
 
     def _new_conns(self, n: int) -> None:
         total = self.nconns + n
-        self._grow_conns(total)
+        if self.c.flow.shape[0] < total:
+            self._grow_conns(_room(total, quarter=self.next_id > self.nconns))
         # (Rows are filled here, as they come into use: not at growth.)
         self.c.clear(self.nconns, total)
         self.s.clear(2 * self.nconns, 2 * total)
@@ -435,7 +451,7 @@ class Tracker:
         self.nconns = total
 
     def _grow_conns(self, rows: int) -> None:
-        """Every per-connection table (and per-slot one) to at least ``rows``
+        """Every per-connection table (and per-slot one) to room for ``rows``
         connections (:func:`~finwait.analyze.columns._grow`)."""
         n = self.nconns
         self.c.grow(rows, n)
@@ -444,7 +460,7 @@ class Tracker:
         self.row_id = _grow(self.row_id, rows, n)
 
     def _grow_flows(self, rows: int) -> None:
-        """Every per-flow table to at least ``rows`` flows."""
+        """Every per-flow table to room for ``rows`` flows."""
         f = self.nflows
         self.flow_key = _grow(self.flow_key, rows, f)
         self.flow_conn = _grow(self.flow_conn, rows, f)
@@ -453,21 +469,20 @@ class Tracker:
     def reserve(self, rows: int) -> None:
         """Room for ``rows`` more connections and flows (a batch of ``rows``
         segments makes at most that many), grown to twice what is needed
-        when short.  The tables otherwise grow by a quarter (right for the
-        streaming run, which keeps only the open connections and compacts
-        them often); a tracker that keeps every connection to the end (a
-        partition of a parallel run) would copy a table of a few hundred
-        thousand connections about 20 times that way, each copy into fresh
-        pages (the page faults were most of a worker's system time, 3-4 s
-        for 250 k connections).  Doubled, the copies add up to about the
+        when short (and a quarter more): a tracker that keeps every
+        connection to the end (a partition of a parallel run) would
+        otherwise copy a table of a few hundred thousand connections many
+        times, each copy into fresh pages (the page faults were most of a
+        worker's system time, 3-4 s for 250 k connections when the tables
+        grew by a quarter).  Doubled, the copies add up to about the
         table's final size."""
         n, f = self.nconns + rows, self.nflows + rows
         cap = self.c.flow.shape[0]
         if cap < n:
-            self._grow_conns(max(n, 2 * cap))
+            self._grow_conns(_room(max(n, 2 * cap), quarter=True))
         cap = self.flow_conn.shape[0]
         if cap < f:
-            self._grow_flows(max(f, 2 * cap))
+            self._grow_flows(_room(max(f, 2 * cap), quarter=True))
 
     # -- streaming -------------------------------------------------------------
 
