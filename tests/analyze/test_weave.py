@@ -17,11 +17,12 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from finwait.analyze import analyze_file
+from finwait.analyze import weave as weave_mod
 from finwait.analyze.jsonl import write_jsonl
 from finwait.analyze.partition import serial_runner
 from finwait.analyze.sets import analyze_set
 from finwait.analyze.summary import Summary
-from finwait.analyze.weave import Output, weave
+from finwait.analyze.weave import Output, Weaver, weave
 from finwait.cli import main
 from finwait.cli.analyze import _csv_lines
 
@@ -128,3 +129,37 @@ def test_workers_write_what_the_sequential_run_writes(
     assert got.output == want.output and len(want.output.splitlines()) >= (1 if mode else 10)
     if mode == ["--json"]:
         assert len({json.loads(x)["id"] for x in got.output.splitlines()}) >= 250
+
+
+@pytest.mark.parametrize("maps", [0, 1, 256])
+def test_lines_from_files_mapped_or_read(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                         maps: int) -> None:  # fmt: skip
+    """Lines a worker wrote to files (``--dask local:N``): mapped while
+    fewer than ``MAPS`` pieces are, else read back and held or spooled as
+    any; the same output either way, every file removed."""
+    monkeypatch.setattr(weave_mod, "WEAVE", 4)
+    monkeypatch.setattr(weave_mod, "HELD", 4)
+    monkeypatch.setattr(weave_mod, "MAPS", maps)
+    buf = io.StringIO()
+    weaver = Weaver(Output("json", buf), 2, str(tmp_path))
+    ids = [np.arange(p, 12, 2) for p in range(2)]  # partition p: ids p, p + 2 ...
+    assert weaver.first(0, 0, ids[0]) == [] and len(weaver.first(1, 0, ids[1])) == 1
+
+    def send(p: int, lo: int, hi: int) -> None:
+        text = b"".join(b"line %d\n" % i for i in ids[p][lo:hi])
+        path = tmp_path / f"{p}-{lo}"
+        path.write_bytes(text)
+        ends = np.cumsum([len(b"line %d\n" % i) for i in ids[p][lo:hi]])
+        weaver.file_lines(ids[p][lo:hi], str(path), ends)
+        assert not path.exists()
+
+    send(1, 0, 6)  # (every block waits for partition 0's lines)
+    send(0, 0, 3)
+    # Mapped: held in no memory of the weaver's, never spooled; else the
+    # lines beyond HELD went to its spool file.
+    assert (weaver.maps > 0, weaver.spooled > 0) == ((True, False) if maps == 256 else
+                                                     (maps > 0, True))  # fmt: skip
+    send(0, 3, 6)
+    weaver.close()
+    assert buf.getvalue() == "".join(f"line {i}\n" for i in range(12))
+    assert weaver.maps == 0 and sorted(tmp_path.iterdir()) == []

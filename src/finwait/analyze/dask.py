@@ -80,7 +80,6 @@ from .partition import (
     write_piece,
 )
 from .weave import Output, Spec, Stream, Tail, Weaver, Woven
-from .weave import spooled as _spooled
 
 # A worker's partitions, by (run, partition): the trackers the folds feed.
 WINDOW = 3  # blocks of lines rendered ahead of the one written
@@ -653,10 +652,11 @@ class DaskRunner(AbstractContextManager["DaskRunner"]):
 
     def _lines(self, weaver: Weaver, lines: list[Any]) -> None:
         for ids, text, ends in lines:
-            if isinstance(text, str):  # (spooled: read back, then removed)
+            if isinstance(text, str):  # (a file's path: the text spooled)
                 self.spooled += 1
-                text = _spooled(text)
-            weaver.lines(ids, text, ends)
+                weaver.file_lines(ids, text, ends)
+            else:
+                weaver.lines(ids, text, ends)
 
     def _spool(self, run: str) -> str | None:
         """A directory for the pieces the workers exchange and their

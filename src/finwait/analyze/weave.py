@@ -257,6 +257,8 @@ def _lines(res: Analysis, lo: int, hi: int, spec: Spec) -> tuple[U8, I64]:
 # -- in the main process --------------------------------------------------------
 
 HELD = 16 << 20  # bytes of lines the main process holds before it spools them
+HERE, MAPPED = -1, -2  # a held piece's text: in this process's memory, a file's mapping
+MAPS = 256  # pieces mapped at most at once (a mapping holds a file descriptor)
 
 
 def weave(label: npt.NDArray[Any], got: list[tuple[U8, I64]]) -> bytes:
@@ -282,12 +284,22 @@ def weave(label: npt.NDArray[Any], got: list[tuple[U8, I64]]) -> bytes:
     return b"".join([views[p][i:j] for p, i, j in runs])
 
 
-def spooled(path: str) -> U8:
+def spooled(path: str, mapped: bool = False) -> U8:
     """A block's text that a worker wrote to ``path`` (``--dask local:N``),
-    read back; the file removed."""
+    read back, or with ``mapped`` mapped: the weaver then copies each line
+    once, straight from the page cache to the output, and a block held
+    back costs this process no memory of its own (nor a write to its
+    spool file and a read back).  The file is removed (a mapping lives as
+    long as a view of it)."""
+    import mmap
     import os
 
-    text: U8 = np.fromfile(path, dtype=np.uint8)
+    if mapped:
+        with open(path, "rb") as f:
+            text: U8 = np.frombuffer(mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ),
+                                     dtype=np.uint8)  # fmt: skip
+    else:
+        text = np.fromfile(path, dtype=np.uint8)
     os.unlink(path)
     return text
 
@@ -306,12 +318,14 @@ class Weaver:
         self.last = np.full(n, -1, dtype=np.int64)  # each partition's last first frame
         self.firsts: dict[int, list[I64 | None]] = {}  # chunk -> per partition
         self.ranked = 0  # chunks ranked
-        # block k: its pieces [ids, text or None (spooled), ends, offset]; lines come
+        # block k: its pieces [ids, text or None (spooled), ends, where]; lines come
+        # (where: the offset in the spool file, HERE or MAPPED)
         self.blocks: dict[int, list[list[Any]]] = {}
         self.count: dict[int, int] = {}
         self.next = 0  # the next block to write
         self.held = 0  # bytes of lines in memory
         self.spooled = 0  # bytes of lines in the spool file
+        self.maps = 0  # pieces held as mappings
         self.fd: int | None = None
         self.headed = False  # (the CSV header: written with the first lines, so a
         # run that falls back before any has nothing to take back)
@@ -344,9 +358,11 @@ class Weaver:
             self.ranked += 1
         return out
 
-    def lines(self, ids: I64, text: U8, ends: I64) -> None:
+    def lines(self, ids: I64, text: U8, ends: I64, mapped: bool = False) -> None:
         """Lines that came (ids ascending, 0-based): each block's share
-        kept until the block is complete, then written."""
+        kept until the block is complete, then written.  ``mapped``: the
+        text is a file's mapping (:func:`spooled`), kept as it is (not
+        copied, not counted in :data:`HELD`, never spooled again)."""
         if not self.lines_out or not ids.size:
             return
         cut = np.searchsorted(ids, np.arange(ids[0] // WEAVE + 1, ids[-1] // WEAVE + 1) * WEAVE)
@@ -356,14 +372,25 @@ class Weaver:
             k = int(ids[a]) // WEAVE
             start = int(ends[a - 1]) if a else 0
             piece = text[start : int(ends[b - 1])]
-            if piece.nbytes != text.nbytes:  # (a copy: the message's buffer can go)
-                piece = piece.copy()
-            self.blocks.setdefault(k, []).append([ids[a:b], piece, ends[a:b] - start, -1])
+            if not mapped and piece.nbytes != text.nbytes:  # (a copy: the message's
+                piece = piece.copy()  # buffer can go)
+            where = MAPPED if mapped else HERE
+            self.blocks.setdefault(k, []).append([ids[a:b], piece, ends[a:b] - start, where])
             self.count[k] = self.count.get(k, 0) + (b - a)
-            self.held += piece.nbytes
+            if mapped:
+                self.maps += 1
+            else:
+                self.held += piece.nbytes
         self._write(False)
         if self.held > HELD:
             self._spool()
+
+    def file_lines(self, ids: I64, path: str, ends: I64) -> None:
+        """Lines whose text a worker wrote to the file ``path`` (``--dask
+        local:N``): mapped while fewer than :data:`MAPS` pieces are, else
+        read back (:func:`spooled`); the file removed."""
+        mapped = self.maps < MAPS
+        self.lines(ids, spooled(path, mapped), ends, mapped)
 
     def _write(self, final: bool) -> None:
         """Write the complete blocks, in order (``final``: every block)."""
@@ -376,12 +403,14 @@ class Weaver:
             del self.count[k]
             got = []
             label = np.empty(size, dtype=np.int64)
-            for j, (ids, text, ends, off) in enumerate(pieces):
+            for j, (ids, text, ends, where) in enumerate(pieces):
                 if text is None:  # (spooled)
                     text = np.empty(int(ends[-1]), dtype=np.uint8)
-                    _pread(self.fd, text, off)
-                else:
+                    _pread(self.fd, text, where)
+                elif where == HERE:
                     self.held -= text.nbytes
+                else:
+                    self.maps -= 1
                 label[ids - k * WEAVE] = j
                 got.append((text, ends))
             self._head()
@@ -408,7 +437,7 @@ class Weaver:
         for k in sorted(self.blocks, reverse=True):
             for piece in self.blocks[k]:
                 text = piece[1]
-                if text is None:
+                if text is None or piece[3] == MAPPED:
                     continue
                 piece[3] = self.spooled
                 _pwrite(self.fd, text, self.spooled)
