@@ -311,3 +311,70 @@ def test_lines_through_dask_as_on_a_cluster(
     seq = io.StringIO()
     write_jsonl(analyze_file(path), seq)
     assert buf.getvalue() == seq.getvalue()
+
+
+@pytest.mark.parametrize("spooled", [False, True])
+def test_take_and_finish_run_again_give_the_same(tmp_path: Path, spooled: bool) -> None:
+    """A streaming run's tasks called in this process as the graph runs
+    them, each take and finish twice (Dask may re-run a task whose result
+    was lost): the second call returns what the first did (the stream's
+    counts not added twice, no lines lost), and the lines woven in
+    ``finwait``'s way are the sequential run's."""
+    from finwait.analyze import dask as fd
+    from finwait.analyze.chunks import plan
+    from finwait.analyze.jsonl import write_jsonl
+    from finwait.analyze.weave import Output, Weaver
+
+    from .test_stream import _short_lived
+
+    path = _short_lived(tmp_path)
+    size = path.stat().st_size
+    chunks = plan(path, cuts=[size * k // 6 for k in range(1, 6)])
+    spool = None
+    if spooled:
+        spool = str(tmp_path / "spool")
+        Path(spool).mkdir()
+    buf = io.StringIO()
+    out = Output("json", buf)
+    weaver = Weaver(out, 2, spool)
+    file_of = [0] * len(chunks)
+    last = [fd._start("t", p, file_of, False, out.spec()) for p in range(2)]
+
+    def lines(got: list[tuple[object, object, object]]) -> None:
+        for ids, text, ends in got:
+            if isinstance(text, str):
+                weaver.file_lines(ids, text, ends)  # type: ignore[arg-type]
+            else:
+                weaver.lines(ids, text, ends)  # type: ignore[arg-type]
+
+    for i0 in range(0, len(chunks), 2):
+        items = [fd._split_keep("t", i, chunks[i], 2, i % 2, spool)
+                 for i in range(i0, min(i0 + 2, len(chunks)))]  # fmt: skip
+        ranked = []
+        for p in range(2):
+            last[p] = fd._folds("t", p, 2, last[p], i0, *items)
+            took = fd._take("t", p, i0, last[p], spool)
+            assert fd._take("t", p, i0, last[p], spool) is took  # again
+            _, firsts, got = took
+            for k, frames in enumerate(firsts):
+                ranked += weaver.first(p, i0 + k, frames)
+            lines(got)
+        for q in range(2):
+            fd._ids("t", q, [i for i, _ in ranked], [x[q] for _, x in ranked])
+    assert not fd._TAKEN  # (each round's ids let its takes go)
+    tails = []
+    for p in range(2):
+        end = fd._finish("t", p, spool)
+        assert fd._finish("t", p, spool) is end  # again
+        lines(end[0])
+        tails.append(end[1])
+    weaver.close()
+    woven = weaver.result(tails)
+    fd._forget("t")
+    assert not fd._TAKEN and not fd._FINISHED and not fd._STREAMS
+    want = analyze_file(path)
+    assert woven.n == want.n and fd.RETIRED[0] > 0
+    seq = io.StringIO()
+    write_jsonl(want, seq)
+    assert buf.getvalue() == seq.getvalue()
+    assert spool is None or not any(Path(spool).iterdir())

@@ -34,7 +34,9 @@ chunk with 2 workers, ``2n - 1`` with more):
   connections once it has every partition's and sends the ids back (an
   ``ids-p-i`` task a round, with a priority over the waiting folds), and
   writes the lines in id order; ``finish-p`` (after its ids) sends the
-  rest.  A worker holds its open connections, not every connection;
+  rest.  A take or finish run again returns what it returned the first
+  time (kept until ``finwait`` has it), so a re-run costs nothing more.
+  A worker holds its open connections, not every connection;
 - otherwise (the HTML report, Parquet: every connection needed here)
   ``result-p`` takes partition ``p``'s tracker out of its worker; the
   results are merged as a tree (``merge``: ``log2 n`` levels), and only the
@@ -95,6 +97,12 @@ _STREAMS: dict[tuple[str, int], Stream] = {}
 _NEW: dict[tuple[str, int, int], Any] = {}
 _ROUNDS: dict[tuple[str, int, int], tuple[list[Any], list[Any]]] = {}
 _APPLIED: dict[tuple[str, int], int] = {}
+# What each take and finish task returned, kept so that one run again (Dask
+# may re-run a task whose result was lost) returns it again: a take's
+# until its partition's next ids (this process has the round by then), a
+# finish's until the run is forgotten.
+_TAKEN: dict[tuple[str, int, int], tuple[Any, ...]] = {}
+_FINISHED: dict[tuple[str, int], tuple[Any, ...]] = {}
 PIECES_READ = [0]  # pieces this worker read from a spool (tests)
 RETIRED = [0]  # connections this worker's partitions sent before their end (tests)
 
@@ -233,9 +241,12 @@ def _result(run: str, p: int, _last: int) -> Partial:
 def _take(run: str, p: int, i0: int, _last: int, spool: str | None) -> tuple[Any, ...]:
     """What round ``i0``'s folds of partition ``p`` left (streaming): the
     first frames of the connections each chunk began (None: it did not
-    read cleanly) and the lines of the connections retired (:func:`_lines`)."""
-    firsts, lines = _ROUNDS.pop((run, p, i0))
-    return i0, firsts, _lines(run, p, i0, lines, spool)
+    read cleanly) and the lines of the connections retired (:func:`_lines`).
+    Run again, the same (:data:`_TAKEN`)."""
+    if (run, p, i0) not in _TAKEN:
+        firsts, lines = _ROUNDS.pop((run, p, i0))
+        _TAKEN[run, p, i0] = (i0, firsts, _lines(run, p, i0, lines, spool))
+    return _TAKEN[run, p, i0]
 
 
 def _lines(run: str, p: int, tag: int, lines: list[Any], spool: str | None) -> list[Any]:
@@ -261,7 +272,10 @@ def _lines(run: str, p: int, tag: int, lines: list[Any], spool: str | None) -> l
 def _ids(run: str, p: int, chunks: list[int], ids: list[Any]) -> int:
     """Partition ``p``'s connections begun in ``chunks`` get their ids
     (``ids``, one array a chunk, ranked in ``finwait``), in chunk order
-    whatever the order the tasks run in; a task run again changes nothing."""
+    whatever the order the tasks run in; a task run again changes nothing.
+    The takes of the rounds ranked are forgotten: ``finwait`` has them."""
+    for key in [k for k in _TAKEN if k[:2] == (run, p) and k[2] <= chunks[-1]]:
+        del _TAKEN[key]
     for i, one in zip(chunks, ids, strict=True):
         if i >= _APPLIED[run, p]:
             _NEW[run, p, -1 - i] = one  # (waiting for the ids of the chunks before)
@@ -273,16 +287,19 @@ def _ids(run: str, p: int, chunks: list[int], ids: list[Any]) -> int:
 
 def _finish(run: str, p: int, spool: str | None, *_ids_set: int) -> tuple[Any, ...]:
     """Partition ``p``'s last lines (every id known: after its
-    :func:`_ids` tasks) and its :class:`Tail`."""
-    got = list(_STREAMS[run, p].finish())
-    tail = got.pop()
-    return _lines(run, p, -1, got, spool), tail
+    :func:`_ids` tasks) and its :class:`Tail`; run again, the same
+    (:data:`_FINISHED`: the stream's counts are not added twice)."""
+    if (run, p) not in _FINISHED:
+        got = list(_STREAMS[run, p].finish())
+        tail = got.pop()
+        _FINISHED[run, p] = (_lines(run, p, -1, got, spool), tail)
+    return _FINISHED[run, p]
 
 
 def _forget(run: str) -> None:
     for key in [k for k in _FOLDERS if k[0] == run]:
         del _FOLDERS[key]
-    tables: list[dict[Any, Any]] = [_STREAMS, _NEW, _ROUNDS, _APPLIED]
+    tables: list[dict[Any, Any]] = [_STREAMS, _NEW, _ROUNDS, _APPLIED, _TAKEN, _FINISHED]
     for table in tables:
         for one in [k for k in table if k[0] == run]:
             del table[one]
