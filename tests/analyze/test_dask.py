@@ -299,7 +299,7 @@ def test_lines_through_dask_as_on_a_cluster(
         return fold(self, piece)
 
     monkeypatch.setattr(Stream, "fold", slow)  # (before the workers are forked)
-    monkeypatch.setattr(DaskRunner, "_spool", lambda self, run, size: None)
+    monkeypatch.setattr(DaskRunner, "_spool", lambda self, run: None)
     path = _short_lived(tmp_path)
     with DaskRunner("local:2") as runner:
         before = sum(runner.client.run(_retired).values())
@@ -378,24 +378,3 @@ def test_take_and_finish_run_again_give_the_same(tmp_path: Path, spooled: bool) 
     write_jsonl(want, seq)
     assert buf.getvalue() == seq.getvalue()
     assert spool is None or not any(Path(spool).iterdir())
-
-
-def test_spool_in_memory_when_it_has_room(monkeypatch: pytest.MonkeyPatch) -> None:
-    """A LocalCluster's spool goes to /dev/shm when it (and the free
-    memory) has room for twice the capture, and TMPDIR names no place of
-    the user's; else to the temporary directory."""
-    import os
-
-    from finwait.analyze import dask as fd
-
-    monkeypatch.delenv("TMPDIR", raising=False)
-    if not os.path.isdir(fd.SHM) or not os.access(fd.SHM, os.W_OK):
-        pytest.skip("no writable /dev/shm")
-    fs = os.statvfs(fd.SHM)
-    assert fd._spool_root(1 << 20) == fd.SHM
-    assert fd._spool_root(fs.f_blocks * fs.f_frsize) is None  # (more than it holds)
-    monkeypatch.setenv("TMPDIR", "/tmp")
-    assert fd._spool_root(1 << 20) is None
-    monkeypatch.setattr(fd, "SHM", "/nonexistent")
-    monkeypatch.delenv("TMPDIR")
-    assert fd._spool_root(1 << 20) is None

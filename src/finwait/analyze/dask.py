@@ -69,7 +69,7 @@ from types import TracebackType
 from typing import Any
 
 from .alloc import steady as _malloc
-from .chunks import Chunk, size_of
+from .chunks import Chunk
 from .partition import (
     ChunkDone,
     Folder,
@@ -354,31 +354,6 @@ def _warm() -> None:
     sizeof(np.zeros(1))
 
 
-SHM = "/dev/shm"
-
-
-def _spool_root(size: int) -> str | None:
-    """Where a LocalCluster's spool goes for a capture of ``size`` bytes:
-    :data:`SHM` (a tmpfs: memory) when it and the free memory have room
-    for twice that (its lines, which wait there behind a connection still
-    open, and the pieces in flight), and ``TMPDIR`` names no place of the
-    user's; else the temporary directory (None).  Its files live for the
-    run only, never meant for a disk, and here ext4 was often slow at
-    taking new pages: writing a worker's 234 MB of lines to /tmp took 0.06
-    to 0.65 CPU s from run to run, to /dev/shm 0.07 s every time."""
-    import os
-
-    if os.environ.get("TMPDIR"):
-        return None
-    try:
-        fs = os.statvfs(SHM)
-        memory = os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
-        free = min(fs.f_bavail * fs.f_frsize, memory)
-    except (OSError, ValueError):  # (no /dev/shm, or no such counter)
-        return None
-    return SHM if free >= 2 * size and os.access(SHM, os.W_OK) else None
-
-
 def _local_worker(link: Any) -> None:
     """A LocalCluster's worker in a fork of the ``finwait`` process: waits
     for the scheduler's address, then runs one one-thread worker until the
@@ -523,8 +498,7 @@ class DaskRunner(AbstractContextManager["DaskRunner"]):
         run = uuid.uuid4().hex
         # A LocalCluster's pieces and blocks of lines travel through files
         # there, removed with it at the end of the run whatever happens.
-        size = sum(size_of(path) for path in {c.path for c in chunks})
-        spool = self.spool_dir = self._spool(run, size) if self.placed else None
+        spool = self.spool_dir = self._spool(run) if self.placed else None
         try:
             return self._run(run, spool, chunks, file_of, zeek_timeouts, done, output)
         finally:
@@ -713,17 +687,16 @@ class DaskRunner(AbstractContextManager["DaskRunner"]):
             else:
                 weaver.lines(ids, text, ends)
 
-    def _spool(self, run: str, size: int) -> str | None:
+    def _spool(self, run: str) -> str | None:
         """A directory for the pieces the workers exchange and their
-        rendered blocks when they run on this machine (a LocalCluster):
-        in :func:`_spool_root` for a capture of ``size`` bytes; else None
-        (a cluster's workers may be elsewhere: pieces and lines go through
-        Dask)."""
+        rendered blocks when they run on this machine (a LocalCluster),
+        else None (a cluster's workers may be elsewhere: pieces and lines
+        go through Dask)."""
         if self.cluster is None:
             return None
         import tempfile
 
-        return tempfile.mkdtemp(prefix=f"finwait-dask-{run[:8]}-", dir=_spool_root(size))
+        return tempfile.mkdtemp(prefix=f"finwait-dask-{run[:8]}-")
 
     def close(self) -> None:
         if getattr(self, "client", None) is not None:
