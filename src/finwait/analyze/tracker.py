@@ -164,6 +164,8 @@ class Events:
 
 
 _EVENTS = ("history", "anomalies", "rsts")
+if max(len(HISTORY), len(ANOMALIES)) > 16:  # (Events' keys hold a code in 4 bits)
+    raise RuntimeError("Events packs an event's code in 4 bits: 16 kinds at most")
 
 
 def _events_split(ev: Events, new: I64) -> tuple[Events, Events]:
