@@ -615,7 +615,7 @@ class OrderedJsonl(ByteText):
         firsts = sorted(self.held)
         data = [self.held[i][1] for i in firsts]
         offs = np.cumsum([self.spilled, *map(len, data)])
-        _write_all(fd, data)
+        write_at(fd, data, self.spilled)
         self.spilled = int(offs[-1])
         lasts = np.array([self.held[i][0] for i in firsts], dtype=np.int64)
         self.segs.append((np.array(firsts, dtype=np.int64), lasts, offs))
@@ -625,9 +625,10 @@ class OrderedJsonl(ByteText):
         self.held_bytes = 0
 
     def _drain(self) -> None:
-        out: list[bytes] = []
+        out: list[bytes | bytearray] = []
         size = 0
         while True:
+            text: bytes | bytearray
             run = self.held.pop(self.next, None)
             if run is not None:
                 text = run[1]
@@ -646,7 +647,7 @@ class OrderedJsonl(ByteText):
         if out:
             self.write(b"".join(out))
 
-    def _read_runs(self) -> bytes:
+    def _read_runs(self) -> bytearray:
         """The spilled runs from ``next`` on that follow each other without
         a gap in one segment (next to each other in the file), up to 256,
         in one read."""
@@ -657,7 +658,8 @@ class OrderedJsonl(ByteText):
         j = self.cursor[k]
         f, g = firsts[j : j + 256], lasts[j : j + 256]
         r = 1 + int(np.argmin(np.r_[f[1:] == g[:-1] + 1, False]))
-        text = _read_all(self.spill.fileno(), int(offs[j]), int(offs[j + r] - offs[j]))
+        text = bytearray(int(offs[j + r] - offs[j]))
+        read_at(self.spill.fileno(), text, int(offs[j]))
         self.next = int(lasts[j + r - 1]) + 1
         self.cursor[k] = j + r
         if j + r < firsts.size:
@@ -665,28 +667,33 @@ class OrderedJsonl(ByteText):
         return text
 
 
-def _write_all(fd: int, data: list[bytes]) -> None:
-    """``data`` appended to file ``fd``, IOV_MAX buffers a call."""
+def write_at(fd: int, data: list[Any], at: int) -> None:
+    """The buffers ``data`` (bytes, uint8 arrays) into file ``fd``, one after
+    the other from offset ``at``: IOV_MAX buffers a call, short writes
+    resumed.  The spill files' writer, here and in analyze/weave.py."""
     import os
 
-    step = getattr(os, "IOV_MAX", 1024)  # (os.writev: POSIX)
-    for k in range(0, len(data), step):
-        todo = data[k : k + step]
-        done = os.writev(fd, todo)
-        if done < sum(map(len, todo)):  # (a short write: the rest one by one)
-            rest = b"".join(todo)[done:]
-            while rest:
-                rest = rest[os.write(fd, rest) :]
+    views = [memoryview(d).cast("B") for d in data]
+    step = getattr(os, "IOV_MAX", 1024)  # (os.pwritev: POSIX)
+    k = 0
+    while k < len(views):
+        done = os.pwritev(fd, views[k : k + step], at)
+        at += done
+        while k < len(views) and done >= views[k].nbytes:
+            done -= views[k].nbytes
+            k += 1
+        if done:
+            views[k] = views[k][done:]
 
 
-def _read_all(fd: int, at: int, size: int) -> bytes:
-    """``size`` bytes of file ``fd`` from offset ``at``."""
+def read_at(fd: int, into: Any, at: int) -> None:
+    """Fill ``into`` (a bytearray, a uint8 array) from file ``fd`` at offset
+    ``at``; the spill files' reader, here and in analyze/weave.py."""
     import os
 
-    text = os.pread(fd, size, at)
-    while len(text) < size:  # (a short read: the rest)
-        more = os.pread(fd, size - len(text), at + len(text))
-        if not more:
-            raise OSError(f"spill file: {size - len(text)} bytes missing at {at + len(text)}")
-        text += more
-    return text
+    view = memoryview(into).cast("B")
+    while view.nbytes:
+        got = os.preadv(fd, [view], at)
+        if not got:
+            raise EOFError("the spill file is short")
+        view, at = view[got:], at + got

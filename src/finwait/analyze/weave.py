@@ -55,7 +55,7 @@ import numpy as np
 import numpy.typing as npt
 
 from .classify import Analysis, classify
-from .jsonl import BLOCK, ByteText, _text
+from .jsonl import BLOCK, ByteText, _text, read_at, write_at
 
 if TYPE_CHECKING:
     from .partition import Folder
@@ -406,7 +406,8 @@ class Weaver:
             for j, (ids, text, ends, where) in enumerate(pieces):
                 if text is None:  # (spooled)
                     text = np.empty(int(ends[-1]), dtype=np.uint8)
-                    _pread(self.fd, text, where)
+                    assert self.fd is not None
+                    read_at(self.fd, text, where)
                 elif where == HERE:
                     self.held -= text.nbytes
                 else:
@@ -440,7 +441,7 @@ class Weaver:
                 if text is None or piece[3] == MAPPED:
                     continue
                 piece[3] = self.spooled
-                _pwrite(self.fd, text, self.spooled)
+                write_at(self.fd, [text], self.spooled)
                 self.spooled += text.nbytes
                 self.held -= text.nbytes
                 piece[1] = None
@@ -481,24 +482,3 @@ class Weaver:
         if self.fd is not None:
             os.close(self.fd)
             self.fd = None
-
-
-def _pwrite(fd: int, data: U8, at: int) -> None:
-    import os
-
-    view = data.data.cast("B")
-    while view.nbytes:
-        done = os.pwrite(fd, view, at)
-        view, at = view[done:], at + done
-
-
-def _pread(fd: int | None, into: U8, at: int) -> None:
-    import os
-
-    assert fd is not None
-    view = into.data.cast("B")
-    while view.nbytes:
-        got = os.preadv(fd, [view], at)
-        if not got:
-            raise EOFError("the spool file is short")
-        view, at = view[got:], at + got
