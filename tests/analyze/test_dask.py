@@ -42,6 +42,25 @@ def _retired() -> int:
     return fd.RETIRED[0]
 
 
+def _slow_folds() -> None:
+    """In a worker: each fold 0.5 s slower, so that the ids come back
+    before the last folds whatever the machine's load (once a process)."""
+    import time
+
+    from finwait.analyze.weave import Stream
+
+    fold = Stream.fold
+    if getattr(fold, "slowed", False):
+        return
+
+    def slow(self: Stream, piece: object) -> object:
+        time.sleep(0.5)
+        return fold(self, piece)
+
+    slow.slowed = True  # type: ignore[attr-defined]
+    Stream.fold = slow  # type: ignore[method-assign]
+
+
 def test_local_cluster_equals_sequential(tmp_path: Path) -> None:
     from finwait.analyze.dask import DaskRunner
     from finwait.analyze.jsonl import write_jsonl
@@ -289,23 +308,17 @@ def test_partitions_stream(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, spoo
     sequential run's either way."""
     from finwait.analyze.dask import DaskRunner
     from finwait.analyze.jsonl import write_jsonl
-    from finwait.analyze.weave import Output, Stream
+    from finwait.analyze.weave import Output
 
     from .test_stream import _cuts, _short_lived
 
-    fold = Stream.fold
-
-    def slow(self: Stream, piece: object) -> object:  # (the ids come back before the last folds)
-        import time
-
-        time.sleep(0.5)  # (0.2 s: 1 run in 12 retired nothing beside two busy processes)
-        return fold(self, piece)
-
-    monkeypatch.setattr(Stream, "fold", slow)  # (before the workers are forked)
     if not spooled:
         monkeypatch.setattr(DaskRunner, "_spool", lambda self, run: None)
     path = _short_lived(tmp_path)
     with DaskRunner("local:2") as runner:
+        # (in the workers themselves: forked from a fork server, or spawned,
+        # when a thread runs here, they would not inherit a monkeypatch)
+        runner.client.run(_slow_folds)
         before = sum(runner.client.run(_retired).values())
         buf = io.StringIO()
         out = Output("json", buf)
