@@ -18,6 +18,7 @@ import array
 import statistics
 import timeit
 from collections.abc import Callable
+from functools import partial
 
 from finwait.wire.checksum import checksum
 from finwait.wire.ip import decode_packet, encode_packet
@@ -117,11 +118,11 @@ def main() -> None:
         pkt = encode_packet(seg)
         assert decode_packet(pkt) == seg
         print(f"{label} ({len(pkt)}-byte packet):")
-        row("finwait encode_packet", rate(lambda seg=seg: encode_packet(seg), s, r), len(pkt))
-        row("finwait decode_packet", rate(lambda pkt=pkt: decode_packet(pkt), s, r), len(pkt))
+        row("finwait encode_packet", rate(partial(encode_packet, seg), s, r), len(pkt))
+        row("finwait decode_packet", rate(partial(decode_packet, pkt), s, r), len(pkt))
         row(
             "finwait decode_packet (no checksums)",
-            rate(lambda pkt=pkt: decode_packet(pkt, verify_checksum=False), s, r),
+            rate(partial(decode_packet, pkt, verify_checksum=False), s, r),
             len(pkt),
         )
         anchors(pkt, seg, s, r)

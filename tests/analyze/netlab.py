@@ -106,3 +106,31 @@ def tcpdump(lab: Lab, out: Path, dev: str = "fwv-c", extra: tuple[str, ...] = ()
         time.sleep(0.2)
         proc.terminate()
         proc.wait(5)
+
+
+@contextlib.contextmanager
+def hosts(n: int) -> Iterator[list[tuple[str, str]]]:
+    """``n`` namespaces as ``n`` hosts on one Ethernet: each joined by a
+    veth pair to a bridge in a hub namespace.  Yields (namespace, address)
+    per host: 198.18.<k>.1, .2, …  Removed on exit, even when the test fails
+    (the caller stops its processes in them first)."""
+    tag = secrets.token_hex(3)
+    net = secrets.randbelow(250) + 1
+    hub = f"{PREFIX}{tag}-hub"
+    names = [f"{PREFIX}{tag}-h{i}" for i in range(n)]
+    try:
+        sh("ip", "netns", "add", hub)
+        sh("ip", "-n", hub, "link", "add", "br0", "type", "bridge")
+        sh("ip", "-n", hub, "link", "set", "br0", "up")
+        for i, ns in enumerate(names):
+            sh("ip", "netns", "add", ns)
+            sh("ip", "link", "add", "eth0", "netns", ns, "type", "veth",
+               "peer", "name", f"p{i}", "netns", hub)  # fmt: skip
+            sh("ip", "-n", hub, "link", "set", f"p{i}", "master", "br0", "up")
+            sh("ip", "-n", ns, "addr", "add", f"198.18.{net}.{i + 1}/24", "dev", "eth0")
+            sh("ip", "-n", ns, "link", "set", "eth0", "up")
+            sh("ip", "-n", ns, "link", "set", "lo", "up")
+        yield [(ns, f"198.18.{net}.{i + 1}") for i, ns in enumerate(names)]
+    finally:
+        for ns in (*names, hub):
+            subprocess.run(["ip", "netns", "del", ns], capture_output=True)
