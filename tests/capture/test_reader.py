@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import struct
 from collections.abc import Callable
 from pathlib import Path
@@ -20,6 +21,7 @@ from finwait.capture.reader import CaptureError, EmptyCaptureError, iter_batches
 from finwait.cli import main
 
 from .builders import (
+    A6,
     ACK,
     FIN,
     PSH,
@@ -380,6 +382,60 @@ def test_bulk_tunnels(tmp_path: Path, how: str) -> None:
     )
     assert rec["tunnel"][0]["src"].startswith("198.19.0.1")
     assert res.notes["decapsulated"] == 11
+
+
+TEREDO_A = "2001:0:4137:9e50::1"  # a Teredo address (2001:0::/32)
+
+
+def _in_udp(payload: bytes) -> bytes:
+    """``payload`` in UDP between two ports no tunnel is registered for."""
+    return _outer4(17, struct.pack("!HHHH", 49152, 32900, 8 + len(payload), 0) + payload)
+
+
+def _v6_seed(client: str) -> list[tuple[float, bytes]]:
+    a6 = socket.inet_pton(socket.AF_INET6, A6)
+    new = socket.inet_pton(socket.AF_INET6, client)
+    return [(t, p.replace(a6, new)) for t, p in seed_exchange(v6=True)]
+
+
+ORIGIN = b"\x00\x00" + struct.pack("!H", 3797 ^ 0xFFFF) + bytes(b ^ 0xFF for b in (192, 0, 2, 1))
+AUTH = b"\x00\x01\x00\x00" + b"\x11" * 8 + b"\x00"  # no client id, no value; nonce, confirmation
+AYIYA = b"\x41\x52\x11\x29" + b"\0\0\0\0" + b"\x22" * 16 + b"\x33" * 20  # id 16 B, SHA-1 20 B
+
+
+@pytest.mark.parametrize(
+    ("name", "client", "head", "found"),
+    [
+        ("teredo: a teredo address", TEREDO_A, b"", "teredo"),
+        ("teredo: origin indication", A6, ORIGIN, "teredo"),
+        ("teredo: authentication, origin indication", A6, AUTH + ORIGIN, "teredo"),
+        ("ayiya", A6, AYIYA, "ayiya"),
+        ("ipv6, no teredo address", A6, b"", None),
+        # Zeek's pattern: its "." does not match a newline byte (0x0a),
+        # here the teredo address's last byte.
+        ("teredo address ending in a newline byte", "2001:0:4137:9e50::a", b"", None),
+        ("teredo: authentication, then ipv6", A6, AUTH, None),
+    ],
+)
+def test_tunnels_found_by_content(
+    tmp_path: Path, name: str, client: str, head: bytes, found: str | None
+) -> None:
+    """On a UDP port no tunnel is registered for, Teredo and AYIYA are found
+    by their content, as Zeek's protocol detection finds them; other UDP
+    that looks like IPv6 is not a tunnel."""
+    pk = [(t, link(1, _in_udp(head + p))) for t, p in _v6_seed(client)]
+    res = analyze_bytes(tmp_path, pcap(pk, 1))
+    assert res.error is None
+    if found is None:
+        assert res.n == 0 and res.skipped() == {"not tcp": {"udp": 11}}, res.skipped()
+        return
+    assert res.n == 1 and res.skipped() == {}, (name, res.skipped())
+    rec = res.record(1)
+    check_seed(rec)
+    assert rec["client"]["addr"] == client
+    assert [(t["type"], t["src"], t["dst"]) for t in rec["tunnel"]] == [
+        (found, "198.19.0.1:49152", "198.19.0.2:32900")
+    ]
 
 
 def _nflog(pkt: bytes) -> bytes:

@@ -31,7 +31,9 @@ transparent Ethernet bridging 0x6558; ERSPAN I/II (0x88BE) and III (0x22EB);
 Aruba's 802.11-in-GRE); GRE over UDP (RFC 8086, port 4754); VXLAN (RFC 7348,
 4789); Geneve (RFC 8926, 6081, options skipped); GTP-U (3GPP TS 29.281,
 2152, G-PDUs with extension headers); Teredo (RFC 4380, 3544, with
-authentication and origin-indication headers); AYIYA (5072).
+authentication and origin-indication headers); AYIYA (5072).  Teredo and
+AYIYA are also found on other ports by their content, as Zeek finds them
+(:func:`detect_udp`).
 """
 
 from __future__ import annotations
@@ -419,13 +421,55 @@ def _ip_payload(b: Buf, ip: int, pos: int, end: int, nxt: str, c: Ctx, iend: int
         if pos + 8 > end:
             return _stop("truncated: udp header")
         sport, dport = b[pos] << 8 | b[pos + 1], b[pos + 2] << 8 | b[pos + 3]
-        kind = UDP_TUNNELS.get(dport) or UDP_TUNNELS.get(sport)
+        kind = UDP_TUNNELS.get(dport) or UDP_TUNNELS.get(sport) or detect_udp(b, pos + 8, iend)
         if kind is None:
             return _stop("not tcp: udp")
         c.sport, c.dport = sport, dport
         return Step(kind, pos + 8, (kind, f"{c.src}:{sport}", f"{c.dst}:{dport}"))
     kind = "gre" if nxt == "gre" else "ip"
     return Step(nxt, pos, (kind, c.src, c.dst))
+
+
+TEREDO_PREFIX = b"\x20\x01\x00\x00"  # 2001:0::/32 (RFC 4380 §2.6)
+
+
+def detect_udp(b: Buf, pos: int, end: int) -> str | None:
+    """The tunnel a UDP payload at ``pos`` (to ``end``, the IP packet's
+    captured end) carries on a port no tunnel is registered for, found by
+    its content as Zeek finds it (its UDP analyzer's protocol detection,
+    tried in Zeek's order): AYIYA by bytes 1–2 of its header, ``52 11``;
+    Teredo by an IPv6 header whose source or destination is a Teredo
+    address (2001:0::/32), or by an authentication or origin-indication
+    header followed by an IPv6 header."""
+    n = end - pos
+    if n >= 3 and b[pos + 1] == 0x52 and b[pos + 2] == 0x11:
+        return "ayiya"
+    return "teredo" if n >= 40 and _looks_teredo(bytes(b[pos:end])) else None
+
+
+def _looks_teredo(p: bytes) -> bool:
+    """Zeek's Teredo detection (``TeredoAnalyzer::DetectProtocol``) on a
+    UDP payload of at least 40 bytes, quirks included: its pattern's ``.``
+    does not match a newline byte, and the header tests read byte 1 whatever
+    byte 0 is."""
+    v6 = p[0] >> 4 == 6
+    if not v6 and (p[0] != 0 or p[1] > 1):
+        return False
+    if v6 and (
+        (p[8:12] == TEREDO_PREFIX and b"\n" not in p[1:8] and b"\n" not in p[12:40])
+        or (p[24:28] == TEREDO_PREFIX and b"\n" not in p[1:24] and b"\n" not in p[28:40])
+    ):
+        return True
+    pos, tag = 0, p[1]
+    if tag == 1:  # authentication: 4 bytes, the client id, the value, nonce and confirmation
+        pos = 13 + p[2] + p[3]
+        if len(p) - pos < 40:
+            return False
+        tag = p[pos] << 8 | p[pos + 1]
+    if tag == 0:  # origin indication: 8 bytes
+        pos += 8
+        return len(p) - pos >= 40 and p[pos] >> 4 == 6
+    return False
 
 
 def _gre(b: Buf, off: int, end: int, c: Ctx) -> Step:

@@ -565,14 +565,37 @@ def _v4_text(word: int) -> str:
 
 
 def _tunnel_carriers(by: _Bytes, proto: I64, l4: I64, end: I64) -> npt.NDArray[np.bool_]:
-    """IP packets whose payload is a tunnel: IP-in-IP, GRE, or UDP to or
-    from a tunnel port."""
+    """IP packets whose payload is a tunnel: IP-in-IP, GRE, UDP to or
+    from a tunnel port, or other UDP whose content may be a tunnel (the
+    general path decides)."""
     carrier = member(proto, _TUNNEL_PROTOS)
     udp = (proto == 17) & (l4 + 4 <= end)
     if udp.any():
         ports = member(by.u16(l4), _UDP_TUNNEL_PORTS) | member(by.u16(l4 + 2), _UDP_TUNNEL_PORTS)
         carrier |= udp & ports
+        other = np.flatnonzero(udp & ~ports)
+        if other.size:
+            carrier[other] = _maybe_detected(by, l4[other] + 8, end[other])
     return carrier
+
+
+_TEREDO_PREFIX = int.from_bytes(decap.TEREDO_PREFIX, "big")
+
+
+def _maybe_detected(by: _Bytes, pay: I64, end: I64) -> npt.NDArray[np.bool_]:
+    """UDP payloads at ``pay`` that may carry a tunnel found by its content
+    (:func:`finwait.capture.decap.detect_udp`, which decides): a superset,
+    narrow enough that other UDP (QUIC's short headers begin with 0x40–0x7f)
+    rarely takes the slow path."""
+    n = end - pay
+    b0, b1, b2 = by.u8(pay), by.u8(pay + 1), by.u8(pay + 2)
+    ayiya = (n >= 3) & (b1 == 0x52) & (b2 == 0x11)
+    v6 = (b0 >> 4 == 6) & (
+        (by.u32(pay + 8) == _TEREDO_PREFIX) | (by.u32(pay + 24) == _TEREDO_PREFIX) | (b1 <= 1)
+    )
+    teredo = (n >= 40) & (v6 | ((b0 == 0) & (b1 <= 1)))
+    out: npt.NDArray[np.bool_] = ayiya | teredo
+    return out
 
 
 def _ipv4(
