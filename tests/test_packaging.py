@@ -40,6 +40,7 @@ PARTS: dict[str, str | None] = {
     "analyze/parquet.py": "parquet",
     "analyze/dask.py": "dask",
     "capture/remote.py": "remote",
+    "capture/compressed.py": "compressed",
     "cli/analyze.py": "analyze",
     "live": "live",
     "cli/live.py": "live",

@@ -273,8 +273,11 @@ def plan(
 ) -> list[Chunk]:
     """The chunks of ``path``: cut every ``chunk_bytes`` (or at ``cuts``),
     each cut moved forward to the next boundary.  One chunk (the whole
-    file) when it cannot be chunked."""
+    file) when it cannot be chunked: not a capture, read once (a pipe), or
+    compressed (its offsets are not the file's)."""
     name = str(path)
+    if reader.read_once(name) or reader.compression_of(name) is not None:
+        return [Chunk(name, 0, -1, b"", 0, verify_checksums)]
     size = size_of(name)
     try:
         info = _header(name)

@@ -26,7 +26,7 @@ import stat
 import struct
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, BinaryIO
+from typing import TYPE_CHECKING, Any, BinaryIO, cast
 
 import numpy as np
 import numpy.typing as npt
@@ -59,8 +59,10 @@ BT_EPB = 6
 class CaptureError(Exception):
     """The capture file cannot be read past ``offset``: ``reason`` says why."""
 
-    def __init__(self, path: str, offset: int, reason: str) -> None:
-        super().__init__(f"{path}: {reason} at byte offset {offset}")
+    def __init__(self, path: str, offset: int, reason: str, decompressed: bool = False) -> None:
+        # (in a compressed capture, offsets count the decompressed bytes)
+        of = " of the decompressed capture" if decompressed else ""
+        super().__init__(f"{path}: {reason} at byte offset {offset}{of}")
         self.path = path
         self.offset = offset
         self.reason = reason
@@ -69,8 +71,8 @@ class CaptureError(Exception):
 class EmptyCaptureError(CaptureError):
     """The file has no bytes at all (an interrupted capture, a wrong path)."""
 
-    def __init__(self, path: str) -> None:
-        Exception.__init__(self, f"{path}: empty file (0 bytes), not a pcap or pcapng capture")
+    def __init__(self, path: str, what: str = "empty file (0 bytes)") -> None:
+        Exception.__init__(self, f"{path}: {what}, not a pcap or pcapng capture")
         self.path = path
         self.offset = 0
         self.reason = "empty file"
@@ -202,36 +204,148 @@ def is_url(path: str | Path) -> bool:
     return "://" in str(path)
 
 
-def open_capture(path: str | Path) -> BinaryIO:
-    """``path`` opened for reading: a local path directly, a URL through
-    fsspec (capture/remote.py)."""
-    if not is_url(path):
-        return open(path, "rb")
-    from .remote import open_url
+STDIN = "-"  # the file name that reads standard input
 
-    return open_url(str(path))
+
+def open_capture(path: str | Path) -> BinaryIO:
+    """``path`` opened for reading from its first byte: a local path
+    directly, a URL through fsspec (capture/remote.py), ``-`` standard
+    input; a compressed capture (capture/compressed.py) decompressed."""
+    name = str(path)
+    if name == STDIN:
+        import sys
+
+        raw: BinaryIO = open(sys.stdin.fileno(), "rb", closefd=False)  # noqa: SIM115 (the caller's)
+    elif is_url(name):
+        from .remote import open_url
+
+        raw = open_url(name)
+    else:
+        raw = open(name, "rb")  # noqa: SIM115 (the caller closes it)
+    from . import compressed
+
+    head, raw = _head(raw, compressed.HEAD)
+    kind = compressed.kind_of(head)
+    return raw if kind is None else cast("BinaryIO", compressed.Decompressed(raw, kind))
+
+
+def compression_of(path: str | Path) -> str | None:
+    """The compression format of the file at ``path`` (None: not
+    compressed, or not readable: its reader says why)."""
+    from . import compressed
+
+    try:
+        with open_capture(path) as fh:
+            return fh.kind if isinstance(fh, compressed.Decompressed) else None
+    except OSError:
+        return None
+
+
+def read_once(path: str | Path) -> bool:
+    """Whether ``path`` can only be read once, from its start to its end:
+    standard input, a pipe, a device.  Such input cannot be cut into
+    chunks, read ahead or read again."""
+    name = str(path)
+    if name == STDIN:
+        return True
+    if is_url(name):
+        return False
+    try:
+        return not stat.S_ISREG(os.stat(name).st_mode)
+    except OSError:
+        return False
+
+
+def _head(fh: BinaryIO, n: int) -> tuple[bytes, BinaryIO]:
+    """The first ``n`` bytes of ``fh`` (fewer in a shorter file) and a
+    stream that reads ``fh`` from its first byte again: ``fh`` itself,
+    sought back, or (a pipe) those bytes followed by the rest."""
+    if fh.seekable():
+        head = fh.read(n)
+        fh.seek(0)
+        return head, fh
+    head = b""
+    while len(head) < n:
+        more = fh.read(n - len(head))
+        if not more:
+            break
+        head += more
+    return head, cast("BinaryIO", _Prefixed(head, fh))
+
+
+class _Prefixed(io.RawIOBase):
+    """``head`` followed by what is left of ``fh``, for a stream that
+    cannot seek back (a pipe) once its first bytes were read."""
+
+    def __init__(self, head: bytes, fh: BinaryIO) -> None:
+        self.head = head
+        self.fh = fh
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, into: Any) -> int:
+        """Fill ``into`` (less only at the end): the byte count."""
+        view = memoryview(into).cast("B")
+        got = min(len(self.head), len(view))
+        view[:got] = self.head[:got]
+        self.head = self.head[got:]
+        while got < len(view):
+            data = self.fh.read(len(view) - got)
+            if not data:
+                break
+            view[got : got + len(data)] = data
+            got += len(data)
+        return got
+
+    def close(self) -> None:
+        if not self.closed:
+            self.fh.close()
+        super().close()
 
 
 def iter_batches(path: str | Path, chunk_size: int = CHUNK) -> Iterator[RawBatch]:
     """Yield :class:`RawBatch` es for the file; raise :class:`CaptureError`
     at the first unreadable byte, after yielding everything before it."""
     name = str(path)
-    with open_capture(name) as fh:
-        head = fh.read(4)
+    with open_capture(name) as opened:
+        head, fh = _head(opened, 4)
         if not head:
-            raise EmptyCaptureError(name)
+            _damaged(name, opened, 0)
+            kind = getattr(opened, "kind", None)  # (a Decompressed stream's format)
+            raise EmptyCaptureError(name, f"{kind}: decompresses to 0 bytes" if kind else
+                                    "empty file (0 bytes)")  # fmt: skip
         if len(head) < 4:
+            _damaged(name, opened, len(head))
             raise CaptureError(name, 0, f"truncated file header ({len(head)} bytes)")
-        fh.seek(0)
         ch = _Chunker(fh, size=_read_size(fh, chunk_size))
         magic_le = struct.unpack("<I", head)[0]
         magic_be = struct.unpack(">I", head)[0]
-        if magic_le in (PCAP_MAGIC_US, PCAP_MAGIC_NS) or magic_be in (PCAP_MAGIC_US, PCAP_MAGIC_NS):
-            yield from _pcap(name, ch)
-        elif magic_le == PCAPNG_SHB:
-            yield from _pcapng(name, ch)
-        else:
-            raise CaptureError(name, 0, f"not a pcap or pcapng file (magic 0x{magic_be:08x})")
+        try:
+            if magic_le in (PCAP_MAGIC_US, PCAP_MAGIC_NS) or magic_be in (
+                PCAP_MAGIC_US,
+                PCAP_MAGIC_NS,
+            ):
+                yield from _pcap(name, ch)
+            elif magic_le == PCAPNG_SHB:
+                yield from _pcapng(name, ch)
+            else:
+                raise CaptureError(name, 0, f"not a pcap or pcapng file (magic 0x{magic_be:08x})")
+        except CaptureError as err:
+            _damaged(name, opened, err.offset)
+            if getattr(opened, "damage", False) is False or isinstance(err, EmptyCaptureError):
+                raise  # (not a Decompressed stream: it has no damage attribute)
+            raise CaptureError(name, err.offset, err.reason, decompressed=True) from None
+        _damaged(name, opened, ch.base + len(ch.buf))
+
+
+def _damaged(name: str, fh: BinaryIO, offset: int) -> None:
+    """Raise the damage a compressed capture's data ended at, if any (the
+    records before it were handed out): at ``offset``, the decompressed
+    bytes read."""
+    damage = getattr(fh, "damage", None)
+    if damage is not None:
+        raise CaptureError(name, min(offset, fh.tell()), damage, decompressed=True)
 
 
 def _read_size(fh: BinaryIO, chunk_size: int) -> int:

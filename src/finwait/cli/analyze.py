@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from .files import DIRS_OK, INPUT, OUTPUT, OUTPUT_DIR, write_text, writing
+from .files import DIRS_OK, INPUT, OUTPUT, OUTPUT_DIR, FileArgError, write_text, writing
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -125,7 +125,6 @@ def _run_set(
 ) -> Analysis:
     """A set, or one file cut into chunks tracked by ``workers`` processes
     (which, with ``output``, write the connections themselves: weave.py)."""
-    from ..analyze.chunks import size_of
     from ..analyze.partition import process_runner
     from ..analyze.sets import analyze_set
 
@@ -137,7 +136,8 @@ def _run_set(
     }  # fmt: skip
     if not progress:
         return analyze_set(files, **kw)
-    bar = _LateBar(files[0], sum(size_of(f) for f in files))
+    sizes = [_size(f) for f in files]
+    bar = _LateBar(files[0], None if None in sizes else sum(s for s in sizes if s is not None))
     try:
         return analyze_set(files, progress=bar.update, **kw)
     finally:
@@ -180,9 +180,9 @@ class _LateBar:
     """A progress bar on stderr that appears only once the run has taken
     more than PROGRESS_AFTER seconds (env FINWAIT_PROGRESS_AFTER)."""
 
-    def __init__(self, path: str, total: int | None = None) -> None:
+    def __init__(self, path: str, total: int | None = -1) -> None:
         self.path = path
-        self.total = total
+        self.total = _size(path) if total == -1 else total  # (None: no total known)
         self.start = time.monotonic()
         env = os.environ.get("FINWAIT_PROGRESS_AFTER")
         self.after = float(env) if env else PROGRESS_AFTER
@@ -199,9 +199,7 @@ class _LateBar:
                 TimeRemainingColumn(), console=_console(stderr=True), transient=True,
             )  # fmt: skip
             self.bar.start()
-            self.task = self.bar.add_task(
-                os.path.basename(self.path), total=self.total or _size(self.path)
-            )
+            self.task = self.bar.add_task(os.path.basename(self.path), total=self.total)
         self.bar.update(self.task, completed=done)
 
     def stop(self) -> None:
@@ -209,9 +207,14 @@ class _LateBar:
             self.bar.stop()
 
 
-def _size(path: str) -> int:
+def _size(path: str) -> int | None:
+    """The bar's total: the file's size, or None (no total) when the bytes
+    read are not the file's (compressed) or its size is unknown (a pipe)."""
     from ..analyze.chunks import size_of
+    from ..capture.reader import compression_of, read_once
 
+    if read_once(path) or compression_of(path) is not None:
+        return None
     return size_of(path)
 
 
@@ -280,7 +283,9 @@ def analyze_cmd(
 ) -> None:
     """Explain how every TCP connection in FILE... opened and was released.
 
-    Reads pcap and pcapng.  Connection IDs are 1-based, in order of first
+    Reads pcap and pcapng, also compressed (gzip, bzip2, xz; zstd and LZ4
+    with finwait[compressed]); FILE may be a URL, or - for standard input.
+    Connection IDs are 1-based, in order of first
     packet, per file.  With --set, FILE... (or the files in a directory)
     are one rotated capture, ordered by first timestamp: ids, frames and
     connections are per set.  Exit status 2 when a file is empty, truncated
@@ -297,6 +302,13 @@ def analyze_cmd(
             INPUT.convert(f, None, None)
         if not files:
             raise click.UsageError("--set: no files")
+    if as_set or dask_at is not None or workers > 1:
+        from ..capture.reader import read_once
+
+        for f in files:
+            if read_once(f):
+                raise FileArgError(f, "standard input or a pipe is read once, from start to end: "
+                                      "analyse it without --workers, --dask and --set")  # fmt: skip
     one_conn = explain is not None or ladder is not None or svg is not None
     if (one_conn or html_out is not None) and len(files) != 1:
         raise click.UsageError("--explain, --ladder, --svg and --html take exactly one FILE")

@@ -59,7 +59,9 @@ def reason(err: OSError, path: str | os.PathLike[str], *, reading: bool = False)
 
 def check_input(path: str | os.PathLike[str]) -> None:
     """Raise :class:`FileArgError` unless ``path`` is a readable file (a
-    URL: one that fsspec can open)."""
+    URL: one that fsspec can open; ``-``: standard input)."""
+    if os.fspath(path) == "-":
+        return
     if "://" in os.fspath(path):
         from ..capture.reader import open_capture
 
