@@ -18,6 +18,7 @@ import sys
 import time
 from pathlib import Path
 
+import pyarrow.parquet as papq
 import pytest
 
 from .netlab import hosts
@@ -147,6 +148,14 @@ def test_cluster_of_three_hosts(tmp_path: Path) -> None:
             set_urls = _run(sched_ns, *finwait, "--json", *dask, "--set", *urls)
             assert set_urls == _run(sched_ns, *finwait, "--json", "--set", *urls)
             assert set_urls.replace(f"http://{store}:{HTTP_PORT}/", str(tmp_path) + "/") == want_set
+            # The connection table through the merges (every worker's
+            # tracker to the scheduler's host): Parquet, as the sequential run.
+            pq = tmp_path / "dask.parquet"
+            _run(sched_ns, *finwait, "--parquet", str(pq), *dask, str(path))
+            _run(sched_ns, *finwait, "--parquet", str(tmp_path / "seq.parquet"), str(path))
+            table = papq.read_table(pq)
+            assert table.num_rows > 300
+            assert table.equals(papq.read_table(tmp_path / "seq.parquet"))
             # Both workers ran finwait's tasks.
             assert all(_workers(sched_ns, address).values())
         finally:
