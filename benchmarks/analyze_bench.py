@@ -38,10 +38,12 @@ import time
 from pathlib import Path
 
 DPKT_LOOP = r"""
-import sys, dpkt
+import gzip, sys, dpkt
 conns = {}
 n = 0
-with open(sys.argv[1], "rb") as f:
+with open(sys.argv[1], "rb") as raw:
+    gz = raw.read(2) == b"\x1f\x8b"  # (a gzipped capture: decompressed, as finwait and tshark do)
+with (gzip.open if gz else open)(sys.argv[1], "rb") as f:
     for ts, buf in dpkt.pcap.Reader(f):
         n += 1
         eth = dpkt.ethernet.Ethernet(buf)
