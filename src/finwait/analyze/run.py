@@ -16,7 +16,7 @@ import numpy as np
 
 from ..capture.decode import NOTES, TcpColumns, Tunnels, decode, member
 from ..capture.reader import CaptureError, EmptyCaptureError, iter_batches
-from .classify import Analysis, classify
+from .classify import Analysis, addr_text, classify
 from .tracker import Tracker
 
 if TYPE_CHECKING:  # (imported on use: the engine's modules, not needed to analyse)
@@ -185,20 +185,12 @@ def _words(addr: str) -> tuple[int, int, int, int]:
     return ((v >> 96) & 0xFFFFFFFF, (v >> 64) & 0xFFFFFFFF, (v >> 32) & 0xFFFFFFFF, v & 0xFFFFFFFF)
 
 
-def _addr_text(w: list[int]) -> str:
-    import ipaddress
-
-    if w[0] == 0 and w[1] == 0 and w[2] == 0xFFFF:
-        return str(ipaddress.IPv4Address(w[3]))
-    return str(ipaddress.IPv6Address((w[0] << 96) | (w[1] << 64) | (w[2] << 32) | w[3]))
-
-
 def _segment(cols: TcpColumns, k: int) -> Segment:
     from ..wire.segment import Segment
 
     return Segment(
-        src=_addr_text(cols.src[k].tolist()),
-        dst=_addr_text(cols.dst[k].tolist()),
+        src=addr_text(cols.src[k].tolist()),
+        dst=addr_text(cols.dst[k].tolist()),
         sport=int(cols.sport[k]),
         dport=int(cols.dport[k]),
         seq=int(cols.seq[k]),
