@@ -291,11 +291,10 @@ class _Prefixed(io.RawIOBase):
         view[:got] = self.head[:got]
         self.head = self.head[got:]
         while got < len(view):
-            data = self.fh.read(len(view) - got)
-            if not data:
+            n = self.fh.readinto(view[got:])  # type: ignore[attr-defined]  # (every stream here has it)
+            if not n:
                 break
-            view[got : got + len(data)] = data
-            got += len(data)
+            got += n
         return got
 
     def close(self) -> None:
