@@ -51,7 +51,9 @@ def test_syn_after_a_connection_begun_without_one(
     if batch is not None:
         from finwait.analyze import run
 
-        def sliced(path: str | Path, chunk_size: int = 8 << 20) -> Iterator[RawBatch]:
+        def sliced(
+            path: str | Path, chunk_size: int = 8 << 20, follow: bool = False
+        ) -> Iterator[RawBatch]:
             for b in iter_batches(path, chunk_size):
                 for lo in range(0, len(b), batch):
                     sl = slice(lo, lo + batch)

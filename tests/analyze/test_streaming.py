@@ -63,7 +63,9 @@ def _small_batches(monkeypatch: pytest.MonkeyPatch) -> None:
     between batches, so small captures stream in many pieces."""
     from finwait.analyze import run
 
-    def sliced(path: str | Path, chunk_size: int = 8 << 20) -> Iterator[RawBatch]:
+    def sliced(
+        path: str | Path, chunk_size: int = 8 << 20, follow: bool = False
+    ) -> Iterator[RawBatch]:
         for b in iter_batches(path, chunk_size):
             for lo in range(0, len(b), 40):
                 sl = slice(lo, lo + 40)

@@ -547,8 +547,10 @@ class OrderedJsonl(ByteText):
         file: str | None = None,
         budget: int = 8 << 20,
         lines: Callable[[Analysis, int, int], list[str]] | None = None,
+        as_done: bool = False,
     ) -> None:
         super().__init__(out)  # (the CSV lines' text encoded as ``out`` would)
+        self.as_done = as_done  # (``--follow``: each piece written as it comes, and flushed)
         self.budget = budget
         self.tail = "" if file is None else ',"file":' + _json(file)
         self.lines = lines
@@ -564,6 +566,11 @@ class OrderedJsonl(ByteText):
         self.heads: list[tuple[int, int]] = []
 
     def add(self, res: Analysis) -> None:
+        if self.as_done:
+            for lo in range(0, res.n, BLOCK):
+                self.write(self._block(res, lo, min(res.n, lo + BLOCK)))
+            (self.out if self.raw is None else self.raw).flush()
+            return
         all_ids = np.arange(1, res.n + 1) if res.ids is None else res.ids
         for lo in range(0, res.n, BLOCK):
             hi = min(res.n, lo + BLOCK)

@@ -37,6 +37,7 @@ def analyze_file(
     zeek_timeouts: bool = False,
     verify_checksums: bool = False,
     emit: Emit | None = None,
+    follow: bool = False,
 ) -> Analysis:
     """Classify every TCP connection in ``path``.  ``progress`` is called
     with the number of bytes read so far; ``zeek_timeouts`` splits
@@ -47,7 +48,9 @@ def analyze_file(
     handed to ``emit`` in pieces as they are done with (see
     :meth:`Tracker.retire`; each piece's ``ids`` are its connection ids,
     pieces come in any order), so memory holds only the open ones; the
-    result then has the counts and ``n`` (every connection) but no rows."""
+    result then has the counts and ``n`` (every connection) but no rows.
+    With ``follow`` too (a live pipe), packets are analysed as they arrive
+    and each connection is handed over as soon as it is done with."""
     tracker = Tracker(zeek_timeouts)
     if emit is not None:  # smaller batches: retired sooner, smaller temporaries
         chunk_size = min(chunk_size, STREAM_CHUNK)
@@ -56,11 +59,11 @@ def analyze_file(
     records = tunnelled = 0
     error: CaptureError | None = None
     try:
-        for batch in iter_batches(path, chunk_size):
+        for batch in iter_batches(path, chunk_size, follow=follow and emit is not None):
             records += len(batch)
             tracker.add(decode(batch, drops, tunnels, verify_checksums))
             if emit is not None:
-                done = tracker.retire()
+                done = tracker.retire(share=0.0 if follow else None)
                 if done is not None:
                     tunnelled += _emit(emit, _piece(done, path, tunnels))
             if progress is not None:

@@ -488,7 +488,7 @@ class Tracker:
 
     # -- streaming -------------------------------------------------------------
 
-    def retire(self, rows: int | None = None) -> Tracker | None:
+    def retire(self, rows: int | None = None, share: float | None = None) -> Tracker | None:
         """Take out the connections no later packet can belong to: closed
         (both FINs, or a RST) and without a packet for CLOSE_AFTER (5 s) of
         capture time, or without one for IDLE_AFTER (300 s), since such a
@@ -498,7 +498,9 @@ class Tracker:
         ``row_id`` their ids) for :func:`~finwait.analyze.classify.classify`,
         or None; this tracker keeps the others.  With ``rows``, only rows
         ``0 .. rows - 1`` may go (a partition's: the others' ids are not
-        known yet, analyze/weave.py)."""
+        known yet, analyze/weave.py).  They go once they are ``share`` of
+        the rows at least (by default :data:`RETIRE_SHARE`; 0: as soon as
+        one is done, ``--follow``)."""
         n = self.nconns
         if not n or rows == 0:
             return None
@@ -518,7 +520,7 @@ class Tracker:
         # rows it frees; the rest wait for a later call, which changes nothing
         # but when their piece comes (no later packet can belong to them).
         ndone = int(np.count_nonzero(done))
-        if not ndone or ndone < RETIRE_SHARE * n:
+        if not ndone or ndone < (RETIRE_SHARE if share is None else share) * n:
             return None
         out, keep = np.flatnonzero(done), np.flatnonzero(~done)
         # Events in one pass: old row -> the piece's row (as -2 - row) or

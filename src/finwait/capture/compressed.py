@@ -127,9 +127,13 @@ class Decompressed(io.RawIOBase):
     def readinto(self, into: Any) -> int:
         """Fill ``into`` with decompressed bytes (less at the end); at
         damaged compressed data, end the stream and keep the reason."""
+        return self._into(memoryview(into).cast("B"))
+
+    def _into(self, view: memoryview, one: bool = False) -> int:
+        """Decompressed bytes into ``view``: until it is full or the data
+        ends, or (``one``) one step's."""
         if self.damage is not None:
             return 0
-        view = memoryview(into).cast("B")
         got = 0
         while got < len(view):
             # read1: what one step of decompression gives, so that what came
@@ -140,17 +144,23 @@ class Decompressed(io.RawIOBase):
             except EOFError:
                 self.damage = f"{self.kind}: the compressed data ends early (a truncated file)"
                 break
-            except (
-                Exception
-            ) as exc:  # (zlib.error, lzma.LZMAError, OSError, zstd's and lz4's errors)
+            except Exception as exc:  # (zlib.error, lzma.LZMAError, OSError; zstd's, lz4's)
                 self.damage = f"{self.kind}: corrupt compressed data ({exc})"
                 break
             if not data:
                 break
             view[got : got + len(data)] = data
             got += len(data)
+            if one:
+                break
         self.pos += got
         return got
+
+    def read1(self, n: int = -1) -> bytes:
+        """One step of decompression (what has arrived: follow mode)."""
+        buf = bytearray(n if n > 0 else 1 << 16)
+        got = self._into(memoryview(buf), one=True)
+        return bytes(buf[:got])
 
     def tell(self) -> int:
         return self.pos

@@ -134,9 +134,12 @@ class _Chunker:
     size: int = CHUNK
     consumed: int = 0  # bytes of buf already turned into records
     store: bytearray = field(default_factory=lambda: bytearray(PAD))
+    follow: bool = False  # take what has arrived (a live pipe), not a full read
 
-    def refill(self, need: int = 0) -> bool:
-        """Drop consumed bytes and read more; False when nothing was added."""
+    def refill(self, need: int = 0, least: int = 1) -> bool:
+        """Drop consumed bytes and read more (up to ``need``, and in follow
+        mode at least ``least`` unless the input ends); False when nothing
+        was added."""
         if self.eof:
             return False
         keep = len(self.buf) - self.consumed
@@ -145,7 +148,8 @@ class _Chunker:
         store[:keep] = self.buf[self.consumed :]
         self.base += self.consumed
         self.consumed = 0
-        got = self._read(memoryview(store)[keep : keep + want])
+        into = memoryview(store)[keep : keep + want]
+        got = self._arrived(into, least) if self.follow else self._read(into)
         self.store = store
         self.buf = memoryview(store)[: keep + got]
         if not got:
@@ -161,6 +165,19 @@ class _Chunker:
         data = self.fh.read(len(into))  # (other file objects: fsspec's, a chunk's slice)
         into[: len(data)] = data
         return len(data)
+
+    def _arrived(self, into: memoryview, least: int) -> int:
+        """What has arrived of a live input (at least ``least`` bytes,
+        waiting for them, unless it ends), up to ``len(into)``."""
+        got = 0
+        take = getattr(self.fh, "read1", None) or self.fh.read  # (fsspec's files: read)
+        while got < least:
+            data = take(len(into) - got)
+            if not data:
+                break
+            into[got : got + len(data)] = data
+            got += len(data)
+        return got
 
     @property
     def padded(self) -> npt.NDArray[np.uint8]:
@@ -297,15 +314,29 @@ class _Prefixed(io.RawIOBase):
             got += n
         return got
 
+    def read1(self, n: int = -1) -> bytes:
+        """The first bytes if any are left, else what ``fh`` has ready."""
+        if self.head:
+            out, self.head = self.head[:n], self.head[n:]
+            return out
+        return bytes(self.fh.read1(n))  # type: ignore[attr-defined]  # (follow's streams have it)
+
     def close(self) -> None:
         if not self.closed:
             self.fh.close()
         super().close()
 
 
-def iter_batches(path: str | Path, chunk_size: int = CHUNK) -> Iterator[RawBatch]:
+FOLLOW_CHUNK = 1 << 16  # follow mode's reads: what has arrived, up to this (or a record)
+
+
+def iter_batches(
+    path: str | Path, chunk_size: int = CHUNK, follow: bool = False
+) -> Iterator[RawBatch]:
     """Yield :class:`RawBatch` es for the file; raise :class:`CaptureError`
-    at the first unreadable byte, after yielding everything before it."""
+    at the first unreadable byte, after yielding everything before it.
+    With ``follow`` (a live pipe), each batch is what has arrived, not a
+    full chunk."""
     name = str(path)
     with open_capture(name) as opened:
         head, fh = _head(opened, 4)
@@ -317,7 +348,8 @@ def iter_batches(path: str | Path, chunk_size: int = CHUNK) -> Iterator[RawBatch
         if len(head) < 4:
             _damaged(name, opened, len(head))
             raise CaptureError(name, 0, f"truncated file header ({len(head)} bytes)")
-        ch = _Chunker(fh, size=_read_size(fh, chunk_size))
+        size = FOLLOW_CHUNK if follow else _read_size(fh, chunk_size)
+        ch = _Chunker(fh, size=size, follow=follow)
         magic_le = struct.unpack("<I", head)[0]
         magic_be = struct.unpack(">I", head)[0]
         try:
@@ -364,7 +396,7 @@ def _read_size(fh: BinaryIO, chunk_size: int) -> int:
 
 
 def _pcap(name: str, ch: _Chunker) -> Iterator[RawBatch]:
-    ch.refill(24)
+    ch.refill(24, least=24)
     if len(ch.buf) < 24:
         raise CaptureError(name, len(ch.buf), "truncated pcap file header (24 bytes expected)")
     big = struct.unpack(">I", ch.buf[:4])[0] in (PCAP_MAGIC_US, PCAP_MAGIC_NS)
@@ -559,7 +591,7 @@ def _pcapng(name: str, ch: _Chunker, one_section: bool = False) -> Iterator[RawB
     before it, in earlier chunks, are not known here."""
     sec = _Section()
     frame = 1
-    ch.refill(12)
+    ch.refill(12, least=12)
     while True:
         buf = ch.buf
         n = len(buf)

@@ -47,11 +47,13 @@ def _run(
     zeek_timeouts: bool = False,
     checksums: bool = False,
     emit: Any = None,
+    follow: bool = False,
 ) -> Analysis:
     from ..analyze import analyze_file
 
     opts: dict[str, Any] = {
         "zeek_timeouts": zeek_timeouts, "verify_checksums": checksums, "emit": emit,
+        "follow": follow,
     }  # fmt: skip
     if not progress:
         return analyze_file(path, **opts)
@@ -70,6 +72,7 @@ def _run_streamed(
     multi: bool,
     mode: str,
     wanted: tuple[int, ...] = (),
+    follow: bool = False,
 ) -> tuple[Analysis, Summary | None]:
     """One file read once, its connections handed over as they are done
     with (analyze_file's ``emit``), so memory holds only the open ones:
@@ -84,9 +87,9 @@ def _run_streamed(
     summary: Summary | None = None
     writer: OrderedJsonl | None = None
     if mode == "json":
-        writer = OrderedJsonl(sys.stdout, path if multi else None)
+        writer = OrderedJsonl(sys.stdout, path if multi else None, as_done=follow)
     elif mode == "csv":
-        writer = OrderedJsonl(sys.stdout, lines=_csv_lines)
+        writer = OrderedJsonl(sys.stdout, lines=_csv_lines, as_done=follow)
     elif mode == "summary":
         from ..analyze.summary import Summary  # (on use: heapq)
 
@@ -100,7 +103,7 @@ def _run_streamed(
 
     emit = writer.add if writer else summary.add if summary else keep if wanted else _discard
     try:
-        res = _run(path, progress, zeek_timeouts, checksums, emit=emit)
+        res = _run(path, progress, zeek_timeouts, checksums, emit=emit, follow=follow)
         if mode == "one":
             res.kept = kept
         return res, summary
@@ -261,6 +264,8 @@ def _allow_dirs(ctx: click.Context, _param: click.Parameter, value: bool) -> boo
               help="Chunk size for --workers / --dask on one file or a set.")  # fmt: skip
 @click.option("--set", "as_set", is_flag=True, is_eager=True, callback=_allow_dirs,
               help="The files (or the files in DIR) are one rotated capture: connections crossing files are one.")  # fmt: skip
+@click.option("--follow", is_flag=True,
+              help="FILE is live (- or a pipe: tcpdump -U -w - | finwait analyze --follow --json -): analyse packets as they arrive and write each connection's line when it is done, in the order they end.")  # fmt: skip
 @click.option("--stats", "as_stats", is_flag=True,
               help="Print packets read, TCP analysed and skipped by reason as JSON (one object per file).")  # fmt: skip
 def analyze_cmd(
@@ -280,6 +285,7 @@ def analyze_cmd(
     dataset_out: str | None,
     dask_at: str | None,
     chunk_mb: float,
+    follow: bool,
 ) -> None:
     """Explain how every TCP connection in FILE... opened and was released.
 
@@ -310,6 +316,11 @@ def analyze_cmd(
                 raise FileArgError(f, "standard input or a pipe is read once, from start to end: "
                                       "analyse it without --workers, --dask and --set")  # fmt: skip
     one_conn = explain is not None or ladder is not None or svg is not None
+    if follow and (
+        len(files) != 1 or not (as_json or as_csv) or as_set or dask_at is not None
+        or workers > 1 or one_conn or html_out or parquet_out or dataset_out or as_stats
+    ):  # fmt: skip
+        raise click.UsageError("--follow takes one FILE and --json or --csv, and no other output")
     if (one_conn or html_out is not None) and len(files) != 1:
         raise click.UsageError("--explain, --ladder, --svg and --html take exactly one FILE")
     if parquet_out is not None or dataset_out is not None:
@@ -374,7 +385,7 @@ def analyze_cmd(
         results = []
         for f in files:
             res, summ = _run_streamed(
-                f, show_bar, zeek_timeouts, verify_checksums, multi, mode, wanted
+                f, show_bar, zeek_timeouts, verify_checksums, multi, mode, wanted, follow
             )
             results.append(res)
             summaries.append(summ)
