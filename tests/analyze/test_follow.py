@@ -18,6 +18,7 @@ from click.testing import CliRunner
 
 from finwait.cli import main
 
+from .netlab import lab
 from .test_jsonl import zoo
 
 FINWAIT = [sys.executable, "-m", "finwait", "analyze"]
@@ -91,3 +92,66 @@ def test_follow_takes_one_file_and_lines(tmp_path: Path, args: list[str]) -> Non
     res = CliRunner().invoke(main, ["analyze", *args, str(path)])
     assert res.exit_code == 2
     assert "--follow takes one FILE and --json or --csv" in res.output
+
+
+SERVER = r"""
+import socket, sys
+s = socket.socket()
+s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+s.bind((sys.argv[1], 7200))
+s.listen()
+print("ready", flush=True)
+for _ in range(2):
+    c, _ = s.accept()
+    while c.recv(1 << 16):
+        pass
+    c.close()
+"""
+
+CLIENT = r"""
+import socket, sys
+c = socket.create_connection((sys.argv[1], 7200))
+c.sendall(b"x" * 1000)
+c.close()
+"""
+
+
+@pytest.mark.usefixtures("live_ok")
+def test_follow_tcpdump_on_a_live_link() -> None:
+    """tcpdump's own stream (``-U -w -``) on a veth between two namespaces,
+    piped into ``--follow``: the kernel's first connection is reported
+    while tcpdump still runs, once the second one's packets come 6 s after
+    it closed; the second when tcpdump stops."""
+    with lab() as lb:
+        server = lb.run(lb.server_ns, sys.executable, "-c", SERVER, lb.saddr,
+                        stdout=subprocess.PIPE)  # fmt: skip
+        dump = lb.run(lb.client_ns, "tcpdump", "--immediate-mode", "-U", "-i", "fwv-c", "-s", "200",
+                      "-w", "-", "tcp", stdout=subprocess.PIPE, stderr=subprocess.PIPE)  # fmt: skip
+        follow = None
+        try:
+            assert server.stdout is not None and server.stdout.readline().strip() == "ready"
+            assert dump.stderr is not None and "listening" in dump.stderr.readline()
+            follow = subprocess.Popen([*FINWAIT, "--json", "--follow", "-"], stdin=dump.stdout,
+                                      stdout=subprocess.PIPE)  # fmt: skip
+            assert follow.stdout is not None
+            for pause in (6.0, 0.0):
+                lb.run(lb.client_ns, sys.executable, "-c", CLIENT, lb.saddr).wait(30)
+                time.sleep(pause)
+            first = _lines_within(follow.stdout.fileno(), 1, 30.0)
+            assert dump.poll() is None  # (tcpdump still capturing)
+            dump.terminate()
+            dump.wait(10)
+            rest = follow.stdout.read()
+            assert follow.wait(30) == 0
+        finally:
+            for proc in (server, dump, follow):
+                if proc is not None and proc.poll() is None:
+                    proc.kill()
+                    proc.wait()
+    early = [json.loads(line) for line in first.decode().splitlines()]
+    late = [json.loads(line) for line in rest.decode().splitlines()]
+    assert [r["id"] for r in early] == [1] and [r["id"] for r in late] == [2]
+    for rec in early + late:
+        assert rec["handshake"] == "complete" and rec["close"] in ("four_way", "three_way")
+        assert rec["bytes"]["client_to_server"] == 1000
+        assert rec["server"] == {"addr": lb.saddr, "port": 7200}
