@@ -600,22 +600,28 @@ def _zeek_flip(tr: Tracker, flow: I64, first_dir: I64, first_flags: I64) -> I64:
 
 
 def _history(tr: Tracker, cols: dict[str, Any], client: I64, n: int) -> None:
-    conn, frame, code, d = tr.history.arrays()
-    # Zeek's ``^`` comes first in a flipped connection's history.
+    # The events' keys (Events: frame << 5 | letter << 1 | direction) with
+    # the frame plus one (+ 32), so that Zeek's ``^``, which comes first in
+    # a flipped connection's history, can take frame -1 (0 here).
+    conn, key = tr.history.packed()
     fl = np.flatnonzero(cols["flipped"])
     conn = np.concatenate([conn, fl])
-    frame = np.concatenate([frame, np.full(fl.size, -1, dtype=np.int64)])
-    code = np.concatenate([code, np.full(fl.size, len(HISTORY), dtype=np.int64)])
-    d = np.concatenate([d, client[fl]])
-    # By connection, frame, letter: one sort of a combined key when the
-    # fields fit (26 + 33 + 4 bits), else a lexsort (the same order).  No
-    # two events share a key (a packet gives a letter once), so the sort
-    # need not be stable: numpy's default one is several times faster.
-    if n < 1 << 26 and (not frame.size or int(frame.max()) < (1 << 33) - 1):
-        o = np.argsort((conn << 37) | ((frame + 1) << 4) | code)
+    key = np.concatenate([key + 32, (len(HISTORY) << 1) | client[fl]])
+    # By connection, frame, letter: the keys sorted with the connection
+    # above them when it fits (25 + 38 bits), else a lexsort (the same
+    # order).  No two events share a connection, frame and letter (a packet
+    # gives a letter once), so the direction below them changes nothing in
+    # the order, and the sort need not be stable.  The keys themselves are
+    # sorted (numpy's default sort) and the fields read back from them:
+    # before, the fields unpacked, an argsort and a gather of each field
+    # (the mixed capture's 375 k events: 11 against 18.5 ms for all of this).
+    if n < 1 << 25 and (not key.size or int(key.max()) < 1 << 38):
+        key = np.sort((conn << 38) | key)
+        conn = key >> 38
     else:
-        o = np.lexsort((code, frame, conn))
-    conn, code, d = conn[o], code[o], d[o]
+        o = np.lexsort((key, conn))
+        conn, key = conn[o], key[o]
+    code, d = (key >> 1) & 15, key & 1
     letters = np.frombuffer((HISTORY + "^").encode(), dtype=np.uint8)[code]
     # Upper case for the originator (the client), lower case for the responder.
     letters = np.where((d == client[conn]) | (code == len(HISTORY)), letters, letters + 32)
