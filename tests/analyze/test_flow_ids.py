@@ -100,6 +100,10 @@ def test_grouping_order_is_the_stable_sort_by_hash() -> None:
     for n in (0, 1, 7, 1000, 50_000):
         flows = rng.integers(0, 1 << 63, max(n // 7, 1), dtype=np.uint64)
         h = flows[rng.integers(0, flows.size, n)]
-        assert np.array_equal(_grouped(h), np.argsort(h, kind="stable"))
+        order, sh = _grouped(h)
+        assert np.array_equal(order, np.argsort(h, kind="stable"))
+        assert np.array_equal(sh, h[order])
     same_top = np.array([5 << 20 | 1, 5 << 20 | 2, 5 << 20 | 1, 3], dtype=np.uint64)
-    assert _grouped(same_top).tolist() == [3, 0, 2, 1]
+    order, sh = _grouped(same_top)
+    assert order.tolist() == [3, 0, 2, 1]
+    assert np.array_equal(sh, same_top[order])

@@ -115,22 +115,24 @@ def _endpoint_hash(words: I64, port: I64) -> npt.NDArray[np.uint64]:
 _POS_BITS = 20  # a batch's packet positions (a 4 MiB batch holds under 2**18)
 
 
-def _grouped(h: npt.NDArray[np.uint64]) -> I64:
+def _grouped(h: npt.NDArray[np.uint64]) -> tuple[I64, npt.NDArray[np.uint64]]:
     """``np.argsort(h, kind="stable")``: positions grouped by hash, in
-    order within a group; by numpy's unstable sort (several times faster)
-    of one distinct key per position, the hash's top 44 bits above the
-    position.  If two hashes share those bits (about once in 10**6 batches
-    of 4,000 flows), the stable sort instead."""
+    order within a group, and the hashes in that order.  By numpy's
+    unstable sort (several times faster) of one distinct key per position,
+    the hash's top 44 bits above the position: the keys themselves are
+    sorted and the positions read back from their low bits (cheaper than
+    an argsort and a gather of the keys).  If two hashes share those bits
+    (about once in 10**6 batches of 4,000 flows), the stable sort instead."""
     n = h.size
-    if n >= 1 << _POS_BITS:
-        return np.argsort(h, kind="stable")
-    shift = np.uint64(_POS_BITS)
-    key = (h >> shift << shift) | np.arange(n, dtype=np.uint64)
-    order = np.argsort(key)
-    sh, top = h[order], key[order] >> shift
-    if ((sh[1:] != sh[:-1]) & (top[1:] == top[:-1])).any():
-        return np.argsort(h, kind="stable")
-    return order
+    if n < 1 << _POS_BITS:
+        shift = np.uint64(_POS_BITS)
+        key = np.sort((h >> shift << shift) | np.arange(n, dtype=np.uint64))
+        order = (key & np.uint64((1 << _POS_BITS) - 1)).astype(np.int64)
+        sh, top = h[order], key >> shift
+        if not ((sh[1:] != sh[:-1]) & (top[1:] == top[:-1])).any():
+            return order, sh
+    order = np.argsort(h, kind="stable")
+    return order, h[order]
 
 
 @dataclass(eq=False, repr=False)
@@ -345,8 +347,7 @@ class Tracker:
         lo_h, hi_h = np.minimum(ha, hb), np.maximum(ha, hb)
         with np.errstate(over="ignore"):
             fh = _mix(lo_h * np.uint64(0xD6E8FEB86659FD93) + hi_h)
-        order = _grouped(fh)
-        sh = fh[order]
+        order, sh = _grouped(fh)
         brk = np.r_[True, sh[1:] != sh[:-1]]
         grp = np.cumsum(brk) - 1
         uh, rep = sh[brk], order[brk]
