@@ -18,6 +18,7 @@ which need escaping; only the file name and the anomaly lists go through
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Iterator
 from typing import Any, TextIO
 
@@ -131,6 +132,7 @@ class _Text:
         return out
 
 
+@functools.cache  # (the same few dozen texts in every block; read-only arrays)
 def _literal(text: str) -> U32:
     """``text`` as a column of words, NUL bytes in front to fill the first."""
     b = text.encode()
@@ -422,8 +424,11 @@ def _addresses(res: Analysis, words: npt.NDArray[np.int64]) -> U32:
         key = ((w[:, 0] << 32 | w[:, 1]) * np.uint64(0x9E3779B97F4A7C15)) ^ (
             w[:, 2] << 32 | w[:, 3]
         )
-    # A sort instead of np.unique (which imports numpy.ma: start-up time).
-    o = np.argsort(key, kind="stable")
+    # A sort instead of np.unique (which imports numpy.ma: start-up time);
+    # not a stable one (3 times faster): which row of a group comes first
+    # does not matter, as the check below makes sure its words are all the
+    # group's.
+    o = np.argsort(key)
     sk = key[o]
     brk = np.r_[True, sk[1:] != sk[:-1]]
     first = o[brk]
