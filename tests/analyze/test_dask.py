@@ -356,7 +356,7 @@ def test_take_and_finish_run_again_give_the_same(tmp_path: Path, spooled: bool) 
     out = Output("json", buf)
     weaver = Weaver(out, 2, spool)
     file_of = [0] * len(chunks)
-    last = [fd._start("t", p, file_of, False, out.spec()) for p in range(2)]
+    last = [fd._start("t", p, file_of, False, out.spec(), spool) for p in range(2)]
 
     def lines(got: list[tuple[object, object, object]]) -> None:
         for ids, text, ends in got:
@@ -371,8 +371,8 @@ def test_take_and_finish_run_again_give_the_same(tmp_path: Path, spooled: bool) 
         ranked = []
         for p in range(2):
             last[p] = fd._folds("t", p, 2, last[p], i0, *items)
-            took = fd._take("t", p, i0, last[p], spool)
-            assert fd._take("t", p, i0, last[p], spool) is took  # again
+            took = fd._take("t", p, i0, last[p])
+            assert fd._take("t", p, i0, last[p]) is took  # again
             _, firsts, got = took
             for k, frames in enumerate(firsts):
                 ranked += weaver.first(p, i0 + k, frames)

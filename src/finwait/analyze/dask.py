@@ -63,6 +63,7 @@ from __future__ import annotations
 
 import operator
 import sys
+from collections.abc import Iterable, Iterator
 from contextlib import AbstractContextManager, redirect_stdout
 from dataclasses import dataclass
 from types import TracebackType
@@ -97,6 +98,8 @@ _STREAMS: dict[tuple[str, int], Stream] = {}
 _NEW: dict[tuple[str, int, int], Any] = {}
 _ROUNDS: dict[tuple[str, int, int], tuple[list[Any], list[Any]]] = {}
 _APPLIED: dict[tuple[str, int], int] = {}
+# A LocalCluster's run: the spool directory each partition writes its lines to.
+_SPOOLS: dict[tuple[str, int], str | None] = {}
 # What each take and finish task returned, kept so that one run again (Dask
 # may re-run a task whose result was lost) returns it again: a take's
 # until its partition's next ids (this process has the round by then), a
@@ -183,12 +186,13 @@ def _into(run: str, p: int, piece: Piece) -> None:
 
 
 def _start(run: str, p: int, file_of: list[int], zeek_timeouts: bool,
-           spec: Spec | None = None) -> int:  # fmt: skip
+           spec: Spec | None = None, spool: str | None = None) -> int:  # fmt: skip
     _malloc()
     folder = _FOLDERS[run, p] = Folder(file_of, zeek_timeouts, keys=spec is not None)
     if spec is not None:
         _STREAMS[run, p] = Stream(folder, spec)
         _APPLIED[run, p] = 0
+        _SPOOLS[run, p] = spool
     return -1
 
 
@@ -208,9 +212,11 @@ def _folds(run: str, p: int, n: int, _prev: int, i0: int, *items: Any) -> int:
     st = _STREAMS.get((run, p))
     if st is not None and (run, p, i0) not in _ROUNDS:
         # Streaming: the round's new connections (their first frames), and
-        # the lines of those retired now, for :func:`_take`.
+        # the lines of those retired now, for :func:`_take` (with a spool,
+        # each block written to it as soon as it is rendered).
         firsts = [_NEW.pop((run, p, i0 + k), None) for k in range(len(items))]
-        lines = [] if any(f is None for f in firsts) else list(st.retire())
+        lines = ([] if any(f is None for f in firsts)
+                 else _lines(run, p, i0, st.retire(), _SPOOLS[run, p]))  # fmt: skip
         RETIRED[0] += sum(ids.size for ids, _, _ in lines)
         _ROUNDS[run, p, i0] = (firsts, lines)
     return i0 + len(items) - 1
@@ -238,25 +244,26 @@ def _result(run: str, p: int, _last: int) -> Partial:
     return _FOLDERS.pop((run, p)).result()
 
 
-def _take(run: str, p: int, i0: int, _last: int, spool: str | None) -> tuple[Any, ...]:
+def _take(run: str, p: int, i0: int, _last: int) -> tuple[Any, ...]:
     """What round ``i0``'s folds of partition ``p`` left (streaming): the
     first frames of the connections each chunk began (None: it did not
     read cleanly) and the lines of the connections retired (:func:`_lines`).
     Run again, the same (:data:`_TAKEN`)."""
     if (run, p, i0) not in _TAKEN:
         firsts, lines = _ROUNDS.pop((run, p, i0))
-        _TAKEN[run, p, i0] = (i0, firsts, _lines(run, p, i0, lines, spool))
+        _TAKEN[run, p, i0] = (i0, firsts, lines)
     return _TAKEN[run, p, i0]
 
 
-def _lines(run: str, p: int, tag: int, lines: list[Any], spool: str | None) -> list[Any]:
+def _lines(run: str, p: int, tag: int, lines: Iterable[Any], spool: str | None) -> list[Any]:
     """Lines (ids, text, ends) as they go to ``finwait``: with ``spool`` (a
     directory this worker shares with it: a LocalCluster's), each text
-    written to a file there and its path in its place (the lines do not go
+    written to a file there as it comes (one block's text in memory at a
+    time, not a round's) and its path in its place (the lines do not go
     through Dask's comms: for 492 k connections, 0.5 GB sent, received and
     deserialised)."""
     if spool is None:
-        return lines
+        return list(lines)
     import os
 
     out = []
@@ -290,16 +297,24 @@ def _finish(run: str, p: int, spool: str | None, *_ids_set: int) -> tuple[Any, .
     :func:`_ids` tasks) and its :class:`Tail`; run again, the same
     (:data:`_FINISHED`: the stream's counts are not added twice)."""
     if (run, p) not in _FINISHED:
-        got = list(_STREAMS[run, p].finish())
-        tail = got.pop()
-        _FINISHED[run, p] = (_lines(run, p, -1, got, spool), tail)
+        tail: list[Tail] = []
+
+        def lines() -> Iterator[Any]:
+            for last in _STREAMS[run, p].finish():
+                if isinstance(last, Tail):
+                    tail.append(last)
+                else:
+                    yield last
+
+        got = _lines(run, p, -1, lines(), spool)
+        _FINISHED[run, p] = (got, tail[0])
     return _FINISHED[run, p]
 
 
 def _forget(run: str) -> None:
     for key in [k for k in _FOLDERS if k[0] == run]:
         del _FOLDERS[key]
-    tables: list[dict[Any, Any]] = [_STREAMS, _NEW, _ROUNDS, _APPLIED, _TAKEN, _FINISHED]
+    tables: list[dict[Any, Any]] = [_STREAMS, _NEW, _ROUNDS, _APPLIED, _TAKEN, _FINISHED, _SPOOLS]
     for table in tables:
         for one in [k for k in table if k[0] == run]:
             del table[one]
@@ -536,7 +551,7 @@ class DaskRunner(AbstractContextManager["DaskRunner"]):
 
         weaving = output is not None and self.placed
         spec = output.spec() if weaving and output is not None else None
-        last = [task(_start, f"start-{p}", run, p, file_of, zeek_timeouts, spec, at=p)
+        last = [task(_start, f"start-{p}", run, p, file_of, zeek_timeouts, spec, spool, at=p)
                 for p in range(n)]  # fmt: skip
         folds: list[list[Any]] = []  # per chunk: the fold tasks its round ends with
         items: list[list[Any]] = [[] for _ in range(n)]  # this round's, per partition
@@ -572,7 +587,7 @@ class DaskRunner(AbstractContextManager["DaskRunner"]):
                     self.tasks += 1
                 folds.extend(list(last) for _ in range(w + 1))
                 if weaving:
-                    takes.append([task(_take, f"take-{p}-{i0}", run, p, i0, last[p], spool, at=p)
+                    takes.append([task(_take, f"take-{p}-{i0}", run, p, i0, last[p], at=p)
                                   for p in range(n)])  # fmt: skip
                     rounds.append(list(last))
                     self.tasks += n
