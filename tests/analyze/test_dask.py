@@ -337,7 +337,9 @@ def test_take_and_finish_run_again_give_the_same(tmp_path: Path, spooled: bool) 
     them, each take and finish twice (Dask may re-run a task whose result
     was lost): the second call returns what the first did (the stream's
     counts not added twice, no lines lost), and the lines woven in
-    ``finwait``'s way are the sequential run's."""
+    ``finwait``'s way are the sequential run's.  Spooled, the ids go
+    through the spool's files (read by the next round's folds, the last
+    by the finish), as on a LocalCluster."""
     from finwait.analyze import dask as fd
     from finwait.analyze.chunks import plan
     from finwait.analyze.jsonl import write_jsonl
@@ -378,8 +380,13 @@ def test_take_and_finish_run_again_give_the_same(tmp_path: Path, spooled: bool) 
                 ranked += weaver.first(p, i0 + k, frames)
             lines(got)
         for q in range(2):
-            fd._ids("t", q, [i for i, _ in ranked], [x[q] for _, x in ranked])
-    assert not fd._TAKEN  # (each round's ids let its takes go)
+            chunk_ids = ([i for i, _ in ranked], [x[q] for _, x in ranked])
+            if spool is None:
+                fd._ids("t", q, *chunk_ids)
+            else:  # (a LocalCluster's: through a file the next folds read)
+                fd._send_ids(spool, "t", q, *chunk_ids)
+    if spool is None:
+        assert not fd._TAKEN  # (each round's ids let its takes go)
     tails = []
     for p in range(2):
         end = fd._finish("t", p, spool)
