@@ -127,7 +127,7 @@ def test_local_cluster_equals_sequential(tmp_path: Path) -> None:
 
 
 _FORKED = """
-import json, os, sys
+import gc, json, os, sys
 from finwait.analyze import analyze_file
 from finwait.analyze.dask import DaskRunner
 from finwait.analyze.sets import analyze_set
@@ -149,8 +149,10 @@ with DaskRunner("local:2") as runner:
     got = analyze_set([path], runner=runner, cuts={path: [size // 3, 2 * size // 3]},
                       as_set=False)
     tasks = runner.tasks
+    frozen = gc.get_freeze_count()
 print(json.dumps([runner.started, sorted(set(parents.values())) == [os.getpid()], tasks,
-                  list(got.records()) == list(analyze_file(path).records()), warmed]))
+                  list(got.records()) == list(analyze_file(path).records()), warmed,
+                  frozen > 0, gc.get_freeze_count()]))
 """
 
 
@@ -160,7 +162,9 @@ def test_local_workers_forked_before_any_thread(tmp_path: Path) -> None:
     parent is the process itself), and they give the sequential result.
     They start with what Dask loads lazily already loaded (numpy's
     serialisation; the package versions they report to the scheduler,
-    found in the cache their parent filled)."""
+    found in the cache their parent filled).  What was alive when Dask
+    was imported is out of the collector's passes while the runner is
+    open (``gc.freeze``), and back in them after."""
     import json
     import subprocess
     import sys
@@ -173,7 +177,7 @@ def test_local_workers_forked_before_any_thread(tmp_path: Path) -> None:
     # (one a partition: chunks 0 and 1, then chunk 2), 2 starts, 2 results,
     # 1 merge
     assert json.loads(out.splitlines()[-1]) == [
-        "fork", True, 3 + 2 * 2 + 2 * 2 + 1, True, [[True, True]]]  # fmt: skip
+        "fork", True, 3 + 2 * 2 + 2 * 2 + 1, True, [[True, True]], True, 0]  # fmt: skip
 
 
 def test_local_workers_from_a_fork_server_when_a_thread_runs(tmp_path: Path) -> None:
