@@ -197,7 +197,7 @@ def _start(run: str, p: int, file_of: list[int], zeek_timeouts: bool,
     return -1
 
 
-def _folds(run: str, p: int, n: int, _prev: int, i0: int, *items: Any) -> int:
+def _folds(run: str, p: int, n: int, _prev: Any, i0: int, *items: Any) -> Any:
     """Fold the pieces of chunks ``i0``, ``i0 + 1`` … (one round: a chunk
     split on each worker) into partition ``p``, in order: a chunk split
     on this worker by the piece its split kept (its item only names the
@@ -210,9 +210,11 @@ def _folds(run: str, p: int, n: int, _prev: int, i0: int, *items: Any) -> int:
     ``--workers`` worker does.  (Retired once a round, after the round's
     ids came through a task, a partition held about a round's connections
     more: on the capture of 492 k connections its tables peaked at 171 MB
-    instead of 85, the worker at 424-453 MB instead of 304-351.)"""
+    instead of 85, the worker at 424-453 MB instead of 304-351.)  With a
+    spool, what the round left goes to ``finwait`` through a file of it
+    (:func:`_round_file`), named by the task's result: no take task."""
     st = _STREAMS.get((run, p))
-    streaming = st is not None and (run, p, i0) not in _ROUNDS
+    streaming = st is not None and (run, p, i0) not in _ROUNDS and (run, p, i0) not in _TAKEN
     firsts: list[Any] = []
     lines: list[Any] = []
     for k, item in enumerate(items):
@@ -234,7 +236,40 @@ def _folds(run: str, p: int, n: int, _prev: int, i0: int, *items: Any) -> int:
     if streaming:
         RETIRED[0] += sum(ids.size for ids, _, _ in lines)
         _ROUNDS[run, p, i0] = (firsts, lines)
+    spool = _SPOOLS.get((run, p))
+    if st is not None and spool is not None:
+        return _round_file(run, p, i0, spool)
     return i0 + len(items) - 1
+
+
+def _round_file(run: str, p: int, i0: int, spool: str) -> tuple[int, str]:
+    """What :func:`_take` returns for round ``i0``, written (pickled) to a
+    file of the spool by the round's fold itself (a LocalCluster's): the
+    fold's result names it, ``finwait`` reads it (:func:`_round_read`).
+    One task a round and partition fewer (16 on the capture of 492 k
+    connections), each with its messages to and from the scheduler and a
+    transfer to ``finwait``.  Run again, the same (:data:`_TAKEN`)."""
+    if (run, p, i0) not in _TAKEN:
+        import os
+        import pickle
+
+        firsts, lines = _ROUNDS.pop((run, p, i0))
+        path = os.path.join(spool, f"{run}-round-{p}-{i0}")
+        with open(path, "wb") as fh:
+            pickle.dump((i0, firsts, lines), fh, protocol=5)
+        _TAKEN[run, p, i0] = (i0, path)
+    return _TAKEN[run, p, i0]
+
+
+def _round_read(got: tuple[int, str]) -> tuple[Any, ...]:
+    """In ``finwait``: what :func:`_round_file` wrote, the file removed."""
+    import os
+    import pickle
+
+    with open(got[1], "rb") as fh:
+        out: tuple[Any, ...] = pickle.load(fh)
+    os.unlink(got[1])
+    return out
 
 
 def _fold(run: str, p: int, _prev: int, piece: Piece | Spooled) -> int:
@@ -660,7 +695,10 @@ class DaskRunner(AbstractContextManager["DaskRunner"]):
                     items[p] = []
                     self.tasks += 1
                 folds.extend(list(last) for _ in range(w + 1))
-                if weaving:
+                if weaving and spool is not None:  # (the folds bring the round back)
+                    takes.append(list(last))
+                    rounds.append(list(last))
+                elif weaving:
                     takes.append([task(_take, f"take-{p}-{i0}", run, p, i0, last[p], at=p)
                                   for p in range(n)])  # fmt: skip
                     rounds.append(list(last))
@@ -709,12 +747,15 @@ class DaskRunner(AbstractContextManager["DaskRunner"]):
             return {"workers": [self.addrs[p]], "allow_other_workers": False, "pure": False}
 
         # (the folds' results too: their indices, a few bytes, which the
-        # progress bar follows; the takes' are released as they are read)
-        flat = c.compute([*(t for rnd in takes for t in rnd), *(f for rnd in folds for f in rnd)],
-                         optimize_graph=False)  # fmt: skip
-        half = len(flat) // 2
-        rounds = [flat[k : k + n] for k in range(0, half, n)]
+        # progress bar follows; the takes' are released as they are read.
+        # With a spool the folds are the takes: their results name files.)
+        fused = spool is not None
+        flat = c.compute([*(t for rnd in takes for t in rnd if not fused),
+                          *(f for rnd in folds for f in rnd)], optimize_graph=False)  # fmt: skip
+        half = 0 if fused else len(flat) // 2
         folded = flat[half:]
+        rounds = [folded[k : k + n] for k in range(0, len(folded), n)] if fused else [
+            flat[k : k + n] for k in range(0, half, n)]  # fmt: skip
         del flat
         acks: list[list[Any]] = [[] for _ in range(n)]
         bar = None
@@ -734,7 +775,7 @@ class DaskRunner(AbstractContextManager["DaskRunner"]):
                         if got is None:
                             return None
                         rounds[r][p] = None  # (released: the cluster forgets it)
-                        i0, firsts, lines = got[0]
+                        i0, firsts, lines = _round_read(got[0]) if fused else got[0]
                         for k, frames in enumerate(firsts):
                             if frames is None:
                                 return None
