@@ -27,16 +27,21 @@ chunk with 2 workers, ``2n - 1`` with more):
   memory on each worker is bounded by the chunk size (and its open
   connections, when the partitions stream), not by the file size;
 - writing JSON Lines, CSV, the text summary or --stats (analyze/weave.py),
-  the partitions stream: ``take-p-r`` brings back what partition ``p``'s
-  round ``r`` left (the first frames of the connections its chunks began,
-  and the lines of the connections it retired: on a LocalCluster through
-  files in the spool directory); this process ranks each chunk's new
-  connections once it has every partition's and sends the ids back (an
-  ``ids-p-i`` task a round, with a priority over the waiting folds), and
-  writes the lines in id order; ``finish-p`` (after its ids) sends the
-  rest.  A take or finish run again returns what it returned the first
-  time (kept until ``finwait`` has it), so a re-run costs nothing more.
-  A worker holds its open connections, not every connection;
+  the partitions stream: what partition ``p``'s round ``r`` left (the
+  first frames of the connections its chunks began, and the lines of the
+  connections it retired after each chunk) comes back to this process,
+  which ranks each chunk's new connections once it has every
+  partition's, sends the ids back, and writes the lines in id order;
+  ``finish-p`` (after its ids) sends the rest.  On a LocalCluster all of
+  it goes through files in the spool directory: the fold's result names
+  the round's file (no take task), and the ids go to a file the
+  partition's next folds read (no ids task), so they come during the
+  next round's folds; on a ``tcp://`` cluster a ``take-p-r`` task brings
+  the round back and an ``ids-p-i`` task a round (with a priority over
+  the waiting folds) the ids.  A fold, take or finish run again returns
+  what it returned the first time (kept until ``finwait`` has it), so a
+  re-run costs nothing more.  A worker holds its open connections, not
+  every connection;
 - otherwise (the HTML report, Parquet: every connection needed here)
   ``result-p`` takes partition ``p``'s tracker out of its worker; the
   results are merged as a tree (``merge``: ``log2 n`` levels), and only the
