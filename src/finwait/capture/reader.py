@@ -339,10 +339,10 @@ def iter_batches(
     full chunk."""
     name = str(path)
     with open_capture(name) as opened:
+        kind: str | None = getattr(opened, "kind", None)  # (compressed: its format)
         head, fh = _head(opened, 4)
         if not head:
             _damaged(name, opened, 0)
-            kind = getattr(opened, "kind", None)  # (a Decompressed stream's format)
             raise EmptyCaptureError(name, f"{kind}: decompresses to 0 bytes" if kind else
                                     "empty file (0 bytes)")  # fmt: skip
         if len(head) < 4:
@@ -364,8 +364,8 @@ def iter_batches(
                 raise CaptureError(name, 0, f"not a pcap or pcapng file (magic 0x{magic_be:08x})")
         except CaptureError as err:
             _damaged(name, opened, err.offset)
-            if getattr(opened, "damage", False) is False or isinstance(err, EmptyCaptureError):
-                raise  # (not a Decompressed stream: it has no damage attribute)
+            if kind is None:
+                raise
             raise CaptureError(name, err.offset, err.reason, decompressed=True) from None
         _damaged(name, opened, ch.base + len(ch.buf))
 
