@@ -57,7 +57,7 @@ def _run(
     }  # fmt: skip
     if not progress:
         return analyze_file(path, **opts)
-    bar = _LateBar(path)
+    bar = _LateBar(path, _size(path))
     try:
         return analyze_file(path, progress=bar.update, **opts)
     finally:
@@ -183,9 +183,9 @@ class _LateBar:
     """A progress bar on stderr that appears only once the run has taken
     more than PROGRESS_AFTER seconds (env FINWAIT_PROGRESS_AFTER)."""
 
-    def __init__(self, path: str, total: int | None = -1) -> None:
+    def __init__(self, path: str, total: int | None) -> None:
         self.path = path
-        self.total = _size(path) if total == -1 else total  # (None: no total known)
+        self.total = total  # (None: no total known)
         self.start = time.monotonic()
         env = os.environ.get("FINWAIT_PROGRESS_AFTER")
         self.after = float(env) if env else PROGRESS_AFTER
